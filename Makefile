@@ -1,0 +1,50 @@
+# Hebbian Mirror: `make serve` to run the server, `make test` to run the whole test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Tests read real weights and data from ../shared (see README).
+SHARED ?= $(abspath ../shared)
+
+.PHONY: install install-dev test lint format models predict bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files re-run the install when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+test: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install-dev
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+models: install
+	$(BIN)/hebbian-mirror models
+
+# Fetch the default model if missing, then detect objects in Darknet's dog photo.
+predict: install
+	$(BIN)/hebbian-mirror predict $(SHARED)/data/photos/darknet-samples/dog.jpg --out runs/predict
+
+bench: install-dev
+	HEBBIAN_MIRROR_WEIGHTS=$(SHARED)/weights $(BIN)/python benchmarks/darknet_vs_opencv.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""torchvision's COCO detectors (Faster R-CNN, RetinaNet, FCOS, SSD) behind our Detector interface."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torchvision.models.detection as tvd
+
+from ..coco import canonical_name
+from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
+from ..errors import ModelFormatError
+
+if TYPE_CHECKING:
+    from ..zoo import ModelSpec
+
+
+class TorchvisionDetector(Detector):
+    """A torchvision detection model loaded from its official state dict.
+
+    torchvision numbers COCO classes by category id (91 slots with gaps); we map them onto the zoo's
+    80 contiguous class ids, so every COCO model in the product shares one class list.
+    """
+
+    def __init__(self, spec: ModelSpec, weights: str | Path, device: str | torch.device = "auto", half: bool = False):
+        categories: tuple[str, ...] = spec.extra["categories"]
+        self.name = spec.name
+        self.class_names = list(spec.classes)
+        self.input_size = spec.input_size
+        self.device = resolve_device(device)
+        self.half = pick_half(half, self.device)
+        model = getattr(tvd, spec.builder)(weights=None, weights_backbone=None, num_classes=len(categories))
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelFormatError(f"cannot read torchvision weights {weights}: {exc}") from exc
+        result = model.load_state_dict(state, strict=False)
+        # Official checkpoints come from models with frozen batch norm, which has no counter buffer.
+        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        if missing or result.unexpected_keys:
+            raise ModelFormatError(
+                f"{weights} does not fit {spec.builder}: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        self.model = model.eval().to(self.device, dtype=torch.float16 if self.half else torch.float32)
+        index = {canonical_name(n): i for i, n in enumerate(self.class_names)}
+        lut = [index.get(canonical_name(c), -1) for c in categories]
+        self._label_map = torch.tensor(lut, dtype=torch.long, device=self.device)
+        self._lock = threading.Lock()  # thresholds are module attributes, set per call
+
+    def info(self) -> dict:
+        return super().info() | {"family": "torchvision"}
+
+    def _set_thresholds(self, options: DetectOptions) -> None:
+        target = self.model.roi_heads if hasattr(self.model, "roi_heads") else self.model
+        target.score_thresh = options.conf
+        target.nms_thresh = options.iou
+        target.detections_per_img = options.max_det
+
+    @torch.inference_mode()
+    def _detect_batch(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
+        dtype = torch.float16 if self.half else torch.float32
+        tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).to(dtype).div_(255.0) for img in images]
+        with self._lock:
+            self._set_thresholds(options)
+            outputs = self.model(tensors)
+        results = []
+        for out in outputs:
+            labels = self._label_map[out["labels"]]
+            keep = (labels >= 0) & (out["scores"] >= options.conf)
+            if options.classes is not None:
+                allowed = torch.tensor(sorted(options.classes), device=labels.device)
+                keep &= torch.isin(labels, allowed)
+            results.append(to_detections(out["boxes"][keep], out["scores"][keep], labels[keep], self.class_names))
+        return results

@@ -1,0 +1,102 @@
+"""Settings, in one place: defaults < TOML file < ``HEBBIAN_MIRROR_*`` environment < command-line flags.
+
+The TOML file is ``--config PATH``, else ``$HEBBIAN_MIRROR_CONFIG``, else ``./hebbian-mirror.toml`` when
+present; its keys are the field names below, at top level or under a ``[hebbian_mirror]`` table.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "HEBBIAN_MIRROR_"
+DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"
+DEFAULT_WEIGHTS_DIR = Path("~/.cache/hebbian-mirror/weights")
+# Environment names that differ from ENV_PREFIX + FIELD.upper().
+ENV_ALIASES = {"weights_dir": "HEBBIAN_MIRROR_WEIGHTS"}
+
+
+class ConfigError(ValueError):
+    """A settings value that does not validate; the message names the source and the field."""
+
+
+class Settings(BaseModel):
+    """Everything configurable. Field names are the TOML keys and, upper-cased, the env suffixes."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # models and weights
+    model: str = "yolov4-tiny"
+    weights_dir: Path = Field(
+        default=DEFAULT_WEIGHTS_DIR, validate_default=True, description="flat folder of official weight files"
+    )
+    offline: bool = Field(default=False, description="never download; missing weights are an error")
+    device: str = "auto"
+    half: bool = False
+    # detection defaults
+    conf: float = Field(default=0.25, ge=0.0, le=1.0)
+    iou: float = Field(default=0.45, ge=0.0, le=1.0)
+    max_det: int = Field(default=300, ge=1)
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    log_level: str = "info"
+
+    @field_validator("weights_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return data.get("hebbian_mirror", data)
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        for key in (ENV_ALIASES.get(field), ENV_PREFIX + field.upper()):
+            if key and environ.get(key, "") != "":
+                values[field] = environ[key]
+                break
+    return values
+
+
+def load_settings(
+    config_file: str | Path | None = None, environ: dict[str, str] | None = None, **flags: Any
+) -> Settings:
+    """Merge the layers; ``flags`` whose value is ``None`` (not given on the command line) are ignored."""
+    environ = dict(os.environ if environ is None else environ)
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((f"config file {path}", _read_toml(Path(path))))
+    layers.append(("environment", _from_env(environ)))
+    layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
+    merged: dict[str, Any] = {}
+    for _, values in layers:
+        merged.update(values)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            source = next((name for name, vals in reversed(layers) if field in vals), "default")
+            problems.append(f"{field} ({source}): {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from exc

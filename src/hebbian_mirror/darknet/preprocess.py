@@ -1,0 +1,68 @@
+"""Fitting images into the network input: OpenCV-exact bilinear resize, plain or letterboxed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+# OpenCV's fixed-point bilinear resize of 8-bit images (INTER_RESIZE_COEF_BITS = 11).
+_COEF_BITS = 11
+_ONE = 1 << _COEF_BITS
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the network input: ``net = image * scale + pad`` per axis."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    width: int  # original image size
+    height: int
+
+    def to_image(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Map ``N×4`` xyxy boxes from network-input pixels to original-image pixels, clipped."""
+        out = torch.empty_like(boxes)
+        out[:, 0::2] = ((boxes[:, 0::2] - self.pad_x) / self.scale_x).clamp_(0, self.width)
+        out[:, 1::2] = ((boxes[:, 1::2] - self.pad_y) / self.scale_y).clamp_(0, self.height)
+        return out
+
+
+@lru_cache(maxsize=256)
+def _taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and 11-bit weights of each output pixel, computed exactly as ``cv::resize``
+    does (coordinates in float32, each weight rounded half-to-even on its own)."""
+    d = np.arange(dst, dtype=np.float64)
+    f = ((d + 0.5) * (src / dst) - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = (f - s.astype(np.float32)).astype(np.float32)
+    low, high = s < 0, s >= src - 1
+    f[low | high] = 0.0
+    s[low] = 0
+    s[high] = src - 1
+    c0 = np.rint((np.float32(1.0) - f) * np.float32(_ONE)).astype(np.int32)
+    c1 = np.rint(f * np.float32(_ONE)).astype(np.int32)
+    return s, np.minimum(s + 1, src - 1), c0, c1
+
+
+def resize_bilinear_u8(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize a ``C×H×W`` uint8 tensor, bit-exact with ``cv2.resize(..., INTER_LINEAR)``.
+
+    Integer arithmetic only, so CPU and CUDA give the same pixels; output is uint8.
+    """
+    _, h, w = image.shape
+    if (h, w) == (height, width):
+        return image
+    dev = image.device
+    x0, x1, cx0, cx1 = (torch.from_numpy(v).to(dev) for v in _taps(w, width))
+    y0, y1, cy0, cy1 = (torch.from_numpy(v).to(dev).view(1, -1, 1) for v in _taps(h, height))
+    img = image.to(torch.int32)
+    rows = img[:, :, x0] * cx0 + img[:, :, x1] * cx1  # horizontal pass, scaled by 2^11
+    top, bottom = rows[:, y0.view(-1), :], rows[:, y1.view(-1), :]
+    # vertical pass as OpenCV's SIMD VResizeLinear for 8-bit: 16-bit products' high halves, then >> 2
+    acc = (((top >> 4) * cy0) >> 16) + (((bottom >> 4) * cy1) >> 16)
+    return ((acc + 2) >> 2).clamp_(0, 255).to(torch.uint8)

@@ -1,0 +1,78 @@
+"""YOLO-layer decoding and post-processing (confidence filter, class-aware NMS)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.ops import batched_nms
+
+from .model import YoloHead
+from .preprocess import Letterbox
+
+# Above this many candidate (box, class) pairs per image only the best are sent to NMS.
+MAX_NMS_CANDIDATES = 30_000
+
+
+def decode_head(raw: torch.Tensor, head: YoloHead, net_w: int, net_h: int) -> torch.Tensor:
+    """Decode one ``[yolo]`` output ``B×A(5+C)×H×W`` into ``B×(A·H·W)×(5+C)`` rows of
+    ``cx, cy, w, h`` (network-input pixels), objectness and per-class probabilities."""
+    b, _, h, w = raw.shape
+    a = len(head.anchors)
+    p = raw.view(b, a, head.classes + 5, h, w).permute(0, 1, 3, 4, 2).float()
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=raw.device, dtype=p.dtype),
+        torch.arange(w, device=raw.device, dtype=p.dtype),
+        indexing="ij",
+    )
+    grid = torch.stack((xs, ys), dim=-1)  # H×W×2
+    anchors = torch.tensor(head.anchors, device=raw.device, dtype=p.dtype).view(1, a, 1, 1, 2)
+    stride = torch.tensor((net_w / w, net_h / h), device=raw.device, dtype=p.dtype)
+    if head.new_coords:  # Scaled-YOLOv4: the conv already applied the logistic
+        xy = (p[..., 0:2] * 2.0 - 0.5 + grid) * stride
+        wh = (p[..., 2:4] * 2.0) ** 2 * anchors
+        rest = p[..., 4:]
+    else:
+        s = head.scale_x_y
+        xy = (torch.sigmoid(p[..., 0:2]) * s - 0.5 * (s - 1.0) + grid) * stride
+        wh = torch.exp(p[..., 2:4]) * anchors
+        rest = torch.sigmoid(p[..., 4:])
+    return torch.cat((xy, wh, rest), dim=-1).reshape(b, -1, head.classes + 5)
+
+
+def decode(raw_heads: Sequence[torch.Tensor], heads: Sequence[YoloHead], net_w: int, net_h: int) -> torch.Tensor:
+    """Decode every head and concatenate: ``B×N×(5+C)``."""
+    return torch.cat([decode_head(r, h, net_w, net_h) for r, h in zip(raw_heads, heads, strict=True)], dim=1)
+
+
+def select(
+    rows: torch.Tensor,
+    letterbox: Letterbox,
+    conf: float,
+    iou: float,
+    max_det: int,
+    classes: frozenset[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Darknet-style selection for one image's decoded rows ``N×(5+C)``.
+
+    Score of (box, class) = objectness × class probability; every class above ``conf`` yields a
+    candidate (as Darknet does). Boxes are mapped back to original-image pixels and clipped, then
+    class-aware NMS at ``iou``. Returns xyxy boxes, scores and class ids, best first, at most ``max_det``.
+    """
+    obj = rows[:, 4]
+    rows = rows[obj > conf]
+    scores = rows[:, 4:5] * rows[:, 5:]
+    if classes is not None:
+        allowed = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
+        allowed[[c for c in classes if c < scores.shape[1]]] = True
+        scores = scores * allowed
+    idx, cls = (scores > conf).nonzero(as_tuple=True)
+    sc = scores[idx, cls]
+    if sc.numel() > MAX_NMS_CANDIDATES:
+        sc, top = sc.topk(MAX_NMS_CANDIDATES)
+        idx, cls = idx[top], cls[top]
+    cxcywh = rows[idx, :4]
+    boxes = torch.cat((cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2), dim=1)
+    boxes = letterbox.to_image(boxes)
+    keep = batched_nms(boxes, sc, cls, iou)[:max_det]
+    return boxes[keep], sc[keep], cls[keep]

@@ -1,0 +1,146 @@
+"""The ``Detection`` record and the detector interface every backend implements.
+
+A detector takes a **list** of RGB ``uint8`` images and returns one list of detections per image:
+batching is the unit of work everywhere (CLI, evaluation, server).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object: ``box`` is ``(x1, y1, x2, y2)`` in original-image pixels."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    class_id: int
+    label: str
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"box": list(self.box)}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectOptions:
+    """Per-call thresholds. ``classes`` keeps only those class ids (``None``: all)."""
+
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    classes: frozenset[int] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.conf <= 1.0:
+            raise ValueError(f"conf must be in [0, 1], got {self.conf}")
+        if not 0.0 <= self.iou <= 1.0:
+            raise ValueError(f"iou must be in [0, 1], got {self.iou}")
+        if self.max_det < 1:
+            raise ValueError(f"max_det must be at least 1, got {self.max_det}")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; anything else is checked to exist."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_classes(classes: Iterable[str | int] | None, class_names: Sequence[str]) -> frozenset[int] | None:
+    """Turn class names and/or ids (e.g. from ``--classes person,3``) into a set of class ids."""
+    if classes is None:
+        return None
+    by_name = {name.lower(): i for i, name in enumerate(class_names)}
+    out: set[int] = set()
+    for item in classes:
+        if isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit()):
+            idx = int(item)
+            if not 0 <= idx < len(class_names):
+                raise ValueError(f"class id {idx} out of range: this model has {len(class_names)} classes")
+            out.add(idx)
+            continue
+        key = str(item).strip().lower()
+        if not key:
+            continue
+        if key not in by_name:
+            raise ValueError(f"unknown class {item!r}; this model knows: {', '.join(class_names)}")
+        out.add(by_name[key])
+    return frozenset(out)
+
+
+class Detector(ABC):
+    """A loaded model. Subclasses implement :meth:`_detect_batch`; :meth:`detect` is the entry point."""
+
+    name: str
+    class_names: list[str]
+    input_size: tuple[int, int]  # (width, height) the network sees
+    device: torch.device
+    half: bool = False
+
+    def detect(self, images: Sequence[np.ndarray], options: DetectOptions | None = None) -> list[list[Detection]]:
+        """Detect objects in each image; returns one list of detections per image, in order."""
+        options = options or DetectOptions()
+        if not images:
+            return []
+        for img in images:
+            if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8):
+                raise TypeError("images must be H×W×3 uint8 RGB arrays (see hebbian_mirror.images.decode_image)")
+        return self._detect_batch(list(images), options)
+
+    @abstractmethod
+    def _detect_batch(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
+        """Run the model on one batch."""
+
+    def info(self) -> dict:
+        """Plain description for listings and the API."""
+        return {
+            "name": self.name,
+            "classes": list(self.class_names),
+            "input_size": list(self.input_size),
+            "device": str(self.device),
+            "half": self.half,
+        }
+
+
+def pick_half(half: bool, device: torch.device) -> bool:
+    """Half precision runs on CUDA only; on other devices it is refused with a warning."""
+    if half and device.type != "cuda":
+        log.warning("half precision needs a CUDA device; running in float32 on %s", device)
+        return False
+    return half
+
+
+def to_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]
+) -> list[Detection]:
+    """Pack ``N×4`` boxes, scores and class ids (any device) into :class:`Detection` records."""
+    b = boxes.float().cpu().tolist()
+    s = scores.float().cpu().tolist()
+    c = labels.cpu().tolist()
+    return [
+        Detection(box=(x1, y1, x2, y2), score=sc, class_id=int(ci), label=class_names[int(ci)])
+        for (x1, y1, x2, y2), sc, ci in zip(b, s, c, strict=True)
+    ]

@@ -1,0 +1,184 @@
+"""COCO detection metrics (faster-coco-eval, a drop-in of pycocotools' COCOeval) for any Detector."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from faster_coco_eval import COCO, COCOeval_faster
+from tqdm import tqdm
+
+from .coco import canonical_name
+from .datasets import DetectionDataset
+from .detection import DetectOptions, Detector
+from .errors import DatasetError, InvalidImageError
+from .images import decode_image
+
+log = logging.getLogger(__name__)
+logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
+
+STAT_KEYS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
+EVAL_OPTIONS = DetectOptions(conf=0.001, iou=0.45, max_det=100)
+
+
+def coco_ground_truth(ds: DetectionDataset) -> dict:
+    """The dataset as a COCO ground-truth dict."""
+    images, annotations = [], []
+    for s in ds.samples:
+        images.append({"id": s.image_id, "width": s.width, "height": s.height, "file_name": s.image.name})
+        for b in s.boxes:
+            x1, y1, x2, y2 = b.xyxy
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": s.image_id,
+                    "category_id": ds.category_ids[b.class_id],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": b.area if b.area is not None else (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(b.iscrowd),
+                }
+            )
+    categories = [{"id": cid, "name": n} for cid, n in zip(ds.category_ids, ds.classes, strict=True)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def class_mapping(model_classes: list[str], ds: DetectionDataset) -> dict[int, int]:
+    """Model class id → dataset category id, matched by (normalised) name."""
+    by_name = {canonical_name(n): cid for n, cid in zip(ds.classes, ds.category_ids, strict=True)}
+    return {i: by_name[canonical_name(n)] for i, n in enumerate(model_classes) if canonical_name(n) in by_name}
+
+
+def coco_metrics(gt: dict, detections: list[dict], category_ids: list[int] | None = None) -> dict:
+    """Run COCOeval on a ground-truth dict and a list of COCO result dicts."""
+    coco_gt = COCO(gt)
+    if not detections:
+        empty = dict.fromkeys(STAT_KEYS, 0.0)
+        return empty | {"per_class": {c["name"]: {"AP": 0.0, "AP50": 0.0} for c in gt["categories"]}}
+    coco_dt = coco_gt.loadRes(detections)
+    ev = COCOeval_faster(coco_gt, coco_dt, "bbox")
+    if category_ids is not None:
+        ev.params.catIds = sorted(category_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = {k: float(v) for k, v in zip(STAT_KEYS, ev.stats[: len(STAT_KEYS)], strict=True)}
+    precision = ev.eval["precision"]  # T×R×K×A×M
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    counts: dict[int, int] = {}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd"):
+            counts[a["category_id"]] = counts.get(a["category_id"], 0) + 1
+    per_class = {}
+    for k, cid in enumerate(ev.params.catIds):
+        p_all = precision[:, :, k, 0, -1]
+        p50 = precision[0, :, k, 0, -1]
+        per_class[names[cid]] = {
+            "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
+            "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None,
+            "instances": counts.get(cid, 0),
+        }
+    return stats | {"per_class": per_class}
+
+
+def evaluate(
+    detector: Detector,
+    ds: DetectionDataset,
+    options: DetectOptions = EVAL_OPTIONS,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Detect on every image of ``ds`` and compute COCO metrics; returns the report dict."""
+    mapping = class_mapping(detector.class_names, ds)
+    if not mapping:
+        raise DatasetError(
+            f"none of the dataset's classes ({', '.join(ds.classes[:10])}...) is known to model {detector.name}"
+        )
+    unknown = [n for n, cid in zip(ds.classes, ds.category_ids, strict=True) if cid not in mapping.values()]
+    if unknown:
+        log.warning(
+            "model %s does not know %d dataset classes, left out of the metrics: %s",
+            detector.name,
+            len(unknown),
+            ", ".join(unknown),
+        )
+    results: list[dict] = []
+    skipped: list[str] = []
+    start = time.perf_counter()
+    with tqdm(total=len(ds.samples), desc=f"evaluate {detector.name}", unit="img", disable=not progress) as bar:
+        for i in range(0, len(ds.samples), batch_size):
+            chunk = ds.samples[i : i + batch_size]
+            images, kept = [], []
+            for s in chunk:
+                try:
+                    img = decode_image(s.image, max_pixels=None)
+                except InvalidImageError as exc:
+                    skipped.append(str(exc))
+                    continue
+                if img.shape[1] != s.width or img.shape[0] != s.height:
+                    # annotations made on the stored pixels, ignoring EXIF orientation
+                    img = decode_image(s.image, max_pixels=None, apply_exif=False)
+                images.append(img)
+                kept.append(s)
+            for s, dets in zip(kept, detector.detect(images, options), strict=True):
+                for d in dets:
+                    if d.class_id in mapping:
+                        x1, y1, x2, y2 = d.box
+                        results.append(
+                            {
+                                "image_id": s.image_id,
+                                "category_id": mapping[d.class_id],
+                                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "score": d.score,
+                            }
+                        )
+            bar.update(len(chunk))
+    elapsed = time.perf_counter() - start
+    if skipped:
+        log.warning("%d images could not be read and were skipped: %s", len(skipped), "; ".join(skipped[:3]))
+    report = coco_metrics(coco_ground_truth(ds), results, sorted(set(mapping.values())))
+    report |= {
+        "model": detector.name,
+        "dataset": ds.source,
+        "images": len(ds.samples) - len(skipped),
+        "images_skipped": len(skipped),
+        "detections": len(results),
+        "conf": options.conf,
+        "iou": options.iou,
+        "max_det": options.max_det,
+        "classes_not_in_model": unknown,
+        "seconds": round(elapsed, 2),
+    }
+    return report
+
+
+def write_report(report: dict, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.json"
+    path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

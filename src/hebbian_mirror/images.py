@@ -1,0 +1,205 @@
+"""Image decoding (bytes or paths → RGB uint8 arrays) and drawing detections on images.
+
+The one place that turns user-supplied image data into pixels: every format Pillow reads
+(JPEG, PNG, WebP, BMP, GIF first frame, TIFF, ...), EXIF orientation applied, every pixel
+mode converted to 8-bit RGB, and a pixel-count limit checked from the header before any
+pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from .errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+
+if TYPE_CHECKING:
+    from .detection import Detection
+
+DEFAULT_MAX_PIXELS = 40_000_000
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+# Our own limit is checked before decoding; Pillow's global bomb guard would only get in the way.
+Image.MAX_IMAGE_PIXELS = None
+
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike
+
+
+def decode_image(
+    source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, apply_exif: bool = True
+) -> np.ndarray:
+    """Decode ``source`` (encoded bytes or a file path) into an ``H×W×3`` RGB ``uint8`` array.
+
+    Raises :class:`ImageNotFoundError` for a missing path, :class:`ImageTooLargeError` when the
+    image has more than ``max_pixels`` pixels, and :class:`InvalidImageError` for anything that is
+    not a decodable image.
+    """
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageNotFoundError(f"image file not found: {path}")
+        data = path.read_bytes()
+        name = str(path)
+    elif isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        name = "image data"
+    else:
+        raise InvalidImageError(f"expected image bytes or a path, got {type(source).__name__}")
+    if not data:
+        raise InvalidImageError(f"{name} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{name} is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+                    )
+                img.seek(0)  # first frame of animations
+                img.load()
+                if apply_exif:
+                    img = ImageOps.exif_transpose(img)
+                return to_rgb(img)
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{name} is not a recognised image format") from exc
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError as exc:  # pragma: no cover - guard disabled above
+        raise ImageTooLargeError(f"{name}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"{name} could not be decoded: {exc}") from exc
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow image mode to an 8-bit RGB array (alpha composited over white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if img.mode == "F":
+            top = max(float(arr.max(initial=0)), 1e-12) if arr.max(initial=0) > 1 else 1.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "La", "PA"):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Width and height of an image file, read from its header (EXIF orientation applied)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except FileNotFoundError as exc:
+        raise ImageNotFoundError(f"image file not found: {path}") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidImageError(f"{path} could not be read: {exc}") from exc
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def list_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (non-recursively, sorted) into a list of image paths."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def encode_jpeg(image: Image.Image | np.ndarray, quality: int = 90) -> bytes:
+    """Encode an RGB image as JPEG bytes."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing
+
+_PALETTE = [
+    (255, 56, 56),
+    (255, 157, 151),
+    (255, 112, 31),
+    (255, 178, 29),
+    (207, 210, 49),
+    (72, 249, 10),
+    (146, 204, 23),
+    (61, 219, 134),
+    (26, 147, 52),
+    (0, 212, 187),
+    (44, 153, 168),
+    (0, 194, 255),
+    (52, 69, 147),
+    (100, 115, 255),
+    (0, 24, 236),
+    (132, 56, 255),
+    (82, 0, 133),
+    (203, 56, 255),
+    (255, 149, 200),
+    (255, 55, 199),
+]
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A stable, distinct colour per class id."""
+    return _PALETTE[class_id % len(_PALETTE)]
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_detections(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -> Image.Image:
+    """Return a copy of ``image`` with each detection's box and ``label score`` drawn on it.
+
+    Labels sit on a filled box of the class colour with black or white text, whichever contrasts
+    more, so they stay legible on any background.
+    """
+    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image.convert("RGB").copy()
+    draw = ImageDraw.Draw(img)
+    short = min(img.size)
+    line = max(2, round(short / 250))
+    font = _font(max(12, round(short / 40)))
+    for det in detections:
+        draw.rectangle(det.box, outline=class_color(det.class_id), width=line)
+    # labels after all boxes, weakest first, so the strongest label is never covered
+    for det in sorted(detections, key=lambda d: d.score):
+        color = class_color(det.class_id)
+        x1, y1 = det.box[0], det.box[1]
+        text = f"{det.label} {det.score:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left, bottom - top
+        pad = max(2, line)
+        ty = y1 - th - 2 * pad
+        if ty < 0:  # no room above the box: put the label inside it
+            ty = y1
+        tx = min(max(x1, 0), max(img.width - tw - 2 * pad, 0))
+        draw.rectangle((tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad), fill=color)
+        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        text_color = (0, 0, 0) if luminance > 150 else (255, 255, 255)
+        draw.text((tx + pad - left, ty + pad - top), text, fill=text_color, font=font)
+    return img

@@ -1,0 +1,33 @@
+"""Process-level tuning for CPU inference."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+from functools import cache
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+@cache
+def tune_allocator(threshold: int = 1 << 30) -> bool:
+    """Keep large tensors on glibc's heap instead of fresh ``mmap`` pages.
+
+    glibc hands every allocation over 32 MiB out as new zeroed pages and unmaps it on free, so a
+    batch of activations pays page faults on every layer: measured here, yolov4-tiny at batch 8 on
+    2 CPU cores spends a third of its time in them. Returns whether the setting took (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
+    log.debug("malloc mmap/trim thresholds set to %d bytes: %s", threshold, ok)
+    return ok

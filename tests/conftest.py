@@ -1,0 +1,52 @@
+"""Shared fixtures: real weights and images from ../shared, the product configured offline to use them."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO.parent / "shared").resolve()
+WEIGHTS = SHARED / "weights"
+PHOTOS = SHARED / "data" / "photos"
+DOG = PHOTOS / "darknet-samples" / "dog.jpg"
+KNIFE = PHOTOS / "weapons-in-hands" / "before1.jpg"
+COCO_VAL = SHARED / "data" / "coco-val2017"
+DARKNET_MODELS = ["yolov4-tiny", "yolov3-tiny", "yolo-fastest-1.1", "yolo-fastest-1.1-xl"]
+
+if not WEIGHTS.is_dir():  # never skip: without ../shared the suite cannot mean anything
+    raise pytest.UsageError(f"{SHARED} is missing: the tests need ../shared beside the repository (see README)")
+
+# The product's normal configuration, pointed at ../shared and forbidden to download.
+os.environ["HEBBIAN_MIRROR_WEIGHTS"] = str(WEIGHTS)
+os.environ["HEBBIAN_MIRROR_OFFLINE"] = "1"
+os.environ.pop("HEBBIAN_MIRROR_CONFIG", None)
+
+
+@cache
+def detector(name: str):
+    """One loaded CPU detector per zoo model for the whole session."""
+    from hebbian_mirror.config import load_settings
+    from hebbian_mirror.zoo import load_detector
+
+    return load_detector(name, load_settings(device="cpu"))
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path):
+    """Run the CLI in-process; returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from hebbian_mirror.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str):
+        result = runner.invoke(app, [str(a) for a in args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return run

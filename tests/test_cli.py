@@ -1,0 +1,78 @@
+"""The command line as a user runs it: models, predict, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from .conftest import DOG, KNIFE, REPO
+
+
+def test_predict_dog_table_and_annotated_copy(cli, tmp_path):
+    out = tmp_path / "annotated"
+    code, stdout, stderr = cli("predict", DOG, "--out", out, "--device", "cpu")
+    assert code == 0, stderr
+    for label in ("dog", "bicycle", "truck"):
+        assert label in stdout
+    annotated = Image.open(out / "dog.jpg")
+    assert annotated.size == (768, 576)
+
+
+def test_predict_json_lines_with_filters(cli):
+    code, stdout, stderr = cli("predict", DOG, KNIFE, "--json", "--classes", "dog,person", "--conf", "0.3")
+    assert code == 0, stderr
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert [r["image"] for r in lines] == [str(DOG), str(KNIFE)]
+    dog, knife = lines
+    assert {d["label"] for d in dog["detections"]} == {"dog"}
+    assert any(d["label"] == "person" for d in knife["detections"])
+    for d in dog["detections"]:
+        assert set(d) == {"box", "score", "class_id", "label"} and d["score"] >= 0.3 and len(d["box"]) == 4
+
+
+def test_predict_bad_inputs_are_clear(cli, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, stdout, stderr = cli("predict", bad, DOG, "--json")
+    assert code == 1  # one image failed, the other was still processed
+    assert "bad.jpg" in stderr and "could not be decoded" in stderr
+    assert '"dog"' in stdout
+    code, _, stderr = cli("predict", DOG, "--classes", "unicorn")
+    assert code == 1 and "unknown class 'unicorn'" in stderr
+    code, _, stderr = cli("predict", DOG, "--conf", "1.5")
+    assert code == 1 and "conf" in stderr
+    code, _, stderr = cli("predict", DOG, "--model", "no-such-model")
+    assert code == 1 and "unknown model 'no-such-model'" in stderr
+
+
+def test_predict_missing_weights_offline(cli, tmp_path):
+    code, _, stderr = cli("predict", DOG, "--weights-dir", tmp_path / "empty", "--offline")
+    assert code == 1
+    flat = " ".join(stderr.split())
+    assert "yolov4-tiny.weights" in flat and "releases/download/darknet_yolo_v4_pre/yolov4-tiny.weights" in flat
+    assert "Traceback" not in stderr
+
+
+def test_models_table_and_json(cli):
+    code, stdout, _ = cli("models", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in map(json.loads, stdout.splitlines())}
+    assert rows["yolov4-tiny"]["cached"] and rows["yolov4-tiny"]["default"]
+    assert not rows["yolov3"]["cached"]  # not in ../shared
+    assert rows["ssd300-vgg16"]["AP"] == 25.1
+    code, stdout, _ = cli("models")
+    assert code == 0 and "yolo-fastest-1.1" in stdout
+
+
+def test_console_script_and_module_entry_points():
+    for cmd in (
+        [str(REPO / ".venv" / "bin" / "hebbian-mirror"), "--version"],
+        [sys.executable, "-m", "hebbian_mirror", "--version"],
+    ):
+        if cmd[0].endswith("hebbian-mirror") and not (REPO / ".venv" / "bin" / "hebbian-mirror").exists():
+            cmd = [sys.executable, "-m", "hebbian_mirror", "--version"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "hebbian-mirror" in result.stdout

@@ -1,0 +1,45 @@
+"""Settings precedence: defaults < TOML < environment < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hebbian_mirror.config import ConfigError, load_settings
+
+
+def test_layers_in_order(tmp_path):
+    toml = tmp_path / "hm.toml"
+    toml.write_text('model = "yolov3-tiny"\nconf = 0.5\niou = 0.6\nmax_det = 7\n')
+    env = {"HEBBIAN_MIRROR_CONF": "0.4", "HEBBIAN_MIRROR_IOU": "0.3", "HEBBIAN_MIRROR_WEIGHTS": str(tmp_path)}
+    s = load_settings(toml, environ=env, iou=0.2)
+    assert s.model == "yolov3-tiny"  # TOML over default
+    assert s.max_det == 7
+    assert s.conf == 0.4  # env over TOML
+    assert s.iou == 0.2  # flag over env
+    assert s.weights_dir == tmp_path
+    assert load_settings(environ={}).model == "yolov4-tiny"
+    assert load_settings(environ={}).weights_dir == Path("~/.cache/hebbian-mirror/weights").expanduser()
+
+
+def test_config_file_from_env_and_table(tmp_path):
+    toml = tmp_path / "hm.toml"
+    toml.write_text('[hebbian_mirror]\ndevice = "cpu"\n')
+    assert load_settings(environ={"HEBBIAN_MIRROR_CONFIG": str(toml)}).device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("content", "env", "words"),
+    [
+        ("conf = 2.0\n", {}, "conf \\(config file"),
+        ("", {"HEBBIAN_MIRROR_MAX_DET": "many"}, "max_det \\(environment\\)"),
+        ("colour = 'red'\n", {}, "colour"),
+        ("conf = [\n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_values_name_field_and_source(tmp_path, content, env, words):
+    toml = tmp_path / "hm.toml"
+    toml.write_text(content)
+    with pytest.raises(ConfigError, match=words):
+        load_settings(toml, environ=env)

@@ -1,0 +1,138 @@
+"""Image decoding: every format, EXIF, pixel modes, and bad input giving clear errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hebbian_mirror.detection import Detection
+from hebbian_mirror.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from hebbian_mirror.images import decode_image, draw_detections, image_size
+
+from .conftest import DOG
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return Image.open(DOG).convert("RGB")
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_formats_decode_to_rgb(photo, fmt):
+    arr = decode_image(encode(photo, fmt))
+    assert arr.shape == (photo.height, photo.width, 3) and arr.dtype == np.uint8
+    ref = np.asarray(photo, dtype=np.int16)
+    tolerance = 40 if fmt in ("JPEG", "WEBP", "GIF") else 0  # lossy formats / GIF's 256-colour palette
+    assert np.abs(arr.astype(np.int16) - ref).mean() <= max(tolerance / 4, 0.0)
+
+
+def test_gif_first_frame():
+    frames = [Image.new("RGB", (32, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    arr = decode_image(buf.getvalue())
+    assert arr.shape == (16, 32, 3) and arr[0, 0, 0] > 200 and arr[0, 0, 2] < 50
+
+
+def test_exif_orientation_applied(photo, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    data = encode(photo, "JPEG", exif=exif)
+    arr = decode_image(data)
+    assert arr.shape == (photo.width, photo.height, 3)
+    assert decode_image(data, apply_exif=False).shape == (photo.height, photo.width, 3)
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(data)
+    assert image_size(path) == (photo.height, photo.width)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "1"])
+def test_pixel_modes_become_rgb(photo, mode):
+    img = photo.convert(mode)
+    fmt = "TIFF" if mode == "CMYK" else "PNG"
+    arr = decode_image(encode(img, fmt))
+    assert arr.shape == (photo.height, photo.width, 3) and arr.dtype == np.uint8
+    if mode in ("L", "LA"):
+        assert np.array_equal(arr[..., 0], arr[..., 1])
+
+
+def test_sixteen_bit_grayscale_scaled_not_clipped():
+    ramp = (np.linspace(0, 65535, 256, dtype=np.uint16)[None, :]).repeat(8, axis=0)
+    data = encode(Image.fromarray(ramp), "PNG")  # uint16 → mode I;16
+    arr = decode_image(data)
+    assert arr.shape == (8, 256, 3)
+    assert arr[0, 0, 0] == 0 and arr[0, -1, 0] == 255 and 120 <= arr[0, 128, 0] <= 135
+
+
+def test_rgba_transparent_becomes_white():
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert decode_image(encode(img, "PNG"))[0, 0].tolist() == [255, 255, 255]
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width×height pixels (a decompression bomb's header)."""
+    data = bytearray(encode(Image.new("RGB", (1, 1)), "PNG"))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "words"),
+    [
+        (b"", InvalidImageError, "empty"),
+        (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), InvalidImageError, "not a recognised"),
+        (b"hello, this is a text file\n" * 20, InvalidImageError, "not a recognised"),
+        (huge_png(100_000, 100_000), ImageTooLargeError, "over the limit"),
+    ],
+    ids=["empty", "random-bytes", "text", "huge-dimensions"],
+)
+def test_bad_bytes_raise_clear_errors(payload, error, words):
+    with pytest.raises(error, match=words):
+        decode_image(payload)
+
+
+def test_truncated_jpeg(photo):
+    data = encode(photo, "JPEG")
+    with pytest.raises(InvalidImageError, match="could not be decoded"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_pixel_limit_is_configurable(photo):
+    data = encode(photo, "PNG")
+    with pytest.raises(ImageTooLargeError, match="768×576"):
+        decode_image(data, max_pixels=100_000)
+    assert decode_image(data, max_pixels=None).shape[:2] == (576, 768)
+
+
+def test_missing_path_and_wrong_type(tmp_path):
+    with pytest.raises(ImageNotFoundError, match="not found"):
+        decode_image(tmp_path / "nope.jpg")
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(InvalidImageError, match=r"notes\.txt"):
+        decode_image(text)
+    with pytest.raises(InvalidImageError, match="expected image bytes or a path"):
+        decode_image(12345)  # type: ignore[arg-type]
+
+
+def test_draw_detections_marks_boxes(photo):
+    arr = np.asarray(photo)
+    dets = [Detection((100.0, 150.0, 300.0, 400.0), 0.9, 16, "dog"), Detection((0, 0, 50, 50), 0.5, 0, "person")]
+    out = np.asarray(draw_detections(arr, dets))
+    assert out.shape == arr.shape
+    assert not np.array_equal(out[150, 100:300], arr[150, 100:300])  # box edge drawn
+    assert np.array_equal(out[300, 200], arr[300, 200])  # inside untouched
+    assert np.array_equal(np.asarray(photo), arr)  # input not modified
