@@ -241,7 +241,8 @@ def evaluate(
         report = run_evaluation(detector, ds, DetectOptions(conf, iou, max_det), batch_size=batch)
     except (HebbianMirrorError, ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    table = Table(title=f"{detector.name} on {ds.source}: {report['images']} images")
+    console.print(f"{detector.name} on {ds.source}: {report['images']} images", highlight=False, soft_wrap=True)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"):
