@@ -260,5 +260,79 @@ def evaluate(
         console.print(f"report → {path}", style="dim")
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to serve; repeat for several (the first is the default)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Bind address [0.0.0.0].")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port [8000].")] = None,
+    device: DeviceOpt = None,
+    half: HalfOpt = None,
+    max_batch_size: Annotated[int | None, typer.Option("--max-batch-size", help="Images per batch [8].")] = None,
+    max_batch_delay_ms: Annotated[
+        float | None, typer.Option("--max-batch-delay-ms", help="Longest wait for a batch to fill [2].")
+    ] = None,
+    max_queue: Annotated[
+        int | None, typer.Option("--max-queue", help="Queued requests per model before 503 [256].")
+    ] = None,
+    request_timeout: Annotated[float | None, typer.Option("--request-timeout", help="Seconds before 504 [30].")] = None,
+    max_upload_mb: Annotated[float | None, typer.Option("--max-upload-mb", help="Largest request body [20].")] = None,
+    max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Largest image in pixels [40M].")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="Require this key (X-API-Key / Bearer).")] = None,
+    decoder_threads: Annotated[
+        int | None, typer.Option("--decoder-threads", help="Image decoding threads [4].")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="dev (4 threads, info logs) or prod (16, critical).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="critical, error, warning, info, debug.")] = None,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""
+    import uvicorn
+
+    from .server import create_app
+    from .zoo import ensure_weights, registry
+
+    try:
+        settings = _settings(
+            config=config,
+            models=model or None,
+            host=host,
+            port=port,
+            device=device,
+            half=half,
+            max_batch_size=max_batch_size,
+            max_batch_delay_ms=max_batch_delay_ms,
+            max_queue=max_queue,
+            request_timeout=request_timeout,
+            max_upload_mb=max_upload_mb,
+            max_pixels=max_pixels,
+            api_key=api_key,
+            decoder_threads=decoder_threads,
+            profile=profile,
+            log_level=log_level,
+            weights_dir=weights_dir,
+            offline=offline,
+        )
+        for name in settings.served_models:  # fetch weights now: a missing file stops us before we listen
+            if name in registry():
+                ensure_weights(registry()[name], settings)
+    except (HebbianMirrorError, ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("info", "debug"),
+        timeout_graceful_shutdown=int(settings.request_timeout) + 1,
+    )
+
+
 def main() -> None:
     app()

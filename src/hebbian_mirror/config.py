@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,6 +23,13 @@ DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"
 DEFAULT_WEIGHTS_DIR = Path("~/.cache/hebbian-mirror/weights")
 # Environment names that differ from ENV_PREFIX + FIELD.upper().
 ENV_ALIASES = {"weights_dir": "HEBBIAN_MIRROR_WEIGHTS"}
+
+
+# Server profiles, as the original Hebbian Mirror's Rocket.toml had them.
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {"decoder_threads": 4, "log_level": "info"},
+    "prod": {"decoder_threads": 16, "log_level": "critical"},
+}
 
 
 class ConfigError(ValueError):
@@ -47,7 +54,34 @@ class Settings(BaseModel):
     iou: float = Field(default=0.45, ge=0.0, le=1.0)
     max_det: int = Field(default=300, ge=1)
     max_pixels: int = Field(default=40_000_000, ge=1)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # server
+    models: list[str] = Field(default_factory=list, description="models to serve; empty: [model]")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_batch_size: int = Field(default=8, ge=1)
+    max_batch_delay_ms: float = Field(default=2.0, ge=0.0)
+    max_queue: int = Field(default=256, ge=1)
+    request_timeout: float = Field(default=30.0, gt=0.0, description="seconds")
+    max_upload_mb: float = Field(default=20.0, gt=0.0)
+    api_key: str | None = None
+    decoder_threads: int = Field(default=4, ge=1)
+    profile: Literal["dev", "prod"] | None = None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def served_models(self) -> list[str]:
+        """The models a server loads, the default first."""
+        return list(dict.fromkeys(self.models or [self.model]))
 
     @field_validator("weights_dir", mode="after")
     @classmethod
@@ -91,6 +125,9 @@ def load_settings(
     merged: dict[str, Any] = {}
     for _, values in layers:
         merged.update(values)
+    profile = merged.get("profile")
+    if profile in PROFILES:  # a profile's values sit just above the defaults
+        merged = PROFILES[profile] | merged
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

@@ -100,19 +100,32 @@ class Detector(ABC):
     device: torch.device
     half: bool = False
 
-    def detect(self, images: Sequence[np.ndarray], options: DetectOptions | None = None) -> list[list[Detection]]:
-        """Detect objects in each image; returns one list of detections per image, in order."""
-        options = options or DetectOptions()
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        options: DetectOptions | Sequence[DetectOptions] | None = None,
+    ) -> list[list[Detection]]:
+        """Detect objects in each image; returns one list of detections per image, in order.
+
+        ``options`` is one set of thresholds for all images or one per image (a server batch mixes
+        requests with different thresholds; the network still runs once on the whole batch).
+        """
         if not images:
             return []
+        if options is None or isinstance(options, DetectOptions):
+            per_image = [options or DetectOptions()] * len(images)
+        else:
+            per_image = list(options)
+            if len(per_image) != len(images):
+                raise ValueError(f"{len(per_image)} option sets for {len(images)} images")
         for img in images:
             if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8):
                 raise TypeError("images must be H×W×3 uint8 RGB arrays (see hebbian_mirror.images.decode_image)")
-        return self._detect_batch(list(images), options)
+        return self._detect_batch(list(images), per_image)
 
     @abstractmethod
-    def _detect_batch(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
-        """Run the model on one batch."""
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
+        """Run the model on one batch; ``options`` has one entry per image."""
 
     def info(self) -> dict:
         """Plain description for listings and the API."""

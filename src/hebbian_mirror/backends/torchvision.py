@@ -59,8 +59,19 @@ class TorchvisionDetector(Detector):
         target.nms_thresh = options.iou
         target.detections_per_img = options.max_det
 
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
+        # thresholds live on the model, so images run in groups that share their options
+        groups: dict[DetectOptions, list[int]] = {}
+        for i, opt in enumerate(options):
+            groups.setdefault(opt, []).append(i)
+        results: list[list[Detection]] = [[] for _ in images]
+        for opt, indices in groups.items():
+            for i, dets in zip(indices, self._run([images[i] for i in indices], opt), strict=True):
+                results[i] = dets
+        return results
+
     @torch.inference_mode()
-    def _detect_batch(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
+    def _run(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
         dtype = torch.float16 if self.half else torch.float32
         tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).to(dtype).div_(255.0) for img in images]
         with self._lock:

@@ -113,15 +113,16 @@ class DarknetDetector(Detector):
 
     @torch.inference_mode()
     def postprocess(
-        self, rows: torch.Tensor, fits: Sequence[Letterbox], options: DetectOptions
+        self, rows: torch.Tensor, fits: Sequence[Letterbox], options: Sequence[DetectOptions]
     ) -> list[list[Detection]]:
+        """Per image, with its own thresholds: confidence filter, NMS, boxes in image pixels."""
         out = []
-        for r, fit in zip(rows, fits, strict=True):
-            boxes, scores, labels = select(r, fit, options.conf, options.iou, options.max_det, options.classes)
+        for r, fit, opt in zip(rows, fits, options, strict=True):
+            boxes, scores, labels = select(r, fit, opt.conf, opt.iou, opt.max_det, opt.classes)
             out.append(to_detections(boxes, scores, labels, self.class_names))
         return out
 
-    def _detect_batch(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
         with torch.inference_mode():
             batch, fits = self.preprocess(images)
         return self.postprocess(self.forward(batch), fits, options)

@@ -1,0 +1,60 @@
+"""API errors: one exception type, answered as JSON in the shape each API family expects."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+class BodyTooLargeError(APIError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is over the {limit / 1e6:g} MB upload limit")
+
+
+def is_deepstack(path: str) -> bool:
+    return path.startswith("/v1/vision/")
+
+
+def error_body(path: str, status: int, message: str) -> dict:
+    if is_deepstack(path):  # DeepStack / CodeProject.AI clients look for success / error
+        return {"success": False, "error": message, "code": status}
+    return {"error": message, "status": status}
+
+
+def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(path, status, message), status_code=status, headers=headers)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(request.url.path, exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return error_response(request.url.path, 422, "invalid parameter: " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(request.url.path, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(request.url.path, 500, f"internal error: {type(exc).__name__}")

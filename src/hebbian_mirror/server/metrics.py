@@ -1,0 +1,83 @@
+"""Prometheus metrics, in a registry of the app's own (so several apps can live in one process)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .batcher import BatchStats
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("hm_requests", "HTTP requests by route and status", ["route", "status"], registry=r)
+        self.request_seconds = Histogram(
+            "hm_request_duration_seconds", "Request duration", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "hm_queue_wait_seconds",
+            "Time a request waited for its batch",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "hm_inference_seconds",
+            "Time one batch spent in the detector",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "hm_batch_size",
+            "Images per executed batch",
+            ["model"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+            registry=r,
+        )
+        self.queue_depth = Gauge("hm_queue_depth", "Requests waiting for a batch", ["model"], registry=r)
+        self.images = Counter("hm_images", "Images run through a detector", ["model"], registry=r)
+        self.dropped = Counter(
+            "hm_dropped_requests", "Requests dropped from the queue (timed out or disconnected)", ["model"], registry=r
+        )
+        self.images_per_second = Gauge(
+            "hm_images_per_second", "Images per second over the last 10 s", ["model"], registry=r
+        )
+        self._recent: dict[str, deque[tuple[float, int]]] = {}
+
+    def batch_observer(self, model: str):
+        """A callback for :class:`DynamicBatcher` that records one model's batches."""
+        recent = self._recent.setdefault(model, deque())
+
+        def observe(stats: BatchStats) -> None:
+            self.batch_size.labels(model).observe(stats.size)
+            self.inference.labels(model).observe(stats.inference)
+            for wait in stats.queue_waits:
+                self.queue_wait.labels(model).observe(wait)
+            self.images.labels(model).inc(stats.size)
+            if stats.dropped:
+                self.dropped.labels(model).inc(stats.dropped)
+            now = time.monotonic()
+            recent.append((now, stats.size))
+            self._update_rate(model, now)
+
+        return observe
+
+    def _update_rate(self, model: str, now: float, window: float = 10.0) -> None:
+        recent = self._recent.setdefault(model, deque())
+        while recent and recent[0][0] < now - window:
+            recent.popleft()
+        self.images_per_second.labels(model).set(sum(n for _, n in recent) / window)
+
+    def render(self, depths: dict[str, int]) -> bytes:
+        now = time.monotonic()
+        for model, depth in depths.items():
+            self.queue_depth.labels(model).set(depth)
+            self._update_rate(model, now)
+        return generate_latest(self.registry)
