@@ -5,7 +5,13 @@ BIN    := $(VENV)/bin
 # Tests read real weights and data from ../shared (see README).
 SHARED ?= $(abspath ../shared)
 
-.PHONY: install install-dev test lint format models predict bench clean
+# On a machine with the team's ../shared beside the checkout, its weights folder is the cache (it works
+# offline); elsewhere the product's own cache (~/.cache/hebbian-mirror/weights) is filled from the official URLs.
+ifneq ($(wildcard $(SHARED)/weights/yolov4-tiny.weights),)
+export HEBBIAN_MIRROR_WEIGHTS ?= $(SHARED)/weights
+endif
+
+.PHONY: install install-dev serve test lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +29,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+# Serve the default model on 0.0.0.0:8000 (fetching its weights first if missing). Extra flags: ARGS="--port 9000".
+serve: install
+	$(BIN)/hebbian-mirror serve $(ARGS)
 
 test: install-dev
 	$(BIN)/ruff check src tests benchmarks
@@ -44,7 +54,10 @@ predict: install
 	$(BIN)/hebbian-mirror predict $(SHARED)/data/photos/darknet-samples/dog.jpg --out runs/predict
 
 bench: install-dev
-	HEBBIAN_MIRROR_WEIGHTS=$(SHARED)/weights $(BIN)/python benchmarks/darknet_vs_opencv.py
+	$(BIN)/python benchmarks/darknet_vs_opencv.py
+
+bench-serving: install-dev
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

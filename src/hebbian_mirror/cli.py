@@ -282,7 +282,7 @@ def serve(
     max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Largest image in pixels [40M].")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Require this key (X-API-Key / Bearer).")] = None,
     decoder_threads: Annotated[
-        int | None, typer.Option("--decoder-threads", help="Image decoding threads [4].")
+        int | None, typer.Option("--decoder-threads", help="Image decoding threads [half the cores, 1-4].")
     ] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", help="dev (4 threads, info logs) or prod (16, critical).")
@@ -293,6 +293,8 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""
+    import os
+
     import uvicorn
 
     from .server import create_app
@@ -332,6 +334,47 @@ def serve(
         access_log=settings.log_level in ("info", "debug"),
         timeout_graceful_shutdown=int(settings.request_timeout) + 1,
     )
+
+
+@app.command()
+def bench(
+    url: Annotated[str, typer.Option("--url", help="Server base URL.")] = "http://127.0.0.1:8000",
+    image: Annotated[Path, typer.Option("--image", help="Image to send.", exists=True, dir_okay=False)] = Path(
+        "dog.jpg"
+    ),
+    concurrency: Annotated[str, typer.Option("--concurrency", help="Comma-separated client counts.")] = "1,8,32",
+    duration: Annotated[float, typer.Option("--duration", help="Seconds per concurrency level.")] = 10.0,
+    route: Annotated[str, typer.Option("--route", help="Route to load.")] = "/v1/detect",
+    api_key: Annotated[str | None, typer.Option("--api-key", help="Sent as X-API-Key.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per level.")] = False,
+) -> None:
+    """Load a running server: requests/s, latency percentiles and errors per concurrency level."""
+    import asyncio
+
+    from .loadgen import run_load
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError as exc:
+        raise _fail(f"--concurrency must be integers, got {concurrency!r}") from exc
+    headers = {"X-API-Key": api_key} if api_key else None
+    table = Table(title=f"{url}{route} with {image.name}, {duration:g} s per level")
+    for col in ("clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="right")
+    for level in levels:
+        result = asyncio.run(run_load(url, image, level, duration, route, headers))
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        table.add_row(
+            str(level),
+            f"{result.rps:.1f}",
+            f"{result.p50_ms:.1f}",
+            f"{result.p95_ms:.1f}",
+            f"{result.p99_ms:.1f}",
+            str(result.errors),
+        )
+    if not as_json:
+        console.print(table)
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ class Settings(BaseModel):
     request_timeout: float = Field(default=30.0, gt=0.0, description="seconds")
     max_upload_mb: float = Field(default=20.0, gt=0.0)
     api_key: str | None = None
-    decoder_threads: int = Field(default=4, ge=1)
+    decoder_threads: int | None = Field(default=None, ge=1, description="default: half the CPU cores, 1 to 4")
     profile: Literal["dev", "prod"] | None = None
 
     @field_validator("models", mode="before")
@@ -77,6 +77,11 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def decode_workers(self) -> int:
+        """Image decoding threads; by default few, so that they do not starve inference of CPU."""
+        return self.decoder_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
 
     @property
     def served_models(self) -> list[str]:

@@ -50,6 +50,7 @@ async def _load_models(state: ServerState, preloaded: dict[str, Detector]) -> No
             s.max_batch_delay_ms / 1000,
             s.max_queue,
             on_batch=state.metrics.batch_observer(host.name),
+            max_pixels=s.max_pixels,
         )
         batcher.start()
         host.detector, host.batcher = detector, batcher
@@ -63,7 +64,7 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
         settings=settings,
         metrics=metrics,
         hosts={name: ModelHost(name) for name in settings.served_models},
-        decode_pool=ThreadPoolExecutor(settings.decoder_threads, thread_name_prefix="decode"),
+        decode_pool=ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode"),
     )
 
     @asynccontextmanager

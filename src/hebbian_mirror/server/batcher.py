@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..detection import Detection, DetectOptions, Detector
-from ..errors import HebbianMirrorError
+from ..errors import HebbianMirrorError, InvalidImageError
+from ..images import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,12 @@ class Result:
     queue_ms: float
     inference_ms: float
     batch_size: int
+    image: np.ndarray  # the decoded image the detections refer to
 
 
 @dataclass
 class Job:
-    image: np.ndarray
+    image: np.ndarray | bytes  # encoded bytes are decoded by the worker, in the batch
     options: DetectOptions
     future: asyncio.Future[Result]
     enqueued: float = field(default_factory=time.perf_counter)
@@ -62,12 +64,15 @@ class DynamicBatcher:
         max_batch_delay: float = 0.002,
         max_queue: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         self.detector = detector
         self.max_batch_size = max_batch_size
         self.max_batch_delay = max_batch_delay
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.max_pixels = max_pixels
+        self.incoming = 0  # requests admitted for this model and still decoding: company on its way
         self._pending: deque[Job] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -83,8 +88,17 @@ class DynamicBatcher:
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.detector.name}")
 
-    def submit(self, image: np.ndarray, options: DetectOptions) -> asyncio.Future[Result]:
-        """Queue one image; the returned future resolves with its own result. Cancel it to withdraw."""
+    def admit(self) -> None:
+        """A request for this model has started decoding; :meth:`submit` or :meth:`withdraw` follows."""
+        self.incoming += 1
+
+    def withdraw(self) -> None:
+        self.incoming -= 1
+        self._wakeup.set()
+
+    def submit(self, image: np.ndarray | bytes, options: DetectOptions) -> asyncio.Future[Result]:
+        """Queue one image (decoded, or encoded bytes for the worker to decode); the returned future resolves
+        with its own result, or fails with its own decoding error. Cancel it to withdraw."""
         if self._closing:
             raise QueueFullError("the server is shutting down")
         if len(self._pending) >= self.max_queue:
@@ -110,9 +124,10 @@ class DynamicBatcher:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            # wait for company, at most max_batch_delay after the oldest request arrived
+            # wait for company while some is on its way (being decoded), at most max_batch_delay after the
+            # oldest request arrived; a lone request runs at once
             deadline = self._pending[0].enqueued + self.max_batch_delay
-            while len(self._pending) < self.max_batch_size and not self._closing:
+            while len(self._pending) < self.max_batch_size and self.incoming > 0 and not self._closing:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
@@ -130,6 +145,8 @@ class DynamicBatcher:
                 else:
                     batch.append(job)
             if not batch:
+                if dropped and self.on_batch is not None:
+                    self.on_batch(BatchStats(0, [], 0.0, dropped))
                 continue
             started = time.perf_counter()
             try:
@@ -141,14 +158,32 @@ class DynamicBatcher:
                         job.future.set_exception(exc)
                 continue
             elapsed = time.perf_counter() - started
-            for job, detections in zip(batch, results, strict=True):
-                if not job.future.done():
+            for job, outcome in zip(batch, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    job.future.set_exception(outcome)
+                else:
                     job.future.set_result(
-                        Result(detections, (started - job.enqueued) * 1000, elapsed * 1000, len(batch))
+                        Result(outcome, (started - job.enqueued) * 1000, elapsed * 1000, len(batch), job.image)
                     )
             if self.on_batch is not None:
                 self.on_batch(BatchStats(len(batch), [started - j.enqueued for j in batch], elapsed, dropped))
 
-    def _execute(self, batch: list[Job]) -> list[list[Detection]]:
-        """The unit of work: a list of requests in, a list of results out."""
-        return self.detector.detect([j.image for j in batch], [j.options for j in batch])
+    def _execute(self, batch: list[Job]) -> list[list[Detection] | Exception]:
+        """The unit of work: a list of requests in, a list of results (or per-request errors) out."""
+        outcomes: list[list[Detection] | Exception] = [[] for _ in batch]
+        ready: list[int] = []
+        for i, job in enumerate(batch):
+            if isinstance(job.image, bytes):
+                try:
+                    job.image = decode_image(job.image, self.max_pixels)
+                except InvalidImageError as exc:
+                    outcomes[i] = exc
+                    continue
+            ready.append(i)
+        if ready:
+            detections = self.detector.detect([batch[i].image for i in ready], [batch[i].options for i in ready])
+            for i, dets in zip(ready, detections, strict=True):
+                outcomes[i] = dets
+        return outcomes

@@ -156,13 +156,25 @@ async def _wait_disconnect(request: Request) -> None:
         pass
 
 
-async def run_detection(request: Request, host: ModelHost, image: np.ndarray, options: DetectOptions) -> Result:
+async def run_detection(request: Request, host: ModelHost, data: bytes, options: DetectOptions) -> Result:
     """Queue the image on the model's batcher and wait for its own result, the request's deadline or the
-    client's departure, whichever comes first; a request that gives up is dropped from the queue."""
+    client's departure, whichever comes first; a request that gives up is dropped from the queue.
+
+    On CUDA, images are decoded in the decoder pool while the GPU works; on the CPU, the batch worker decodes
+    them itself, so decoding never competes with inference for the cores."""
     state = state_of(request)
-    assert host.batcher is not None
+    assert host.batcher is not None and host.detector is not None
+    if not data:
+        raise APIError(400, "empty image: the request carried no image bytes")
+    payload: np.ndarray | bytes = data
+    if host.detector.device.type != "cpu":
+        host.batcher.admit()
+        try:
+            payload = await decode(request, data)
+        finally:
+            host.batcher.withdraw()
     try:
-        future = host.batcher.submit(image, options)
+        future = host.batcher.submit(payload, options)
     except QueueFullError as exc:
         raise APIError(503, f"server busy: {exc}", {"Retry-After": "1"}) from exc
     remaining = state.settings.request_timeout - (time.perf_counter() - request.scope["hm_start"])
@@ -176,6 +188,8 @@ async def run_detection(request: Request, host: ModelHost, image: np.ndarray, op
     if future in done:
         try:
             return future.result()
+        except ImageTooLargeError as exc:
+            raise APIError(413, str(exc)) from exc
         except HebbianMirrorError as exc:
             raise APIError(400, str(exc)) from exc
     future.cancel()  # the batcher skips cancelled jobs
@@ -185,9 +199,9 @@ async def run_detection(request: Request, host: ModelHost, image: np.ndarray, op
     raise APIError(504, f"no result within the {state.settings.request_timeout:g} s request timeout")
 
 
-async def annotate(request: Request, image: np.ndarray, result: Result) -> bytes:
+async def annotate(request: Request, result: Result) -> bytes:
     """The image with its detections drawn, JPEG-encoded in the decoder pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
-        state_of(request).decode_pool, lambda: encode_jpeg(draw_detections(image, result.detections))
+        state_of(request).decode_pool, lambda: encode_jpeg(draw_detections(result.image, result.detections))
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from .core import check_api_key, decode, detect_options, form_image, run_detection, state_of
+from .core import check_api_key, detect_options, form_image, run_detection, state_of
 from .errors import APIError
 
 router = APIRouter(tags=["deepstack"])
@@ -53,8 +53,7 @@ async def _detection(request: Request, model: str | None, command: str) -> dict:
     state = state_of(request)
     host = state.host(model)
     options = detect_options(state, host.detector, conf=_min_confidence(fields))
-    image = await decode(request, data)
-    result = await run_detection(request, host, image, options)
+    result = await run_detection(request, host, data, options)
     predictions = [
         {
             "label": d.label,

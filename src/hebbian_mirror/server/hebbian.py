@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from .core import annotate, check_api_key, decode, detect_options, form_image, raw_image_body, run_detection, state_of
+from .core import annotate, check_api_key, detect_options, form_image, raw_image_body, run_detection, state_of
 
 router = APIRouter(tags=["hebbian-mirror"])
 
@@ -16,9 +16,8 @@ async def _raw_detect(request: Request):
     check_api_key(request)
     state = state_of(request)
     host = state.host(None)
-    image = await decode(request, await raw_image_body(request))
-    result = await run_detection(request, host, image, detect_options(state, host.detector))
-    return host, image, result
+    result = await run_detection(request, host, await raw_image_body(request), detect_options(state, host.detector))
+    return host, result
 
 
 @router.get("/recognition/object/boxes_names", summary="Class names of the default model")
@@ -32,7 +31,7 @@ async def boxes_names(request: Request) -> list[str]:
 async def boxes(request: Request) -> list[list[dict]]:
     """One list per class, in class-name order, of `{xmin, ymin, xmax, ymax, confidence, class_confidence}` in
     original-image pixels. Our detectors give one calibrated score, reported in both confidence fields."""
-    host, _, result = await _raw_detect(request)
+    host, result = await _raw_detect(request)
     per_class: list[list[dict]] = [[] for _ in host.detector.class_names]
     for d in result.detections:
         x1, y1, x2, y2 = d.box
@@ -50,8 +49,8 @@ async def boxes(request: Request) -> list[list[dict]]:
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 async def image(request: Request) -> Response:
-    _, img, result = await _raw_detect(request)
-    jpeg = await annotate(request, img, result)
+    _, result = await _raw_detect(request)
+    jpeg = await annotate(request, result)
     return Response(jpeg, media_type="image/jpeg")
 
 
@@ -77,8 +76,7 @@ async def predict(request: Request) -> dict:
     state = state_of(request)
     host = state.host(None)
     data, _ = await form_image(request, "file")
-    img = await decode(request, data)
-    result = await run_detection(request, host, img, detect_options(state, host.detector))
+    result = await run_detection(request, host, data, detect_options(state, host.detector))
     return {
         "boxes": [[round(v, 2) for v in d.box] for d in result.detections],
         "labels": [d.label for d in result.detections],

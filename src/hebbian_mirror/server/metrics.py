@@ -56,13 +56,15 @@ class Metrics:
         recent = self._recent.setdefault(model, deque())
 
         def observe(stats: BatchStats) -> None:
+            if stats.dropped:
+                self.dropped.labels(model).inc(stats.dropped)
+            if not stats.size:
+                return
             self.batch_size.labels(model).observe(stats.size)
             self.inference.labels(model).observe(stats.inference)
             for wait in stats.queue_waits:
                 self.queue_wait.labels(model).observe(wait)
             self.images.labels(model).inc(stats.size)
-            if stats.dropped:
-                self.dropped.labels(model).inc(stats.dropped)
             now = time.monotonic()
             recent.append((now, stats.size))
             self._update_rate(model, now)

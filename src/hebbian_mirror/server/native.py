@@ -11,7 +11,6 @@ from fastapi.responses import Response
 from .core import (
     annotate,
     check_api_key,
-    decode,
     detect_options,
     form_image,
     media_type,
@@ -54,9 +53,8 @@ async def _detect(request: Request, model, conf, iou, classes, max_det):
         data, _ = await form_image(request, "image")
     else:
         data = await raw_image_body(request)
-    image = await decode(request, data)
-    result = await run_detection(request, host, image, options)
-    return host, image, result
+    result = await run_detection(request, host, data, options)
+    return host, result
 
 
 @router.post("/v1/detect", summary="Detect objects in one image", openapi_extra=_IMAGE_BODY)
@@ -70,7 +68,8 @@ async def detect(
 ) -> dict:
     """Multipart field `image`, or the image bytes as the body. Boxes are `[x1, y1, x2, y2]` in pixels of the
     image as sent (EXIF orientation applied)."""
-    host, image, result = await _detect(request, model, conf, iou, classes, max_det)
+    host, result = await _detect(request, model, conf, iou, classes, max_det)
+    image = result.image
     total_ms = (time.perf_counter() - request.scope["hm_start"]) * 1000
     return {
         "model": host.name,
@@ -103,8 +102,8 @@ async def detect_annotated(
     classes: Classes = None,
     max_det: MaxDet = None,
 ) -> Response:
-    _, image, result = await _detect(request, model, conf, iou, classes, max_det)
-    jpeg = await annotate(request, image, result)
+    _, result = await _detect(request, model, conf, iou, classes, max_det)
+    jpeg = await annotate(request, result)
     return Response(jpeg, media_type="image/jpeg", headers={"X-Detections": str(len(result.detections))})
 
 
