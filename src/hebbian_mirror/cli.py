@@ -293,7 +293,6 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""
-    import os
 
     import uvicorn
 

@@ -59,10 +59,11 @@ def resize_bilinear_u8(image: torch.Tensor, height: int, width: int) -> torch.Te
         return image
     dev = image.device
     x0, x1, cx0, cx1 = (torch.from_numpy(v).to(dev) for v in _taps(w, width))
-    y0, y1, cy0, cy1 = (torch.from_numpy(v).to(dev).view(1, -1, 1) for v in _taps(h, height))
+    y0, y1, cy0, cy1 = (torch.from_numpy(v).to(dev) for v in _taps(h, height))
     img = image.to(torch.int32)
-    rows = img[:, :, x0] * cx0 + img[:, :, x1] * cx1  # horizontal pass, scaled by 2^11
-    top, bottom = rows[:, y0.view(-1), :], rows[:, y1.view(-1), :]
+    rows = img.index_select(2, x0).mul_(cx0)  # horizontal pass, scaled by 2^11
+    rows.add_(img.index_select(2, x1).mul_(cx1))
     # vertical pass as OpenCV's SIMD VResizeLinear for 8-bit: 16-bit products' high halves, then >> 2
-    acc = (((top >> 4) * cy0) >> 16) + (((bottom >> 4) * cy1) >> 16)
-    return ((acc + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+    top = rows.index_select(1, y0).bitwise_right_shift_(4).mul_(cy0.view(1, -1, 1)).bitwise_right_shift_(16)
+    bottom = rows.index_select(1, y1).bitwise_right_shift_(4).mul_(cy1.view(1, -1, 1)).bitwise_right_shift_(16)
+    return top.add_(bottom).add_(2).bitwise_right_shift_(2).clamp_(0, 255).to(torch.uint8)

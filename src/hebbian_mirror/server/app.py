@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import Settings
 from ..detection import DetectOptions, Detector
 from ..zoo import load_detector
-from .batcher import DynamicBatcher
+from .batcher import DynamicBatcher, inference_thread
 from .core import ModelHost, ServerState, check_api_key, state_of
 from .errors import install_handlers
 from .metrics import Metrics
@@ -37,12 +37,15 @@ def _load_and_warm(name: str, settings: Settings, preloaded: Detector | None) ->
 
 async def _load_models(state: ServerState, preloaded: dict[str, Detector]) -> None:
     s = state.settings
+    loop = asyncio.get_running_loop()
     for host in state.hosts.values():
+        executor = inference_thread(host.name)
         try:
-            detector = await asyncio.to_thread(_load_and_warm, host.name, s, preloaded.get(host.name))
+            detector = await loop.run_in_executor(executor, _load_and_warm, host.name, s, preloaded.get(host.name))
         except Exception as exc:
             log.error("model %s failed to load: %s", host.name, exc)
             host.error = str(exc)
+            executor.shutdown(wait=False)
             continue
         batcher = DynamicBatcher(
             detector,
@@ -51,6 +54,7 @@ async def _load_models(state: ServerState, preloaded: dict[str, Detector]) -> No
             s.max_queue,
             on_batch=state.metrics.batch_observer(host.name),
             max_pixels=s.max_pixels,
+            executor=executor,
         )
         batcher.start()
         host.detector, host.batcher = detector, batcher
