@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -153,6 +153,13 @@ def main() -> None:
             f"{row['ours_p99_ms']:.0f} | {n_rps:.1f} | {row['naive_p50_ms']:.0f} / {row['naive_p99_ms']:.0f} | "
             f"{row['ours_vs_naive']:.2f}× | {row['ours_errors']}, {row['naive_errors']} |"
         )
+    print()
+    print(
+        "Every round (req/s): "
+        + "; ".join(
+            f"{name} c{level}: " + ", ".join(f"{r.rps:.1f}" for r in runs) for (name, level), runs in samples.items()
+        )
+    )
     if args.json:
         args.json.write_text(
             json.dumps({"raw": raw, "limit": limit, "service_ms": service_ms, "rows": rows}, indent=2) + "\n"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -156,23 +157,27 @@ async def _wait_disconnect(request: Request) -> None:
         pass
 
 
-async def run_detection(request: Request, host: ModelHost, data: bytes, options: DetectOptions) -> Result:
-    """Queue the image on the model's batcher and wait for its own result, the request's deadline or the
-    client's departure, whichever comes first; a request that gives up is dropped from the queue.
+async def run_detection(
+    request: Request, host: ModelHost, body: bytes | Awaitable[bytes], options: DetectOptions
+) -> Result:
+    """Read the image (``body``), queue it on the model's batcher and wait for its own result, the request's
+    deadline or the client's departure, whichever comes first; a request that gives up leaves the queue.
 
-    On CUDA, images are decoded in the decoder pool while the GPU works; on the CPU, the batch worker decodes
-    them itself, so decoding never competes with inference for the cores."""
+    While the body is read (and, on CUDA, decoded in the decoder pool while the GPU works) the request counts
+    as on its way, so a forming batch may wait for it; on the CPU the batch's thread decodes the images
+    itself, so decoding never competes with inference for the cores."""
     state = state_of(request)
     assert host.batcher is not None and host.detector is not None
-    if not data:
-        raise APIError(400, "empty image: the request carried no image bytes")
-    payload: np.ndarray | bytes = data
-    if host.detector.device.type != "cpu":
-        host.batcher.admit()
-        try:
+    host.batcher.admit()
+    try:
+        data = body if isinstance(body, bytes) else await body
+        if not data:
+            raise APIError(400, "empty image: the request carried no image bytes")
+        payload: np.ndarray | bytes = data
+        if host.detector.device.type != "cpu":
             payload = await decode(request, data)
-        finally:
-            host.batcher.withdraw()
+    finally:
+        host.batcher.withdraw()
     try:
         future = host.batcher.submit(payload, options)
     except QueueFullError as exc:

@@ -16,7 +16,7 @@ async def _raw_detect(request: Request):
     check_api_key(request)
     state = state_of(request)
     host = state.host(None)
-    result = await run_detection(request, host, await raw_image_body(request), detect_options(state, host.detector))
+    result = await run_detection(request, host, raw_image_body(request), detect_options(state, host.detector))
     return host, result
 
 

@@ -49,12 +49,14 @@ async def _detect(request: Request, model, conf, iou, classes, max_det):
     state = state_of(request)
     host = state.host(model)
     options = detect_options(state, host.detector, conf, iou, max_det, classes)
-    if media_type(request) == "multipart/form-data":
-        data, _ = await form_image(request, "image")
-    else:
-        data = await raw_image_body(request)
-    result = await run_detection(request, host, data, options)
+    result = await run_detection(request, host, _image_bytes(request), options)
     return host, result
+
+
+async def _image_bytes(request: Request) -> bytes:
+    if media_type(request) == "multipart/form-data":
+        return (await form_image(request, "image"))[0]
+    return await raw_image_body(request)
 
 
 @router.post("/v1/detect", summary="Detect objects in one image", openapi_extra=_IMAGE_BODY)
