@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED)/weights/yolov4-tiny.weights),)
 export HEBBIAN_MIRROR_WEIGHTS ?= $(SHARED)/weights
 endif
 
-.PHONY: install install-dev serve test lint format models predict bench bench-serving clean
+.PHONY: install install-dev serve ui browser test lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,22 @@ install-dev: $(VENV)/.installed-dev
 serve: install
 	$(BIN)/hebbian-mirror serve $(ARGS)
 
-test: install-dev
+# The web UI in front of a running server (make serve in another terminal). Extra flags: ARGS="--api URL".
+ui: install
+	$(BIN)/hebbian-mirror ui $(ARGS)
+
+# The browser test drives Debian's Chromium (Playwright's own browser download cannot work offline).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Chromium for the browser test (apt-get install chromium chromium-driver)..."; \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	      chromium chromium-driver ) >/dev/null 2>&1 || { \
+	    echo "error: the UI browser test needs Chromium and could not install it. Install the Debian packages" \
+	         "'chromium' and 'chromium-driver' (as root: apt-get install chromium chromium-driver), then run" \
+	         "make test again." >&2; exit 1; }; }
+
+test: install-dev browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

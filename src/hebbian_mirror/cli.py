@@ -376,5 +376,43 @@ def bench(
         console.print(table)
 
 
+@app.command()
+def ui(
+    api: Annotated[str, typer.Option("--api", help="The server's URL.")] = "http://127.0.0.1:8000",
+    port: Annotated[int, typer.Option("--port", help="Port for the page.")] = 8501,
+    host: Annotated[str, typer.Option("--host", help="Address for the page.")] = "0.0.0.0",
+    dangerous: Annotated[
+        str, typer.Option("--dangerous", help="Classes that raise the alert, comma-separated.")
+    ] = "pistol,knife,gun,rifle",
+) -> None:
+    """Open the web UI (Streamlit) in front of a running server."""
+    import os
+    import subprocess
+    import sys
+
+    page = Path(__file__).with_name("ui") / "app.py"
+    env = dict(os.environ, HEBBIAN_MIRROR_UI_API=api, HEBBIAN_MIRROR_UI_DANGEROUS=dangerous)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(page),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    console.print(f"UI on http://{'localhost' if host == '0.0.0.0' else host}:{port} for the server at {api}")
+    try:
+        raise typer.Exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 def main() -> None:
     app()

@@ -10,9 +10,12 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class DetectOptions:
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; anything else is checked to exist."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     name = str(device).strip().lower()

@@ -1,0 +1,130 @@
+"""The UI's view of the server: a small HTTP client whose errors are sentences a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+DEFAULT_DANGEROUS = ("pistol", "knife", "gun", "rifle")
+MAX_FETCH_BYTES = 20_000_000
+
+
+class ServerError(Exception):
+    """Something the page shows as a message instead of a traceback."""
+
+
+# What each status the server answers means to someone using the page.
+PLAIN_WORDS = {
+    400: "The server could not read this image",
+    401: "The server needs an API key, or the key given is wrong — set it in the sidebar",
+    404: "The server does not have that model",
+    413: "The image is too large for the server",
+    415: "The server does not accept this kind of file",
+    422: "The server rejected a setting",
+    503: "The server is busy or still loading its models — try again in a moment",
+    504: "The server took too long to answer",
+}
+
+
+@dataclass
+class Detected:
+    """One image's answer from ``POST /v1/detect``."""
+
+    model: str
+    width: int
+    height: int
+    detections: list[dict]
+    timing: dict
+
+
+class Client:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            r = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise ServerError(
+                f"Cannot reach the server at {self.url} — is it running? Start it with `make serve` "
+                "or `hebbian-mirror serve`, or fix the address in the sidebar."
+            ) from None
+        except httpx.TimeoutException:
+            raise ServerError(f"The server at {self.url} did not answer in time.") from None
+        except httpx.HTTPError as exc:
+            raise ServerError(f"Talking to {self.url} failed: {exc}") from None
+        if r.status_code >= 400:
+            raise ServerError(self.explain(r))
+        return r
+
+    @staticmethod
+    def explain(r: httpx.Response) -> str:
+        try:
+            detail = r.json().get("error") or ""
+        except ValueError:
+            detail = r.text[:200]
+        words = PLAIN_WORDS.get(r.status_code)
+        if words is None:
+            words = "The server failed" if r.status_code >= 500 else "The server refused the request"
+        return f"{words} (HTTP {r.status_code}{': ' + detail if detail else ''})."
+
+    def health(self) -> dict:
+        return self._call("GET", "/health").json()
+
+    def ready(self) -> dict:
+        """``/ready`` answers 503 while loading: that is a status here, not an error."""
+        try:
+            r = self._http.get("/ready")
+        except httpx.HTTPError:
+            return self._call("GET", "/ready").json()  # raises the readable error
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else {"ready": False}
+
+    def models(self) -> list[dict]:
+        return self._call("GET", "/v1/models").json()["models"]
+
+    def detect(self, image: bytes, name: str, model: str, conf: float, iou: float, classes: list[str]) -> Detected:
+        params: dict = {"model": model, "conf": conf, "iou": iou}
+        if classes:
+            params["classes"] = ",".join(classes)
+        body = self._call("POST", "/v1/detect", params=params, files={"image": (name, image)}).json()
+        return Detected(
+            body["model"], body["image"]["width"], body["image"]["height"], body["detections"], body["timing"]
+        )
+
+
+def load_image_source(source: str) -> tuple[str, bytes]:
+    """Bytes of an image given as an http(s) URL or a path on this machine."""
+    source = source.strip()
+    if source.startswith(("http://", "https://")):
+        try:
+            with httpx.stream("GET", source, timeout=30, follow_redirects=True) as r:
+                if r.status_code >= 400:
+                    raise ServerError(f"Fetching {source} failed: HTTP {r.status_code}.")
+                data = bytearray()
+                for chunk in r.iter_bytes():
+                    data += chunk
+                    if len(data) > MAX_FETCH_BYTES:
+                        raise ServerError(f"{source} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
+        except httpx.HTTPError as exc:
+            raise ServerError(f"Fetching {source} failed: {exc}") from None
+        return source.rsplit("/", 1)[-1] or "image", bytes(data)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ServerError(f"No image file at {path}.")
+    return path.name, path.read_bytes()
+
+
+def alerts(detections: list[dict], dangerous: set[str], threshold: float) -> dict[str, int]:
+    """Count of each dangerous class found at or above ``threshold``."""
+    found: dict[str, int] = {}
+    for d in detections:
+        if d["label"].lower() in dangerous and d["score"] >= threshold:
+            found[d["label"]] = found.get(d["label"], 0) + 1
+    return found

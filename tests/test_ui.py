@@ -1,0 +1,227 @@
+"""The web UI: Streamlit's AppTest for the page logic and one end-to-end run in headless Chromium, both
+against real servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from hebbian_mirror.ui.client import Client, ServerError
+
+from .conftest import DOG, REPO
+from .server_process import ServerProcess, free_port
+from .test_images import huge_png
+
+PAGE = REPO / "src" / "hebbian_mirror" / "ui" / "app.py"
+KEY = "ui-key"
+ARTIFACTS = REPO / "runs" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(
+        "--model",
+        "yolov4-tiny",
+        "--model",
+        "yolov3-tiny",
+        "--api-key",
+        KEY,
+        log=tmp_path_factory.mktemp("ui-server") / "server.log",
+    )
+    yield srv
+    assert srv.stop(), srv.log()
+
+
+def page(url: str, key: str | None = KEY, dangerous: str | None = None) -> AppTest:
+    os.environ["HEBBIAN_MIRROR_UI_API"] = url
+    if dangerous is None:
+        os.environ.pop("HEBBIAN_MIRROR_UI_DANGEROUS", None)
+    else:
+        os.environ["HEBBIAN_MIRROR_UI_DANGEROUS"] = dangerous
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.run()
+    if key:
+        at.text_input(key="api_key").set_value(key)
+        at.run()
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def test_status_models_and_detection_table(server):
+    at = page(server.url)
+    assert not at.exception
+    (status,) = texts(at.sidebar.success)
+    assert "Server ready" in status and "2 model(s)" in status and "yolov4-tiny on cpu" in status
+    assert at.selectbox(key="model").options == ["yolov4-tiny", "yolov3-tiny"]
+    at.text_input(key="source").set_value(str(DOG))
+    at.run()
+    assert not at.exception and not at.error  # no alert: the default dangerous classes are not in this photo
+    (table,) = at.table
+    rows = table.value
+    assert {"dog", "bicycle", "truck"} <= set(rows["label"])
+    assert list(rows.columns) == ["label", "display name", "confidence", "x1", "y1", "x2", "y2"]
+    assert (rows["confidence"] >= 0.25).all()
+    assert any("found by `yolov4-tiny`" in m for m in texts(at.markdown))
+    assert any(c.startswith("server timing: queue") for c in texts(at.caption))
+    assert any("knows: knife" in c for c in texts(at.sidebar.caption))  # of pistol, knife, gun, rifle
+
+
+def test_thresholds_classes_and_alert(server):
+    at = page(server.url, dangerous="dog,knife")
+    at.text_input(key="source").set_value(str(DOG))
+    at.slider(key="conf").set_value(0.5)
+    at.multiselect(key="classes").set_value(["dog", "truck", "bicycle"])
+    at.run()
+    (alert,) = texts(at.error)
+    assert "ALERT" in alert and "1 × dog" in alert
+    rows = at.table[0].value
+    assert set(rows["label"]) <= {"dog", "truck", "bicycle"} and (rows["confidence"] >= 0.5).all()
+    at.slider(key="alert_conf").set_value(0.95)  # the dog scores 0.87: no alert above 0.95
+    at.run()
+    assert not at.error
+
+
+def test_compare_two_models(server):
+    at = page(server.url)
+    at.text_input(key="source").set_value(str(DOG))
+    at.checkbox(key="compare").check()
+    at.run()
+    at.selectbox(key="model_b").set_value("yolov3-tiny")
+    at.run()
+    found = [m for m in texts(at.markdown) if "found by" in m]
+    assert len(found) == 2 and "`yolov4-tiny`" in found[0] and "`yolov3-tiny`" in found[1]
+    assert len(at.table) == 2
+
+
+def test_server_down_is_a_message_not_a_traceback():
+    at = page(f"http://127.0.0.1:{free_port()}", key=None)
+    assert not at.exception
+    (message,) = texts(at.sidebar.error)
+    assert "Cannot reach the server" in message and "make serve" in message
+    assert any("Connect to a ready server" in i for i in texts(at.info))
+
+
+def test_server_errors_in_plain_words(server, tmp_path):
+    no_key = page(server.url, key=None)
+    assert not no_key.exception
+    assert "needs an API key" in texts(no_key.sidebar.error)[0]
+    text_file = tmp_path / "notes.jpg"
+    text_file.write_text("not an image")
+    at = page(server.url)
+    at.text_input(key="source").set_value(str(text_file))
+    at.run()
+    assert not at.exception
+    assert "could not read this image (HTTP 400" in texts(at.error)[0]
+    missing = page(server.url)
+    missing.text_input(key="source").set_value(str(tmp_path / "nope.jpg"))
+    missing.run()
+    assert "No image file at" in texts(missing.error)[0]
+
+
+def test_client_explains_every_4xx(server, tmp_path):
+    client = Client(server.url, KEY)
+    cases = {
+        400: lambda: client.detect(b"garbage", "x.jpg", "yolov4-tiny", 0.25, 0.45, []),
+        404: lambda: client.detect(DOG.read_bytes(), "d.jpg", "nope", 0.25, 0.45, []),
+        413: lambda: client.detect(huge_png(50_000, 50_000), "big.png", "yolov4-tiny", 0.25, 0.45, []),
+        422: lambda: client.detect(DOG.read_bytes(), "d.jpg", "yolov4-tiny", 0.25, 0.45, ["unicorn"]),
+        415: lambda: client._call("POST", "/v1/detect", content=b"hi", headers={"Content-Type": "text/plain"}),
+        401: lambda: Client(server.url, "wrong").models(),
+    }
+    words = {
+        400: "could not read this image",
+        401: "needs an API key",
+        404: "does not have that model",
+        413: "too large",
+        415: "does not accept this kind of file",
+        422: "rejected a setting",
+    }
+    for status, call in cases.items():
+        with pytest.raises(ServerError) as info:
+            call()
+        assert f"HTTP {status}" in str(info.value) and words[status] in str(info.value), str(info.value)
+
+
+def test_browser_end_to_end(server):
+    """Real headless Chromium: upload the photo, see the detections and the alert; screenshot kept."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(chromium).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    port = free_port()
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hebbian_mirror",
+            "ui",
+            "--api",
+            server.url,
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--dangerous",
+            "dog,knife",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "ui-end-to-end.png"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+            tab = browser.new_page(viewport={"width": 1400, "height": 1600})
+            tab.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded")
+            tab.get_by_role("textbox", name="API key").fill(KEY)
+            tab.get_by_role("textbox", name="API key").press("Enter")
+            tab.get_by_text("Server ready").wait_for(timeout=60_000)
+            tab.locator("input[type=file]").first.set_input_files(str(DOG))
+            alert = tab.get_by_text(re.compile(r"ALERT: \d"))
+            alert.wait_for(timeout=60_000)
+            assert "1 × dog" in alert.inner_text()
+            tab.get_by_text("found by").first.wait_for(timeout=30_000)
+            assert "objects" in tab.get_by_text("found by").first.inner_text()
+            table = tab.locator("[data-testid=stTable]").first.inner_text()
+            for label in ("dog", "bicycle", "truck"):
+                assert label in table
+            tab.get_by_text("server timing").first.wait_for(timeout=30_000)
+            tab.screenshot(path=str(shot), full_page=True)
+            browser.close()
+        assert shot.stat().st_size > 10_000
+        print(f"screenshot: {shot}")
+    finally:
+        ui.terminate()
+        ui.wait(20)
