@@ -414,5 +414,120 @@ def ui(
         raise typer.Exit(0) from None
 
 
+data_app = typer.Typer(help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+DataArg = Annotated[Path, typer.Argument(help="COCO json, YOLO data.yaml or folder, Pascal VOC folder.")]
+ToOpt = Annotated[str, typer.Option("--to", help="Output format: yolo, coco or voc.")]
+
+
+def _load_splits(data: Path):
+    from .datasets import load_splits
+
+    try:
+        return load_splits(data)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _write(splits, out: Path, fmt: str) -> None:
+    from .datasets import write_splits
+
+    try:
+        path = write_splits(splits, out, fmt)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+    counts = ", ".join(f"{k}: {len(v.samples)}" for k, v in splits.items())
+    console.print(f"wrote {fmt} dataset ({counts} images) → {path}")
+
+
+@data_app.command("stats")
+def data_stats(data: DataArg, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Images, boxes per class, box sizes, empty images and broken files, per split."""
+    from .datasets.tools import stats
+
+    report = stats(_load_splits(data))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    for split, r in report.items():
+        table = Table(title=f"{data} — {split}: {r['images']} images, {r['empty_images']} empty, {r['boxes']} boxes")
+        for col in ("class", "display name", "boxes"):
+            table.add_column(col, justify="right" if col == "boxes" else "left")
+        for name, n in r["boxes_per_class"].items():
+            table.add_row(name, r["display_names"][name], str(n))
+        console.print(table)
+        w, h = r["box_width_px"], r["box_height_px"]
+        if w:
+            console.print(
+                f"box width px min/median/max {w['min']:.0f}/{w['median']:.0f}/{w['max']:.0f}, height "
+                f"{h['min']:.0f}/{h['median']:.0f}/{h['max']:.0f}; COCO sizes {r['box_sizes_coco']}"
+            )
+        for problem in r["problems"][:20]:
+            console.print(f"[yellow]problem:[/] {problem}", highlight=False, soft_wrap=True)
+        if len(r["problems"]) > 20:
+            console.print(f"... and {len(r['problems']) - 20} more problems")
+
+
+@data_app.command("convert")
+def data_convert(data: DataArg, out: Annotated[Path, typer.Argument(help="New output folder.")], to: ToOpt) -> None:
+    """Write a dataset in another format (every split; class and display names kept)."""
+    _write(_load_splits(data), out, to)
+
+
+@data_app.command("merge")
+def data_merge(
+    datasets: Annotated[list[Path], typer.Argument(help="Datasets to merge, then the output folder last.")],
+    to: ToOpt = "yolo",
+) -> None:
+    """Merge datasets into one: class lists united by name, splits by name."""
+    from .datasets.tools import merge
+
+    if len(datasets) < 3:
+        raise _fail("give at least two datasets and an output folder")
+    *sources, out = datasets
+    merged = merge([_load_splits(d) for d in sources])
+    console.print(f"classes: {', '.join(next(iter(merged.values())).classes)}")
+    _write(merged, out, to)
+
+
+@data_app.command("split")
+def data_split(
+    data: DataArg,
+    out: Annotated[Path, typer.Argument(help="New output folder.")],
+    val: Annotated[float, typer.Option("--val", help="Fraction for validation.")] = 0.2,
+    test: Annotated[float, typer.Option("--test", help="Fraction for testing.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    to: ToOpt = "yolo",
+) -> None:
+    """Pool all images and re-split them at random into train / val (/ test)."""
+    from .datasets.tools import split
+
+    fractions = {"train": 1.0 - val - test, "val": val, **({"test": test} if test > 0 else {})}
+    try:
+        splits = split(_load_splits(data), fractions, seed)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+    _write(splits, out, to)
+
+
+@data_app.command("preview")
+def data_preview(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the drawn images.")],
+    split: Annotated[str, typer.Option("--split")] = "train",
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many images.")] = None,
+) -> None:
+    """Draw the ground-truth boxes (with display names) on the images."""
+    from .datasets import load_dataset
+    from .datasets.tools import preview
+
+    try:
+        ds = load_dataset(data, split=split)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+    written = preview(ds, out, limit)
+    console.print(f"{len(written)} images → {out}")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,113 @@
+"""Dataset tools behind `hebbian-mirror data`: stats, merge, split, preview."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import DatasetError, InvalidImageError
+from ..images import decode_image, draw_detections
+from .model import DetectionDataset, Splits
+
+
+def stats(splits: Splits) -> dict:
+    """Per split: images, empty images, boxes per class, box sizes, problems."""
+    out = {}
+    for split, ds in splits.items():
+        per_class = {c: 0 for c in ds.classes}
+        widths, heights, sizes = [], [], {"small": 0, "medium": 0, "large": 0}
+        for s in ds.samples:
+            for b in s.boxes:
+                per_class[ds.classes[b.class_id]] += 1
+                widths.append(b.width)
+                heights.append(b.height)
+                area = b.area if b.area is not None else b.width * b.height
+                sizes["small" if area < 32**2 else "medium" if area < 96**2 else "large"] += 1
+
+        def summary(values: list[float]) -> dict:
+            return {"min": min(values), "median": statistics.median(values), "max": max(values)} if values else {}
+
+        out[split] = {
+            "images": len(ds.samples),
+            "empty_images": sum(1 for s in ds.samples if not s.boxes),
+            "boxes": sum(per_class.values()),
+            "boxes_per_class": per_class,
+            "display_names": {c: ds.display_name(i) for i, c in enumerate(ds.classes)},
+            "box_width_px": summary(widths),
+            "box_height_px": summary(heights),
+            "box_sizes_coco": sizes,
+            "problems": ds.problems,
+        }
+    return out
+
+
+def merge(datasets: list[Splits]) -> Splits:
+    """Unite datasets: classes by name (case-insensitive; first spelling and display name win), splits by name."""
+    classes: list[str] = []
+    display: dict[str, str] = {}
+    seen: set[str] = set()
+    for splits in datasets:
+        for ds in splits.values():
+            for i, c in enumerate(ds.classes):
+                if c.lower() not in seen:
+                    seen.add(c.lower())
+                    classes.append(c)
+                    display[c] = ds.display_name(i)
+    merged: Splits = {}
+    for splits in datasets:
+        for split, ds in splits.items():
+            part = ds.remapped(classes, display)
+            if split in merged:
+                base = merged[split]
+                base.samples += part.samples
+                base.problems += part.problems
+                base.source += f" + {part.source}"
+            else:
+                merged[split] = DetectionDataset(
+                    classes, part.samples, part.source, display_names=dict(display), problems=part.problems
+                )
+    for ds in merged.values():
+        for i, s in enumerate(ds.samples, 1):
+            s.image_id = i
+    return merged
+
+
+def split(splits: Splits, fractions: dict[str, float], seed: int = 0) -> Splits:
+    """Pool every image and deal them into new splits by ``fractions`` (e.g. train 0.8, val 0.2), shuffled."""
+    total = sum(fractions.values())
+    if total <= 0 or any(v < 0 for v in fractions.values()):
+        raise DatasetError(f"split fractions must be positive, got {fractions}")
+    first = next(iter(splits.values()))
+    pool = [s for ds in splits.values() for s in ds.samples]
+    random.Random(seed).shuffle(pool)
+    out: Splits = {}
+    start = 0
+    names = list(fractions)
+    for k, name in enumerate(names):
+        count = len(pool) - start if k == len(names) - 1 else round(len(pool) * fractions[name] / total)
+        chosen = [replace(s, image_id=i) for i, s in enumerate(pool[start : start + count], 1)]
+        start += count
+        out[name] = DetectionDataset(
+            first.classes, chosen, f"{first.source} ({name})", display_names=dict(first.display_names)
+        )
+    return out
+
+
+def preview(ds: DetectionDataset, out: Path, limit: int | None = None) -> list[Path]:
+    """Draw every image's ground-truth boxes (with display names) into ``out``."""
+    from ..detection import Detection
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for s in ds.samples[:limit]:
+        try:
+            image = decode_image(s.image, max_pixels=None)
+        except InvalidImageError:
+            continue
+        dets = [Detection(b.xyxy, 1.0, b.class_id, ds.display_name(b.class_id)) for b in s.boxes]
+        path = out / f"{s.image.stem}.jpg"
+        draw_detections(image, dets).save(path, quality=90)
+        written.append(path)
+    return written
