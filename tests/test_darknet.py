@@ -129,7 +129,7 @@ def test_cfg_and_weights_given_by_path_load(tmp_path):
     cfg.write_text((WEIGHTS / "yolo-fastest-1.1.cfg").read_text())
     (tmp_path / "custom.weights").write_bytes((WEIGHTS / "yolo-fastest-1.1.weights").read_bytes())
     (tmp_path / "custom.names").write_text("\n".join(f"thing{i}" for i in range(80)))
-    det = DarknetDetector(cfg, tmp_path / "custom.weights", device="cpu")
+    det = DarknetDetector.from_files(cfg, tmp_path / "custom.weights", device="cpu")
     assert det.class_names[16] == "thing16" and det.letterbox is False
     from hebbian_mirror.config import load_settings
     from hebbian_mirror.zoo import load_detector

@@ -298,7 +298,7 @@ def load_detector(model: str | os.PathLike, settings: Settings | None = None) ->
         spec = get_spec(text)
         paths = ensure_weights(spec, settings)
         if spec.family == "darknet":
-            return DarknetDetector(
+            return DarknetDetector.from_files(
                 paths[1], paths[0], class_names=spec.classes, name=spec.name, letterbox=spec.letterbox, **opts
             )
         from .backends.torchvision import TorchvisionDetector
@@ -308,7 +308,7 @@ def load_detector(model: str | os.PathLike, settings: Settings | None = None) ->
     zoo_twin = next((s for s in DARKNET_MODELS if s.files[1].name == cfg.name), None)
     letterbox = zoo_twin.letterbox if zoo_twin else None
     names = zoo_twin.classes if zoo_twin else None
-    return DarknetDetector(cfg, weights, class_names=names, letterbox=letterbox, **opts)
+    return DarknetDetector.from_files(cfg, weights, class_names=names, letterbox=letterbox, **opts)
 
 
 def _darknet_pair(text: str) -> tuple[Path, Path]:

@@ -73,3 +73,12 @@ def read_cfg(path: str | Path) -> list[Section]:
     except OSError as exc:
         raise ModelFormatError(f"cannot read cfg file {path}: {exc}") from exc
     return parse_cfg(text, source=str(path))
+
+
+def to_text(sections: list[Section]) -> str:
+    """Write sections back as cfg text (comments are not kept)."""
+    blocks = []
+    for sec in sections:
+        lines = [f"[{sec.type}]"] + [f"{k}={v}" for k, v in sec.options.items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..errors import ModelFormatError
 from ..runtime import tune_allocator
 from .cfg import read_cfg
 from .model import DarknetNet
-from .preprocess import Letterbox, resize_bilinear_u8
+from .preprocess import Letterbox, fit
 from .weights import load_darknet_weights
 from .yolo import decode, select
 
@@ -44,37 +45,55 @@ class DarknetDetector(Detector):
 
     def __init__(
         self,
-        cfg: str | Path,
-        weights: str | Path,
+        net: DarknetNet,
+        class_names: Sequence[str],
         *,
-        class_names: Sequence[str] | None = None,
-        name: str | None = None,
+        name: str = "darknet",
         letterbox: bool | None = None,
         device: str | torch.device = "auto",
         half: bool = False,
+        display_names: dict[str, str] | None = None,
     ) -> None:
-        cfg, weights = Path(cfg), Path(weights)
-        self.net = DarknetNet(read_cfg(cfg))
-        self.header = load_darknet_weights(self.net, weights)
-        self.net.fuse().eval()
+        """Wrap a loaded network (it is copied and its batch norms folded; ``net`` itself is untouched)."""
+        self.net = copy.deepcopy(net).fuse().eval()
         self.device = resolve_device(device)
         self.half = pick_half(half, self.device)
         # channels-last activations run faster on oneDNN (CPU) and on cuDNN's tensor cores
         self.net.to(self.device, dtype=torch.float16 if self.half else torch.float32, memory_format=torch.channels_last)
         if self.device.type == "cpu":
             tune_allocator()
-        self.name = name or cfg.stem
+        self.name = name
         self.input_size = (self.net.width, self.net.height)
-        num_classes = self.net.num_classes
-        self.class_names = list(class_names) if class_names is not None else default_class_names(cfg, num_classes)
-        if len(self.class_names) != num_classes:
-            raise ModelFormatError(f"{len(self.class_names)} class names given for a {num_classes}-class model")
+        self.class_names = list(class_names)
+        if len(self.class_names) != self.net.num_classes:
+            raise ModelFormatError(
+                f"{len(self.class_names)} class names given for a {self.net.num_classes}-class model"
+            )
+        self.display_names = dict(display_names or {})
         if letterbox is None:
             letterbox = bool(int(self.net.net_options.get("letter_box", "0")))
         self.letterbox = letterbox
 
+    @classmethod
+    def from_files(
+        cls,
+        cfg: str | Path,
+        weights: str | Path,
+        *,
+        class_names: Sequence[str] | None = None,
+        name: str | None = None,
+        **kwargs,
+    ) -> DarknetDetector:
+        """Load a cfg + ``.weights`` pair; class names from ``class_names``, a ``.names`` file beside the cfg,
+        COCO's for an 80-class model, else ``class0..``."""
+        cfg, weights = Path(cfg), Path(weights)
+        net = DarknetNet(read_cfg(cfg))
+        load_darknet_weights(net, weights)
+        names = list(class_names) if class_names is not None else default_class_names(cfg, net.num_classes)
+        return cls(net, names, name=name or cfg.stem, **kwargs)
+
     def info(self) -> dict:
-        return super().info() | {"family": "darknet", "letterbox": self.letterbox}
+        return super().info() | {"family": "darknet", "letterbox": self.letterbox, "display_names": self.display_names}
 
     # -- the three stages --------------------------------------------------------------------
 
@@ -88,21 +107,9 @@ class DarknetDetector(Detector):
         batch = batch.contiguous(memory_format=torch.channels_last)
         fits: list[Letterbox] = []
         for i, img in enumerate(images):
-            h, w = img.shape[:2]
-            if self.letterbox:
-                if net_w / w < net_h / h:
-                    new_w, new_h = net_w, max(1, (h * net_w) // w)
-                else:
-                    new_w, new_h = max(1, (w * net_h) // h), net_h
-                dx, dy = (net_w - new_w) // 2, (net_h - new_h) // 2
-            else:
-                new_w, new_h, dx, dy = net_w, net_h, 0, 0
             t = torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1)
-            t = resize_bilinear_u8(t, new_h, new_w).to(dtype).div_(255.0)
-            if self.letterbox:
-                batch[i].fill_(0.5)
-            batch[i, :, dy : dy + new_h, dx : dx + new_w] = t
-            fits.append(Letterbox(new_w / w, new_h / h, dx, dy, w, h))
+            batch[i], fitted = fit(t, net_w, net_h, self.letterbox)
+            fits.append(fitted)
         return batch, fits
 
     @torch.inference_mode()
@@ -117,8 +124,8 @@ class DarknetDetector(Detector):
     ) -> list[list[Detection]]:
         """Per image, with its own thresholds: confidence filter, NMS, boxes in image pixels."""
         out = []
-        for r, fit, opt in zip(rows, fits, options, strict=True):
-            boxes, scores, labels = select(r, fit, opt.conf, opt.iou, opt.max_det, opt.classes)
+        for r, fitted, opt in zip(rows, fits, options, strict=True):
+            boxes, scores, labels = select(r, fitted, opt.conf, opt.iou, opt.max_det, opt.classes)
             out.append(to_detections(boxes, scores, labels, self.class_names))
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -153,6 +154,7 @@ class DarknetNet(nn.Module):
 
     def __init__(self, sections: list[Section]) -> None:
         super().__init__()
+        self.sections = copy.deepcopy(sections)
         net = sections[0]
         self.width = net.get_int("width", 416)
         self.height = net.get_int("height", 416)

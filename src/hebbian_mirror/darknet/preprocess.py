@@ -67,3 +67,23 @@ def resize_bilinear_u8(image: torch.Tensor, height: int, width: int) -> torch.Te
     top = rows.index_select(1, y0).bitwise_right_shift_(4).mul_(cy0.view(1, -1, 1)).bitwise_right_shift_(16)
     bottom = rows.index_select(1, y1).bitwise_right_shift_(4).mul_(cy1.view(1, -1, 1)).bitwise_right_shift_(16)
     return top.add_(bottom).add_(2).bitwise_right_shift_(2).clamp_(0, 255).to(torch.uint8)
+
+
+def fit(image: torch.Tensor, net_w: int, net_h: int, letterbox: bool) -> tuple[torch.Tensor, Letterbox]:
+    """Fit a ``3×H×W`` uint8 tensor into the network input: ``3×net_h×net_w`` floats in [0, 1], letterboxed
+    (aspect kept, grey padding, as pjreddie's Darknet) or stretched (as AlexeyAB's)."""
+    _, h, w = image.shape
+    if letterbox:
+        if net_w / w < net_h / h:
+            new_w, new_h = net_w, max(1, (h * net_w) // w)
+        else:
+            new_w, new_h = max(1, (w * net_h) // h), net_h
+        dx, dy = (net_w - new_w) // 2, (net_h - new_h) // 2
+    else:
+        new_w, new_h, dx, dy = net_w, net_h, 0, 0
+    resized = resize_bilinear_u8(image, new_h, new_w).float().div_(255.0)
+    if not letterbox:
+        return resized, Letterbox(new_w / w, new_h / h, 0, 0, w, h)
+    out = torch.full((3, net_h, net_w), 0.5, dtype=torch.float32, device=image.device)
+    out[:, dy : dy + new_h, dx : dx + new_w] = resized
+    return out, Letterbox(new_w / w, new_h / h, dx, dy, w, h)
