@@ -414,6 +414,74 @@ def ui(
         raise typer.Exit(0) from None
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset with train and val splits (any format).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Base: a Darknet zoo model or a .pt checkpoint.")] = (
+        "yolov4-tiny"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 8,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate [SGD 0.01, AdamW 0.001].")] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adamw.")] = "sgd",
+    schedule: Annotated[str, typer.Option("--schedule", help="cosine or step.")] = "cosine",
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Square input size [the model's].")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data loading processes.")] = 2,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    patience: Annotated[int, typer.Option("--patience", help="Early stop after N epochs without better AP.")] = 10,
+    augment: Annotated[
+        Path | None, typer.Option("--augment", help="YAML of augmentation settings (see train/augment.py).")
+    ] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, summary.json.")] = Path(
+        "runs/train"
+    ),
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fine-tune a Darknet YOLO model on your own labelled images."""
+    from .train.augment import AugmentConfig
+    from .train.loop import TrainConfig
+    from .train.loop import train as run_training
+
+    try:
+        settings = _settings(config=config, weights_dir=weights_dir, offline=offline)
+        aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else AugmentConfig()
+        cfg = TrainConfig(
+            data=str(data),
+            model=model,
+            out=str(out),
+            epochs=epochs,
+            batch=batch,
+            lr=lr,
+            optimizer=optimizer,
+            schedule=schedule,
+            img_size=img_size,
+            device=device,
+            workers=workers,
+            amp=amp,
+            freeze_backbone=freeze_backbone,
+            seed=seed,
+            patience=patience,
+            augment=aug,
+        )
+        summary = run_training(cfg, settings, resume=resume)
+    except (HebbianMirrorError, ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    table = Table(title=f"{out}: best AP {summary['best_ap']:.3f}")
+    for col in ("epoch", "loss", "AP", "AP50", "seconds"):
+        table.add_column(col, justify="right")
+    for h in summary["history"]:
+        table.add_row(str(h["epoch"]), f"{h['loss']:.3f}", f"{h['AP']:.3f}", f"{h['AP50']:.3f}", str(h["seconds"]))
+    console.print(table)
+    console.print(f"best → {summary['best']} (serve it: hebbian-mirror serve --model {summary['best']})")
+
+
 data_app = typer.Typer(help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 DataArg = Annotated[Path, typer.Argument(help="COCO json, YOLO data.yaml or folder, Pascal VOC folder.")]

@@ -287,8 +287,8 @@ def ensure_weights(spec: ModelSpec, settings: Settings) -> list[Path]:
 
 
 def load_detector(model: str | os.PathLike, settings: Settings | None = None) -> Detector:
-    """Load a zoo model by name, or a Darknet model by path (``x.cfg``, ``x.weights`` with the other
-    file beside it, or ``x.cfg,y.weights``)."""
+    """Load a zoo model by name, a trained checkpoint (``best.pt``), or a Darknet model by path (``x.cfg``,
+    ``x.weights`` with the other file beside it, or ``x.cfg,y.weights``)."""
     from .darknet import DarknetDetector
 
     settings = settings or Settings()
@@ -304,6 +304,12 @@ def load_detector(model: str | os.PathLike, settings: Settings | None = None) ->
         from .backends.torchvision import TorchvisionDetector
 
         return TorchvisionDetector(spec, paths[0], **opts)
+    if text.endswith(".pt"):
+        from .train.checkpoint import load_detector as load_checkpoint
+
+        if not Path(text).expanduser().is_file():
+            raise WeightsNotFoundError(f"checkpoint not found: {text}")
+        return load_checkpoint(Path(text).expanduser(), **opts)
     cfg, weights = _darknet_pair(text)
     zoo_twin = next((s for s in DARKNET_MODELS if s.files[1].name == cfg.name), None)
     letterbox = zoo_twin.letterbox if zoo_twin else None

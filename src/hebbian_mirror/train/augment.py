@@ -1,0 +1,143 @@
+"""Box-aware augmentation (torchvision.transforms.v2): the original weapons demo's set, plus scale jitter,
+and mosaic for YOLO models. Training only; validation images are never augmented."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ..errors import DatasetError
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities (0 switches a transform off) and strengths."""
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rot90: float = 0.1
+    color: float = 0.5  # brightness / contrast / saturation / hue jitter
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.02
+    grayscale: float = 0.05
+    blur: float = 0.05
+    median_blur: float = 0.05
+    scale_jitter: float = 0.25  # random affine scale 1 ± this, with translation
+    mosaic: float = 0.5
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(**{f.name: 0.0 for f in fields(cls)})
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> AugmentConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise DatasetError(
+                f"{path}: unknown augmentation keys {sorted(unknown)}; known: {[f.name for f in fields(cls)]}"
+            )
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RandomRot90(v2.Transform):
+    """Rotate by 90°, 180° or 270° (boxes follow; the canvas grows to fit)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def make_params(self, flat_inputs):
+        return {"angle": random.choice((90, 180, 270)) if random.random() < self.p else 0}
+
+    def transform(self, inpt, params):
+        if not params["angle"]:
+            return inpt
+        return v2.functional.rotate(inpt, params["angle"], expand=True)
+
+
+class MedianBlur(v2.Transform):
+    """Median filter of a ``k×k`` window on the image (boxes unchanged)."""
+
+    def __init__(self, kernel: int = 5) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def transform(self, inpt, params):
+        if not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        k = self.kernel
+        x = inpt.float().unsqueeze(0)
+        x = F.pad(x, (k // 2,) * 4, mode="reflect")
+        patches = x.unfold(2, k, 1).unfold(3, k, 1)  # 1×C×H×W×k×k
+        out = patches.reshape(*patches.shape[:4], -1).median(-1).values.squeeze(0)
+        return tv_tensors.wrap(out.round().to(inpt.dtype), like=inpt)
+
+
+def build(cfg: AugmentConfig) -> v2.Transform:
+    ops: list[v2.Transform] = []
+    if cfg.hflip:
+        ops.append(v2.RandomHorizontalFlip(cfg.hflip))
+    if cfg.vflip:
+        ops.append(v2.RandomVerticalFlip(cfg.vflip))
+    if cfg.rot90:
+        ops.append(RandomRot90(cfg.rot90))
+    if cfg.color:
+        ops.append(v2.RandomApply([v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)], cfg.color))
+    if cfg.grayscale:
+        ops.append(v2.RandomGrayscale(cfg.grayscale))
+    if cfg.blur:
+        ops.append(v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 2.0))], cfg.blur))
+    if cfg.median_blur:
+        ops.append(v2.RandomApply([MedianBlur(5)], cfg.median_blur))
+    if cfg.scale_jitter:
+        ops.append(
+            v2.RandomAffine(
+                degrees=0, translate=(0.1, 0.1), scale=(1 - cfg.scale_jitter, 1 + cfg.scale_jitter), fill=114
+            )
+        )
+    ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)]
+    return v2.Compose(ops)
+
+
+def mosaic(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], out_w: int, out_h: int):
+    """Four (image C×H×W uint8, boxes N×4 xyxy, labels N) → one image of ``out_w×out_h`` made of the four,
+    each stretched into a quadrant around a random centre; boxes cut at the quadrant edges, slivers dropped."""
+    cx = int(random.uniform(0.3, 0.7) * out_w)
+    cy = int(random.uniform(0.3, 0.7) * out_h)
+    canvas = torch.full((3, out_h, out_w), 114, dtype=torch.uint8)
+    regions = [(0, 0, cx, cy), (cx, 0, out_w, cy), (0, cy, cx, out_h), (cx, cy, out_w, out_h)]
+    all_boxes, all_labels = [], []
+    for (img, boxes, labels), (x1, y1, x2, y2) in zip(parts, regions, strict=True):
+        w, h = x2 - x1, y2 - y1
+        if w < 2 or h < 2:
+            continue
+        _, ih, iw = img.shape
+        canvas[:, y1:y2, x1:x2] = (
+            F.interpolate(img[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+            .round()
+            .clamp(0, 255)
+            .byte()
+        )
+        if len(boxes):
+            b = boxes.clone().float()
+            b[:, 0::2] = b[:, 0::2] * (w / iw) + x1
+            b[:, 1::2] = b[:, 1::2] * (h / ih) + y1
+            all_boxes.append(b)
+            all_labels.append(labels)
+    boxes = torch.cat(all_boxes) if all_boxes else torch.zeros((0, 4))
+    labels = torch.cat(all_labels) if all_labels else torch.zeros((0,), dtype=torch.long)
+    keep = ((boxes[:, 2] - boxes[:, 0]) > 2) & ((boxes[:, 3] - boxes[:, 1]) > 2)
+    return canvas, boxes[keep], labels[keep]

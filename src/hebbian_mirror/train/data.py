@@ -1,0 +1,78 @@
+"""Training data: a DetectionDataset as torch tensors at the network's input size."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from ..darknet.preprocess import fit
+from ..datasets import DetectionDataset
+from ..errors import DatasetError, InvalidImageError
+from ..images import decode_image
+from .augment import AugmentConfig, build, mosaic
+
+
+class YoloTrainSet(Dataset):
+    """Items: ``(3×H×W float image in [0, 1], N×5 target: class, x1, y1, x2, y2 in input pixels)``."""
+
+    def __init__(
+        self, ds: DetectionDataset, size: tuple[int, int], letterbox: bool, augment: AugmentConfig | None = None
+    ) -> None:
+        if not ds.samples:
+            raise DatasetError(f"{ds.source} has no images to train on")
+        self.ds, self.size, self.letterbox = ds, size, letterbox
+        self.augment = augment
+        self.transform = build(augment) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.ds.samples)
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sample = self.ds.samples[index]
+        try:
+            image = torch.from_numpy(decode_image(sample.image, max_pixels=None)).permute(2, 0, 1).contiguous()
+        except InvalidImageError as exc:
+            raise DatasetError(f"cannot train on {sample.image}: {exc}") from exc
+        boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([b.class_id for b in sample.boxes], dtype=torch.long)
+        return image, boxes, labels
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, boxes, labels = self._load(index)
+        if self.augment and self.augment.mosaic and random.random() < self.augment.mosaic:
+            others = [self._load(random.randrange(len(self))) for _ in range(3)]
+            image, boxes, labels = mosaic([(image, boxes, labels), *others], *self.size)
+        if self.transform is not None:
+            h, w = image.shape[1:]
+            img, target = self.transform(
+                tv_tensors.Image(image),
+                {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)), "labels": labels},
+            )
+            image, boxes, labels = (
+                img.as_subclass(torch.Tensor),
+                target["boxes"].as_subclass(torch.Tensor),
+                target["labels"],
+            )
+        tensor, fitted = fit(image, *self.size, self.letterbox)
+        target = torch.zeros((len(boxes), 5))
+        if len(boxes):
+            target[:, 0] = labels.float()
+            target[:, 1::2] = boxes[:, 0::2] * fitted.scale_x + fitted.pad_x
+            target[:, 2::2] = boxes[:, 1::2] * fitted.scale_y + fitted.pad_y
+        return tensor, target
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    images, targets = zip(*batch, strict=True)
+    return torch.stack(images), list(targets)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers: Python and NumPy RNGs from torch's per-worker seed (reproducible augmentation)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)

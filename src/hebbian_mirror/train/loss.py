@@ -1,0 +1,112 @@
+"""Our YOLO loss: Darknet's anchor assignment, CIoU box loss, objectness and class BCE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou, complete_box_iou_loss
+
+from ..darknet.model import DarknetNet
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    box: float = 0.05
+    obj: float = 1.0
+    cls: float = 0.5
+
+
+def _wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes sharing a centre: ``N×2`` against ``M×2`` widths/heights."""
+    inter = torch.min(wh1[:, None], wh2[None]).prod(-1)
+    return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
+
+
+class YoloLoss:
+    """Assignment as in Darknet: each ground-truth box goes to its cell in every head whose anchor is the
+    best-fitting one of all the model's anchors, and to any anchor fitting it with IoU above ``iou_thresh``
+    (AlexeyAB's extension); predictions overlapping a ground truth by more than ``ignore_thresh`` are not
+    punished for their objectness."""
+
+    def __init__(
+        self,
+        net: DarknetNet,
+        weights: LossWeights = LossWeights(),
+        ignore_thresh: float = 0.7,
+        iou_thresh: float = 0.213,
+    ) -> None:
+        self.net, self.weights = net, weights
+        self.ignore_thresh, self.iou_thresh = ignore_thresh, iou_thresh
+        anchors = [a for head in net.heads for a in head.anchors]
+        self.anchors = torch.tensor(anchors, dtype=torch.float32)
+        offsets = [0]
+        for head in net.heads:
+            offsets.append(offsets[-1] + len(head.anchors))
+        self.offsets = offsets
+
+    def __call__(self, outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """``outputs``: raw head outputs; ``targets``: per image an ``N×5`` tensor (class, x1, y1, x2, y2) in
+        network-input pixels. Returns the total (scaled by batch size) and its parts."""
+        device = outputs[0].device
+        anchors = self.anchors.to(device)
+        batch = outputs[0].shape[0]
+        gt_all = [t.to(device) for t in targets]
+        lbox = torch.zeros((), device=device)
+        lobj = torch.zeros((), device=device)
+        lcls = torch.zeros((), device=device)
+        n_pos = 0
+        for h, (raw, head) in enumerate(zip(outputs, self.net.heads, strict=True)):
+            b, _, gh, gw = raw.shape
+            a = len(head.anchors)
+            p = raw.view(b, a, head.classes + 5, gh, gw).permute(0, 1, 3, 4, 2).float()
+            stride_x, stride_y = self.net.width / gw, self.net.height / gh
+            ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
+            s = head.scale_x_y
+            head_anchors = anchors[self.offsets[h] : self.offsets[h + 1]]
+            cx = (torch.sigmoid(p[..., 0]) * s - 0.5 * (s - 1) + xs) * stride_x
+            cy = (torch.sigmoid(p[..., 1]) * s - 0.5 * (s - 1) + ys) * stride_y
+            w = torch.exp(p[..., 2].clamp(max=8)) * head_anchors[:, 0].view(1, a, 1, 1)
+            hh = torch.exp(p[..., 3].clamp(max=8)) * head_anchors[:, 1].view(1, a, 1, 1)
+            pred = torch.stack((cx - w / 2, cy - hh / 2, cx + w / 2, cy + hh / 2), -1)  # B×A×H×W×4
+            obj_target = torch.zeros(p.shape[:4], device=device)
+            obj_weight = torch.ones(p.shape[:4], device=device)
+            pos_pred, pos_gt, pos_logits, pos_cls = [], [], [], []
+            for i, gt in enumerate(gt_all):
+                if not len(gt):
+                    continue
+                with torch.no_grad():  # ignore: good predictions that are not assigned
+                    best = box_iou(pred[i].reshape(-1, 4), gt[:, 1:]).max(1).values.view(a, gh, gw)
+                    obj_weight[i][best > self.ignore_thresh] = 0.0
+                gt_wh = gt[:, 3:5] - gt[:, 1:3]
+                ious = _wh_iou(gt_wh, anchors)  # N×all anchors
+                best_anchor = ious.argmax(1)
+                gi = ((gt[:, 1] + gt[:, 3]) / 2 / stride_x).long().clamp(0, gw - 1)
+                gj = ((gt[:, 2] + gt[:, 4]) / 2 / stride_y).long().clamp(0, gh - 1)
+                for k in range(a):
+                    g = self.offsets[h] + k
+                    chosen = (best_anchor == g) | (ious[:, g] > self.iou_thresh)
+                    if not chosen.any():
+                        continue
+                    jj, ii = gj[chosen], gi[chosen]
+                    obj_target[i, k, jj, ii] = 1.0
+                    obj_weight[i, k, jj, ii] = 1.0
+                    pos_pred.append(pred[i, k, jj, ii])
+                    pos_gt.append(gt[chosen, 1:])
+                    pos_logits.append(p[i, k, jj, ii, 5:])
+                    pos_cls.append(gt[chosen, 0].long())
+            bce = F.binary_cross_entropy_with_logits(p[..., 4], obj_target, reduction="none")
+            lobj = lobj + (bce * obj_weight).sum() / obj_weight.sum().clamp(min=1)
+            if pos_pred:
+                pp, pg = torch.cat(pos_pred), torch.cat(pos_gt)
+                lbox = lbox + complete_box_iou_loss(pp, pg, reduction="sum")
+                logits = torch.cat(pos_logits)
+                onehot = F.one_hot(torch.cat(pos_cls), head.classes).float()
+                lcls = lcls + F.binary_cross_entropy_with_logits(logits, onehot, reduction="sum") / head.classes
+                n_pos += len(pp)
+        n = max(n_pos, 1)
+        wts = self.weights
+        total = (wts.box * lbox / n + wts.obj * lobj + wts.cls * lcls / n) * batch
+        parts = {"box": float(lbox.detach()) / n, "obj": float(lobj.detach()), "cls": float(lcls.detach()) / n}
+        return total, parts | {"positives": n_pos}

@@ -1,0 +1,180 @@
+"""Fine-tuning Darknet YOLO: head resizing, loss going down, exact resume, checkpoints that load everywhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hebbian_mirror.config import load_settings
+from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
+from hebbian_mirror.darknet.detector import DarknetDetector
+from hebbian_mirror.datasets import load_splits, write_splits
+from hebbian_mirror.errors import DatasetError
+from hebbian_mirror.images import decode_image
+from hebbian_mirror.train import checkpoint
+from hebbian_mirror.train.augment import AugmentConfig
+from hebbian_mirror.train.data import YoloTrainSet, collate
+from hebbian_mirror.train.heads import head_convs, resize_heads
+from hebbian_mirror.train.loop import TrainConfig, train
+from hebbian_mirror.train.loss import YoloLoss
+from hebbian_mirror.zoo import load_detector
+
+from .conftest import SHARED, WEIGHTS
+
+HANDHELD = SHARED / "data" / "weapons" / "handheld"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """12 training and 4 validation images of the hand-held set (3 classes)."""
+    splits = load_splits(HANDHELD / "data.yaml")
+    splits = {"train": splits["train"], "val": splits["val"]}
+    splits["train"].samples = splits["train"].samples[:12]
+    splits["val"].samples = splits["val"].samples[:4]
+    out = tmp_path_factory.mktemp("tiny")
+    return write_splits(splits, out / "data", "yolo")
+
+
+def coco_net() -> DarknetNet:
+    net = DarknetNet(read_cfg(WEIGHTS / "yolov4-tiny.cfg"))
+    load_darknet_weights(net, WEIGHTS / "yolov4-tiny.weights")
+    return net
+
+
+def test_resized_heads_keep_every_other_weight():
+    net = coco_net()
+    new = resize_heads(net, 3)
+    assert new.num_classes == 3 and [h.classes for h in new.heads] == [3, 3]
+    old_state, new_state = net.state_dict(), new.state_dict()
+    heads = {f"layers.{i}." for i in head_convs(net)}
+    for key, value in new_state.items():
+        if any(key.startswith(h) for h in heads):
+            a = 3
+            for k in range(a):  # box + objectness rows of every anchor kept
+                assert torch.equal(value[k * 8 : k * 8 + 5], old_state[key][k * 85 : k * 85 + 5])
+            assert value.shape[0] == a * 8
+        else:
+            assert torch.equal(value, old_state[key]), key
+
+
+def test_augmented_items_keep_boxes_inside(tiny):
+    ds = load_splits(tiny)["train"]
+    data = YoloTrainSet(ds, (320, 320), letterbox=False, augment=AugmentConfig(mosaic=1.0, rot90=0.5))
+    torch.manual_seed(0)
+    for i in range(6):
+        image, target = data[i]
+        assert image.shape == (3, 320, 320) and image.min() >= 0 and image.max() <= 1
+        if len(target):
+            assert (target[:, 1:] >= 0).all() and (target[:, [1, 3]] <= 320).all() and (target[:, [2, 4]] <= 320).all()
+            assert ((target[:, 3] - target[:, 1]) > 0).all() and set(target[:, 0].long().tolist()) <= {0, 1, 2}
+    plain = YoloTrainSet(ds, (320, 320), letterbox=False, augment=None)
+    _, target = plain[0]
+    sample = ds.samples[0]
+    expected = torch.tensor(sample.boxes[0].xyxy) * torch.tensor([320 / sample.width, 320 / sample.height] * 2)
+    assert torch.allclose(target[0, 1:], expected, atol=1e-3)
+
+
+def test_a_few_steps_lower_the_loss(tiny):
+    torch.manual_seed(0)
+    net = resize_heads(coco_net(), 3)
+    net.train()
+    data = YoloTrainSet(load_splits(tiny)["train"], (224, 224), letterbox=False, augment=None)
+    images, targets = collate([data[i] for i in range(8)])
+    loss_fn = YoloLoss(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.005, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        loss, parts = loss_fn(net(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        assert parts["positives"] > 0
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def config(tiny, out, **kw) -> TrainConfig:
+    options = {"epochs": 2, "batch": 4, "img_size": 160, "device": "cpu", "workers": 0, "max_steps": 2}
+    return TrainConfig(data=str(tiny), out=str(out), eval_batch=4, **(options | kw))
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted_run(tiny, tmp_path):
+    settings = load_settings(device="cpu")
+    straight = train(config(tiny, tmp_path / "straight"), settings)
+    assert straight["epochs_run"] == 2
+
+    def interrupt(epoch, metrics):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(config(tiny, tmp_path / "resumed"), settings, on_epoch=interrupt)
+    assert checkpoint.read(tmp_path / "resumed" / "last.pt")["epoch"] == 0
+    resumed = train(config(tiny, tmp_path / "resumed"), settings, resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    a = checkpoint.read(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = checkpoint.read(tmp_path / "resumed" / "last.pt")["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["history"][-1]["AP"] == straight["history"][-1]["AP"]
+
+
+def test_checkpoint_is_a_self_contained_model(tiny, tmp_path):
+    summary = train(config(tiny, tmp_path / "run", epochs=1), load_settings(device="cpu"))
+    best = tmp_path / "run" / "best.pt"
+    record = checkpoint.read(best)
+    assert record["class_names"] == ["airpods", "phone", "wallet"] and record["input_size"] == [160, 160]
+    in_memory = DarknetDetector(checkpoint.build_net(record), record["class_names"], device="cpu")
+    loaded = load_detector(str(best), load_settings(device="cpu"))
+    image = decode_image(load_splits(tiny)["val"].samples[0].image)
+    from hebbian_mirror.detection import DetectOptions
+
+    opts = DetectOptions(conf=1e-4, max_det=50)
+    a, b = in_memory.detect([image], opts)[0], loaded.detect([image], opts)[0]
+    assert a and [(d.label, d.box, d.score) for d in a] == [(d.label, d.box, d.score) for d in b]
+    assert summary["best_ap"] >= 0
+
+
+def test_train_cli_and_clear_errors(cli, tiny, tmp_path):
+    code, stdout, stderr = cli(
+        "train",
+        "--data",
+        tiny,
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--img-size",
+        "160",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "cli-run",
+        "--no-augment",
+    )
+    assert code == 0, stderr
+    assert (tmp_path / "cli-run" / "best.pt").is_file() and (tmp_path / "cli-run" / "summary.json").is_file()
+    code, stdout, stderr = cli(
+        "predict",
+        load_splits(tiny)["val"].samples[0].image,
+        "--model",
+        tmp_path / "cli-run" / "best.pt",
+        "--conf",
+        "0.01",
+        "--json",
+    )
+    assert code == 0 and '"detections"' in stdout, stderr
+    empty = tmp_path / "empty"
+    (empty / "images" / "train").mkdir(parents=True)
+    (empty / "data.yaml").write_text("names: [a]\ntrain: images/train\nval: images/train\n")
+    code, _, stderr = cli("train", "--data", empty, "--epochs", "1", "--out", tmp_path / "x")
+    assert code == 1 and "no readable images" in stderr
+    code, _, stderr = cli("train", "--data", tiny, "--model", "fcos-resnet50-fpn", "--out", tmp_path / "y")
+    assert code == 1 and "not supported yet" in stderr
+    with pytest.raises(DatasetError, match="nothing to resume"):
+        train(config(tiny, tmp_path / "never"), load_settings(device="cpu"), resume=True)
