@@ -133,3 +133,34 @@ def test_hand_computed_average_precision():
     assert report["AP50"] == pytest.approx(expected, abs=1e-6)
     assert report["AR100"] == pytest.approx(1.0)
     assert report["per_class"]["thing"]["AP"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_precision_recall_and_confusion_at_threshold(tmp_path):
+    """One image: a dog found as a dog, a cat found as a dog (confusion), a missed cat, a false positive."""
+    from hebbian_mirror.evaluation import at_threshold
+    from hebbian_mirror.plots import write_plots
+
+    gt = {
+        "images": [{"id": 1, "width": 500, "height": 500}],
+        "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "area": 1e4, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [200, 0, 100, 100], "area": 1e4, "iscrowd": 0},
+            {"id": 3, "image_id": 1, "category_id": 2, "bbox": [0, 300, 100, 100], "area": 1e4, "iscrowd": 0},
+        ],
+    }
+    results = [
+        {"image_id": 1, "category_id": 1, "bbox": [2, 2, 100, 100], "score": 0.9},  # dog → dog
+        {"image_id": 1, "category_id": 1, "bbox": [200, 2, 98, 100], "score": 0.8},  # cat → dog
+        {"image_id": 1, "category_id": 2, "bbox": [400, 400, 50, 50], "score": 0.7},  # nothing there
+        {"image_id": 1, "category_id": 2, "bbox": [0, 300, 100, 100], "score": 0.1},  # below the threshold
+    ]
+    r = at_threshold(gt, results, conf=0.25)
+    assert r["confusion_matrix"]["labels"] == ["dog", "cat", "background"]
+    assert r["confusion_matrix"]["matrix"] == [[1, 0, 0], [1, 0, 1], [0, 1, 0]]
+    assert r["precision"] == pytest.approx(1 / 3) and r["recall"] == pytest.approx(1 / 3)
+    assert r["per_class"]["dog"] == {"precision": 0.5, "recall": 1.0}
+    assert r["per_class"]["cat"] == {"precision": 0.0, "recall": 0.0}
+    report = coco_metrics(gt, results) | {"at_threshold": r, "model": "test"}
+    for png in write_plots(report, tmp_path):
+        assert png.stat().st_size > 5000

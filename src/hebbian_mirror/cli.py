@@ -255,9 +255,15 @@ def evaluate(
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
         per_class.add_row(name, str(row.get("instances", "")), fmt(row["AP"]), fmt(row["AP50"]))
     console.print(per_class)
+    at = report["at_threshold"]
+    if at["precision"] is not None:
+        console.print(f"at score ≥ {at['conf']:g}: precision {at['precision']:.3f}, recall {at['recall']:.3f}")
     if out:
+        from .plots import write_plots
+
         path = write_report(report, out)
-        console.print(f"report → {path}", style="dim")
+        plots = write_plots(report, out)
+        console.print(f"report → {path}; plots → {', '.join(str(p) for p in plots)}", style="dim")
 
 
 @app.command()

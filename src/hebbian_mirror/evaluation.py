@@ -95,8 +95,76 @@ def coco_metrics(gt: dict, detections: list[dict], category_ids: list[int] | Non
             "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
             "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None,
             "instances": counts.get(cid, 0),
+            "pr_curve_iou50": [round(float(v), 4) for v in p50] if (p50 > -1).any() else [],
         }
     return stats | {"per_class": per_class}
+
+
+def at_threshold(gt: dict, results: list[dict], conf: float, iou: float = 0.5) -> dict:
+    """Precision, recall and a confusion matrix at one score threshold (the serving one).
+
+    Detections at or above ``conf`` are matched greedily, best score first, to the unmatched ground truth
+    they overlap most (IoU ≥ ``iou``), whatever its class: a match of the same class is a true positive, of
+    another class a confusion; an unmatched detection is a false positive, an unmatched ground truth a miss."""
+    cats = [c["id"] for c in gt["categories"]]
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    index = {cid: i for i, cid in enumerate(cats)}
+    n = len(cats)
+    matrix = np.zeros((n + 1, n + 1), dtype=int)  # rows: truth (+ background), columns: predicted (+ background)
+    truths: dict[int, list[dict]] = {}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd"):
+            truths.setdefault(a["image_id"], []).append(a)
+    preds: dict[int, list[dict]] = {}
+    for r in results:
+        if r["score"] >= conf:
+            preds.setdefault(r["image_id"], []).append(r)
+    for image_id in set(truths) | set(preds):
+        t = truths.get(image_id, [])
+        p = sorted(preds.get(image_id, []), key=lambda r: -r["score"])
+        used = [False] * len(t)
+        for r in p:
+            best, best_iou = -1, iou
+            for j, a in enumerate(t):
+                if not used[j]:
+                    overlap = _iou(r["bbox"], a["bbox"])
+                    if overlap >= best_iou:
+                        best, best_iou = j, overlap
+            if best >= 0:
+                used[best] = True
+                matrix[index[t[best]["category_id"]], index[r["category_id"]]] += 1
+            else:
+                matrix[n, index[r["category_id"]]] += 1
+        for j, a in enumerate(t):
+            if not used[j]:
+                matrix[index[a["category_id"]], n] += 1
+    per_class = {}
+    for i, cid in enumerate(cats):
+        tp = int(matrix[i, i])
+        predicted, actual = int(matrix[:, i].sum()), int(matrix[i, :].sum())
+        per_class[names[cid]] = {
+            "precision": tp / predicted if predicted else None,
+            "recall": tp / actual if actual else None,
+        }
+    tp = int(np.trace(matrix[:n, :n]))
+    predicted, actual = int(matrix[:, :n].sum()), int(matrix[:n, :].sum())
+    return {
+        "conf": conf,
+        "iou": iou,
+        "precision": tp / predicted if predicted else None,
+        "recall": tp / actual if actual else None,
+        "per_class": per_class,
+        "confusion_matrix": {"labels": [names[c] for c in cats] + ["background"], "matrix": matrix.tolist()},
+    }
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
 
 
 def evaluate(
@@ -105,8 +173,10 @@ def evaluate(
     options: DetectOptions = EVAL_OPTIONS,
     batch_size: int = 8,
     progress: bool = True,
+    serving_conf: float = 0.25,
 ) -> dict:
-    """Detect on every image of ``ds`` and compute COCO metrics; returns the report dict."""
+    """Detect on every image of ``ds`` and compute COCO metrics, plus precision / recall and a confusion
+    matrix at ``serving_conf``; returns the report dict."""
     mapping = class_mapping(detector.class_names, ds)
     if not mapping:
         raise DatasetError(
@@ -154,7 +224,14 @@ def evaluate(
     elapsed = time.perf_counter() - start
     if skipped:
         log.warning("%d images could not be read and were skipped: %s", len(skipped), "; ".join(skipped[:3]))
-    report = coco_metrics(coco_ground_truth(ds), results, sorted(set(mapping.values())))
+    gt = coco_ground_truth(ds)
+    known = set(mapping.values())
+    report = coco_metrics(gt, results, sorted(known))
+    gt_known = gt | {
+        "categories": [c for c in gt["categories"] if c["id"] in known],
+        "annotations": [a for a in gt["annotations"] if a["category_id"] in known],
+    }
+    report["at_threshold"] = at_threshold(gt_known, results, serving_conf)
     report |= {
         "model": detector.name,
         "dataset": ds.source,

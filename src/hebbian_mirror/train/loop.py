@@ -21,7 +21,8 @@ from ..darknet.model import DarknetNet
 from ..datasets import DetectionDataset, load_splits
 from ..detection import resolve_device
 from ..errors import DatasetError, ModelNotFoundError
-from ..evaluation import EVAL_OPTIONS, evaluate
+from ..evaluation import EVAL_OPTIONS, evaluate, write_report
+from ..plots import write_plots
 from . import checkpoint
 from .augment import AugmentConfig
 from .data import YoloTrainSet, collate, seed_worker
@@ -239,8 +240,10 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
             "AP": report["AP"],
             "AP50": report["AP50"],
             "AP75": report["AP75"],
-            "per_class": report["per_class"],
+            "precision": report["at_threshold"]["precision"],
+            "recall": report["at_threshold"]["recall"],
             "lr": scheduler.get_last_lr()[0],
+            "per_class": {k: {"AP": v["AP"], "AP50": v["AP50"]} for k, v in report["per_class"].items()},
         }
         history.append(metrics)
         record = checkpoint.model_record(net, classes, display, letterbox, out.name)
@@ -248,6 +251,8 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
         if improved:
             best_ap, stale = report["AP"], 0
             checkpoint.save(record | {"epoch": epoch, "metrics": metrics}, best_path)
+            write_report(report, out / "best-eval")
+            write_plots(report, out / "best-eval")
         else:
             stale += 1
         checkpoint.save(

@@ -1,0 +1,74 @@
+"""Evaluation plots: precision-recall curves and the confusion matrix, as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+RECALL_POINTS = np.linspace(0, 1, 101)
+
+
+def pr_curves(report: dict, path: Path, top: int = 12) -> Path:
+    """Precision against recall at IoU 0.5, per class (the ``top`` classes with the most instances)."""
+    classes = sorted(report["per_class"].items(), key=lambda kv: -kv[1].get("instances", 0))[:top]
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=110)
+    for name, row in classes:
+        curve = np.array(row.get("pr_curve_iou50") or [])
+        if curve.size:
+            ax.plot(RECALL_POINTS, np.clip(curve, 0, 1), label=f"{name} (AP50 {row['AP50']:.2f})")
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"{report.get('model', '')}: precision-recall at IoU 0.5 (AP50 {report['AP50']:.3f})",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(report: dict, path: Path) -> Path:
+    """Rows: true class (and background = false positives); columns: predicted class (and background = misses)."""
+    cm = report["at_threshold"]["confusion_matrix"]
+    labels, matrix = cm["labels"], np.array(cm["matrix"])
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size), dpi=110)
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"confusion at score ≥ {report['at_threshold']['conf']:g}, IoU ≥ {report['at_threshold']['iou']:g}",
+    )
+    if len(labels) <= 20:
+        for (i, j), v in np.ndenumerate(matrix):
+            if v:
+                ax.text(
+                    j,
+                    i,
+                    str(v),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if v > matrix.max() / 2 else "black",
+                )
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_plots(report: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    return [pr_curves(report, out / "pr_curve.png"), confusion_matrix(report, out / "confusion_matrix.png")]
