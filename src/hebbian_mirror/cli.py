@@ -446,11 +446,17 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, summary.json.")] = Path(
         "runs/train"
     ),
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment [dataset name].")] = None,
+    register: Annotated[
+        str | None, typer.Option("--register", help="Register the model under this name (alias champion if best).")
+    ] = None,
     weights_dir: WeightsDirOpt = None,
     offline: OfflineOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Fine-tune a Darknet YOLO model on your own labelled images."""
+    """Fine-tune a Darknet YOLO model on your own labelled images (tracked in MLflow:
+    sqlite:///mlflow.db here, or $MLFLOW_TRACKING_URI)."""
     from .train.augment import AugmentConfig
     from .train.loop import TrainConfig
     from .train.loop import train as run_training
@@ -476,7 +482,12 @@ def train(
             patience=patience,
             augment=aug,
         )
-        summary = run_training(cfg, settings, resume=resume)
+        if track:
+            summary, registered = _tracked_training(cfg, settings, resume, experiment, register)
+        else:
+            if register:
+                raise ValueError("--register needs tracking (drop --no-track)")
+            summary, registered = run_training(cfg, settings, resume=resume), None
     except (HebbianMirrorError, ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     table = Table(title=f"{out}: best AP {summary['best_ap']:.3f}")
@@ -486,6 +497,29 @@ def train(
         table.add_row(str(h["epoch"]), f"{h['loss']:.3f}", f"{h['AP']:.3f}", f"{h['AP50']:.3f}", str(h["seconds"]))
     console.print(table)
     console.print(f"best → {summary['best']} (serve it: hebbian-mirror serve --model {summary['best']})")
+    if registered:
+        verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
+        console.print(
+            f"registered {registered['name']} v{registered['version']}: {verdict}; serve it: "
+            f"hebbian-mirror serve --model models:/{registered['name']}@champion"
+        )
+
+
+def _tracked_training(cfg, settings, resume: bool, experiment: str | None, register: str | None):
+    from .datasets import load_splits
+    from .datasets.tools import stats
+    from .tracking import TrainingRun
+    from .train.loop import _config_dict
+    from .train.loop import train as run_training
+
+    name = experiment or Path(cfg.data).resolve().name
+    with TrainingRun(name, run_name=Path(cfg.out).name) as run:
+        run.log_params(_config_dict(cfg))
+        summary = run_training(cfg, settings, resume=resume, on_epoch=run.log_epoch)
+        run.log_results(Path(cfg.out), summary, stats(load_splits(cfg.data)))
+        registered = run.register(register) if register else None
+        console.print(f"MLflow run {run.run_id} in experiment {name!r}", style="dim")
+    return summary, registered
 
 
 data_app = typer.Typer(help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True)

@@ -304,6 +304,10 @@ def load_detector(model: str | os.PathLike, settings: Settings | None = None) ->
         from .backends.torchvision import TorchvisionDetector
 
         return TorchvisionDetector(spec, paths[0], **opts)
+    if text.startswith(("models:/", "runs:/")):
+        from .tracking import resolve
+
+        text = str(resolve(text))
     if text.endswith(".pt"):
         from .train.checkpoint import load_detector as load_checkpoint
 

@@ -281,6 +281,8 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
         )
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+    if best_path.is_file():
+        draw_predictions(best_path, val_ds, out / "predictions", device)
     summary = {
         "config": _config_dict(cfg),
         "classes": classes,
@@ -299,3 +301,18 @@ def _config_dict(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
     d["augment"] = cfg.augment.to_dict()
     return d
+
+
+def draw_predictions(best: Path, ds: DetectionDataset, out: Path, device, count: int = 6) -> None:
+    """A few validation images with the best model's detections drawn (display names as labels)."""
+    from dataclasses import replace
+
+    from ..images import decode_image, draw_detections
+
+    detector = checkpoint.load_detector(best, device=str(device))
+    out.mkdir(parents=True, exist_ok=True)
+    for sample in ds.samples[:count]:
+        image = decode_image(sample.image, max_pixels=None)
+        dets = detector.detect([image])[0]
+        named = [replace(d, label=detector.display_names.get(d.label, d.label)) for d in dets]
+        draw_detections(image, named).save(out / f"{sample.image.stem}.jpg", quality=88)

@@ -1,0 +1,142 @@
+"""MLflow: every training run tracked (params, per-epoch metrics, plots, predictions, the checkpoint),
+models registered with a ``champion`` alias that only moves to a better model, and ``models:/`` /
+``runs:/`` URIs resolved to checkpoints for predict, evaluate and serve.
+
+The default tracking store is embedded and local: ``sqlite:///mlflow.db`` in the working directory (artifacts
+in ``./mlruns``). ``MLFLOW_TRACKING_URI`` points it anywhere else, e.g. a remote tracking server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import HebbianMirrorError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+CHAMPION = "champion"
+MODEL_ARTIFACT = "model"  # artifact folder holding best.pt
+METRIC = "best_AP"
+
+
+class TrackingError(HebbianMirrorError):
+    """MLflow refused something (store unreachable, registry error)."""
+
+
+def _mlflow():
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    return mlflow
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{key}.")
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+class TrainingRun:
+    """Log one training run; use as a context manager around :func:`hebbian_mirror.train.loop.train`."""
+
+    def __init__(self, experiment: str, run_name: str | None = None) -> None:
+        self.mlflow = _mlflow()
+        self.mlflow.set_experiment(experiment)
+        self.run = self.mlflow.start_run(run_name=run_name)
+        self.run_id = self.run.info.run_id
+
+    def __enter__(self) -> TrainingRun:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+
+    def log_params(self, params: dict) -> None:
+        self.mlflow.log_params(_flatten(params))
+
+    def log_epoch(self, epoch: int, metrics: dict) -> None:
+        values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
+        for name, row in (metrics.get("per_class") or {}).items():
+            for key in ("AP", "AP50"):
+                if row.get(key) is not None:
+                    values[f"{key}.{name}"] = float(row[key])
+        self.mlflow.log_metrics(values, step=epoch + 1)
+
+    def log_results(self, out: Path, summary: dict, dataset_stats: dict) -> None:
+        """Plots, validation predictions, the best checkpoint, the summary and the dataset's stats."""
+        self.mlflow.log_metric(METRIC, float(summary["best_ap"]))
+        eval_dir = out / "best-eval"
+        if eval_dir.is_dir():
+            self.mlflow.log_artifacts(str(eval_dir), "evaluation")
+        predictions = out / "predictions"
+        if predictions.is_dir():
+            self.mlflow.log_artifacts(str(predictions), "predictions")
+        self.mlflow.log_artifact(str(out / "best.pt"), MODEL_ARTIFACT)
+        self.mlflow.log_artifact(str(out / "summary.json"))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "dataset_stats.json"
+            path.write_text(json.dumps(dataset_stats, indent=2, default=str))
+            self.mlflow.log_artifact(str(path))
+
+    def register(self, name: str) -> dict:
+        """Register this run's model as a new version of ``name``; the ``champion`` alias moves to it only
+        when its validation AP beats the current champion's. Returns what happened."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.mlflow.MlflowClient()
+        try:
+            try:
+                client.get_registered_model(name)
+            except MlflowException:
+                client.create_registered_model(name, description="Hebbian Mirror detector (best.pt checkpoints)")
+            version = client.create_model_version(
+                name, source=f"{self.run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=self.run_id
+            )
+        except MlflowException as exc:
+            raise TrackingError(f"could not register {name} in MLflow: {exc}") from exc
+        mine = client.get_run(self.run_id).data.metrics.get(METRIC, float("-inf"))
+        try:
+            current = client.get_model_version_by_alias(name, CHAMPION)
+            theirs = client.get_run(current.run_id).data.metrics.get(METRIC, float("-inf"))
+        except Exception:
+            current, theirs = None, float("-inf")
+        promoted = mine > theirs
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, version.version)
+        return {
+            "name": name,
+            "version": int(version.version),
+            "promoted": promoted,
+            "AP": mine,
+            "champion_AP": max(mine, theirs),
+            "previous_champion": current.version if current else None,
+        }
+
+
+def resolve(uri: str) -> Path:
+    """Download a ``models:/NAME@alias``, ``models:/NAME/VERSION`` or ``runs:/ID/path`` to a local checkpoint."""
+    from .errors import ModelNotFoundError
+
+    mlflow = _mlflow()
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:
+        raise ModelNotFoundError(f"cannot fetch {uri} from MLflow at {mlflow.get_tracking_uri()}: {exc}") from exc
+    if local.is_file():
+        return local
+    found = sorted(local.rglob("*.pt"))
+    if not found:
+        raise ModelNotFoundError(f"{uri} holds no .pt checkpoint")
+    return found[0]
