@@ -31,6 +31,8 @@ def server(tmp_path_factory):
         "1",
         "--max-batch-size",
         "8",
+        "--request-timeout",  # this module tests correctness, not speed: a busy machine must not cause 504s
+        "180",
         log=tmp_path_factory.mktemp("server") / "server.log",
     )
     yield srv
