@@ -522,6 +522,51 @@ def _tracked_training(cfg, settings, resume: bool, experiment: str | None, regis
     return summary, registered
 
 
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Zoo Darknet model, trained .pt, cfg path or models:/ URI.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file [MODEL.onnx].")] = None,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch/--static-batch")] = True,
+    half: Annotated[bool, typer.Option("--half", help="float16 model (for CUDA runtimes).")] = False,
+    verify: Annotated[
+        list[Path] | None, typer.Option("--verify", help="Images to compare PyTorch and onnxruntime on.")
+    ] = None,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = None,
+) -> None:
+    """Export a model to ONNX; `predict`, `evaluate` and `serve` then take the .onnx file as --model."""
+    from .export import export_onnx
+    from .zoo import load_detector
+
+    if fmt != "onnx":
+        raise _fail(f"unsupported format {fmt!r}: onnx")
+    try:
+        settings = _settings(device="cpu", weights_dir=weights_dir, offline=offline)
+        detector = load_detector(model, settings)
+        target = out or Path(f"{Path(model).stem if '/' in model else model}.onnx")
+        path = export_onnx(detector, target, dynamic_batch=dynamic_batch, half=half)
+    except (HebbianMirrorError, ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"exported {detector.name} → {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if verify:
+        from .backends.onnx import OnnxDetector
+        from .images import decode_image, list_images
+
+        onnx_detector = OnnxDetector(path, device="cpu")
+        worst = 0.0
+        for image_path in list_images(verify):
+            image = decode_image(image_path)
+            a, b = detector.detect([image])[0], onnx_detector.detect([image])[0]
+            if [d.label for d in a] != [d.label for d in b]:
+                raise _fail(f"{image_path}: PyTorch and onnxruntime disagree on the labels")
+            for da, db in zip(a, b, strict=True):
+                worst = max(worst, *(abs(x - y) for x, y in zip(da.box, db.box, strict=True)))
+        console.print(f"verified on {len(list_images(verify))} images: largest box difference {worst:.3f} px")
+        if worst > 1.0:
+            raise _fail("boxes differ by more than 1 px")
+
+
 data_app = typer.Typer(help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 DataArg = Annotated[Path, typer.Argument(help="COCO json, YOLO data.yaml or folder, Pascal VOC folder.")]

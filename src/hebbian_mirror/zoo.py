@@ -308,6 +308,12 @@ def load_detector(model: str | os.PathLike, settings: Settings | None = None) ->
         from .tracking import resolve
 
         text = str(resolve(text))
+    if text.endswith(".onnx"):
+        from .backends.onnx import OnnxDetector
+
+        if not Path(text).expanduser().is_file():
+            raise WeightsNotFoundError(f"ONNX model not found: {text}")
+        return OnnxDetector(Path(text).expanduser(), device=settings.device)
     if text.endswith(".pt"):
         from .train.checkpoint import load_detector as load_checkpoint
 

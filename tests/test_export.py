@@ -1,0 +1,102 @@
+"""ONNX export: onnxruntime against PyTorch on real images, and .onnx files wherever a model is taken."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+
+from hebbian_mirror.backends.onnx import OnnxDetector
+from hebbian_mirror.config import load_settings
+from hebbian_mirror.detection import DetectOptions
+from hebbian_mirror.errors import ModelFormatError
+from hebbian_mirror.export import export_onnx
+from hebbian_mirror.images import decode_image
+from hebbian_mirror.zoo import load_detector
+
+from .conftest import COCO_VAL, DOG, KNIFE, PHOTOS, detector
+from .server_process import ServerProcess
+
+IMAGES = [
+    DOG,
+    KNIFE,
+    *sorted((PHOTOS / "darknet-samples").glob("*.jpg"))[:3],
+    *sorted((COCO_VAL / "images").glob("*.jpg"))[:3],
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    return {
+        "dynamic": export_onnx(detector("yolov4-tiny"), out / "yolov4-tiny.onnx"),
+        "static": export_onnx(detector("yolov3-tiny"), out / "yolov3-tiny.onnx", dynamic_batch=False),
+        "half": export_onnx(detector("yolo-fastest-1.1"), out / "yolo-fastest-1.1-fp16.onnx", half=True),
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "tol"),
+    [("dynamic", "yolov4-tiny", 1.0), ("static", "yolov3-tiny", 1.0), ("half", "yolo-fastest-1.1", 1.0)],
+)
+def test_onnxruntime_matches_pytorch(exported, key, name, tol):
+    ours, onnx_det = detector(name), OnnxDetector(exported[key], device="cpu")
+    assert onnx_det.class_names == ours.class_names and onnx_det.letterbox == ours.letterbox
+    images = [decode_image(p) for p in IMAGES]
+    options = DetectOptions(conf=0.3)
+    compared = 0
+    for a, b in zip(ours.detect(images, options), onnx_det.detect(images, options), strict=True):  # one batch of 8
+        a = [d for d in a if d.score > 0.32]
+        b = [d for d in b if d.score > 0.32]
+        assert [d.label for d in a] == [d.label for d in b]
+        for da, db in zip(a, b, strict=True):
+            assert np.abs(np.array(da.box) - np.array(db.box)).max() < tol
+            assert abs(da.score - db.score) < (0.01 if key == "half" else 1e-3)
+        compared += len(a)
+    assert compared > 10
+
+
+def test_onnx_files_work_in_predict_evaluate_and_serve(exported, cli, tmp_path):
+    path = exported["dynamic"]
+    code, stdout, stderr = cli("predict", DOG, "--model", path, "--json")
+    assert code == 0 and '"dog"' in stdout and '"bicycle"' in stdout, stderr
+    code, stdout, stderr = cli(
+        "evaluate",
+        "--model",
+        path,
+        "--data",
+        COCO_VAL / "instances_val2017_subset.json",
+        "--images",
+        COCO_VAL / "images",
+        "--out",
+        tmp_path / "eval",
+    )
+    assert code == 0, stderr
+    import json
+
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["AP50"] == pytest.approx(0.476, abs=0.005)
+    srv = ServerProcess("--model", str(path), log=tmp_path / "server.log")
+    try:
+        r = httpx.post(srv.url + "/v1/detect", content=DOG.read_bytes(), timeout=60)
+        assert r.status_code == 200 and "dog" in {d["label"] for d in r.json()["detections"]}
+        assert httpx.get(srv.url + "/v1/models").json()["models"][0]["family"] == "onnx"
+    finally:
+        assert srv.stop(), srv.log()
+
+
+def test_export_cli_verifies_and_bad_files_are_clear(cli, tmp_path):
+    code, stdout, stderr = cli("export", "yolo-fastest-1.1", "--out", tmp_path / "f.onnx", "--verify", DOG)
+    assert code == 0 and "largest box difference" in stdout, stderr
+    plain = tmp_path / "plain.onnx"
+    model = onnx.load(str(tmp_path / "f.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(plain))
+    with pytest.raises(ModelFormatError, match="not exported by"):
+        load_detector(str(plain), load_settings(device="cpu"))
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelFormatError, match="cannot load ONNX model"):
+        OnnxDetector(junk)
+    code, _, stderr = cli("export", "ssdlite320-mobilenet-v3-large", "--out", tmp_path / "x.onnx")
+    assert code == 1 and ("supports Darknet models" in stderr or "not in the weights cache" in stderr)
