@@ -24,6 +24,8 @@ if not WEIGHTS.is_dir():  # never skip: without ../shared the suite cannot mean 
 os.environ["HEBBIAN_MIRROR_WEIGHTS"] = str(WEIGHTS)
 os.environ["HEBBIAN_MIRROR_OFFLINE"] = "1"
 os.environ.pop("HEBBIAN_MIRROR_CONFIG", None)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # tests never touch the network
+os.environ["DO_NOT_TRACK"] = "1"
 
 
 @cache
