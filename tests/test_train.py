@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,7 +175,59 @@ def test_train_cli_and_clear_errors(cli, tiny, tmp_path):
     (empty / "data.yaml").write_text("names: [a]\ntrain: images/train\nval: images/train\n")
     code, _, stderr = cli("train", "--data", empty, "--epochs", "1", "--out", tmp_path / "x")
     assert code == 1 and "no readable images" in stderr
-    code, _, stderr = cli("train", "--data", tiny, "--model", "fcos-resnet50-fpn", "--out", tmp_path / "y")
-    assert code == 1 and "not supported yet" in stderr
+    code, _, stderr = cli(
+        "train",
+        "--data",
+        tiny,
+        "--model",
+        "fcos-resnet50-fpn",
+        "--out",
+        tmp_path / "y",
+        "--weights-dir",
+        tmp_path / "no-weights",
+        "--offline",
+    )
+    assert code == 1 and "fcos_resnet50_fpn_coco" in stderr and "not in the weights cache" in stderr
+    code, _, stderr = cli("train", "--data", tiny, "--model", "yolov9", "--out", tmp_path / "z")
+    assert code == 1 and "unknown base model" in stderr
     with pytest.raises(DatasetError, match="nothing to resume"):
         train(config(tiny, tmp_path / "never"), load_settings(device="cpu"), resume=True)
+
+
+def test_torchvision_fine_tuning(tiny, tmp_path):
+    """torchvision detectors fine-tune with their box classifier replaced. Their COCO checkpoints are not in
+    ../shared, so the base is a checkpoint in the official format (random weights, official file name)."""
+    import torchvision.models.detection as tvd
+
+    from hebbian_mirror.zoo import get_spec
+
+    spec = get_spec("ssdlite320-mobilenet-v3-large")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    official = tvd.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)
+    state = {k: v for k, v in official.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, weights / spec.files[0].name)
+    settings = load_settings(weights_dir=weights, offline=True, device="cpu")
+    cfg = config(tiny, tmp_path / "straight", model=spec.name, img_size=None)
+    straight = train(cfg, settings)
+    assert straight["epochs_run"] == 2 and all(np.isfinite(h["loss"]) for h in straight["history"])
+    record = checkpoint.read(tmp_path / "straight" / "best.pt")
+    assert record["builder"] == "ssdlite320_mobilenet_v3_large" and record["num_classes"] == 4
+    detector = load_detector(str(tmp_path / "straight" / "best.pt"), load_settings(device="cpu"))
+    assert detector.class_names == ["airpods", "phone", "wallet"] and detector.info()["family"] == "torchvision"
+    image = decode_image(load_splits(tiny)["val"].samples[0].image)
+    from hebbian_mirror.detection import DetectOptions
+
+    dets = detector.detect([image], DetectOptions(conf=0.0, max_det=20))[0]
+    assert dets and all(d.label in detector.class_names for d in dets)
+
+    def interrupt(epoch, metrics):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(config(tiny, tmp_path / "resumed", model=spec.name, img_size=None), settings, on_epoch=interrupt)
+    train(config(tiny, tmp_path / "resumed", model=spec.name, img_size=None), settings, resume=True)
+    a = checkpoint.read(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = checkpoint.read(tmp_path / "resumed" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

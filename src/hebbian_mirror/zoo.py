@@ -303,7 +303,7 @@ def load_detector(model: str | os.PathLike, settings: Settings | None = None) ->
             )
         from .backends.torchvision import TorchvisionDetector
 
-        return TorchvisionDetector(spec, paths[0], **opts)
+        return TorchvisionDetector.from_spec(spec, paths[0], **opts)
     if text.startswith(("models:/", "runs:/")):
         from .tracking import resolve
 

@@ -18,40 +18,65 @@ if TYPE_CHECKING:
     from ..zoo import ModelSpec
 
 
-class TorchvisionDetector(Detector):
-    """A torchvision detection model loaded from its official state dict.
+def load_official(builder: str, num_classes: int, weights: str | Path) -> torch.nn.Module:
+    """A torchvision detector with its official COCO state dict."""
+    model = getattr(tvd, builder)(weights=None, weights_backbone=None, num_classes=num_classes)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFormatError(f"cannot read torchvision weights {weights}: {exc}") from exc
+    result = model.load_state_dict(state, strict=False)
+    # Official checkpoints come from models with frozen batch norm, which has no counter buffer.
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise ModelFormatError(
+            f"{weights} does not fit {builder}: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    return model
 
-    torchvision numbers COCO classes by category id (91 slots with gaps); we map them onto the zoo's
-    80 contiguous class ids, so every COCO model in the product shares one class list.
+
+class TorchvisionDetector(Detector):
+    """A torchvision detection model behind our interface.
+
+    ``label_map[i]`` is our class id for the model's label ``i`` (-1: not a class, e.g. background). For the
+    official COCO models, torchvision's 91 category slots map onto the zoo's 80 contiguous class ids, so every
+    COCO model in the product shares one class list; a fine-tuned model's labels are 1..C.
     """
 
-    def __init__(self, spec: ModelSpec, weights: str | Path, device: str | torch.device = "auto", half: bool = False):
-        categories: tuple[str, ...] = spec.extra["categories"]
-        self.name = spec.name
-        self.class_names = list(spec.classes)
-        self.input_size = spec.input_size
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        class_names: list[str],
+        label_map: list[int],
+        *,
+        name: str,
+        input_size: tuple[int, int],
+        device: str | torch.device = "auto",
+        half: bool = False,
+        display_names: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.class_names = list(class_names)
+        self.display_names = dict(display_names or {})
+        self.input_size = input_size
         self.device = resolve_device(device)
         self.half = pick_half(half, self.device)
-        model = getattr(tvd, spec.builder)(weights=None, weights_backbone=None, num_classes=len(categories))
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelFormatError(f"cannot read torchvision weights {weights}: {exc}") from exc
-        result = model.load_state_dict(state, strict=False)
-        # Official checkpoints come from models with frozen batch norm, which has no counter buffer.
-        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-        if missing or result.unexpected_keys:
-            raise ModelFormatError(
-                f"{weights} does not fit {spec.builder}: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
-            )
         self.model = model.eval().to(self.device, dtype=torch.float16 if self.half else torch.float32)
-        index = {canonical_name(n): i for i, n in enumerate(self.class_names)}
-        lut = [index.get(canonical_name(c), -1) for c in categories]
-        self._label_map = torch.tensor(lut, dtype=torch.long, device=self.device)
+        self._label_map = torch.tensor(label_map, dtype=torch.long, device=self.device)
         self._lock = threading.Lock()  # thresholds are module attributes, set per call
 
+    @classmethod
+    def from_spec(
+        cls, spec: ModelSpec, weights: str | Path, device: str | torch.device = "auto", half: bool = False
+    ) -> TorchvisionDetector:
+        categories: tuple[str, ...] = spec.extra["categories"]
+        model = load_official(spec.builder, len(categories), weights)
+        index = {canonical_name(n): i for i, n in enumerate(spec.classes)}
+        lut = [index.get(canonical_name(c), -1) for c in categories]
+        return cls(model, list(spec.classes), lut, name=spec.name, input_size=spec.input_size, device=device, half=half)
+
     def info(self) -> dict:
-        return super().info() | {"family": "torchvision"}
+        return super().info() | {"family": "torchvision", "display_names": self.display_names}
 
     def _set_thresholds(self, options: DetectOptions) -> None:
         target = self.model.roi_heads if hasattr(self.model, "roi_heads") else self.model

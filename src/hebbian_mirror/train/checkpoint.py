@@ -47,7 +47,7 @@ def read(path: str | Path) -> dict:
         record = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ModelFormatError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in (FORMAT, "hebbian-mirror/torchvision-v1"):
         raise ModelFormatError(f"{path} is not a Hebbian Mirror checkpoint")
     return record
 
@@ -59,16 +59,14 @@ def build_net(record: dict) -> DarknetNet:
 
 
 def load_detector(path: str | Path, device: str = "auto", half: bool = False):
-    """A trained checkpoint (``best.pt`` / ``last.pt``) as a detector."""
-    from ..darknet.detector import DarknetDetector
+    """A trained checkpoint (``best.pt`` / ``last.pt``, Darknet or torchvision) as a detector."""
+    from .families import from_record
 
-    record = read(path)
-    return DarknetDetector(
-        build_net(record),
-        record["class_names"],
-        name=record.get("name") or Path(path).stem,
-        letterbox=record["letterbox"],
-        device=device,
-        half=half,
-        display_names=record.get("display_names"),
-    )
+    detector = from_record(read(path)).detector(device)
+    if half:
+        from ..detection import pick_half, resolve_device
+
+        if pick_half(True, resolve_device(device)):
+            detector.half = True
+            (detector.net if hasattr(detector, "net") else detector.model).half()
+    return detector

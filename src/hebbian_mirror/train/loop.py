@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Settings
-from ..darknet.detector import DarknetDetector
 from ..darknet.model import DarknetNet
 from ..datasets import DetectionDataset, load_splits
 from ..detection import resolve_device
@@ -25,9 +24,9 @@ from ..evaluation import EVAL_OPTIONS, evaluate, write_report
 from ..plots import write_plots
 from . import checkpoint
 from .augment import AugmentConfig
-from .data import YoloTrainSet, collate, seed_worker
-from .heads import backbone_layers, resize_heads
-from .loss import YoloLoss
+from .data import seed_worker
+from .families import DarknetFamily, TorchvisionFamily, from_record, replace_head
+from .heads import resize_heads
 
 log = logging.getLogger(__name__)
 
@@ -81,29 +80,41 @@ def _splits(cfg: TrainConfig) -> tuple[DetectionDataset, DetectionDataset]:
     return splits["train"], val
 
 
-def _base_net(cfg: TrainConfig, settings: Settings, num_classes: int) -> tuple[DarknetNet, bool]:
-    from ..zoo import DARKNET_MODELS, ensure_weights, get_spec, registry
+def _base_family(cfg: TrainConfig, settings: Settings, classes: list[str], display: dict[str, str]):
+    """The model to start from, with its head sized for ``classes``."""
+    from ..backends.torchvision import load_official
+    from ..zoo import ensure_weights, get_spec, registry
 
+    name = Path(cfg.out).name
     if cfg.model.endswith(".pt"):
-        record = checkpoint.read(cfg.model)
-        net, letterbox = checkpoint.build_net(record), record["letterbox"]
+        family = from_record(checkpoint.read(cfg.model))
+        if list(family.classes) == list(classes):
+            family.display = display
+            return family
+        if isinstance(family, TorchvisionFamily):
+            replace_head(family.model, family.builder, len(classes) + 1)
+            return TorchvisionFamily(family.model, family.builder, classes, display, family.input_size, name)
+        net, letterbox = family.model, family.letterbox
     elif cfg.model in registry():
         spec = get_spec(cfg.model)
-        if spec.family != "darknet":
-            raise ModelNotFoundError(f"training {cfg.model} ({spec.family}) is not supported yet: use a Darknet model")
+        if spec.family == "torchvision":
+            model = load_official(spec.builder, len(spec.extra["categories"]), ensure_weights(spec, settings)[0])
+            replace_head(model, spec.builder, len(classes) + 1)
+            return TorchvisionFamily(model, spec.builder, classes, display, spec.input_size, name)
         weights, cfg_file = ensure_weights(spec, settings)
         net, letterbox = _unfused(cfg_file, weights), spec.letterbox
     else:
         raise ModelNotFoundError(
-            f"unknown base model {cfg.model!r}; Darknet zoo models: "
-            f"{', '.join(s.name for s in DARKNET_MODELS)}, or a .pt checkpoint"
+            f"unknown base model {cfg.model!r}: a zoo model ({', '.join(registry())}) or a .pt checkpoint"
         )
     if cfg.img_size:
         net.sections[0].options["width"] = net.sections[0].options["height"] = str(cfg.img_size)
         resized = DarknetNet(net.sections)
         resized.load_state_dict(net.state_dict())
         net = resized
-    return (net if net.num_classes == num_classes else resize_heads(net, num_classes)), letterbox
+    if net.num_classes != len(classes):
+        net = resize_heads(net, len(classes))
+    return DarknetFamily(net, classes, display, letterbox, name)
 
 
 def _unfused(cfg_file: Path, weights: Path) -> DarknetNet:
@@ -114,11 +125,11 @@ def _unfused(cfg_file: Path, weights: Path) -> DarknetNet:
     return net
 
 
-def _optimizer(cfg: TrainConfig, net: DarknetNet) -> torch.optim.Optimizer:
+def _optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, p in net.named_parameters():
+    for p in net.parameters():
         if p.requires_grad:
-            (decay if name.endswith("conv.weight") else no_decay).append(p)
+            (decay if p.ndim > 1 else no_decay).append(p)  # weights decay; biases and norms do not
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.learning_rate(), momentum=0.937, nesterov=True)
@@ -159,16 +170,11 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
         raise DatasetError(f"nothing to resume: {last_path} does not exist")
     state = checkpoint.read(last_path) if resume else None
     seed_everything(cfg.seed)
-    if state is not None:
-        net, letterbox = checkpoint.build_net(state), state["letterbox"]
-    else:
-        net, letterbox = _base_net(cfg, settings, len(classes))
-    net.to(device)
+    family = from_record(state) if state is not None else _base_family(cfg, settings, classes, display)
+    net = family.model.to(device)
     if cfg.freeze_backbone:
-        for layer in list(net.layers)[: backbone_layers(net)]:
-            layer.requires_grad_(False)
-    size = (net.width, net.height)
-    train_set = YoloTrainSet(train_ds, size, letterbox, cfg.augment)
+        family.freeze_backbone()
+    train_set = family.train_set(train_ds, cfg.augment)
     steps = len(train_set) // cfg.batch if len(train_set) >= cfg.batch else 1
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
@@ -176,7 +182,6 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, steps))
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = YoloLoss(net)
     history: list[dict] = []
     start_epoch, best_ap, stale = 0, -1.0, 0
     if state is not None:
@@ -196,21 +201,18 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
             shuffle=True,
             drop_last=len(train_set) >= cfg.batch,
             num_workers=cfg.workers,
-            collate_fn=collate,
+            collate_fn=family.collate,
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
             persistent_workers=False,
         )
-        net.train()
+        family.train_mode()
         started, losses = time.perf_counter(), []
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for step, (images, targets) in enumerate(bar):
             if step >= steps:
                 break
-            images = images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = net(images)
-            loss, parts = loss_fn([o.float() for o in outputs], targets)
+            loss, parts = family.loss(images, targets, device, use_amp)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -219,19 +221,12 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
             scaler.update()
             scheduler.step()
             losses.append(loss.item())
-            bar.set_postfix(
-                loss=f"{np.mean(losses):.3f}",
-                box=f"{parts['box']:.3f}",
-                obj=f"{parts['obj']:.3f}",
-                cls=f"{parts['cls']:.3f}",
-                lr=f"{scheduler.get_last_lr()[0]:.2e}",
-            )
+            shown = {k: f"{v:.3f}" for k, v in parts.items() if k != "positives"}
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", **shown, lr=f"{scheduler.get_last_lr()[0]:.2e}")
         bar.close()
         train_seconds = time.perf_counter() - started
         net.eval()
-        detector = DarknetDetector(
-            net, classes, name=cfg.model, letterbox=letterbox, device=device, display_names=display
-        )
+        detector = family.detector(device)
         report = evaluate(detector, val_ds, EVAL_OPTIONS, batch_size=cfg.eval_batch, progress=True)
         metrics = {
             "epoch": epoch + 1,
@@ -246,7 +241,7 @@ def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=N
             "per_class": {k: {"AP": v["AP"], "AP50": v["AP50"]} for k, v in report["per_class"].items()},
         }
         history.append(metrics)
-        record = checkpoint.model_record(net, classes, display, letterbox, out.name)
+        record = family.record(out.name)
         improved = report["AP"] > best_ap
         if improved:
             best_ap, stale = report["AP"], 0
