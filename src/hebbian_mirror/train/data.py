@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..darknet.preprocess import fit
-from ..datasets import DetectionDataset
+from ..datasets import DetectionDataset, Sample
 from ..errors import DatasetError, InvalidImageError
 from ..images import decode_image
 from .augment import AugmentConfig, build, mosaic
@@ -32,14 +32,7 @@ class YoloTrainSet(Dataset):
         return len(self.ds.samples)
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        sample = self.ds.samples[index]
-        try:
-            image = torch.from_numpy(decode_image(sample.image, max_pixels=None)).permute(2, 0, 1).contiguous()
-        except InvalidImageError as exc:
-            raise DatasetError(f"cannot train on {sample.image}: {exc}") from exc
-        boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
-        labels = torch.tensor([b.class_id for b in sample.boxes], dtype=torch.long)
-        return image, boxes, labels
+        return load_sample(self.ds.samples[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, boxes, labels = self._load(index)
@@ -47,16 +40,7 @@ class YoloTrainSet(Dataset):
             others = [self._load(random.randrange(len(self))) for _ in range(3)]
             image, boxes, labels = mosaic([(image, boxes, labels), *others], *self.size)
         if self.transform is not None:
-            h, w = image.shape[1:]
-            img, target = self.transform(
-                tv_tensors.Image(image),
-                {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)), "labels": labels},
-            )
-            image, boxes, labels = (
-                img.as_subclass(torch.Tensor),
-                target["boxes"].as_subclass(torch.Tensor),
-                target["labels"],
-            )
+            image, boxes, labels = apply(self.transform, image, boxes, labels)
         tensor, fitted = fit(image, *self.size, self.letterbox)
         target = torch.zeros((len(boxes), 5))
         if len(boxes):
@@ -64,6 +48,27 @@ class YoloTrainSet(Dataset):
             target[:, 1::2] = boxes[:, 0::2] * fitted.scale_x + fitted.pad_x
             target[:, 2::2] = boxes[:, 1::2] * fitted.scale_y + fitted.pad_y
         return tensor, target
+
+
+def load_sample(sample: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A sample's image (3×H×W uint8), boxes (N×4 xyxy) and class ids."""
+    try:
+        image = torch.from_numpy(decode_image(sample.image, max_pixels=None)).permute(2, 0, 1).contiguous()
+    except InvalidImageError as exc:
+        raise DatasetError(f"cannot train on {sample.image}: {exc}") from exc
+    boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
+    labels = torch.tensor([b.class_id for b in sample.boxes], dtype=torch.long)
+    return image, boxes, labels
+
+
+def apply(transform, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor):
+    """Run a box-aware v2 transform on plain tensors."""
+    h, w = image.shape[1:]
+    img, target = transform(
+        tv_tensors.Image(image),
+        {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)), "labels": labels},
+    )
+    return img.as_subclass(torch.Tensor), target["boxes"].as_subclass(torch.Tensor), target["labels"]
 
 
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -8,7 +8,6 @@ from functools import partial
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.fcos import FCOSClassificationHead
@@ -20,11 +19,10 @@ from ..darknet.detector import DarknetDetector
 from ..darknet.model import DarknetNet
 from ..datasets import DetectionDataset
 from ..detection import Detector
-from ..errors import DatasetError, InvalidImageError
-from ..images import decode_image
+from ..errors import DatasetError
 from . import checkpoint
 from .augment import AugmentConfig, build
-from .data import YoloTrainSet, collate
+from .data import YoloTrainSet, apply, collate, load_sample
 from .heads import backbone_layers
 from .loss import YoloLoss
 
@@ -107,24 +105,10 @@ class TorchvisionTrainSet(Dataset):
         return len(self.ds.samples)
 
     def __getitem__(self, index: int):
-        sample = self.ds.samples[index]
-        try:
-            image = torch.from_numpy(decode_image(sample.image, max_pixels=None)).permute(2, 0, 1).contiguous()
-        except InvalidImageError as exc:
-            raise DatasetError(f"cannot train on {sample.image}: {exc}") from exc
-        boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
-        labels = torch.tensor([b.class_id + 1 for b in sample.boxes], dtype=torch.long)
+        image, boxes, labels = load_sample(self.ds.samples[index])
+        labels = labels + 1  # 0 is background for torchvision
         if self.transform is not None:
-            h, w = image.shape[1:]
-            img, target = self.transform(
-                tv_tensors.Image(image),
-                {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)), "labels": labels},
-            )
-            image, boxes, labels = (
-                img.as_subclass(torch.Tensor),
-                target["boxes"].as_subclass(torch.Tensor),
-                target["labels"],
-            )
+            image, boxes, labels = apply(self.transform, image, boxes, labels)
         return image.float().div_(255.0), {"boxes": boxes.float(), "labels": labels}
 
 
