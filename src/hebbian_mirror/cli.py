@@ -418,5 +418,267 @@ def ui(
     os.execve(sys.executable, cmd, env)
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset with train and val splits (any format).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Base: a Darknet zoo model or a .pt checkpoint.")] = (
+        "yolov4-tiny"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 8,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate [SGD 0.01, AdamW 0.001].")] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adamw.")] = "sgd",
+    schedule: Annotated[str, typer.Option("--schedule", help="cosine or step.")] = "cosine",
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Square input size [the model's].")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data loading processes.")] = 2,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    patience: Annotated[int, typer.Option("--patience", help="Early stop after N epochs without better AP.")] = 10,
+    augment: Annotated[
+        Path | None, typer.Option("--augment", help="YAML of augmentation settings (see train/augment.py).")
+    ] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Train without augmentation.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, summary.json.")] = Path(
+        "runs/train"
+    ),
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment [dataset name].")] = None,
+    register: Annotated[
+        str | None, typer.Option("--register", help="Register the model under this name (alias champion if best).")
+    ] = None,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fine-tune a Darknet YOLO model on your own labelled images (tracked in MLflow:
+    sqlite:///mlflow.db here, or $MLFLOW_TRACKING_URI)."""
+    from .train.augment import AugmentConfig
+    from .train.loop import TrainConfig
+    from .train.loop import train as run_training
+
+    try:
+        settings = _settings(config=config, weights_dir=weights_dir, offline=offline)
+        aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else AugmentConfig()
+        cfg = TrainConfig(
+            data=str(data),
+            model=model,
+            out=str(out),
+            epochs=epochs,
+            batch=batch,
+            lr=lr,
+            optimizer=optimizer,
+            schedule=schedule,
+            img_size=img_size,
+            device=device,
+            workers=workers,
+            amp=amp,
+            freeze_backbone=freeze_backbone,
+            seed=seed,
+            patience=patience,
+            augment=aug,
+        )
+        if track:
+            summary, registered = _tracked_training(cfg, settings, resume, experiment, register)
+        else:
+            if register:
+                raise ValueError("--register needs tracking (drop --no-track)")
+            summary, registered = run_training(cfg, settings, resume=resume), None
+    except (HebbianMirrorError, ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    table = Table(title=f"{out}: best AP {summary['best_ap']:.3f}")
+    for col in ("epoch", "loss", "AP", "AP50", "seconds"):
+        table.add_column(col, justify="right")
+    for h in summary["history"]:
+        table.add_row(str(h["epoch"]), f"{h['loss']:.3f}", f"{h['AP']:.3f}", f"{h['AP50']:.3f}", str(h["seconds"]))
+    console.print(table)
+    console.print(f"best → {summary['best']} (serve it: hebbian-mirror serve --model {summary['best']})")
+    if registered:
+        verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
+        console.print(
+            f"registered {registered['name']} v{registered['version']}: {verdict}; serve it: "
+            f"hebbian-mirror serve --model models:/{registered['name']}@champion"
+        )
+
+
+def _tracked_training(cfg, settings, resume: bool, experiment: str | None, register: str | None):
+    from .datasets import load_splits
+    from .datasets.tools import stats
+    from .tracking import TrainingRun
+    from .train.loop import _config_dict
+    from .train.loop import train as run_training
+
+    name = experiment or Path(cfg.data).resolve().name
+    with TrainingRun(name, run_name=Path(cfg.out).name) as run:
+        run.log_params(_config_dict(cfg))
+        summary = run_training(cfg, settings, resume=resume, on_epoch=run.log_epoch)
+        run.log_results(Path(cfg.out), summary, stats(load_splits(cfg.data)))
+        registered = run.register(register) if register else None
+        console.print(f"MLflow run {run.run_id} in experiment {name!r}", style="dim")
+    return summary, registered
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Zoo Darknet model, trained .pt, cfg path or models:/ URI.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file [MODEL.onnx].")] = None,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch/--static-batch")] = True,
+    half: Annotated[bool, typer.Option("--half", help="float16 model (for CUDA runtimes).")] = False,
+    verify: Annotated[
+        list[Path] | None, typer.Option("--verify", help="Images to compare PyTorch and onnxruntime on.")
+    ] = None,
+    weights_dir: WeightsDirOpt = None,
+    offline: OfflineOpt = None,
+) -> None:
+    """Export a model to ONNX; `predict`, `evaluate` and `serve` then take the .onnx file as --model."""
+    from .export import export_onnx
+    from .zoo import load_detector
+
+    if fmt != "onnx":
+        raise _fail(f"unsupported format {fmt!r}: onnx")
+    try:
+        settings = _settings(device="cpu", weights_dir=weights_dir, offline=offline)
+        detector = load_detector(model, settings)
+        target = out or Path(f"{Path(model).stem if '/' in model else model}.onnx")
+        path = export_onnx(detector, target, dynamic_batch=dynamic_batch, half=half)
+    except (HebbianMirrorError, ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"exported {detector.name} → {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if verify:
+        from .backends.onnx import OnnxDetector
+        from .images import decode_image, list_images
+
+        onnx_detector = OnnxDetector(path, device="cpu")
+        worst = 0.0
+        for image_path in list_images(verify):
+            image = decode_image(image_path)
+            a, b = detector.detect([image])[0], onnx_detector.detect([image])[0]
+            if [d.label for d in a] != [d.label for d in b]:
+                raise _fail(f"{image_path}: PyTorch and onnxruntime disagree on the labels")
+            for da, db in zip(a, b, strict=True):
+                worst = max(worst, *(abs(x - y) for x, y in zip(da.box, db.box, strict=True)))
+        console.print(f"verified on {len(list_images(verify))} images: largest box difference {worst:.3f} px")
+        if worst > 1.0:
+            raise _fail("boxes differ by more than 1 px")
+
+
+data_app = typer.Typer(help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+DataArg = Annotated[Path, typer.Argument(help="COCO json, YOLO data.yaml or folder, Pascal VOC folder.")]
+ToOpt = Annotated[str, typer.Option("--to", help="Output format: yolo, coco or voc.")]
+
+
+def _load_splits(data: Path):
+    from .datasets import load_splits
+
+    try:
+        return load_splits(data)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _write(splits, out: Path, fmt: str) -> None:
+    from .datasets import write_splits
+
+    try:
+        path = write_splits(splits, out, fmt)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+    counts = ", ".join(f"{k}: {len(v.samples)}" for k, v in splits.items())
+    console.print(f"wrote {fmt} dataset ({counts} images) → {path}")
+
+
+@data_app.command("stats")
+def data_stats(data: DataArg, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Images, boxes per class, box sizes, empty images and broken files, per split."""
+    from .datasets.tools import stats
+
+    report = stats(_load_splits(data))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    for split, r in report.items():
+        table = Table(title=f"{data} — {split}: {r['images']} images, {r['empty_images']} empty, {r['boxes']} boxes")
+        for col in ("class", "display name", "boxes"):
+            table.add_column(col, justify="right" if col == "boxes" else "left")
+        for name, n in r["boxes_per_class"].items():
+            table.add_row(name, r["display_names"][name], str(n))
+        console.print(table)
+        w, h = r["box_width_px"], r["box_height_px"]
+        if w:
+            console.print(
+                f"box width px min/median/max {w['min']:.0f}/{w['median']:.0f}/{w['max']:.0f}, height "
+                f"{h['min']:.0f}/{h['median']:.0f}/{h['max']:.0f}; COCO sizes {r['box_sizes_coco']}"
+            )
+        for problem in r["problems"][:20]:
+            console.print(f"[yellow]problem:[/] {problem}", highlight=False, soft_wrap=True)
+        if len(r["problems"]) > 20:
+            console.print(f"... and {len(r['problems']) - 20} more problems")
+
+
+@data_app.command("convert")
+def data_convert(data: DataArg, out: Annotated[Path, typer.Argument(help="New output folder.")], to: ToOpt) -> None:
+    """Write a dataset in another format (every split; class and display names kept)."""
+    _write(_load_splits(data), out, to)
+
+
+@data_app.command("merge")
+def data_merge(
+    datasets: Annotated[list[Path], typer.Argument(help="Datasets to merge, then the output folder last.")],
+    to: ToOpt = "yolo",
+) -> None:
+    """Merge datasets into one: class lists united by name, splits by name."""
+    from .datasets.tools import merge
+
+    if len(datasets) < 3:
+        raise _fail("give at least two datasets and an output folder")
+    *sources, out = datasets
+    merged = merge([_load_splits(d) for d in sources])
+    console.print(f"classes: {', '.join(next(iter(merged.values())).classes)}")
+    _write(merged, out, to)
+
+
+@data_app.command("split")
+def data_split(
+    data: DataArg,
+    out: Annotated[Path, typer.Argument(help="New output folder.")],
+    val: Annotated[float, typer.Option("--val", help="Fraction for validation.")] = 0.2,
+    test: Annotated[float, typer.Option("--test", help="Fraction for testing.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    to: ToOpt = "yolo",
+) -> None:
+    """Pool all images and re-split them at random into train / val (/ test)."""
+    from .datasets.tools import split
+
+    fractions = {"train": 1.0 - val - test, "val": val, **({"test": test} if test > 0 else {})}
+    try:
+        splits = split(_load_splits(data), fractions, seed)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+    _write(splits, out, to)
+
+
+@data_app.command("preview")
+def data_preview(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the drawn images.")],
+    split: Annotated[str, typer.Option("--split")] = "train",
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many images.")] = None,
+) -> None:
+    """Draw the ground-truth boxes (with display names) on the images."""
+    from .datasets import load_dataset
+    from .datasets.tools import preview
+
+    try:
+        ds = load_dataset(data, split=split)
+    except HebbianMirrorError as exc:
+        raise _fail(str(exc)) from exc
+    written = preview(ds, out, limit)
+    console.print(f"{len(written)} images → {out}")
+
+
 def main() -> None:
     app()
