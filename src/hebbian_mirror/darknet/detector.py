@@ -14,10 +14,9 @@ from ..coco import COCO_CLASSES
 from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..runtime import tune_allocator
-from .cfg import read_cfg
 from .model import DarknetNet
 from .preprocess import Letterbox, fit
-from .weights import load_darknet_weights
+from .weights import load_net
 from .yolo import decode, select
 
 log = logging.getLogger(__name__)
@@ -87,8 +86,7 @@ class DarknetDetector(Detector):
         """Load a cfg + ``.weights`` pair; class names from ``class_names``, a ``.names`` file beside the cfg,
         COCO's for an 80-class model, else ``class0..``."""
         cfg, weights = Path(cfg), Path(weights)
-        net = DarknetNet(read_cfg(cfg))
-        load_darknet_weights(net, weights)
+        net = load_net(cfg, weights)
         names = list(class_names) if class_names is not None else default_class_names(cfg, net.num_classes)
         return cls(net, names, name=name or cfg.stem, **kwargs)
 

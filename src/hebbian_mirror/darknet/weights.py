@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelFormatError
+from .cfg import read_cfg
 from .model import ConvBlock, DarknetNet
 
 
@@ -60,3 +61,10 @@ def load_darknet_weights(net: DarknetNet, path: str | Path) -> dict[str, int]:
             take(block.conv.bias)
         take(block.conv.weight)
     return {"major": int(major), "minor": int(minor), "revision": int(revision), "seen": seen}
+
+
+def load_net(cfg: str | Path, weights: str | Path) -> DarknetNet:
+    """A network built from ``cfg`` with the parameters of ``weights`` (batch norms not folded: trainable)."""
+    net = DarknetNet(read_cfg(cfg))
+    load_darknet_weights(net, weights)
+    return net

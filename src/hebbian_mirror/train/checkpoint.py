@@ -62,11 +62,4 @@ def load_detector(path: str | Path, device: str = "auto", half: bool = False):
     """A trained checkpoint (``best.pt`` / ``last.pt``, Darknet or torchvision) as a detector."""
     from .families import from_record
 
-    detector = from_record(read(path)).detector(device)
-    if half:
-        from ..detection import pick_half, resolve_device
-
-        if pick_half(True, resolve_device(device)):
-            detector.half = True
-            (detector.net if hasattr(detector, "net") else detector.model).half()
-    return detector
+    return from_record(read(path)).detector(device, half)

@@ -51,13 +51,14 @@ class DarknetFamily:
             outputs = self.model(images.to(device, non_blocking=True))
         return self._loss([o.float() for o in outputs], targets)
 
-    def detector(self, device: torch.device) -> Detector:
+    def detector(self, device: torch.device | str, half: bool = False) -> Detector:
         return DarknetDetector(
             self.model,
             self.classes,
             name=self.name,
             letterbox=self.letterbox,
             device=device,
+            half=half,
             display_names=self.display,
         )
 
@@ -153,7 +154,7 @@ class TorchvisionFamily:
         total = sum(v.float() for v in parts.values())
         return total, {k.removeprefix("loss_"): float(v.detach()) for k, v in parts.items()}
 
-    def detector(self, device: torch.device) -> Detector:
+    def detector(self, device: torch.device | str, half: bool = False) -> Detector:
         from ..backends.torchvision import TorchvisionDetector
 
         label_map = [-1, *range(len(self.classes))]
@@ -164,6 +165,7 @@ class TorchvisionFamily:
             name=self.name,
             input_size=self.input_size,
             device=device,
+            half=half,
             display_names=self.display,
         )
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Settings
+from ..darknet import load_net
 from ..darknet.model import DarknetNet
 from ..datasets import DetectionDataset, load_splits
 from ..detection import resolve_device
@@ -102,7 +103,7 @@ def _base_family(cfg: TrainConfig, settings: Settings, classes: list[str], displ
             replace_head(model, spec.builder, len(classes) + 1)
             return TorchvisionFamily(model, spec.builder, classes, display, spec.input_size, name)
         weights, cfg_file = ensure_weights(spec, settings)
-        net, letterbox = _unfused(cfg_file, weights), spec.letterbox
+        net, letterbox = load_net(cfg_file, weights), spec.letterbox
     else:
         raise ModelNotFoundError(
             f"unknown base model {cfg.model!r}: a zoo model ({', '.join(registry())}) or a .pt checkpoint"
@@ -115,14 +116,6 @@ def _base_family(cfg: TrainConfig, settings: Settings, classes: list[str], displ
     if net.num_classes != len(classes):
         net = resize_heads(net, len(classes))
     return DarknetFamily(net, classes, display, letterbox, name)
-
-
-def _unfused(cfg_file: Path, weights: Path) -> DarknetNet:
-    from ..darknet import load_darknet_weights, read_cfg
-
-    net = DarknetNet(read_cfg(cfg_file))
-    load_darknet_weights(net, weights)
-    return net
 
 
 def _optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
