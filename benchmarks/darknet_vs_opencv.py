@@ -23,7 +23,7 @@ import torch
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.images import decode_image, list_images
-from hebbian_mirror.zoo import load_detector
+from hebbian_mirror.models.loader import load_detector
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "coco-val2017" / "images"

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.zoo import load_detector
+from hebbian_mirror.models.loader import load_detector
 
 
 def build(model: str) -> FastAPI:

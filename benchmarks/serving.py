@@ -27,7 +27,7 @@ import httpx
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.loadgen import run_load
-from hebbian_mirror.zoo import load_detector
+from hebbian_mirror.models.loader import load_detector
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "photos" / "darknet-samples" / "dog.jpg"

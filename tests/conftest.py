@@ -32,9 +32,21 @@ os.environ["DO_NOT_TRACK"] = "1"
 def detector(name: str):
     """One loaded CPU detector per zoo model for the whole session."""
     from hebbian_mirror.config import load_settings
-    from hebbian_mirror.zoo import load_detector
+    from hebbian_mirror.models.loader import load_detector
 
     return load_detector(name, load_settings(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A small dataset: 12 training and 4 validation images of the hand-held set (3 classes), as YOLO."""
+    from hebbian_mirror.datasets import load_splits, write_splits
+
+    splits = load_splits(SHARED / "data" / "weapons" / "handheld" / "data.yaml")
+    splits = {"train": splits["train"], "val": splits["val"]}
+    splits["train"].samples = splits["train"].samples[:12]
+    splits["val"].samples = splits["val"].samples[:4]
+    return write_splits(splits, tmp_path_factory.mktemp("tiny") / "data", "yolo")
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from hebbian_mirror.darknet import DarknetDetector, DarknetNet, load_darknet_weights, parse_cfg
+from hebbian_mirror.config import load_settings
+from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, parse_cfg
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.images import decode_image, list_images
+from hebbian_mirror.models.loader import load_detector
 
 from .conftest import COCO_VAL, DARKNET_MODELS, DOG, KNIFE, PHOTOS, WEIGHTS, detector
 from .opencv_reference import OpenCVYolo
@@ -129,11 +131,8 @@ def test_cfg_and_weights_given_by_path_load(tmp_path):
     cfg.write_text((WEIGHTS / "yolo-fastest-1.1.cfg").read_text())
     (tmp_path / "custom.weights").write_bytes((WEIGHTS / "yolo-fastest-1.1.weights").read_bytes())
     (tmp_path / "custom.names").write_text("\n".join(f"thing{i}" for i in range(80)))
-    det = DarknetDetector.from_files(cfg, tmp_path / "custom.weights", device="cpu")
+    det = load_detector(f"{cfg},{tmp_path / 'custom.weights'}", load_settings(device="cpu"))
     assert det.class_names[16] == "thing16" and det.letterbox is False
-    from hebbian_mirror.config import load_settings
-    from hebbian_mirror.zoo import load_detector
-
     by_path = load_detector(str(cfg), load_settings(device="cpu"))
     assert by_path.input_size == (320, 320)
     dets = by_path.detect([decode_image(DOG)])[0]

@@ -7,13 +7,13 @@ import numpy as np
 import onnx
 import pytest
 
-from hebbian_mirror.backends.onnx import OnnxDetector
+from hebbian_mirror.backends.onnx import load_onnx
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.export import export_onnx
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.zoo import load_detector
+from hebbian_mirror.models.loader import load_detector
 
 from .conftest import COCO_VAL, DOG, KNIFE, PHOTOS, detector
 from .server_process import ServerProcess
@@ -41,7 +41,7 @@ def exported(tmp_path_factory):
     [("dynamic", "yolov4-tiny", 1.0), ("static", "yolov3-tiny", 1.0), ("half", "yolo-fastest-1.1", 1.0)],
 )
 def test_onnxruntime_matches_pytorch(exported, key, name, tol):
-    ours, onnx_det = detector(name), OnnxDetector(exported[key], device="cpu")
+    ours, onnx_det = detector(name), load_onnx(exported[key], device="cpu")
     assert onnx_det.class_names == ours.class_names and onnx_det.letterbox == ours.letterbox
     images = [decode_image(p) for p in IMAGES]
     options = DetectOptions(conf=0.3)
@@ -97,6 +97,6 @@ def test_export_cli_verifies_and_bad_files_are_clear(cli, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelFormatError, match="cannot load ONNX model"):
-        OnnxDetector(junk)
+        load_onnx(junk)
     code, _, stderr = cli("export", "ssdlite320-mobilenet-v3-large", "--out", tmp_path / "x.onnx")
     assert code == 1 and ("supports Darknet models" in stderr or "not in the weights cache" in stderr)

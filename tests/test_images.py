@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -15,17 +13,12 @@ from hebbian_mirror.errors import ImageNotFoundError, ImageTooLargeError, Invali
 from hebbian_mirror.images import decode_image, draw_detections, image_size
 
 from .conftest import DOG
+from .helpers import encode, huge_png
 
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
     return Image.open(DOG).convert("RGB")
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
@@ -78,15 +71,6 @@ def test_sixteen_bit_grayscale_scaled_not_clipped():
 def test_rgba_transparent_becomes_white():
     img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     assert decode_image(encode(img, "PNG"))[0, 0].tolist() == [255, 255, 255]
-
-
-def huge_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width×height pixels (a decompression bomb's header)."""
-    data = bytearray(encode(Image.new("RGB", (1, 1)), "PNG"))
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from .conftest import COCO_VAL, DOG, KNIFE
+from .helpers import huge_png
 from .server_process import ServerProcess
-from .test_images import huge_png
 
 KEY = "s3cret"
 AUTH = {"X-API-Key": KEY}

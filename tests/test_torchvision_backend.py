@@ -16,7 +16,8 @@ from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.zoo import get_spec, load_detector
+from hebbian_mirror.models.loader import load_detector
+from hebbian_mirror.models.registry import get_spec
 
 from .conftest import DOG
 

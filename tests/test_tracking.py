@@ -11,11 +11,10 @@ import mlflow
 import pytest
 
 from hebbian_mirror.config import load_settings
+from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.tracking import CHAMPION, METRIC, MODEL_ARTIFACT, TrainingRun
-from hebbian_mirror.zoo import load_detector
 
 from .server_process import ServerProcess
-from .test_train import tiny  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def store(tmp_path, monkeypatch):
     return uri
 
 
-def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):  # noqa: F811
+def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):
     out = tmp_path / "run"
     code, stdout, stderr = cli(
         "train",
@@ -87,7 +86,7 @@ def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):  
         assert srv.stop(), srv.log()
 
 
-def test_champion_moves_only_to_a_better_model(tmp_path, store, tiny):  # noqa: F811
+def test_champion_moves_only_to_a_better_model(tmp_path, store, tiny):
     """Three runs registered in turn with validation AP 0.5, 0.3, 0.7: the champion goes v1, v1, v3."""
     checkpoint = tmp_path / "best.pt"
     from hebbian_mirror.train.loop import TrainConfig, train

@@ -9,31 +9,19 @@ import torch
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
 from hebbian_mirror.darknet.detector import DarknetDetector
-from hebbian_mirror.datasets import load_splits, write_splits
+from hebbian_mirror.datasets import load_splits
 from hebbian_mirror.errors import DatasetError
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.train import checkpoint
+from hebbian_mirror.meta import ModelMeta
+from hebbian_mirror.models import checkpoint
+from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.train.augment import AugmentConfig
 from hebbian_mirror.train.data import YoloTrainSet, collate
 from hebbian_mirror.train.heads import head_convs, resize_heads
 from hebbian_mirror.train.loop import TrainConfig, train
 from hebbian_mirror.train.loss import YoloLoss
-from hebbian_mirror.zoo import load_detector
 
-from .conftest import SHARED, WEIGHTS
-
-HANDHELD = SHARED / "data" / "weapons" / "handheld"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """12 training and 4 validation images of the hand-held set (3 classes)."""
-    splits = load_splits(HANDHELD / "data.yaml")
-    splits = {"train": splits["train"], "val": splits["val"]}
-    splits["train"].samples = splits["train"].samples[:12]
-    splits["val"].samples = splits["val"].samples[:4]
-    out = tmp_path_factory.mktemp("tiny")
-    return write_splits(splits, out / "data", "yolo")
+from .conftest import WEIGHTS
 
 
 def coco_net() -> DarknetNet:
@@ -128,7 +116,7 @@ def test_checkpoint_is_a_self_contained_model(tiny, tmp_path):
     best = tmp_path / "run" / "best.pt"
     record = checkpoint.read(best)
     assert record["class_names"] == ["airpods", "phone", "wallet"] and record["input_size"] == [160, 160]
-    in_memory = DarknetDetector(checkpoint.build_net(record), record["class_names"], device="cpu")
+    in_memory = DarknetDetector.from_net(checkpoint.from_record(record).module, ModelMeta.from_dict(record), "cpu")
     loaded = load_detector(str(best), load_settings(device="cpu"))
     image = decode_image(load_splits(tiny)["val"].samples[0].image)
     from hebbian_mirror.detection import DetectOptions
@@ -199,7 +187,7 @@ def test_torchvision_fine_tuning(tiny, tmp_path):
     ../shared, so the base is a checkpoint in the official format (random weights, official file name)."""
     import torchvision.models.detection as tvd
 
-    from hebbian_mirror.zoo import get_spec
+    from hebbian_mirror.models.registry import get_spec
 
     spec = get_spec("ssdlite320-mobilenet-v3-large")
     weights = tmp_path / "weights"

@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 from hebbian_mirror.ui.client import Client, ServerError
 
 from .conftest import DOG, REPO
+from .helpers import huge_png
 from .server_process import ServerProcess, free_port
-from .test_images import huge_png
 
 PAGE = REPO / "src" / "hebbian_mirror" / "ui" / "app.py"
 KEY = "ui-key"

@@ -10,7 +10,9 @@ import pytest
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.errors import ChecksumError, ModelNotFoundError, WeightsNotFoundError
-from hebbian_mirror.zoo import RemoteFile, fetch, get_spec, is_cached, load_detector, registry, sha256_of
+from hebbian_mirror.models.loader import load_detector
+from hebbian_mirror.models.registry import RemoteFile, get_spec, registry
+from hebbian_mirror.models.weights import fetch, is_cached, sha256_of
 
 from .conftest import WEIGHTS
 

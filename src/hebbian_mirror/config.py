@@ -7,16 +7,15 @@ present; its keys are the field names below, at top level or under a ``[hebbian_
 from __future__ import annotations
 
 import os
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .errors import HebbianMirrorError
+from .images import DEFAULT_MAX_PIXELS
+from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 
 ENV_PREFIX = "HEBBIAN_MIRROR_"
 DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"
@@ -32,7 +31,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(HebbianMirrorError, ValueError):
     """A settings value that does not validate; the message names the source and the field."""
 
 
@@ -42,31 +41,40 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # models and weights
-    model: str = "yolov4-tiny"
-    weights_dir: Path = Field(
-        default=DEFAULT_WEIGHTS_DIR, validate_default=True, description="flat folder of official weight files"
+    model: str = Field(
+        default="yolov4-tiny",
+        description="Model: zoo name, .pt checkpoint, .onnx file, Darknet .cfg/.weights path, models:/ URI.",
     )
-    offline: bool = Field(default=False, description="never download; missing weights are an error")
-    device: str = "auto"
-    half: bool = False
+    weights_dir: Path = Field(default=DEFAULT_WEIGHTS_DIR, validate_default=True, description="Weights cache folder.")
+    offline: bool = Field(default=False, description="Never download weights; a missing file is an error.")
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N (auto: CUDA when present).")
+    half: bool = Field(default=False, description="float16 inference (CUDA only).")
     # detection defaults
-    conf: float = Field(default=0.25, ge=0.0, le=1.0)
-    iou: float = Field(default=0.45, ge=0.0, le=1.0)
-    max_det: int = Field(default=300, ge=1)
-    max_pixels: int = Field(default=40_000_000, ge=1)
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    conf: float = Field(default=DEFAULT_CONF, ge=0.0, le=1.0, description="Confidence threshold.")
+    iou: float = Field(default=DEFAULT_IOU, ge=0.0, le=1.0, description="NMS IoU threshold.")
+    max_det: int = Field(default=DEFAULT_MAX_DET, ge=1, description="Most detections per image.")
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="Largest image, in pixels.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="critical, error, warning, info or debug."
+    )
     # server
-    models: list[str] = Field(default_factory=list, description="models to serve; empty: [model]")
-    host: str = "0.0.0.0"
-    port: int = Field(default=8000, ge=0, le=65535)
-    max_batch_size: int = Field(default=8, ge=1)
-    max_batch_delay_ms: float = Field(default=2.0, ge=0.0)
-    max_queue: int = Field(default=256, ge=1)
-    request_timeout: float = Field(default=30.0, gt=0.0, description="seconds")
-    max_upload_mb: float = Field(default=20.0, gt=0.0)
-    api_key: str | None = None
-    decoder_threads: int | None = Field(default=None, ge=1, description="default: half the CPU cores, 1 to 4")
-    profile: Literal["dev", "prod"] | None = None
+    models: list[str] = Field(
+        default_factory=list, description="Model to serve; repeat for several (the first is the default)."
+    )
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    max_batch_size: int = Field(default=8, ge=1, description="Images per batch.")
+    max_batch_delay_ms: float = Field(default=2.0, ge=0.0, description="Longest wait for a batch to fill, in ms.")
+    max_queue: int = Field(default=256, ge=1, description="Queued requests per model before 503.")
+    request_timeout: float = Field(default=30.0, gt=0.0, description="Seconds before a request gets 504.")
+    max_upload_mb: float = Field(default=20.0, gt=0.0, description="Largest request body, in MB.")
+    api_key: str | None = Field(default=None, description="Require this key (X-API-Key or Bearer).")
+    decoder_threads: int | None = Field(
+        default=None, ge=1, description="Image decoding threads (default: half the CPU cores, 1 to 4)."
+    )
+    profile: Literal["dev", "prod"] | None = Field(
+        default=None, description="dev (4 decoder threads, info logs) or prod (16, critical)."
+    )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -102,6 +110,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     return data.get("hebbian_mirror", data)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting (``HEBBIAN_MIRROR_<FIELD>`` unless aliased)."""
+    return ENV_ALIASES.get(field, ENV_PREFIX + field.upper())
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:

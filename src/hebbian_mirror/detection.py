@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .classes import canonical_name
+from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, Described, ModelMeta
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,9 +40,9 @@ class Detection:
 class DetectOptions:
     """Per-call thresholds. ``classes`` keeps only those class ids (``None``: all)."""
 
-    conf: float = 0.25
-    iou: float = 0.45
-    max_det: int = 300
+    conf: float = DEFAULT_CONF
+    iou: float = DEFAULT_IOU
+    max_det: int = DEFAULT_MAX_DET
     classes: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
@@ -75,10 +78,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_classes(classes: Iterable[str | int] | None, class_names: Sequence[str]) -> frozenset[int] | None:
-    """Turn class names and/or ids (e.g. from ``--classes person,3``) into a set of class ids."""
+    """Turn class names and/or ids (e.g. from ``--classes person,3``) into a set of class ids; names are
+    matched as everywhere else (:func:`~hebbian_mirror.classes.canonical_name`)."""
     if classes is None:
         return None
-    by_name = {name.lower(): i for i, name in enumerate(class_names)}
+    by_name: dict[str, int] = {}
+    for i, name in enumerate(class_names):
+        by_name.setdefault(canonical_name(name), i)
     out: set[int] = set()
     for item in classes:
         if isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit()):
@@ -87,7 +93,7 @@ def resolve_classes(classes: Iterable[str | int] | None, class_names: Sequence[s
                 raise ValueError(f"class id {idx} out of range: this model has {len(class_names)} classes")
             out.add(idx)
             continue
-        key = str(item).strip().lower()
+        key = canonical_name(str(item))
         if not key:
             continue
         if key not in by_name:
@@ -96,14 +102,18 @@ def resolve_classes(classes: Iterable[str | int] | None, class_names: Sequence[s
     return frozenset(out)
 
 
-class Detector(ABC):
-    """A loaded model. Subclasses implement :meth:`_detect_batch`; :meth:`detect` is the entry point."""
+class Detector(Described, ABC):
+    """A loaded model. Subclasses set :attr:`meta`, :attr:`device` and :attr:`half` and implement
+    :meth:`_detect_batch`; :meth:`detect` is the entry point."""
 
-    name: str
-    class_names: list[str]
-    input_size: tuple[int, int]  # (width, height) the network sees
+    family: str  # which backend runs it: darknet, torchvision, onnx
+    meta: ModelMeta
     device: torch.device
     half: bool = False
+
+    @property
+    def display_names(self) -> dict[str, str]:
+        return dict(self.meta.display_names)
 
     def detect(
         self,
@@ -136,8 +146,12 @@ class Detector(ABC):
         """Plain description for listings and the API."""
         return {
             "name": self.name,
+            "family": self.family,
             "classes": list(self.class_names),
+            "display_names": self.display_names,
             "input_size": list(self.input_size),
+            "resize": self.meta.resize.value,
+            "letterbox": self.letterbox,
             "device": str(self.device),
             "half": self.half,
         }

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
-from tqdm import tqdm
 
-from .coco import canonical_name
-from .datasets import DetectionDataset
+from .batches import decoded_batches
+from .classes import canonical_name
+from .datasets import DetectionDataset, Sample
 from .detection import DetectOptions, Detector
-from .errors import DatasetError, InvalidImageError
+from .errors import DatasetError
 from .images import decode_image
+from .meta import DEFAULT_CONF, DEFAULT_IOU
 
 log = logging.getLogger(__name__)
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -36,7 +37,8 @@ STAT_KEYS = (
     "AR_medium",
     "AR_large",
 )
-EVAL_OPTIONS = DetectOptions(conf=0.001, iou=0.45, max_det=100)
+# COCO's protocol: every detection down to a very low score, at most 100 per image.
+EVAL_OPTIONS = DetectOptions(conf=0.001, iou=DEFAULT_IOU, max_det=100)
 
 
 def coco_ground_truth(ds: DetectionDataset) -> dict:
@@ -167,13 +169,22 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _decode_as_annotated(sample: Sample) -> np.ndarray:
+    """The image as its annotations saw it: EXIF orientation applied, unless the annotation's size says the
+    boxes were drawn on the stored pixels."""
+    image = decode_image(sample.image, max_pixels=None)
+    if image.shape[1] != sample.width or image.shape[0] != sample.height:
+        image = decode_image(sample.image, max_pixels=None, apply_exif=False)
+    return image
+
+
 def evaluate(
     detector: Detector,
     ds: DetectionDataset,
     options: DetectOptions = EVAL_OPTIONS,
     batch_size: int = 8,
     progress: bool = True,
-    serving_conf: float = 0.25,
+    serving_conf: float = DEFAULT_CONF,
 ) -> dict:
     """Detect on every image of ``ds`` and compute COCO metrics, plus precision / recall and a confusion
     matrix at ``serving_conf``; returns the report dict."""
@@ -193,34 +204,21 @@ def evaluate(
     results: list[dict] = []
     skipped: list[str] = []
     start = time.perf_counter()
-    with tqdm(total=len(ds.samples), desc=f"evaluate {detector.name}", unit="img", disable=not progress) as bar:
-        for i in range(0, len(ds.samples), batch_size):
-            chunk = ds.samples[i : i + batch_size]
-            images, kept = [], []
-            for s in chunk:
-                try:
-                    img = decode_image(s.image, max_pixels=None)
-                except InvalidImageError as exc:
-                    skipped.append(str(exc))
-                    continue
-                if img.shape[1] != s.width or img.shape[0] != s.height:
-                    # annotations made on the stored pixels, ignoring EXIF orientation
-                    img = decode_image(s.image, max_pixels=None, apply_exif=False)
-                images.append(img)
-                kept.append(s)
-            for s, dets in zip(kept, detector.detect(images, options), strict=True):
-                for d in dets:
-                    if d.class_id in mapping:
-                        x1, y1, x2, y2 = d.box
-                        results.append(
-                            {
-                                "image_id": s.image_id,
-                                "category_id": mapping[d.class_id],
-                                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "score": d.score,
-                            }
-                        )
-            bar.update(len(chunk))
+    desc = f"evaluate {detector.name}" if progress else None
+    for batch in decoded_batches(ds.samples, batch_size, decode=_decode_as_annotated, progress=desc):
+        skipped += [str(error) for _, error in batch.failed]
+        for s, dets in zip(batch.items, detector.detect(batch.images, options), strict=True):
+            for d in dets:
+                if d.class_id in mapping:
+                    x1, y1, x2, y2 = d.box
+                    results.append(
+                        {
+                            "image_id": s.image_id,
+                            "category_id": mapping[d.class_id],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "score": d.score,
+                        }
+                    )
     elapsed = time.perf_counter() - start
     if skipped:
         log.warning("%d images could not be read and were skipped: %s", len(skipped), "; ".join(skipped[:3]))

@@ -11,19 +11,20 @@ from pathlib import Path
 
 import torch
 
+from .backends.onnx import METADATA_KEY
 from .darknet.detector import DarknetDetector
+from .detection import Detector
 from .errors import ModelFormatError
 
-METADATA_KEY = "hebbian_mirror"
 for _noisy in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant otherwise
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 
-def export_onnx(detector: DarknetDetector, out: Path, dynamic_batch: bool = True, half: bool = False) -> Path:
+def export_onnx(detector: Detector, out: Path, dynamic_batch: bool = True, half: bool = False) -> Path:
     """Write ``detector`` as ONNX to ``out``. ``half``: float16 weights and input (for CUDA runtimes)."""
     import onnx
 
-    if not isinstance(detector, DarknetDetector):
+    if not isinstance(detector, DarknetDetector) or detector.net is None:
         raise ModelFormatError("ONNX export supports Darknet models (zoo Darknet models and trained checkpoints)")
     net = copy.deepcopy(detector.net).to("cpu", dtype=torch.float16 if half else torch.float32)
     net = net.to(memory_format=torch.contiguous_format).eval()
@@ -43,12 +44,7 @@ def export_onnx(detector: DarknetDetector, out: Path, dynamic_batch: bool = True
         verbose=False,
     )
     model = onnx.load(str(out))
-    meta = {
-        "name": detector.name,
-        "class_names": detector.class_names,
-        "display_names": detector.display_names,
-        "input_size": [w, h],
-        "letterbox": detector.letterbox,
+    meta = detector.meta.to_dict() | {
         "heads": [asdict(head) for head in net.heads],
         "half": half,
         "dynamic_batch": dynamic_batch,
@@ -57,3 +53,23 @@ def export_onnx(detector: DarknetDetector, out: Path, dynamic_batch: bool = True
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.save(model, str(out))
     return out
+
+
+def verify_onnx(detector: Detector, onnx_path: Path, images: list[Path]) -> float:
+    """Run ``detector`` and the exported file on ``images``; returns the largest box difference in pixels.
+    Raises :class:`ModelFormatError` where the two disagree on the labels."""
+    from .backends.onnx import load_onnx
+    from .batches import decoded_batches
+
+    exported = load_onnx(onnx_path, device="cpu")
+    worst = 0.0
+    for batch in decoded_batches(images, batch_size=1):
+        for path, error in batch.failed:
+            raise ModelFormatError(f"cannot verify on {path}: {error}")
+        image = batch.images[0]
+        a, b = detector.detect([image])[0], exported.detect([image])[0]
+        if [d.label for d in a] != [d.label for d in b]:
+            raise ModelFormatError(f"{batch.items[0]}: PyTorch and onnxruntime disagree on the labels")
+        for da, db in zip(a, b, strict=True):
+            worst = max(worst, *(abs(x - y) for x, y in zip(da.box, db.box, strict=True)))
+    return worst

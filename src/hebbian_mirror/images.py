@@ -39,8 +39,8 @@ def decode_image(
     """Decode ``source`` (encoded bytes or a file path) into an ``H×W×3`` RGB ``uint8`` array.
 
     Raises :class:`ImageNotFoundError` for a missing path, :class:`ImageTooLargeError` when the
-    image has more than ``max_pixels`` pixels, and :class:`InvalidImageError` for anything that is
-    not a decodable image.
+    image has more than ``max_pixels`` pixels, and :class:`InvalidImageError` for anything else that
+    is not a decodable image, whatever the decoder raised.
     """
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -77,6 +77,8 @@ def decode_image(
         raise ImageTooLargeError(f"{name}: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"{name} could not be decoded: {exc}") from exc
+    except Exception as exc:  # a decoder plug-in's own failure (AVIF, DDS, TIFF, ...) is still a bad image
+        raise InvalidImageError(f"{name} could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 def to_rgb(img: Image.Image) -> np.ndarray:

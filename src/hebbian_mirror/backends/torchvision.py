@@ -1,26 +1,36 @@
-"""torchvision's COCO detectors (Faster R-CNN, RetinaNet, FCOS, SSD) behind our Detector interface."""
+"""torchvision's detectors (Faster R-CNN, RetinaNet, FCOS, SSD) behind our Detector interface, and as a
+model family: a :class:`~hebbian_mirror.network.Network` stored as its builder name and label map."""
 
 from __future__ import annotations
 
+import copy
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 import torchvision.models.detection as tvd
 
-from ..coco import canonical_name
+from ..classes import canonical_name
 from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
+from ..meta import ModelMeta
+from ..network import Network
 
-if TYPE_CHECKING:
-    from ..zoo import ModelSpec
+
+def build(builder: str, num_classes: int) -> torch.nn.Module:
+    """An untrained torchvision detector with ``num_classes`` outputs (background included)."""
+    try:
+        return getattr(tvd, builder)(weights=None, weights_backbone=None, num_classes=num_classes)
+    except AttributeError:
+        raise ModelFormatError(f"torchvision has no detection model {builder!r}") from None
 
 
 def load_official(builder: str, num_classes: int, weights: str | Path) -> torch.nn.Module:
     """A torchvision detector with its official COCO state dict."""
-    model = getattr(tvd, builder)(weights=None, weights_backbone=None, num_classes=num_classes)
+    model = build(builder, num_classes)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -35,48 +45,39 @@ def load_official(builder: str, num_classes: int, weights: str | Path) -> torch.
     return model
 
 
-class TorchvisionDetector(Detector):
-    """A torchvision detection model behind our interface.
+def label_map(categories: Sequence[str], classes: Sequence[str]) -> list[int]:
+    """Our class id for each of the model's labels (-1: not one of ``classes``, e.g. background or the
+    unused slots of torchvision's 91 COCO categories)."""
+    index = {canonical_name(n): i for i, n in enumerate(classes)}
+    return [index.get(canonical_name(c), -1) for c in categories]
 
-    ``label_map[i]`` is our class id for the model's label ``i`` (-1: not a class, e.g. background). For the
-    official COCO models, torchvision's 91 category slots map onto the zoo's 80 contiguous class ids, so every
-    COCO model in the product shares one class list; a fine-tuned model's labels are 1..C.
-    """
+
+def fine_tuned_label_map(num_classes: int) -> list[int]:
+    """Label 0 is background, labels 1..C are classes 0..C-1."""
+    return [-1, *range(num_classes)]
+
+
+class TorchvisionDetector(Detector):
+    """A torchvision detection model behind our interface; ``label_map[i]`` is our class id for the model's
+    label ``i`` (see :func:`label_map`)."""
+
+    family = "torchvision"
 
     def __init__(
         self,
         model: torch.nn.Module,
-        class_names: list[str],
-        label_map: list[int],
+        meta: ModelMeta,
+        label_map: Sequence[int],
         *,
-        name: str,
-        input_size: tuple[int, int],
         device: str | torch.device = "auto",
         half: bool = False,
-        display_names: dict[str, str] | None = None,
     ) -> None:
-        self.name = name
-        self.class_names = list(class_names)
-        self.display_names = dict(display_names or {})
-        self.input_size = input_size
+        self.meta = meta
         self.device = resolve_device(device)
         self.half = pick_half(half, self.device)
         self.model = model.eval().to(self.device, dtype=torch.float16 if self.half else torch.float32)
-        self._label_map = torch.tensor(label_map, dtype=torch.long, device=self.device)
+        self._label_map = torch.tensor(list(label_map), dtype=torch.long, device=self.device)
         self._lock = threading.Lock()  # thresholds are module attributes, set per call
-
-    @classmethod
-    def from_spec(
-        cls, spec: ModelSpec, weights: str | Path, device: str | torch.device = "auto", half: bool = False
-    ) -> TorchvisionDetector:
-        categories: tuple[str, ...] = spec.extra["categories"]
-        model = load_official(spec.builder, len(categories), weights)
-        index = {canonical_name(n): i for i, n in enumerate(spec.classes)}
-        lut = [index.get(canonical_name(c), -1) for c in categories]
-        return cls(model, list(spec.classes), lut, name=spec.name, input_size=spec.input_size, device=device, half=half)
-
-    def info(self) -> dict:
-        return super().info() | {"family": "torchvision", "display_names": self.display_names}
 
     def _set_thresholds(self, options: DetectOptions) -> None:
         target = self.model.roi_heads if hasattr(self.model, "roi_heads") else self.model
@@ -111,3 +112,23 @@ class TorchvisionDetector(Detector):
                 keep &= torch.isin(labels, allowed)
             results.append(to_detections(out["boxes"][keep], out["scores"][keep], labels[keep], self.class_names))
         return results
+
+
+class TorchvisionFamily:
+    """``Network.arch``: ``builder`` (torchvision function name), ``num_classes`` (with background) and
+    ``label_map``."""
+
+    name = "torchvision"
+
+    def architecture(self, network: Network) -> dict[str, Any]:
+        return dict(network.arch)
+
+    def build(self, arch: Mapping[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
+        kept = {k: arch[k] for k in ("builder", "num_classes", "label_map") if arch.get(k) is not None}
+        return build(arch["builder"], arch["num_classes"]), kept
+
+    def detector(
+        self, network: Network, device: str | torch.device = "auto", half: bool = False
+    ) -> TorchvisionDetector:
+        labels = network.arch.get("label_map") or fine_tuned_label_map(len(network.meta.classes))
+        return TorchvisionDetector(copy.deepcopy(network.module), network.meta, labels, device=device, half=half)

@@ -1,25 +1,29 @@
-"""``DarknetDetector``: a Darknet cfg + weights pair as a :class:`~hebbian_mirror.detection.Detector`."""
+"""``DarknetDetector``: Darknet YOLO's three stages (fit, forward, decode + select) as a
+:class:`~hebbian_mirror.detection.Detector`. The forward stage is injected: the PyTorch network here, an
+onnxruntime session in :mod:`hebbian_mirror.backends.onnx`."""
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..coco import COCO_CLASSES
+from ..classes import COCO_CLASSES
 from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
+from ..meta import ModelMeta, Resize
 from ..runtime import tune_allocator
-from .model import DarknetNet
+from .model import DarknetNet, YoloHead
 from .preprocess import Letterbox, fit
-from .weights import load_net
 from .yolo import decode, select
 
 log = logging.getLogger(__name__)
+
+Forward = Callable[[torch.Tensor], Sequence[torch.Tensor]]  # B×3×H×W input → the raw [yolo] outputs
 
 
 def default_class_names(cfg_path: Path, num_classes: int) -> list[str]:
@@ -35,63 +39,52 @@ def default_class_names(cfg_path: Path, num_classes: int) -> list[str]:
     return [f"class{i}" for i in range(num_classes)]
 
 
-class DarknetDetector(Detector):
-    """Darknet YOLO (v3, v3-tiny, v4-tiny, Yolo-Fastest, ...) running in PyTorch.
+def darknet_meta(net: DarknetNet, name: str, classes: Sequence[str], letterbox: bool | None = None) -> ModelMeta:
+    """Metadata of a network; ``letterbox=None`` reads ``letter_box`` from the cfg's ``[net]``."""
+    if letterbox is None:
+        letterbox = bool(int(net.net_options.get("letter_box", "0")))
+    return ModelMeta(
+        name=name,
+        classes=tuple(classes),
+        input_size=(net.width, net.height),
+        resize=Resize.LETTERBOX if letterbox else Resize.STRETCH,
+    )
 
-    ``letterbox``: fit the image into the input keeping its aspect ratio (pjreddie's Darknet) rather
-    than stretching it (AlexeyAB's default). ``None`` reads ``letter_box`` from the cfg's ``[net]``.
-    """
+
+class DarknetDetector(Detector):
+    """Darknet YOLO (v3, v3-tiny, v4-tiny, Yolo-Fastest, ...): letterbox or stretch (``meta.resize``), the
+    forward stage, then YOLO decoding and Darknet-style selection with class-aware NMS."""
 
     def __init__(
         self,
-        net: DarknetNet,
-        class_names: Sequence[str],
+        meta: ModelMeta,
+        heads: Sequence[YoloHead],
+        forward: Forward,
         *,
-        name: str = "darknet",
-        letterbox: bool | None = None,
         device: str | torch.device = "auto",
         half: bool = False,
-        display_names: dict[str, str] | None = None,
+        family: str = "darknet",
+        net: DarknetNet | None = None,
     ) -> None:
-        """Wrap a loaded network (it is copied and its batch norms folded; ``net`` itself is untouched)."""
-        self.net = copy.deepcopy(net).fuse().eval()
+        self.meta, self.heads, self._forward, self.family, self.net = meta, list(heads), forward, family, net
         self.device = resolve_device(device)
         self.half = pick_half(half, self.device)
-        # channels-last activations run faster on oneDNN (CPU) and on cuDNN's tensor cores
-        self.net.to(self.device, dtype=torch.float16 if self.half else torch.float32, memory_format=torch.channels_last)
-        if self.device.type == "cpu":
-            tune_allocator()
-        self.name = name
-        self.input_size = (self.net.width, self.net.height)
-        self.class_names = list(class_names)
-        if len(self.class_names) != self.net.num_classes:
-            raise ModelFormatError(
-                f"{len(self.class_names)} class names given for a {self.net.num_classes}-class model"
-            )
-        self.display_names = dict(display_names or {})
-        if letterbox is None:
-            letterbox = bool(int(self.net.net_options.get("letter_box", "0")))
-        self.letterbox = letterbox
+        if len(meta.classes) != heads[0].classes:
+            raise ModelFormatError(f"{len(meta.classes)} class names given for a {heads[0].classes}-class model")
 
     @classmethod
-    def from_files(
-        cls,
-        cfg: str | Path,
-        weights: str | Path,
-        *,
-        class_names: Sequence[str] | None = None,
-        name: str | None = None,
-        **kwargs,
+    def from_net(
+        cls, net: DarknetNet, meta: ModelMeta, device: str | torch.device = "auto", half: bool = False
     ) -> DarknetDetector:
-        """Load a cfg + ``.weights`` pair; class names from ``class_names``, a ``.names`` file beside the cfg,
-        COCO's for an 80-class model, else ``class0..``."""
-        cfg, weights = Path(cfg), Path(weights)
-        net = load_net(cfg, weights)
-        names = list(class_names) if class_names is not None else default_class_names(cfg, net.num_classes)
-        return cls(net, names, name=name or cfg.stem, **kwargs)
-
-    def info(self) -> dict:
-        return super().info() | {"family": "darknet", "letterbox": self.letterbox, "display_names": self.display_names}
+        """Run a PyTorch network (copied, batch norms folded; ``net`` itself is untouched)."""
+        fused = copy.deepcopy(net).fuse().eval()
+        detector = cls(meta, fused.heads, fused, device=device, half=half, net=fused)
+        # channels-last activations run faster on oneDNN (CPU) and on cuDNN's tensor cores
+        dtype = torch.float16 if detector.half else torch.float32
+        fused.to(detector.device, dtype=dtype, memory_format=torch.channels_last)
+        if detector.device.type == "cpu":
+            tune_allocator()
+        return detector
 
     # -- the three stages --------------------------------------------------------------------
 
@@ -113,8 +106,7 @@ class DarknetDetector(Detector):
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Network + YOLO decoding: ``B×N×(5+C)`` rows (cx, cy, w, h, objectness, class probs)."""
-        raw = self.net(batch)
-        return decode(raw, self.net.heads, self.net.width, self.net.height)
+        return decode(self._forward(batch), self.heads, *self.input_size)
 
     @torch.inference_mode()
     def postprocess(

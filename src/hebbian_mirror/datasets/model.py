@@ -5,19 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..classes import KNOWN_DISPLAY_NAMES, canonical_name
+
 # Spellings of split names → the name we use.
 SPLIT_ALIASES = {"valid": "val", "validation": "val", "training": "train", "testing": "test"}
-
-# Display names for class names that are not words a user reads as is, e.g. the OD-WeaponDetection
-# "Sohas" set's Spanish names. A dataset's own display names win over these.
-KNOWN_DISPLAY_NAMES = {
-    "billete": "Banknote",
-    "monedero": "Wallet",
-    "tarjeta": "Bank card",
-    "smartphone": "Smartphone",
-    "pistol": "Pistol",
-    "knife": "Knife",
-}
 
 
 def normalize_split(name: str) -> str:
@@ -79,13 +70,15 @@ class DetectionDataset:
         return self.display_names.get(name, name)
 
     def remapped(self, classes: list[str], display_names: dict[str, str] | None = None) -> DetectionDataset:
-        """The same samples with class ids into ``classes`` (matched by name, case-insensitively)."""
-        index = {c.lower(): i for i, c in enumerate(classes)}
-        lut = [index[c.lower()] for c in self.classes]
+        """The same samples with class ids into ``classes`` (matched by :func:`canonical_name`)."""
+        index: dict[str, int] = {}
+        for i, c in enumerate(classes):
+            index.setdefault(canonical_name(c), i)
+        lut = [index[canonical_name(c)] for c in self.classes]
         samples = [replace(s, boxes=[replace(b, class_id=lut[b.class_id]) for b in s.boxes]) for s in self.samples]
         names = dict(display_names or {})
         for c in self.classes:
-            names.setdefault(classes[index[c.lower()]], self.display_names.get(c, c))
+            names.setdefault(classes[index[canonical_name(c)]], self.display_names.get(c, c))
         return DetectionDataset(list(classes), samples, self.source, display_names=names, problems=list(self.problems))
 
 

@@ -7,7 +7,10 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import DatasetError, InvalidImageError
+from ..batches import decoded_batches
+from ..classes import canonical_name
+from ..detection import Detection
+from ..errors import DatasetError
 from ..images import decode_image, draw_detections
 from .model import DetectionDataset, Splits
 
@@ -44,15 +47,16 @@ def stats(splits: Splits) -> dict:
 
 
 def merge(datasets: list[Splits]) -> Splits:
-    """Unite datasets: classes by name (case-insensitive; first spelling and display name win), splits by name."""
+    """Unite datasets: classes by name (:func:`canonical_name`; first spelling and display name win), splits
+    by name."""
     classes: list[str] = []
     display: dict[str, str] = {}
     seen: set[str] = set()
     for splits in datasets:
         for ds in splits.values():
             for i, c in enumerate(ds.classes):
-                if c.lower() not in seen:
-                    seen.add(c.lower())
+                if canonical_name(c) not in seen:
+                    seen.add(canonical_name(c))
                     classes.append(c)
                     display[c] = ds.display_name(i)
     merged: Splits = {}
@@ -96,18 +100,13 @@ def split(splits: Splits, fractions: dict[str, float], seed: int = 0) -> Splits:
 
 
 def preview(ds: DetectionDataset, out: Path, limit: int | None = None) -> list[Path]:
-    """Draw every image's ground-truth boxes (with display names) into ``out``."""
-    from ..detection import Detection
-
+    """Draw every image's ground-truth boxes (with display names) into ``out``; unreadable images are skipped."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for s in ds.samples[:limit]:
-        try:
-            image = decode_image(s.image, max_pixels=None)
-        except InvalidImageError:
-            continue
-        dets = [Detection(b.xyxy, 1.0, b.class_id, ds.display_name(b.class_id)) for b in s.boxes]
-        path = out / f"{s.image.stem}.jpg"
-        draw_detections(image, dets).save(path, quality=90)
-        written.append(path)
+    for batch in decoded_batches(ds.samples[:limit], 8, decode=lambda s: decode_image(s.image, max_pixels=None)):
+        for s, image in zip(batch.items, batch.images, strict=True):
+            dets = [Detection(b.xyxy, 1.0, b.class_id, ds.display_name(b.class_id)) for b in s.boxes]
+            path = out / f"{s.image.stem}.jpg"
+            draw_detections(image, dets).save(path, quality=90)
+            written.append(path)
     return written

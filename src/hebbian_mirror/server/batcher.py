@@ -10,7 +10,8 @@ Each model has one inference thread, which also loads and warms the model: all o
 one thread means one OpenMP team. (A second team makes libgomp count more threads than cores and stop its
 worker threads spinning between operations; measured here, that made the forward pass of yolov4-tiny 20%
 slower.) On the CPU that thread also decodes the images of its batch, so decoding never competes with
-inference for the cores; on CUDA the server decodes in its decoder pool while the GPU works.
+inference for the cores; on other devices the batcher decodes in the decoder pool while the GPU works. Either
+way a request's decoding error is its own: its batch-mates are untouched.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..detection import Detection, DetectOptions, Detector
-from ..errors import HebbianMirrorError, InvalidImageError
+from ..errors import HebbianMirrorError
 from ..images import decode_image
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,10 @@ class DynamicBatcher:
         on_batch: Callable[[BatchStats], None] | None = None,
         max_pixels: int | None = None,
         executor: ThreadPoolExecutor | None = None,
+        decode_pool: ThreadPoolExecutor | None = None,
     ) -> None:
+        """``executor``: the model's inference thread (made here when not given). ``decode_pool``: where images
+        are decoded off the CPU (without one, or on the CPU, the inference thread decodes its batch)."""
         self.detector = detector
         self.max_batch_size = max_batch_size
         self.max_batch_delay = max_batch_delay
@@ -91,6 +96,7 @@ class DynamicBatcher:
         self._closing = False
         self._loop_task: asyncio.Task | None = None
         self._executor = executor or inference_thread(detector.name)
+        self._decode_pool = decode_pool if detector.device.type != "cpu" else None
 
     @property
     def depth(self) -> int:
@@ -100,21 +106,34 @@ class DynamicBatcher:
     def start(self) -> None:
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.detector.name}")
 
-    def admit(self) -> None:
-        """A request for this model has started decoding; :meth:`submit` or :meth:`withdraw` follows."""
+    @asynccontextmanager
+    async def arriving(self) -> AsyncIterator[None]:
+        """While a request for this model is on its way (its body being read), a forming batch may wait for it."""
         self.incoming += 1
+        try:
+            yield
+        finally:
+            self.incoming -= 1
+            self._wakeup.set()
 
-    def withdraw(self) -> None:
-        self.incoming -= 1
-        self._wakeup.set()
-
-    def submit(self, image: np.ndarray | bytes, options: DetectOptions) -> asyncio.Future[Result]:
-        """Queue one image (decoded, or encoded bytes for the worker to decode); the returned future resolves
-        with its own result, or fails with its own decoding error. Cancel it to withdraw."""
+    def _check_room(self) -> None:
         if self._closing:
             raise QueueFullError("the server is shutting down")
         if len(self._pending) >= self.max_queue:
             raise QueueFullError(f"model {self.detector.name} has {self.max_queue} requests queued")
+
+    async def submit(self, image: np.ndarray | bytes, options: DetectOptions) -> asyncio.Future[Result]:
+        """Queue one image (decoded, or encoded bytes); the returned future resolves with its own result, or
+        fails with its own decoding error. Cancel it to withdraw. :class:`QueueFullError` when there is no room.
+
+        Encoded bytes are decoded in the decoder pool first when the model is not on the CPU (the GPU keeps
+        working meanwhile), else by the inference thread, in the batch."""
+        self._check_room()
+        if isinstance(image, bytes) and self._decode_pool is not None:
+            async with self.arriving():
+                loop = asyncio.get_running_loop()
+                image = await loop.run_in_executor(self._decode_pool, decode_image, image, self.max_pixels)
+            self._check_room()
         job = Job(image, options, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._wakeup.set()
@@ -195,7 +214,7 @@ class DynamicBatcher:
             if isinstance(job.image, bytes):
                 try:
                     job.image = decode_image(job.image, self.max_pixels)
-                except InvalidImageError as exc:
+                except HebbianMirrorError as exc:  # decode_image raises nothing else: one bad image fails alone
                     outcomes[i] = exc
                     continue
             ready.append(i)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,21 +24,15 @@ class BodyTooLargeError(APIError):
         super().__init__(413, f"request body is over the {limit / 1e6:g} MB upload limit")
 
 
-def is_deepstack(path: str) -> bool:
-    return path.startswith("/v1/vision/")
+ErrorBody = Callable[[str, int, str], dict]  # (path, status, message) → the JSON body, in the path's API shape
 
 
-def error_body(path: str, status: int, message: str) -> dict:
-    if is_deepstack(path):  # DeepStack / CodeProject.AI clients look for success / error
-        return {"success": False, "error": message, "code": status}
-    return {"error": message, "status": status}
+def install_handlers(app: FastAPI, error_body: ErrorBody) -> None:
+    """Answer every error as JSON shaped by ``error_body``."""
 
+    def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(error_body(path, status, message), status_code=status, headers=headers)
 
-def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(path, status, message), status_code=status, headers=headers)
-
-
-def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return error_response(request.url.path, exc.status, exc.message, exc.headers)

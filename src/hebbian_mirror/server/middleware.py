@@ -7,7 +7,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BodyTooLargeError, error_body
+from .errors import BodyTooLargeError, ErrorBody
 from .metrics import Metrics
 
 
@@ -15,8 +15,8 @@ class BodyLimitMiddleware:
     """Reject bodies over ``max_bytes``: at once from ``Content-Length``, else as soon as the count passes
     the limit while streaming, so an oversized upload is never held in memory whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, error_body: ErrorBody) -> None:
+        self.app, self.max_bytes, self.error_body = app, max_bytes, error_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -25,7 +25,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            body = json.dumps(error_body(scope["path"], 413, BodyTooLargeError(self.max_bytes).message)).encode()
+            body = json.dumps(self.error_body(scope["path"], 413, BodyTooLargeError(self.max_bytes).message)).encode()
             await send(
                 {
                     "type": "http.response.start",
@@ -50,7 +50,7 @@ class BodyLimitMiddleware:
 
 
 class MetricsMiddleware:
-    """Count requests by route template and status, and time them."""
+    """Count requests by route template and status (499: the client left before its answer), and time them."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
@@ -61,7 +61,6 @@ class MetricsMiddleware:
             return
         status = 500
         start = time.perf_counter()
-        scope["hm_start"] = start  # request deadlines count from here
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -74,7 +73,5 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            if scope.get("hm_disconnected"):
-                status = 499  # client closed the connection before the answer
             self.metrics.requests.labels(path, str(status)).inc()
             self.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)

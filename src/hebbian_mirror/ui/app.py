@@ -11,15 +11,16 @@ import os
 
 import streamlit as st
 
+from hebbian_mirror.classes import DANGEROUS_CLASSES
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import InvalidImageError
 from hebbian_mirror.images import decode_image, draw_detections
-from hebbian_mirror.ui.client import DEFAULT_DANGEROUS, Client, Detected, ServerError, alerts, load_image_source
+from hebbian_mirror.ui.client import Client, Detected, ServerError, alerts, load_image_source
 
 DEFAULT_API = os.environ.get("HEBBIAN_MIRROR_UI_API", "http://127.0.0.1:8000")
 CONFIGURED_DANGEROUS = [
     c.strip()
-    for c in os.environ.get("HEBBIAN_MIRROR_UI_DANGEROUS", ",".join(DEFAULT_DANGEROUS)).split(",")
+    for c in os.environ.get("HEBBIAN_MIRROR_UI_DANGEROUS", ",".join(DANGEROUS_CLASSES)).split(",")
     if c.strip()
 ]
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 
-DEFAULT_DANGEROUS = ("pistol", "knife", "gun", "rifle")
 MAX_FETCH_BYTES = 20_000_000
 
 

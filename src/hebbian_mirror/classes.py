@@ -1,4 +1,5 @@
-"""The 80 COCO object classes, by their official COCO 2017 names (shared by every COCO model)."""
+"""Class names: the 80 COCO classes (shared by every COCO model), the one rule for matching names across
+models and datasets, the display names people read, and the default dangerous classes."""
 
 from __future__ import annotations
 
@@ -99,7 +100,23 @@ ALIASES: dict[str, str] = {
 }
 
 
+# Display names for class names that are not words a user reads as is, e.g. the OD-WeaponDetection
+# "Sohas" set's Spanish names. A dataset's or model's own display names win over these.
+KNOWN_DISPLAY_NAMES = {
+    "billete": "Banknote",
+    "monedero": "Wallet",
+    "tarjeta": "Bank card",
+    "smartphone": "Smartphone",
+    "pistol": "Pistol",
+    "knife": "Knife",
+}
+
+# Classes that raise the UI's alert unless told otherwise.
+DANGEROUS_CLASSES: tuple[str, ...] = ("pistol", "knife", "gun", "rifle")
+
+
 def canonical_name(name: str) -> str:
-    """Normalise a class name for matching across datasets and models."""
+    """The key two class names are matched by, everywhere (``--classes``, evaluation, dataset merge):
+    case, spaces and underscores ignored, other spellings of COCO classes ("motorbike") mapped to COCO's."""
     key = " ".join(name.strip().lower().replace("_", " ").split())
     return ALIASES.get(key, ALIASES.get(key.replace(" ", ""), key))

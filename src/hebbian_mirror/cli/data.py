@@ -1,0 +1,123 @@
+"""``data``: inspect, convert, merge, split and preview labelled datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .app import app
+from .common import Commands, Failure, console
+
+data_app = typer.Typer(
+    help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True, cls=Commands
+)
+app.add_typer(data_app, name="data")
+
+DATA_HELP = "COCO json, YOLO data.yaml or folder, Pascal VOC folder."
+TO_HELP = "Output format: yolo, coco or voc."
+
+
+def _write(splits, out: Path, fmt: str) -> None:
+    from ..datasets import write_splits
+
+    path = write_splits(splits, out, fmt)
+    counts = ", ".join(f"{k}: {len(v.samples)}" for k, v in splits.items())
+    console.print(f"wrote {fmt} dataset ({counts} images) → {path}")
+
+
+def _splits(data: Path):
+    from ..datasets import load_splits
+
+    return load_splits(data)
+
+
+@data_app.command("stats")
+def data_stats(
+    data: Path = typer.Argument(..., help=DATA_HELP),
+    as_json: bool = typer.Option(False, "--json", help="The whole report as JSON."),
+) -> None:
+    """Images, boxes per class, box sizes, empty images and broken files, per split."""
+    from ..datasets.tools import stats
+
+    report = stats(_splits(data))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    for split, r in report.items():
+        table = Table(title=f"{data} — {split}: {r['images']} images, {r['empty_images']} empty, {r['boxes']} boxes")
+        for col in ("class", "display name", "boxes"):
+            table.add_column(col, justify="right" if col == "boxes" else "left")
+        for name, n in r["boxes_per_class"].items():
+            table.add_row(name, r["display_names"][name], str(n))
+        console.print(table)
+        w, h = r["box_width_px"], r["box_height_px"]
+        if w:
+            sizes = ", ".join(f"{k} {v}" for k, v in r["box_sizes_coco"].items())
+            console.print(
+                f"box width px min/median/max {w['min']:.0f}/{w['median']:.0f}/{w['max']:.0f}, height "
+                f"{h['min']:.0f}/{h['median']:.0f}/{h['max']:.0f}; COCO sizes: {sizes}"
+            )
+        for problem in r["problems"][:20]:
+            console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+        if len(r["problems"]) > 20:
+            console.print(f"... and {len(r['problems']) - 20} more problems")
+
+
+@data_app.command("convert")
+def data_convert(
+    data: Path = typer.Argument(..., help=DATA_HELP),
+    out: Path = typer.Argument(..., help="New output folder."),
+    to: str = typer.Option(..., "--to", help=TO_HELP),
+) -> None:
+    """Write a dataset in another format (every split; class and display names kept)."""
+    _write(_splits(data), out, to)
+
+
+@data_app.command("merge")
+def data_merge(
+    datasets: list[Path] = typer.Argument(..., help="Datasets to merge, then the output folder last."),
+    to: str = typer.Option("yolo", "--to", help=TO_HELP),
+) -> None:
+    """Merge datasets into one: class lists united by name, splits by name."""
+    from ..datasets.tools import merge
+
+    if len(datasets) < 3:
+        raise Failure("give at least two datasets and an output folder")
+    *sources, out = datasets
+    merged = merge([_splits(d) for d in sources])
+    console.print(f"classes: {', '.join(next(iter(merged.values())).classes)}")
+    _write(merged, out, to)
+
+
+@data_app.command("split")
+def data_split(
+    data: Path = typer.Argument(..., help=DATA_HELP),
+    out: Path = typer.Argument(..., help="New output folder."),
+    val: float = typer.Option(0.2, "--val", help="Fraction for validation."),
+    test: float = typer.Option(0.0, "--test", help="Fraction for testing."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the shuffle."),
+    to: str = typer.Option("yolo", "--to", help=TO_HELP),
+) -> None:
+    """Pool all images and re-split them at random into train / val (/ test)."""
+    from ..datasets.tools import split
+
+    fractions = {"train": 1.0 - val - test, "val": val, **({"test": test} if test > 0 else {})}
+    _write(split(_splits(data), fractions, seed), out, to)
+
+
+@data_app.command("preview")
+def data_preview(
+    data: Path = typer.Argument(..., help=DATA_HELP),
+    out: Path = typer.Option(..., "--out", help="Folder for the drawn images."),
+    split: str = typer.Option("train", "--split", help="Split to draw."),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many images."),
+) -> None:
+    """Draw the ground-truth boxes (with display names) on the images."""
+    from ..datasets import load_dataset
+    from ..datasets.tools import preview
+
+    written = preview(load_dataset(data, split=split), out, limit)
+    console.print(f"{len(written)} images → {out}")

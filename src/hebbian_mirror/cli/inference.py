@@ -1,0 +1,212 @@
+"""``models``, ``predict``, ``evaluate`` and ``export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .app import app
+from .common import Failure, cli_settings, config_option, console, err_console, setting
+
+MODEL_HELP = setting("model", "--model", "-m")
+
+
+@app.command()
+def models(
+    ctx: typer.Context,
+    weights_dir: Path | None = setting("weights_dir"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line per model."),
+    config: Path | None = config_option(),
+) -> None:
+    """List the model zoo: classes, input size, published COCO AP and whether the weights are cached."""
+    from ..models.registry import registry
+    from ..models.weights import is_cached
+
+    settings = cli_settings(ctx)
+    rows = [
+        {
+            "name": spec.name,
+            "family": spec.family,
+            "classes": len(spec.classes),
+            "input": "×".join(map(str, spec.input_size)),
+            "resize": spec.meta.describe_resize(),
+            "AP": spec.published.get("AP"),
+            "AP50": spec.published.get("AP50"),
+            "cached": is_cached(spec, settings.weights_dir),
+            "default": spec.name == settings.model,
+        }
+        for spec in registry().values()
+    ]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"Model zoo (weights cache: {settings.weights_dir})")
+    for col in ("name", "family", "classes", "input", "AP", "AP50", "cached"):
+        table.add_column(col, justify="right" if col in ("classes", "AP", "AP50") else "left", no_wrap=col == "name")
+    for r in rows:
+        fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+        name = f"{r['name']} (default)" if r["default"] else r["name"]
+        cached = "[green]yes[/]" if r["cached"] else "no"
+        table.add_row(name, r["family"], str(r["classes"]), r["input"], fmt(r["AP"]), fmt(r["AP50"]), cached)
+    console.print(table)
+    console.print("AP / AP50: published COCO box metrics (%) from each model's authors.", style="dim")
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    images: list[Path] = typer.Argument(..., help="Image files or folders.", show_default=False),
+    model: str | None = MODEL_HELP,
+    conf: float | None = setting("conf"),
+    iou: float | None = setting("iou"),
+    max_det: int | None = setting("max_det"),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Keep only these classes: names or ids, comma-separated."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Write annotated copies into this folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line per image."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
+    device: str | None = setting("device"),
+    half: bool | None = setting("half"),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Detect objects in images: print them and optionally write annotated copies."""
+    from ..batches import decoded_batches
+    from ..detection import DetectOptions, resolve_classes
+    from ..images import draw_detections, list_images
+    from ..models.loader import load_detector
+
+    settings = cli_settings(ctx)
+    detector = load_detector(settings.model, settings)
+    wanted = resolve_classes(classes.split(","), detector.class_names) if classes else None
+    options = DetectOptions(settings.conf, settings.iou, settings.max_det, wanted)
+    paths = list_images(images)
+    if not paths:
+        raise Failure("no images found in the given paths")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for chunk in decoded_batches(paths, batch, max_pixels=settings.max_pixels):
+        for _, exc in chunk.failed:
+            failures += 1
+            err_console.print(f"[red]skipped[/] {exc}", highlight=False)
+        for path, img, dets in zip(chunk.items, chunk.images, detector.detect(chunk.images, options), strict=True):
+            annotated = out / f"{path.stem}.jpg" if out else None
+            if annotated:
+                draw_detections(img, dets).save(annotated, quality=92)
+            if as_json:
+                row = {"image": str(path), "width": img.shape[1], "height": img.shape[0], "model": detector.name}
+                row |= {"detections": [d.to_dict() for d in dets]} | (
+                    {"annotated": str(annotated)} if annotated else {}
+                )
+                print(json.dumps(row))
+            else:
+                _print_detections(path, img.shape, dets, annotated)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _print_detections(path: Path, shape, dets, annotated: Path | None) -> None:
+    table = Table(title=f"{path}  ({shape[1]}×{shape[0]}, {len(dets)} objects)", title_justify="left")
+    for col in ("label", "score", "x1", "y1", "x2", "y2"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for d in dets:
+        table.add_row(d.label, f"{d.score:.3f}", *(f"{v:.0f}" for v in d.box))
+    console.print(table)
+    if annotated:
+        console.print(f"annotated → {annotated}", style="dim")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., "--data", help="COCO json, YOLO data.yaml or folder, Pascal VOC folder."),
+    model: str | None = MODEL_HELP,
+    images: Path | None = typer.Option(None, "--images", help="Image folder for a COCO json."),
+    split: str = typer.Option("val", "--split", help="Split to evaluate."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for report.json and the plots."),
+    conf: float | None = typer.Option(None, "--conf", help="Lowest score kept [COCO protocol: 0.001]."),
+    iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold [0.45]."),
+    max_det: int | None = typer.Option(None, "--max-det", help="Most detections per image [100]."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
+    device: str | None = setting("device"),
+    half: bool | None = setting("half"),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """COCO metrics (AP, AP50, AP75, by size, AR, per class) of a model on a labelled dataset."""
+    from dataclasses import replace
+
+    from ..datasets import load_dataset
+    from ..evaluation import EVAL_OPTIONS, write_report
+    from ..evaluation import evaluate as run_evaluation
+    from ..models.loader import load_detector
+
+    settings = cli_settings(ctx)
+    given = {"conf": conf, "iou": iou, "max_det": max_det}
+    options = replace(EVAL_OPTIONS, **{k: v for k, v in given.items() if v is not None})
+    ds = load_dataset(data, images, split)
+    detector = load_detector(settings.model, settings)
+    report = run_evaluation(detector, ds, options, batch_size=batch)
+    console.print(f"{detector.name} on {ds.source}: {report['images']} images", highlight=False)
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"):
+        table.add_row(key, f"{report[key]:.3f}")
+    console.print(table)
+    per_class = Table(title="per class")
+    for col in ("class", "instances", "AP", "AP50"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in sorted(report["per_class"].items(), key=lambda kv: -(kv[1]["AP"] or 0)):
+        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+        per_class.add_row(name, str(row.get("instances", "")), fmt(row["AP"]), fmt(row["AP50"]))
+    console.print(per_class)
+    at = report["at_threshold"]
+    if at["precision"] is not None:
+        console.print(f"at score ≥ {at['conf']:g}: precision {at['precision']:.3f}, recall {at['recall']:.3f}")
+    if out:
+        from ..plots import write_plots
+
+        path = write_report(report, out)
+        plots = write_plots(report, out)
+        console.print(f"report → {path}; plots → {', '.join(str(p) for p in plots)}", style="dim")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Darknet zoo model, trained .pt, cfg path or models:/ URI."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx"),
+    out: Path | None = typer.Option(None, "--out", help="Output file [MODEL.onnx]."),
+    dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch"),
+    half: bool = typer.Option(False, "--half", help="float16 model (for CUDA runtimes)."),
+    verify: list[Path] | None = typer.Option(None, "--verify", help="Images to compare PyTorch and onnxruntime on."),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+) -> None:
+    """Export a model to ONNX; `predict`, `evaluate` and `serve` then take the .onnx file as --model."""
+    from ..export import export_onnx, verify_onnx
+    from ..images import list_images
+    from ..models.loader import load_detector
+
+    if fmt != "onnx":
+        raise Failure(f"unsupported format {fmt!r}: onnx")
+    settings = cli_settings(ctx, device="cpu", half=False)
+    detector = load_detector(model, settings)
+    target = out or Path(f"{Path(model).stem if '/' in model else model}.onnx")
+    path = export_onnx(detector, target, dynamic_batch=dynamic_batch, half=half)
+    console.print(f"exported {detector.name} → {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if verify:
+        paths = list_images(verify)
+        worst = verify_onnx(detector, path, paths)
+        console.print(f"verified on {len(paths)} images: largest box difference {worst:.3f} px")
+        if worst > 1.0:
+            raise Failure("boxes differ by more than 1 px")

@@ -1,0 +1,109 @@
+"""``serve``, ``bench`` and ``ui``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..classes import DANGEROUS_CLASSES
+from .app import app
+from .common import Failure, cli_settings, config_option, console, setting
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    models: list[str] | None = setting("models", "--model", "-m"),
+    host: str | None = setting("host"),
+    port: int | None = setting("port"),
+    device: str | None = setting("device"),
+    half: bool | None = setting("half"),
+    max_batch_size: int | None = setting("max_batch_size"),
+    max_batch_delay_ms: float | None = setting("max_batch_delay_ms"),
+    max_queue: int | None = setting("max_queue"),
+    request_timeout: float | None = setting("request_timeout"),
+    max_upload_mb: float | None = setting("max_upload_mb"),
+    max_pixels: int | None = setting("max_pixels"),
+    api_key: str | None = setting("api_key"),
+    decoder_threads: int | None = setting("decoder_threads"),
+    profile: str | None = setting("profile"),
+    log_level: str | None = setting("log_level"),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""
+    import uvicorn
+
+    from ..models.loader import prefetch
+    from ..server import create_app
+
+    settings = cli_settings(ctx)
+    prefetch(settings.served_models, settings)  # a missing file stops us before we listen
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("info", "debug"),
+        timeout_graceful_shutdown=int(settings.request_timeout) + 1,
+    )
+
+
+@app.command()
+def bench(
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="Server base URL."),
+    image: Path = typer.Option(Path("dog.jpg"), "--image", help="Image to send.", exists=True, dir_okay=False),
+    concurrency: str = typer.Option("1,8,32", "--concurrency", help="Comma-separated client counts."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds per concurrency level."),
+    route: str = typer.Option("/v1/detect", "--route", help="Route to load."),
+    api_key: str | None = typer.Option(None, "--api-key", help="Sent as X-API-Key."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line per level."),
+) -> None:
+    """Load a running server: requests/s, latency percentiles and errors per concurrency level."""
+    import asyncio
+
+    from ..loadgen import run_load
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError as exc:
+        raise Failure(f"--concurrency must be integers, got {concurrency!r}") from exc
+    headers = {"X-API-Key": api_key} if api_key else None
+    table = Table(title=f"{url}{route} with {image.name}, {duration:g} s per level")
+    for col in ("clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="right")
+    for level in levels:
+        result = asyncio.run(run_load(url, image, level, duration, route, headers))
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        ms = (result.p50_ms, result.p95_ms, result.p99_ms)
+        table.add_row(str(level), f"{result.rps:.1f}", *(f"{v:.1f}" for v in ms), str(result.errors))
+    if not as_json:
+        console.print(table)
+
+
+@app.command()
+def ui(
+    api: str = typer.Option("http://127.0.0.1:8000", "--api", help="The server's URL."),
+    port: int = typer.Option(8501, "--port", help="Port for the page."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address for the page."),
+    dangerous: str = typer.Option(
+        ",".join(DANGEROUS_CLASSES), "--dangerous", help="Classes that raise the alert, comma-separated."
+    ),
+) -> None:
+    """Open the web UI (Streamlit) in front of a running server."""
+    import os
+    import sys
+
+    page = Path(__file__).parent.parent / "ui" / "app.py"
+    env = dict(os.environ, HEBBIAN_MIRROR_UI_API=api, HEBBIAN_MIRROR_UI_DANGEROUS=dangerous)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port)]
+    cmd += ["--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    console.print(f"UI on http://{'localhost' if host == '0.0.0.0' else host}:{port} for the server at {api}")
+    sys.stdout.flush()
+    # become Streamlit, so that signals (Ctrl-C, SIGTERM from a supervisor) reach it and nothing is left behind
+    os.execve(sys.executable, cmd, env)

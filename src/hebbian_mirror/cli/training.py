@@ -1,0 +1,93 @@
+"""``train``: options declared by :class:`~hebbian_mirror.train.loop.TrainConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ..train.config import TrainConfig
+from .app import app
+from .common import Failure, cli_settings, config_option, console, setting
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def option(name: str, *decls: str, **kwargs: Any) -> Any:
+    """A ``train`` option for the :class:`TrainConfig` field ``name``: default and help from the field."""
+    f = _FIELDS[name]
+    default = ... if f.default is MISSING else f.default
+    flag = decls or (f"--{name.replace('_', '-')}",)
+    if f.type in (bool, "bool") and not decls:
+        flag = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",)
+    return typer.Option(default, *flag, help=f.metadata.get("help"), **kwargs)
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: Path = option("data"),
+    model: str = option("model", "--model", "-m"),
+    out: Path = option("out"),
+    epochs: int = option("epochs", min=1),
+    batch: int = option("batch", min=1),
+    lr: float | None = option("lr"),
+    optimizer: str = option("optimizer"),
+    schedule: str = option("schedule"),
+    warmup_epochs: float = option("warmup_epochs", min=0.0),
+    img_size: int | None = option("img_size"),
+    device: str = option("device"),
+    workers: int = option("workers", min=0),
+    amp: bool = option("amp"),
+    freeze_backbone: bool = option("freeze_backbone", "--freeze-backbone"),
+    seed: int = option("seed"),
+    patience: int = option("patience", min=1),
+    max_steps: int | None = option("max_steps", min=1),
+    augment: Path | None = typer.Option(None, "--augment", help="YAML of augmentation settings (train/augment.py)."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
+    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment [the dataset's folder name]."),
+    register: str | None = typer.Option(
+        None, "--register", help="Register the model under this name (alias champion if it is the best)."
+    ),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Fine-tune a detector (Darknet YOLO or torchvision) on your own labelled images; tracked in MLflow
+    (sqlite:///mlflow.db here, or $MLFLOW_TRACKING_URI)."""
+    from ..train.augment import AugmentConfig
+    from ..train.loop import train as run_training
+
+    params = ctx.params
+    settings = cli_settings(ctx, device=device)
+    aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else AugmentConfig()
+    values = {k: params[k] for k in TrainConfig.option_names() if k in params}
+    cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug}))
+    registered = None
+    if track:
+        from ..train.tracked import train_tracked
+
+        run = train_tracked(cfg, settings, resume, experiment, register)
+        summary, registered = run.summary, run.registered
+        console.print(f"MLflow run {run.run_id} in experiment {run.experiment!r}", style="dim")
+    elif register:
+        raise Failure("--register needs tracking (drop --no-track)")
+    else:
+        summary = run_training(cfg, settings, resume=resume)
+    table = Table(title=f"{out}: best AP {summary['best_ap']:.3f}")
+    for col in ("epoch", "loss", "AP", "AP50", "seconds"):
+        table.add_column(col, justify="right")
+    for h in summary["history"]:
+        table.add_row(str(h["epoch"]), f"{h['loss']:.3f}", f"{h['AP']:.3f}", f"{h['AP50']:.3f}", str(h["seconds"]))
+    console.print(table)
+    console.print(f"best → {summary['best']}")
+    console.print(f"serve it: hebbian-mirror serve --model {summary['best']}")
+    if registered:
+        verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
+        console.print(f"registered {registered['name']} v{registered['version']}: {verdict}")
+        console.print(f"serve it: hebbian-mirror serve --model models:/{registered['name']}@champion")

@@ -1,0 +1,2 @@
+"""Where models come from: the zoo as data (``registry``), the weights cache (``weights``), checkpoints
+(``checkpoint``) and the one loader every entry point uses (``loader``)."""

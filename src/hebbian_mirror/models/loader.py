@@ -1,0 +1,114 @@
+"""The one loader: a model source (zoo name, checkpoint, ONNX file, Darknet cfg/weights pair, MLflow URI)
+→ a :class:`~hebbian_mirror.network.Network` (for training) or a :class:`~hebbian_mirror.detection.Detector`.
+The CLI, the server, training's base model and tracking URIs all come through here."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..backends import family
+from ..config import Settings
+from ..detection import Detector
+from ..errors import WeightsNotFoundError
+from ..network import Network
+from . import checkpoint
+from .registry import OTHER_SOURCES, get_spec, registry
+from .weights import ensure_weights
+
+log = logging.getLogger(__name__)
+
+
+def load_detector(source: str | os.PathLike, settings: Settings | None = None) -> Detector:
+    """A ready-to-run detector for ``source`` on ``settings.device`` (fp16 with ``settings.half``)."""
+    settings = settings or Settings()
+    text = _resolve_uri(str(source))
+    if text.endswith(".onnx"):
+        from ..backends.onnx import load_onnx
+
+        return load_onnx(_existing(text, "ONNX model"), device=settings.device)
+    network = load_network(text, settings)
+    return family(network.family).detector(network, device=settings.device, half=settings.half)
+
+
+def load_network(source: str | os.PathLike, settings: Settings | None = None) -> Network:
+    """The trainable network of a zoo model, a ``.pt`` checkpoint, a Darknet pair or an MLflow URI."""
+    settings = settings or Settings()
+    text = _resolve_uri(str(source))
+    if text in registry():
+        return _zoo_network(text, settings)
+    if text.endswith(".pt"):
+        path = _existing(text, "checkpoint")
+        log.info("loading checkpoint %s", path)
+        return checkpoint.load(path)
+    if text.endswith(".onnx"):
+        raise WeightsNotFoundError(f"{text} is an exported ONNX model: it can be run, not trained or exported")
+    return _darknet_pair_network(text)
+
+
+def prefetch(sources: list[str], settings: Settings) -> None:
+    """Fetch the weights of the zoo models among ``sources`` now (a server checks before it listens)."""
+    for source in sources:
+        if source in registry():
+            ensure_weights(get_spec(source), settings.weights_dir, settings.offline)
+
+
+def _resolve_uri(text: str) -> str:
+    if text.startswith(("models:/", "runs:/")):
+        from ..tracking import resolve
+
+        return str(resolve(text))
+    return text
+
+
+def _existing(text: str, what: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{what} not found: {text}")
+    return path
+
+
+def _zoo_network(name: str, settings: Settings) -> Network:
+    spec = get_spec(name)
+    paths = ensure_weights(spec, settings.weights_dir, settings.offline)
+    if spec.family == "darknet":
+        from ..darknet import load_net
+
+        weights, cfg = paths
+        return Network("darknet", load_net(cfg, weights), spec.meta)
+    from ..backends.torchvision import label_map, load_official
+
+    categories = spec.arch["categories"]
+    model = load_official(spec.arch["builder"], len(categories), paths[0])
+    arch = {
+        "builder": spec.arch["builder"],
+        "num_classes": len(categories),
+        "label_map": label_map(categories, spec.classes),
+    }
+    return Network("torchvision", model, spec.meta, arch)
+
+
+def _darknet_pair_network(text: str) -> Network:
+    """``x.cfg`` / ``x.weights`` (the other file beside it) or ``a.cfg,b.weights``; class names from a zoo
+    model with the same cfg name, a ``.names`` file beside the cfg, or COCO's for 80 classes."""
+    from ..darknet import load_net
+    from ..darknet.detector import darknet_meta, default_class_names
+
+    if "," in text:
+        first, second = (Path(p.strip()).expanduser() for p in text.split(",", 1))
+        cfg, weights = (first, second) if first.suffix == ".cfg" else (second, first)
+    else:
+        path = Path(text).expanduser()
+        if path.suffix not in (".cfg", ".weights"):
+            get_spec(text)  # raises ModelNotFoundError listing the zoo
+        cfg, weights = path.with_suffix(".cfg"), path.with_suffix(".weights")
+    for p in (cfg, weights):
+        if not p.is_file():
+            raise WeightsNotFoundError(
+                f"model file not found: {p} (a Darknet model needs both a .cfg and a .weights; {OTHER_SOURCES})"
+            )
+    net = load_net(cfg, weights)
+    twin = next((s for s in registry().values() if s.family == "darknet" and s.files[1].name == cfg.name), None)
+    classes = twin.classes if twin else default_class_names(cfg, net.num_classes)
+    return Network("darknet", net, darknet_meta(net, cfg.stem, classes, twin.letterbox if twin else None))

@@ -1,0 +1,128 @@
+"""The one request pipeline every API family runs: read → admit → decode → batch → await → encode.
+
+An API family (see :mod:`hebbian_mirror.server.specs`) supplies how to read its requests into
+:class:`Inputs` and how to encode an :class:`Outcome`; authentication runs before, as a route dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from ..detection import DetectOptions, Detector, resolve_classes
+from ..errors import HebbianMirrorError, ImageTooLargeError
+from ..images import draw_detections, encode_jpeg
+from .batcher import QueueFullError, Result
+from .errors import APIError
+from .state import ModelHost, ServerState, state_of
+
+
+@dataclass
+class Inputs:
+    """What one detection request asks for. ``image`` may still be unread (a function reading it): it is read
+    once the request is admitted, so a forming batch knows it is on its way."""
+
+    image: bytes | Callable[[], Awaitable[bytes]]
+    model: str | None = None
+    conf: float | None = None
+    iou: float | None = None
+    max_det: int | None = None
+    classes: str | None = None  # names or ids, comma-separated
+
+
+@dataclass
+class Outcome:
+    """A finished request: the model that ran it, its result and when the request started."""
+
+    host: ModelHost
+    result: Result
+    started: float  # time.perf_counter() at the start of the pipeline
+
+    @property
+    def total_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+
+Encoder = Callable[[Request, Outcome], Awaitable[Any]]
+
+
+async def run(request: Request, inputs: Inputs | Awaitable[Inputs], encode: Encoder) -> Any:
+    """Run one detection request through its model's batcher and encode the answer; every failure is an
+    :class:`APIError` (400 bad image, 404 unknown model, 413 too many pixels, 422 bad option, 499 client gone,
+    503 busy or loading, 504 past the request timeout)."""
+    started = time.perf_counter()  # the request's deadline counts from here
+    state = state_of(request)
+    if not isinstance(inputs, Inputs):
+        inputs = await inputs
+    host = state.host(inputs.model)
+    options = detect_options(state, host.detector, inputs)
+    async with host.batcher.arriving():
+        data = inputs.image if isinstance(inputs.image, bytes) else await inputs.image()
+    if not data:
+        raise APIError(400, "empty image: the request carried no image bytes")
+    try:
+        future = await host.batcher.submit(data, options)
+    except QueueFullError as exc:
+        raise APIError(503, f"server busy: {exc}", {"Retry-After": "1"}) from exc
+    except ImageTooLargeError as exc:
+        raise APIError(413, str(exc)) from exc
+    except HebbianMirrorError as exc:
+        raise APIError(400, str(exc)) from exc
+    result = await _result(request, future, started + state.settings.request_timeout, state)
+    return await encode(request, Outcome(host, result, started))
+
+
+def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
+    """The request's thresholds over the server's defaults; 422 for a bad value or unknown class."""
+    s = state.settings
+    try:
+        wanted = resolve_classes(inputs.classes.split(","), detector.class_names) if inputs.classes else None
+        return DetectOptions(
+            conf=s.conf if inputs.conf is None else inputs.conf,
+            iou=s.iou if inputs.iou is None else inputs.iou,
+            max_det=s.max_det if inputs.max_det is None else inputs.max_det,
+            classes=wanted,
+        )
+    except ValueError as exc:
+        raise APIError(422, f"invalid parameter: {exc}") from exc
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _result(request: Request, future: asyncio.Future[Result], deadline: float, state: ServerState) -> Result:
+    """The job's own result, unless the deadline passes or the client leaves first (then it leaves the queue)."""
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        done, _ = await asyncio.wait(
+            {future, watcher}, timeout=max(deadline - time.perf_counter(), 0.0), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        watcher.cancel()
+    if future in done:
+        try:
+            return future.result()
+        except ImageTooLargeError as exc:
+            raise APIError(413, str(exc)) from exc
+        except HebbianMirrorError as exc:
+            raise APIError(400, str(exc)) from exc
+    future.cancel()  # the batcher skips cancelled jobs
+    if watcher in done:
+        raise APIError(499, "client disconnected")
+    raise APIError(504, f"no result within the {state.settings.request_timeout:g} s request timeout")
+
+
+async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
+    """The image with its detections drawn, JPEG-encoded in the decoder pool."""
+    result = outcome.result
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        state_of(request).decode_pool, lambda: encode_jpeg(draw_detections(result.image, result.detections))
+    )

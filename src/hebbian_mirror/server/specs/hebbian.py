@@ -1,0 +1,56 @@
+"""The original Hebbian Mirror routes (the Rust / YOLOv3 service): raw image bodies, the default model."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..auth import api_key
+from ..pipeline import Inputs, Outcome, annotated_jpeg, run
+from ..requests import raw_image_body
+from ..spec import APISpec, body_schema
+from ..state import state_of
+
+router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key()])
+SPEC = APISpec("hebbian-mirror", router, prefixes=("/recognition/",))
+
+_RAW = body_schema(raw=True)
+
+
+@router.get("/recognition/object/boxes_names", summary="Class names of the default model")
+async def boxes_names(request: Request) -> list[str]:
+    return list(state_of(request).host(None).detector.class_names)
+
+
+async def _per_class(request: Request, out: Outcome) -> list[list[dict]]:
+    per_class: list[list[dict]] = [[] for _ in out.host.detector.class_names]
+    for d in out.result.detections:
+        x1, y1, x2, y2 = d.box
+        per_class[d.class_id].append(
+            {"xmin": x1, "ymin": y1, "xmax": x2, "ymax": y2, "confidence": d.score, "class_confidence": d.score}
+        )
+    return per_class
+
+
+async def _jpeg(request: Request, out: Outcome) -> Response:
+    return Response(await annotated_jpeg(request, out), media_type="image/jpeg")
+
+
+@router.post("/recognition/object/boxes", summary="Boxes per class (raw image body)", openapi_extra=_RAW)
+async def boxes(request: Request) -> list[list[dict]]:
+    """One list per class, in class-name order, of `{xmin, ymin, xmax, ymax, confidence, class_confidence}` in
+    original-image pixels. Our detectors give one calibrated score, reported in both confidence fields."""
+    return await run(request, Inputs(partial(raw_image_body, request)), _per_class)
+
+
+@router.post(
+    "/recognition/object/image",
+    summary="The image with boxes and labels drawn (raw image body)",
+    openapi_extra=_RAW,
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def image(request: Request) -> Response:
+    return await run(request, Inputs(partial(raw_image_body, request)), _jpeg)

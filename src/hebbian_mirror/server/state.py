@@ -1,0 +1,107 @@
+"""What the server holds: its settings, metrics and one host per served model (detector + batcher)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from fastapi import Request
+
+from ..config import Settings
+from ..detection import DetectOptions, Detector
+from ..models.loader import load_detector
+from .batcher import DynamicBatcher, inference_thread
+from .errors import APIError
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelHost:
+    """A served model: its detector and batcher once loaded, or the error that stopped it."""
+
+    name: str
+    detector: Detector | None = None
+    batcher: DynamicBatcher | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "ready" if self.batcher else ("failed" if self.error else "loading")
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    metrics: Metrics
+    hosts: dict[str, ModelHost]
+    decode_pool: ThreadPoolExecutor
+    ready: bool = False
+    started: float = field(default_factory=time.time)
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.hosts))
+
+    def host(self, name: str | None) -> ModelHost:
+        """The loaded model called ``name`` (default: the first): 404 if unknown, 503 while loading."""
+        host = self.hosts.get(name or self.default_model)
+        if host is None:
+            raise APIError(404, f"unknown model {name!r}; this server has: {', '.join(self.hosts)}")
+        if host.error:
+            raise APIError(503, f"model {host.name} failed to load: {host.error}")
+        if host.batcher is None:
+            raise APIError(503, f"model {host.name} is still loading", {"Retry-After": "2"})
+        return host
+
+    async def load_models(self, preloaded: dict[str, Detector]) -> None:
+        """Load and warm every model in its own inference thread, then start its batcher."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        for host in self.hosts.values():
+            executor = inference_thread(host.name)
+            try:
+                detector = await loop.run_in_executor(executor, _load_and_warm, host.name, s, preloaded.get(host.name))
+            except Exception as exc:
+                log.error("model %s failed to load: %s", host.name, exc)
+                host.error = str(exc)
+                executor.shutdown(wait=False)
+                continue
+            batcher = DynamicBatcher(
+                detector,
+                max_batch_size=s.max_batch_size,
+                max_batch_delay=s.max_batch_delay_ms / 1000,
+                max_queue=s.max_queue,
+                max_pixels=s.max_pixels,
+                on_batch=self.metrics.batch_observer(host.name),
+                executor=executor,
+                decode_pool=self.decode_pool,
+            )
+            batcher.start()
+            host.detector, host.batcher = detector, batcher
+        self.ready = all(h.batcher is not None for h in self.hosts.values())
+
+    async def close(self) -> None:
+        """Drain every queued request, then stop the batchers and the decoder pool."""
+        for host in self.hosts.values():
+            if host.batcher is not None:
+                await host.batcher.close()
+        self.decode_pool.shutdown(wait=True)
+
+
+def _load_and_warm(name: str, settings: Settings, preloaded: Detector | None) -> Detector:
+    detector = preloaded or load_detector(name, settings)
+    warm = np.full((480, 640, 3), 114, dtype=np.uint8)
+    for n in (1, min(settings.max_batch_size, 4)):  # first calls allocate; do it before real traffic
+        detector.detect([warm] * n, DetectOptions())
+    log.info("model %s ready on %s", detector.name, detector.device)
+    return detector
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.hm

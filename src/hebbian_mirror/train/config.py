@@ -1,0 +1,55 @@
+"""A training run's settings (kept free of torch, so the command line can declare its options from them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .augment import AugmentConfig
+
+
+def _default_augment() -> AugmentConfig:
+    from .augment import AugmentConfig
+
+    return AugmentConfig()
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Field help is the ``train`` command's option help."""
+
+    data: str = field(metadata={"help": "Dataset with train and val splits (any format)."})
+    model: str = field(
+        default="yolov4-tiny",
+        metadata={"help": "Base model: zoo name (Darknet or torchvision), .pt checkpoint, cfg path or models:/ URI."},
+    )
+    out: str = field(default="runs/train", metadata={"help": "Run folder: last.pt, best.pt, summary.json."})
+    epochs: int = field(default=30, metadata={"help": "Epochs."})
+    batch: int = field(default=8, metadata={"help": "Images per step."})
+    lr: float | None = field(default=None, metadata={"help": "Peak learning rate [SGD 0.01, AdamW 0.001]."})
+    optimizer: str = field(default="sgd", metadata={"help": "sgd or adamw."})
+    schedule: str = field(default="cosine", metadata={"help": "cosine or step."})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "Epochs of linear warm-up."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (not on biases and norms)."})
+    clip: float = field(default=10.0, metadata={"help": "Gradient norm clipping."})
+    img_size: int | None = field(default=None, metadata={"help": "Square input size of Darknet models [the model's]."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
+    workers: int = field(default=2, metadata={"help": "Data loading processes."})
+    amp: bool = field(default=True, metadata={"help": "Mixed precision (on CUDA only)."})
+    freeze_backbone: bool = field(default=False, metadata={"help": "Train only the neck and heads."})
+    seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
+    patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})
+    augment: AugmentConfig = field(default_factory=_default_augment)
+    eval_batch: int = field(default=8, metadata={"help": "Images per batch when validating."})
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (0.01 if self.optimizer == "sgd" else 0.001)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"augment": self.augment.to_dict()}
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "augment"]

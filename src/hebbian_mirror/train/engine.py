@@ -1,0 +1,174 @@
+"""The training engine, torchvision-references style: optimiser and schedule, one epoch, validation, and
+the checkpoints a run resumes from."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..backends import family
+from ..datasets import DetectionDataset
+from ..evaluation import EVAL_OPTIONS, evaluate
+from ..models import checkpoint
+from ..network import Network
+from .families.base import Criterion
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+
+@dataclass
+class Progress:
+    """Where a run stands: what ``last.pt`` carries besides the weights and the optimiser."""
+
+    next_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_ap: float = -1.0
+    stale: int = 0  # epochs since the validation AP last improved
+
+
+@dataclass
+class Optimisation:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def optimisation(cfg: TrainConfig, module: torch.nn.Module, steps_per_epoch: int, use_amp: bool) -> Optimisation:
+    """SGD (Nesterov) or AdamW, weights decayed but not biases and norms; warm-up then cosine or step."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate(), momentum=0.937, nesterov=True)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate())
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
+    if cfg.schedule not in ("cosine", "step"):
+        raise ValueError(f"unknown schedule {cfg.schedule!r}: cosine or step")
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.1 + 0.9 * step / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if cfg.schedule == "cosine":
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0 if progress < 0.8 else 0.1 if progress < 0.9 else 0.01
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return Optimisation(optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=use_amp))
+
+
+def train_one_epoch(
+    network: Network,
+    criterion: Criterion,
+    loader: DataLoader,
+    opt: Optimisation,
+    device: torch.device,
+    *,
+    steps: int,
+    clip: float,
+    use_amp: bool,
+    desc: str,
+) -> dict[str, float]:
+    """At most ``steps`` optimiser steps, with a progress bar of the live losses; returns the mean loss and
+    the seconds it took."""
+    started, losses = time.perf_counter(), []
+    params = [p for p in network.module.parameters() if p.requires_grad]
+    with tqdm(loader, total=steps, desc=desc, unit="batch") as bar:
+        for step, (images, targets) in enumerate(bar):
+            if step >= steps:
+                break
+            loss, parts = criterion(images, targets, device, use_amp)
+            opt.optimizer.zero_grad(set_to_none=True)
+            opt.scaler.scale(loss).backward()
+            opt.scaler.unscale_(opt.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.scaler.step(opt.optimizer)
+            opt.scaler.update()
+            opt.scheduler.step()
+            losses.append(loss.item())
+            shown = {k: f"{v:.3f}" for k, v in parts.items() if k != "positives"}
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", **shown, lr=f"{opt.scheduler.get_last_lr()[0]:.2e}")
+    return {
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def validate(network: Network, val: DetectionDataset, device: torch.device, batch_size: int) -> dict:
+    """COCO metrics of the network as it is now on the validation split (the full evaluation report)."""
+    network.module.eval()
+    detector = family(network.family).detector(network, device)
+    return evaluate(detector, val, EVAL_OPTIONS, batch_size=batch_size, progress=True)
+
+
+def epoch_metrics(epoch: int, trained: dict[str, float], report: dict, lr: float) -> dict:
+    """One row of the run's history (what MLflow logs per epoch)."""
+    return {
+        "epoch": epoch + 1,
+        "loss": trained["loss"],
+        "seconds": trained["seconds"],
+        "AP": report["AP"],
+        "AP50": report["AP50"],
+        "AP75": report["AP75"],
+        "precision": report["at_threshold"]["precision"],
+        "recall": report["at_threshold"]["recall"],
+        "lr": lr,
+        "per_class": {k: {"AP": v["AP"], "AP50": v["AP50"]} for k, v in report["per_class"].items()},
+    }
+
+
+def save_last(path: Path, network: Network, opt: Optimisation, progress: Progress, config: dict) -> None:
+    """``last.pt``: the model plus everything :func:`resume` needs to continue exactly."""
+    last = progress.history[-1]
+    checkpoint.save(
+        checkpoint.to_record(network)
+        | {
+            "epoch": progress.next_epoch - 1,
+            "metrics": last,
+            "history": progress.history,
+            "best_ap": progress.best_ap,
+            "stale": progress.stale,
+            "config": config,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+        | opt.state_dict(),
+        path,
+    )
+
+
+def save_best(path: Path, network: Network, epoch: int, metrics: dict) -> None:
+    checkpoint.save(checkpoint.to_record(network) | {"epoch": epoch, "metrics": metrics}, path)
+
+
+def resume(record: dict, opt: Optimisation) -> Progress:
+    """Restore the optimiser from a ``last.pt`` record; returns where the run stands."""
+    opt.load_state_dict(record)
+    return Progress(record["epoch"] + 1, record["history"], record["best_ap"], record["stale"])

@@ -1,0 +1,35 @@
+"""The protocol a trainable model family implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from ...datasets import DetectionDataset
+from ...network import Network
+from ..augment import AugmentConfig
+
+# (images, targets, device, use_amp) → the batch's total loss and its named parts (for the progress bar)
+Criterion = Callable[[Any, Any, torch.device, bool], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainingFamily(Protocol):
+    name: str
+    collate: Callable[[list], Any]
+
+    def adapt(
+        self, network: Network, classes: Sequence[str], display: dict[str, str], img_size: int | None, name: str
+    ) -> Network:
+        """``network`` ready to learn ``classes`` (a new head where the class list differs), named ``name``."""
+
+    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig) -> Dataset: ...
+
+    def freeze_backbone(self, network: Network) -> None: ...
+
+    def train_mode(self, network: Network) -> None: ...
+
+    def criterion(self, network: Network) -> Criterion:
+        """The loss of ``network`` on a batch."""

@@ -1,0 +1,25 @@
+"""Helpers shared by test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    """``img`` encoded as ``fmt`` (JPEG, PNG, ...)."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width×height pixels (a decompression bomb's header)."""
+    data = bytearray(encode(Image.new("RGB", (1, 1)), "PNG"))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(data)
