@@ -14,8 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import HebbianMirrorError
-from .images import DEFAULT_MAX_PIXELS
-from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_MAX_PIXELS
 
 ENV_PREFIX = "HEBBIAN_MIRROR_"
 DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"

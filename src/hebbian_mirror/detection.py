@@ -77,11 +77,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_classes(classes: Iterable[str | int] | None, class_names: Sequence[str]) -> frozenset[int] | None:
-    """Turn class names and/or ids (e.g. from ``--classes person,3``) into a set of class ids; names are
-    matched as everywhere else (:func:`~hebbian_mirror.classes.canonical_name`)."""
-    if classes is None:
+def resolve_classes(classes: str | Iterable[str | int] | None, class_names: Sequence[str]) -> frozenset[int] | None:
+    """Turn class names and/or ids (a list, or comma-separated as in ``--classes person,3``) into a set of
+    class ids (``None``: every class); names match as everywhere else (:func:`~hebbian_mirror.classes.canonical_name`)."""
+    if classes is None or classes == "":
         return None
+    if isinstance(classes, str):
+        classes = classes.split(",")
     by_name: dict[str, int] = {}
     for i, name in enumerate(class_names):
         by_name.setdefault(canonical_name(name), i)

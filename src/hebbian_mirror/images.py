@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from .meta import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from .detection import Detection
 
-DEFAULT_MAX_PIXELS = 40_000_000
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 # Our own limit is checked before decoding; Pillow's global bomb guard would only get in the way.

@@ -12,6 +12,7 @@ from typing import Any
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.45
 DEFAULT_MAX_DET = 300
+DEFAULT_MAX_PIXELS = 40_000_000  # decompression-bomb guard: largest image decoded
 
 
 class Resize(StrEnum):

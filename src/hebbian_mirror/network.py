@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .meta import ModelMeta
@@ -39,6 +40,9 @@ class Family(Protocol):
     def build(self, arch: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
         """An untrained module from :meth:`architecture`'s output (read from any mapping that holds it, e.g. a
         checkpoint record), and the ``arch`` to keep on its :class:`Network`."""
+
+    def from_files(self, meta: ModelMeta, arch: Mapping[str, Any], paths: list[Path]) -> Network:
+        """A zoo model from its official files (in the order the registry lists them)."""
 
     def detector(self, network: Network, device: str | torch.device = "auto", half: bool = False) -> Detector:
         """Run ``network`` (copied: the caller may keep training it)."""

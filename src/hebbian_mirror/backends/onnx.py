@@ -60,5 +60,6 @@ def load_onnx(path: str | Path, device: str | torch.device = "auto") -> DarknetD
         for h in meta["heads"]
     ]
     forward = OnnxForward(session, bool(meta.get("half")), bool(meta.get("dynamic_batch")))
-    # the session takes host arrays: fitting runs on the CPU whatever the provider
-    return DarknetDetector(ModelMeta.from_dict(meta), heads, forward, device="cpu", family="onnx")
+    detector = DarknetDetector(ModelMeta.from_dict(meta), heads, forward, device=dev, family="onnx")
+    detector.half = forward.half  # the model's own precision (its input is cast to it in the forward stage)
+    return detector

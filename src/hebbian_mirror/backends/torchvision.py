@@ -127,6 +127,15 @@ class TorchvisionFamily:
         kept = {k: arch[k] for k in ("builder", "num_classes", "label_map") if arch.get(k) is not None}
         return build(arch["builder"], arch["num_classes"]), kept
 
+    def from_files(self, meta: ModelMeta, arch: Mapping[str, Any], paths: list[Path]) -> Network:
+        """``arch``: ``builder`` and the official weights' ``categories``; ``paths``: the state dict file."""
+        categories = arch["categories"]
+        model = load_official(arch["builder"], len(categories), paths[0])
+        labels = label_map(categories, meta.classes)
+        return Network(
+            self.name, model, meta, {"builder": arch["builder"], "num_classes": len(categories), "label_map": labels}
+        )
+
     def detector(
         self, network: Network, device: str | torch.device = "auto", half: bool = False
     ) -> TorchvisionDetector:

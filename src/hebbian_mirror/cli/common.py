@@ -45,12 +45,12 @@ def setting(name: str, *decls: str, **kwargs: Any) -> Any:
     shown = f"; default {default}" if default not in (None, [], False) else ""
     dashed = name.replace("_", "-")
     flag = decls or ((f"--{dashed}/--no-{dashed}",) if field.annotation is bool else (f"--{dashed}",))
-    help_text = f"{field.description} [env {env_name(name)}{shown}]"
+    help_text = f"{field.description} (env {env_name(name)}{shown})"
     return typer.Option(None, *flag, help=help_text, show_default=False, **kwargs)
 
 
 def config_option() -> Any:
-    return typer.Option(None, "--config", help="TOML settings file [env HEBBIAN_MIRROR_CONFIG].", show_default=False)
+    return typer.Option(None, "--config", help="TOML settings file (env HEBBIAN_MIRROR_CONFIG).", show_default=False)
 
 
 def cli_settings(ctx: typer.Context, **overrides: Any) -> Settings:

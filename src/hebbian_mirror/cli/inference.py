@@ -84,7 +84,7 @@ def predict(
 
     settings = cli_settings(ctx)
     detector = load_detector(settings.model, settings)
-    wanted = resolve_classes(classes.split(","), detector.class_names) if classes else None
+    wanted = resolve_classes(classes, detector.class_names)
     options = DetectOptions(settings.conf, settings.iou, settings.max_det, wanted)
     paths = list_images(images)
     if not paths:
@@ -131,9 +131,9 @@ def evaluate(
     images: Path | None = typer.Option(None, "--images", help="Image folder for a COCO json."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
     out: Path | None = typer.Option(None, "--out", help="Folder for report.json and the plots."),
-    conf: float | None = typer.Option(None, "--conf", help="Lowest score kept [COCO protocol: 0.001]."),
-    iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold [0.45]."),
-    max_det: int | None = typer.Option(None, "--max-det", help="Most detections per image [100]."),
+    conf: float | None = typer.Option(None, "--conf", help="Lowest score kept (COCO protocol: 0.001)."),
+    iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default 0.45)."),
+    max_det: int | None = typer.Option(None, "--max-det", help="Most detections per image (default 100)."),
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
     device: str | None = setting("device"),
     half: bool | None = setting("half"),
@@ -185,7 +185,7 @@ def export(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Darknet zoo model, trained .pt, cfg path or models:/ URI."),
     fmt: str = typer.Option("onnx", "--format", help="onnx"),
-    out: Path | None = typer.Option(None, "--out", help="Output file [MODEL.onnx]."),
+    out: Path | None = typer.Option(None, "--out", help="Output file (default MODEL.onnx)."),
     dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch"),
     half: bool = typer.Option(False, "--half", help="float16 model (for CUDA runtimes)."),
     verify: list[Path] | None = typer.Option(None, "--verify", help="Images to compare PyTorch and onnxruntime on."),

@@ -50,7 +50,7 @@ def train(
     no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
-    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment [the dataset's folder name]."),
+    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment (the dataset's folder name)."),
     register: str | None = typer.Option(
         None, "--register", help="Register the model under this name (alias champion if it is the best)."
     ),

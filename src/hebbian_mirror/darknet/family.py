@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..meta import ModelMeta
 from ..network import Network
 from .cfg import parse_cfg, to_text
 from .detector import DarknetDetector
 from .model import DarknetNet
+from .weights import load_net
 
 
 class DarknetFamily:
@@ -22,6 +25,12 @@ class DarknetFamily:
 
     def build(self, arch: Mapping[str, Any]) -> tuple[DarknetNet, dict[str, Any]]:
         return DarknetNet(parse_cfg(arch["cfg"], source="checkpoint cfg")), {}
+
+    def from_files(self, meta: ModelMeta, arch: Mapping[str, Any], paths: list[Path]) -> Network:
+        """``paths``: the ``.weights`` then the ``.cfg``; the input size is the cfg's."""
+        weights, cfg = paths
+        net = load_net(cfg, weights)
+        return Network(self.name, net, meta.with_(input_size=(net.width, net.height)))
 
     def detector(self, network: Network, device: str | torch.device = "auto", half: bool = False) -> DarknetDetector:
         return DarknetDetector.from_net(network.module, network.meta, device=device, half=half)

@@ -16,7 +16,7 @@ import torch
 
 from ..backends import family as get_family
 from ..errors import ModelFormatError
-from ..meta import DEFAULT_CONF, DEFAULT_IOU, ModelMeta
+from ..meta import DEFAULT_CONF, DEFAULT_IOU, ModelMeta, Resize
 from ..network import Network
 
 PREFIX = "hebbian-mirror/"
@@ -45,7 +45,10 @@ def from_record(record: dict[str, Any]) -> Network:
         module.load_state_dict(record["state_dict"])
     except (RuntimeError, KeyError) as exc:
         raise ModelFormatError(f"checkpoint weights do not fit its architecture: {exc}") from exc
-    return Network(name, module, ModelMeta.from_dict(record), arch)
+    meta = ModelMeta.from_dict(record)
+    if name == "torchvision" and "resize" not in record and not record["builder"].startswith("ssd"):
+        meta = meta.with_(resize=Resize.SHORTER_SIDE)  # written before ModelMeta: R-CNN-style resize implied
+    return Network(name, module, meta, arch)
 
 
 def save(record: dict[str, Any], path: Path) -> None:

@@ -72,21 +72,7 @@ def _existing(text: str, what: str) -> Path:
 def _zoo_network(name: str, settings: Settings) -> Network:
     spec = get_spec(name)
     paths = ensure_weights(spec, settings.weights_dir, settings.offline)
-    if spec.family == "darknet":
-        from ..darknet import load_net
-
-        weights, cfg = paths
-        return Network("darknet", load_net(cfg, weights), spec.meta)
-    from ..backends.torchvision import label_map, load_official
-
-    categories = spec.arch["categories"]
-    model = load_official(spec.arch["builder"], len(categories), paths[0])
-    arch = {
-        "builder": spec.arch["builder"],
-        "num_classes": len(categories),
-        "label_map": label_map(categories, spec.classes),
-    }
-    return Network("torchvision", model, spec.meta, arch)
+    return family(spec.family).from_files(spec.meta, spec.arch, paths)
 
 
 def _darknet_pair_network(text: str) -> Network:

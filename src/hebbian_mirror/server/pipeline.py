@@ -69,19 +69,22 @@ async def run(request: Request, inputs: Inputs | Awaitable[Inputs], encode: Enco
         future = await host.batcher.submit(data, options)
     except QueueFullError as exc:
         raise APIError(503, f"server busy: {exc}", {"Retry-After": "1"}) from exc
-    except ImageTooLargeError as exc:
-        raise APIError(413, str(exc)) from exc
     except HebbianMirrorError as exc:
-        raise APIError(400, str(exc)) from exc
+        raise image_error(exc) from exc
     result = await _result(request, future, started + state.settings.request_timeout, state)
     return await encode(request, Outcome(host, result, started))
+
+
+def image_error(exc: HebbianMirrorError) -> APIError:
+    """A request's own image problem: 413 for too many pixels, else 400."""
+    return APIError(413 if isinstance(exc, ImageTooLargeError) else 400, str(exc))
 
 
 def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
     """The request's thresholds over the server's defaults; 422 for a bad value or unknown class."""
     s = state.settings
     try:
-        wanted = resolve_classes(inputs.classes.split(","), detector.class_names) if inputs.classes else None
+        wanted = resolve_classes(inputs.classes, detector.class_names)
         return DetectOptions(
             conf=s.conf if inputs.conf is None else inputs.conf,
             iou=s.iou if inputs.iou is None else inputs.iou,
@@ -109,10 +112,8 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
     if future in done:
         try:
             return future.result()
-        except ImageTooLargeError as exc:
-            raise APIError(413, str(exc)) from exc
         except HebbianMirrorError as exc:
-            raise APIError(400, str(exc)) from exc
+            raise image_error(exc) from exc
     future.cancel()  # the batcher skips cancelled jobs
     if watcher in done:
         raise APIError(499, "client disconnected")

@@ -59,7 +59,7 @@ def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, t
     try:
         base = load_network(cfg.model, settings)
     except ModelNotFoundError as exc:
-        raise ModelNotFoundError(f"unknown base model {cfg.model!r}: {exc}") from exc
+        raise ModelNotFoundError(str(exc).replace("unknown model", "unknown base model", 1)) from exc
     display = dict(train_ds.display_names)
     return training_family(base.family).adapt(base, train_ds.classes, display, cfg.img_size, Path(cfg.out).name)
 
