@@ -79,7 +79,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def resolve_classes(classes: str | Iterable[str | int] | None, class_names: Sequence[str]) -> frozenset[int] | None:
     """Turn class names and/or ids (a list, or comma-separated as in ``--classes person,3``) into a set of
-    class ids (``None``: every class); names match as everywhere else (:func:`~hebbian_mirror.classes.canonical_name`)."""
+    class ids (``None``: every class); names match as everywhere else (:func:`.classes.canonical_name`)."""
     if classes is None or classes == "":
         return None
     if isinstance(classes, str):
