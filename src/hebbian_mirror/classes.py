@@ -3,6 +3,8 @@ models and datasets, the display names people read, and the default dangerous cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 COCO_CLASSES: tuple[str, ...] = (
     "person",
     "bicycle",
@@ -113,6 +115,14 @@ KNOWN_DISPLAY_NAMES = {
 
 # Classes that raise the UI's alert unless told otherwise.
 DANGEROUS_CLASSES: tuple[str, ...] = ("pistol", "knife", "gun", "rifle")
+
+
+def class_index(names: Iterable[str]) -> dict[str, int]:
+    """Position of each name by :func:`canonical_name` (the first of two spellings of one class wins)."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(canonical_name(name), i)
+    return index
 
 
 def canonical_name(name: str) -> str:

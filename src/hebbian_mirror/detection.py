@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .classes import canonical_name
+from .classes import canonical_name, class_index
 from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, Described, ModelMeta
 
 if TYPE_CHECKING:
@@ -84,9 +84,7 @@ def resolve_classes(classes: str | Iterable[str | int] | None, class_names: Sequ
         return None
     if isinstance(classes, str):
         classes = classes.split(",")
-    by_name: dict[str, int] = {}
-    for i, name in enumerate(class_names):
-        by_name.setdefault(canonical_name(name), i)
+    by_name = class_index(class_names)
     out: set[int] = set()
     for item in classes:
         if isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit()):

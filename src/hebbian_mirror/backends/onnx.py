@@ -24,7 +24,7 @@ class OnnxForward:
         self.session, self.half, self.dynamic_batch = session, half, dynamic_batch
 
     def __call__(self, batch: torch.Tensor) -> list[torch.Tensor]:
-        x = batch.float().contiguous().cpu().numpy().astype(np.float16 if self.half else np.float32)
+        x = batch.float().contiguous().cpu().numpy().astype(np.float16 if self.half else np.float32, copy=False)
         if self.dynamic_batch:
             outputs = self.session.run(None, {"images": x})
         else:  # exported for one image at a time

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torchvision.models.detection as tvd
 
-from ..classes import canonical_name
+from ..classes import canonical_name, class_index
 from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..meta import ModelMeta
@@ -48,7 +48,7 @@ def load_official(builder: str, num_classes: int, weights: str | Path) -> torch.
 def label_map(categories: Sequence[str], classes: Sequence[str]) -> list[int]:
     """Our class id for each of the model's labels (-1: not one of ``classes``, e.g. background or the
     unused slots of torchvision's 91 COCO categories)."""
-    index = {canonical_name(n): i for i, n in enumerate(classes)}
+    index = class_index(classes)
     return [index.get(canonical_name(c), -1) for c in categories]
 
 
@@ -110,7 +110,7 @@ class TorchvisionDetector(Detector):
             if options.classes is not None:
                 allowed = torch.tensor(sorted(options.classes), device=labels.device)
                 keep &= torch.isin(labels, allowed)
-            results.append(to_detections(out["boxes"][keep], out["scores"][keep], labels[keep], self.class_names))
+            results.append(to_detections(out["boxes"][keep], out["scores"][keep], labels[keep], self.meta.classes))
         return results
 
 

@@ -116,7 +116,7 @@ class DarknetDetector(Detector):
         out = []
         for r, fitted, opt in zip(rows, fits, options, strict=True):
             boxes, scores, labels = select(r, fitted, opt.conf, opt.iou, opt.max_det, opt.classes)
-            out.append(to_detections(boxes, scores, labels, self.class_names))
+            out.append(to_detections(boxes, scores, labels, self.meta.classes))
         return out
 
     def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:

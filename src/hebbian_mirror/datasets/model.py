@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..classes import KNOWN_DISPLAY_NAMES, canonical_name
+from ..classes import KNOWN_DISPLAY_NAMES, canonical_name, class_index
 
 # Spellings of split names → the name we use.
 SPLIT_ALIASES = {"valid": "val", "validation": "val", "training": "train", "testing": "test"}
@@ -71,9 +71,7 @@ class DetectionDataset:
 
     def remapped(self, classes: list[str], display_names: dict[str, str] | None = None) -> DetectionDataset:
         """The same samples with class ids into ``classes`` (matched by :func:`canonical_name`)."""
-        index: dict[str, int] = {}
-        for i, c in enumerate(classes):
-            index.setdefault(canonical_name(c), i)
+        index = class_index(classes)
         lut = [index[canonical_name(c)] for c in self.classes]
         samples = [replace(s, boxes=[replace(b, class_id=lut[b.class_id]) for b in s.boxes]) for s in self.samples]
         names = dict(display_names or {})

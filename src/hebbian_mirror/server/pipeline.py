@@ -71,7 +71,7 @@ async def run(request: Request, inputs: Inputs | Awaitable[Inputs], encode: Enco
         raise APIError(503, f"server busy: {exc}", {"Retry-After": "1"}) from exc
     except HebbianMirrorError as exc:
         raise image_error(exc) from exc
-    result = await _result(request, future, started + state.settings.request_timeout, state)
+    result = await _result(request, future, started, state.settings.request_timeout)
     return await encode(request, Outcome(host, result, started))
 
 
@@ -100,12 +100,15 @@ async def _wait_disconnect(request: Request) -> None:
         pass
 
 
-async def _result(request: Request, future: asyncio.Future[Result], deadline: float, state: ServerState) -> Result:
-    """The job's own result, unless the deadline passes or the client leaves first (then it leaves the queue)."""
+async def _result(request: Request, future: asyncio.Future[Result], started: float, timeout: float) -> Result:
+    """The job's own result, unless ``timeout`` seconds pass since ``started`` or the client leaves first (then
+    the job leaves the queue)."""
     watcher = asyncio.ensure_future(_wait_disconnect(request))
     try:
         done, _ = await asyncio.wait(
-            {future, watcher}, timeout=max(deadline - time.perf_counter(), 0.0), return_when=asyncio.FIRST_COMPLETED
+            {future, watcher},
+            timeout=max(started + timeout - time.perf_counter(), 0.0),
+            return_when=asyncio.FIRST_COMPLETED,
         )
     finally:
         watcher.cancel()
@@ -117,7 +120,7 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
     future.cancel()  # the batcher skips cancelled jobs
     if watcher in done:
         raise APIError(499, "client disconnected")
-    raise APIError(504, f"no result within the {state.settings.request_timeout:g} s request timeout")
+    raise APIError(504, f"no result within the {timeout:g} s request timeout")
 
 
 async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
