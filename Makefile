@@ -30,7 +30,8 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# Serve the default model on 0.0.0.0:8000 (fetching its weights first if missing). Extra flags: ARGS="--port 9000".
+# Serve the default model on 127.0.0.1:8000 (fetching its weights first if missing). Extra flags: ARGS="--port 9000",
+# ARGS="--host 0.0.0.0 --api-key KEY" to serve the network.
 serve: install
 	$(BIN)/hebbian-mirror serve $(ARGS)
 

@@ -23,3 +23,12 @@ def huge_png(width: int, height: int) -> bytes:
     data[16:29] = ihdr
     data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
     return bytes(data)
+
+
+def scan_bomb(width: int, height: int, scans: int) -> bytes:
+    """A valid progressive JPEG whose last (cheap) scan is repeated ``scans`` times: small on the wire, and every
+    repeat is one more pass of the decoder over every pixel."""
+    data = encode(Image.new("RGB", (width, height), (90, 120, 150)), "JPEG", progressive=True, quality=50)
+    last = data.rfind(b"\xff\xda")
+    scan = data[last:-2]  # the last scan: its header and entropy-coded data, up to EOI
+    return data[:-2] + scan * (scans - 1) + b"\xff\xd9"

@@ -43,3 +43,11 @@ def test_bad_values_name_field_and_source(tmp_path, content, env, words):
     toml.write_text(content)
     with pytest.raises(ConfigError, match=words):
         load_settings(toml, environ=env)
+
+
+def test_safe_defaults():
+    """Nothing is exposed beyond this machine unless asked for; every limit is on."""
+    s = load_settings(environ={})
+    assert s.host == "127.0.0.1" and s.api_key is None
+    assert s.header_timeout <= 10 and s.body_timeout <= 30 and s.decode_timeout <= 10
+    assert s.pixel_budget == 4 * s.max_pixels and s.max_connections and s.max_requests

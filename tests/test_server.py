@@ -286,7 +286,7 @@ def test_tiny_queue_overloaded_answers_503_then_recovers(tmp_path):
         assert codes.count(503) > 0 and codes.count(200) > 0, codes
         assert set(codes) <= {200, 503}, codes
         busy = next(r for r in responses if r.status_code == 503)
-        assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+        assert busy.headers["retry-after"].isdigit() and "busy" in busy.json()["error"]
         assert httpx.post(srv.url + "/v1/detect", content=DOG.read_bytes(), timeout=30).status_code == 200
     finally:
         assert srv.stop(), srv.log()

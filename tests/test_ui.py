@@ -8,16 +8,19 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hebbian_mirror.ui.client import Client, ServerError
+from hebbian_mirror.ui.client import Client, ServerError, load_image_source
 
-from .conftest import DOG, REPO
+from .conftest import DOG, REPO, SHARED
 from .helpers import huge_png
 from .server_process import ServerProcess, free_port
 
@@ -41,8 +44,12 @@ def server(tmp_path_factory):
     assert srv.stop(), srv.log()
 
 
-def page(url: str, key: str | None = KEY, dangerous: str | None = None) -> AppTest:
+SOURCES = [str(SHARED / "data"), tempfile.gettempdir()]  # where these tests let the page read images
+
+
+def page(url: str, key: str | None = KEY, dangerous: str | None = None, sources: list[str] = SOURCES) -> AppTest:
     os.environ["HEBBIAN_MIRROR_UI_API"] = url
+    os.environ["HEBBIAN_MIRROR_UI_SOURCES"] = "\n".join(sources)
     if dangerous is None:
         os.environ.pop("HEBBIAN_MIRROR_UI_DANGEROUS", None)
     else:
@@ -128,6 +135,57 @@ def test_server_errors_in_plain_words(server, tmp_path):
     missing.text_input(key="source").set_value(str(tmp_path / "nope.jpg"))
     missing.run()
     assert "No image file at" in texts(missing.error)[0]
+
+
+def test_the_url_and_path_field_is_off_unless_allowed(server, tmp_path):
+    closed = page(server.url, sources=[])
+    assert not closed.exception
+    assert not [t for t in closed.text_input if t.key == "source"]  # no field at all
+    only_tmp = page(server.url, sources=[str(tmp_path)])
+    only_tmp.text_input(key="source").set_value(str(DOG))  # a real image, outside the allowed folder
+    only_tmp.run()
+    assert "outside the folders this page may read" in texts(only_tmp.error)[0]
+    sneaky = page(server.url, sources=[str(tmp_path)])
+    sneaky.text_input(key="source").set_value(str(tmp_path / ".." / ".." / "etc" / "passwd"))
+    sneaky.run()
+    assert "outside the folders" in texts(sneaky.error)[0]
+
+
+class _Images(BaseHTTPRequestHandler):
+    """A loopback web server: /dog.jpg, /hop → /dog.jpg (a redirect into the private network)."""
+
+    def do_GET(self) -> None:
+        if self.path == "/dog.jpg":
+            body = DOG.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(302)
+            self.send_header("Location", "/dog.jpg")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_urls_only_from_allowed_prefixes_and_no_redirect_into_the_private_network():
+    web = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{web.server_port}"
+    try:
+        name, data = load_image_source(f"{base}/dog.jpg", [base + "/"])  # explicitly allowed: fine
+        assert name == "dog.jpg" and data == DOG.read_bytes()
+        with pytest.raises(ServerError, match=r"redirects to .*/dog.jpg, which this page may not fetch"):
+            load_image_source(f"{base}/hop", [base + "/"])  # the hop leads to a loopback address
+        with pytest.raises(ServerError, match="not under an address this page may fetch"):
+            load_image_source(f"{base}/dog.jpg", ["https://example.com/"])
+        with pytest.raises(ServerError, match="outside the folders"):
+            load_image_source(str(DOG), [base + "/"])
+    finally:
+        web.shutdown()
 
 
 def test_client_explains_every_4xx(server, tmp_path):

@@ -60,13 +60,23 @@ class Settings(BaseModel):
     models: list[str] = Field(
         default_factory=list, description="Model to serve; repeat for several (the first is the default)."
     )
-    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    host: str = Field(
+        default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface, reachable by others)."
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     max_batch_size: int = Field(default=8, ge=1, description="Images per batch.")
     max_batch_delay_ms: float = Field(default=2.0, ge=0.0, description="Longest wait for a batch to fill, in ms.")
     max_queue: int = Field(default=256, ge=1, description="Queued requests per model before 503.")
     request_timeout: float = Field(default=30.0, gt=0.0, description="Seconds before a request gets 504.")
     max_upload_mb: float = Field(default=20.0, gt=0.0, description="Largest request body, in MB.")
+    decode_timeout: float = Field(default=10.0, gt=0.0, description="Seconds one image may take to decode (422).")
+    max_pixels_in_flight: int | None = Field(
+        default=None, ge=1, description="Decoded pixels all requests may hold at once (default: 4 × max-pixels)."
+    )
+    header_timeout: float = Field(default=10.0, gt=0.0, description="Seconds to send a request's headers (408).")
+    body_timeout: float = Field(default=30.0, gt=0.0, description="Seconds to send a request's body (408).")
+    max_connections: int = Field(default=1000, ge=1, description="Open connections; idle ones close first.")
+    max_requests: int = Field(default=1024, ge=1, description="Requests in progress before 503.")
     api_key: str | None = Field(default=None, description="Require this key (X-API-Key or Bearer).")
     decoder_threads: int | None = Field(
         default=None, ge=1, description="Image decoding threads (default: half the CPU cores, 1 to 4)."
@@ -89,6 +99,11 @@ class Settings(BaseModel):
     def decode_workers(self) -> int:
         """Image decoding threads; by default few, so that they do not starve inference of CPU."""
         return self.decoder_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
+
+    @property
+    def pixel_budget(self) -> int:
+        """Decoded pixels in flight, never below one largest image."""
+        return max(self.max_pixels_in_flight or 4 * self.max_pixels, self.max_pixels)
 
     @property
     def served_models(self) -> list[str]:

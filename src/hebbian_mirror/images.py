@@ -1,9 +1,9 @@
 """Image decoding (bytes or paths → RGB uint8 arrays) and drawing detections on images.
 
-The one place that turns user-supplied image data into pixels: every format Pillow reads
-(JPEG, PNG, WebP, BMP, GIF first frame, TIFF, ...), EXIF orientation applied, every pixel
-mode converted to 8-bit RGB, and a pixel-count limit checked from the header before any
-pixel is decoded.
+The one place that turns user-supplied image data into pixels: the formats photos come in (JPEG, PNG, WebP,
+BMP, GIF first frame, TIFF), EXIF orientation applied, every pixel mode converted to 8-bit RGB, and the pixel
+and JPEG-scan limits checked from the header before any pixel is decoded. Pillow's other readers (textures,
+scientific and legacy formats) are not offered to uploads: each is attack surface and none is a photo.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,11 +27,68 @@ if TYPE_CHECKING:
     from .detection import Detection
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# Pillow's names for them (its JPEG reader also opens cameras' multi-picture JPEGs, MPO).
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+FORMATS_ACCEPTED = "accepted: JPEG, PNG, WebP, BMP, GIF, TIFF"
 
 # Our own limit is checked before decoding; Pillow's global bomb guard would only get in the way.
 Image.MAX_IMAGE_PIXELS = None
 
 ImageSource = bytes | bytearray | memoryview | str | os.PathLike
+
+# A progressive JPEG costs one pass over every pixel per scan; real encoders write about 10 scans (jpegtran's
+# most elaborate scripts a few dozen), so more than this is an attack: one cheap scan repeated 15,000 times in
+# a 1.4 MB file keeps a decoder busy for a minute. (libjpeg-turbo's tools offer the same guard as -maxscans.)
+MAX_JPEG_SCANS = 100
+
+
+def _check_jpeg_scans(data: bytes, name: str) -> None:
+    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans before any decoding. A start-of-scan marker
+    (FF DA) cannot occur in entropy-coded data (an FF there is always followed by 00), so counting the byte
+    pair bounds the number of scans from above; embedded thumbnails add one or two."""
+    if data[:2] == b"\xff\xd8" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise InvalidImageError(
+            f"{name} is a JPEG with {scans:,} scans (at most {MAX_JPEG_SCANS} accepted): refusing to decode it"
+        )
+
+
+def image_pixels(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
+    """Width × height of encoded image bytes, read from the header alone (no pixel is decoded), after the same
+    checks as :func:`decode_image`: what a decode of ``data`` would allocate."""
+    with _opened(data, "image data", max_pixels) as img:
+        return img.size[0] * img.size[1]
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+        )
+
+
+@contextmanager
+def _opened(data: bytes, name: str, max_pixels: int | None) -> Iterator[Image.Image]:
+    """``data`` opened (header read) after the size and scan checks; whatever the block's decoding raises becomes
+    :class:`InvalidImageError` (or :class:`ImageTooLargeError`)."""
+    if not data:
+        raise InvalidImageError(f"{name} is empty (0 bytes)")
+    _check_jpeg_scans(data, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+                _check_pixels(*img.size, max_pixels, name)
+                yield img
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{name} is not a recognised image format ({FORMATS_ACCEPTED})") from exc
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError as exc:  # pragma: no cover - guard disabled above
+        raise ImageTooLargeError(f"{name}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"{name} could not be decoded: {exc}") from exc
+    except Exception as exc:  # a decoder plug-in's own failure (AVIF, DDS, TIFF, ...) is still a bad image
+        raise InvalidImageError(f"{name} could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 def decode_image(
@@ -53,32 +111,10 @@ def decode_image(
         name = "image data"
     else:
         raise InvalidImageError(f"expected image bytes or a path, got {type(source).__name__}")
-    if not data:
-        raise InvalidImageError(f"{name} is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageTooLargeError(
-                        f"{name} is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
-                    )
-                img.seek(0)  # first frame of animations
-                img.load()
-                if apply_exif:
-                    img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{name} is not a recognised image format") from exc
-    except ImageTooLargeError:
-        raise
-    except Image.DecompressionBombError as exc:  # pragma: no cover - guard disabled above
-        raise ImageTooLargeError(f"{name}: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(f"{name} could not be decoded: {exc}") from exc
-    except Exception as exc:  # a decoder plug-in's own failure (AVIF, DDS, TIFF, ...) is still a bad image
-        raise InvalidImageError(f"{name} could not be decoded ({type(exc).__name__}: {exc})") from exc
+    with _opened(data, name, max_pixels) as img:
+        img.seek(0)  # first frame of animations
+        img.load()
+        return to_rgb(ImageOps.exif_transpose(img) if apply_exif else img)
 
 
 def to_rgb(img: Image.Image) -> np.ndarray:
@@ -105,7 +141,7 @@ def to_rgb(img: Image.Image) -> np.ndarray:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """Width and height of an image file, read from its header (EXIF orientation applied)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
     except FileNotFoundError as exc:

@@ -44,8 +44,11 @@ async def run_load(
     route: str = "/v1/detect",
     headers: dict[str, str] | None = None,
     warmup: float = 1.0,
+    honor_retry_after: bool = False,
 ) -> LoadResult:
-    """``concurrency`` clients in a closed loop for ``warmup + duration`` s; only the last ``duration`` counts."""
+    """``concurrency`` clients in a closed loop for ``warmup + duration`` s; only the last ``duration`` counts.
+    With ``honor_retry_after`` a client told 503 waits the ``Retry-After`` seconds before its next request, as
+    a well-behaved client does; without, it asks again at once."""
     body = image.read_bytes()
     kwargs = request_kwargs(route, body, image.name)
     latencies: list[float] = []
@@ -58,16 +61,22 @@ async def run_load(
 
         async def worker() -> None:
             while (now := time.perf_counter()) < stop_at:
+                pause = 0.0
                 try:
                     r = await client.post(route, **kwargs)
                     key: int | str = r.status_code
+                    if key == 503 and honor_retry_after:
+                        pause = float(r.headers.get("retry-after", "1"))
                 except httpx.HTTPError as exc:
                     key = type(exc).__name__
+                    pause = 0.1  # a refused or reset connection: do not spin
                 done = time.perf_counter()
                 if now >= measure_from:
                     statuses[key] = statuses.get(key, 0) + 1
                     if key == 200:
                         latencies.append(done - now)
+                if pause:
+                    await asyncio.sleep(min(pause, max(stop_at - time.perf_counter(), 0.0)))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - measure_from

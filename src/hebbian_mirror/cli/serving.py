@@ -28,6 +28,12 @@ def serve(
     max_upload_mb: float | None = setting("max_upload_mb"),
     max_pixels: int | None = setting("max_pixels"),
     api_key: str | None = setting("api_key"),
+    decode_timeout: float | None = setting("decode_timeout"),
+    max_pixels_in_flight: int | None = setting("max_pixels_in_flight"),
+    header_timeout: float | None = setting("header_timeout"),
+    body_timeout: float | None = setting("body_timeout"),
+    max_connections: int | None = setting("max_connections"),
+    max_requests: int | None = setting("max_requests"),
     decoder_threads: int | None = setting("decoder_threads"),
     profile: str | None = setting("profile"),
     log_level: str | None = setting("log_level"),
@@ -36,21 +42,12 @@ def serve(
     config: Path | None = config_option(),
 ) -> None:
     """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""
-    import uvicorn
-
     from ..models.loader import prefetch
-    from ..server import create_app
+    from ..server.serve import serve as run_server
 
     settings = cli_settings(ctx)
     prefetch(settings.served_models, settings)  # a missing file stops us before we listen
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level in ("info", "debug"),
-        timeout_graceful_shutdown=int(settings.request_timeout) + 1,
-    )
+    run_server(settings)
 
 
 @app.command()
@@ -90,9 +87,15 @@ def bench(
 def ui(
     api: str = typer.Option("http://127.0.0.1:8000", "--api", help="The server's URL."),
     port: int = typer.Option(8501, "--port", help="Port for the page."),
-    host: str = typer.Option("0.0.0.0", "--host", help="Address for the page."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address for the page (0.0.0.0: reachable by others)."),
     dangerous: str = typer.Option(
         ",".join(DANGEROUS_CLASSES), "--dangerous", help="Classes that raise the alert, comma-separated."
+    ),
+    allow_source: list[str] = typer.Option(
+        [],
+        "--allow-source",
+        help="Let the page load images from this URL prefix or folder (repeatable). Without it the page has no "
+        "URL / path field: whoever reaches the page could make this machine fetch URLs or read files.",
     ),
 ) -> None:
     """Open the web UI (Streamlit) in front of a running server."""
@@ -100,10 +103,17 @@ def ui(
     import sys
 
     page = Path(__file__).parent.parent / "ui" / "app.py"
-    env = dict(os.environ, HEBBIAN_MIRROR_UI_API=api, HEBBIAN_MIRROR_UI_DANGEROUS=dangerous)
+    env = dict(
+        os.environ,
+        HEBBIAN_MIRROR_UI_API=api,
+        HEBBIAN_MIRROR_UI_DANGEROUS=dangerous,
+        HEBBIAN_MIRROR_UI_SOURCES="\n".join(allow_source),
+    )
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port)]
     cmd += ["--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     console.print(f"UI on http://{'localhost' if host == '0.0.0.0' else host}:{port} for the server at {api}")
+    if allow_source:
+        console.print("Images may also be loaded from: " + ", ".join(allow_source))
     sys.stdout.flush()
     # become Streamlit, so that signals (Ctrl-C, SIGTERM from a supervisor) reach it and nothing is left behind
     os.execve(sys.executable, cmd, env)

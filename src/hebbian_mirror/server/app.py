@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -16,9 +15,11 @@ from .. import __version__
 from ..config import Settings
 from ..detection import Detector
 from .auth import api_key
+from .decoder import Decoder
 from .errors import install_handlers
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .middleware import MetricsMiddleware, RequestGuardMiddleware
+from .spec import PLAIN_ERROR_SCHEMA, error_responses
 from .specs import SPECS, error_body
 from .state import ModelHost, ServerState, state_of
 
@@ -32,7 +33,7 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
         settings=settings,
         metrics=metrics,
         hosts={name: ModelHost(name) for name in settings.served_models},
-        decode_pool=ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode"),
+        decoder=Decoder(settings.decode_workers, settings.decode_timeout, settings.max_pixels, settings.pixel_budget),
     )
 
     @asynccontextmanager
@@ -53,7 +54,13 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     )
     app.state.hm = state
     install_handlers(app, error_body)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_upload_mb * 1_000_000), error_body=error_body)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_bytes=int(settings.max_upload_mb * 1_000_000),
+        body_timeout=settings.body_timeout,
+        max_requests=settings.max_requests,
+        error_body=error_body,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for spec in SPECS:
         app.include_router(spec.router)
@@ -62,16 +69,32 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     async def health() -> dict:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/ready", tags=["operations"], summary="Every model is loaded and warmed up")
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Every model is loaded and warmed up (503 while loading, or when one failed)",
+        responses={503: {"description": "Still loading, or a model failed to load (see `models`)."}},
+    )
     async def ready(request: Request) -> JSONResponse:
         st = state_of(request)
         models = {h.name: h.status if h.status != "failed" else "failed: " + str(h.error) for h in st.hosts.values()}
         return JSONResponse({"ready": st.ready, "models": models}, status_code=200 if st.ready else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", dependencies=[api_key()])
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (text exposition format)",
+        dependencies=[api_key()],
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+            **error_responses(PLAIN_ERROR_SCHEMA, (401,)),
+        },
+    )
     async def prometheus(request: Request) -> Response:
         st = state_of(request)
         depths = {h.name: h.batcher.depth for h in st.hosts.values() if h.batcher}
-        return Response(st.metrics.render(depths), media_type=CONTENT_TYPE_LATEST)
+        body = st.metrics.render(depths, st.decoder.pixels.used, st.decoder.abandoned)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,23 +1,26 @@
 """The dynamic batcher: one per loaded model.
 
-Requests queue with their own future; whenever an inference worker is free, the batcher takes up to
-``max_batch_size`` of them (waiting at most ``max_batch_delay`` after the oldest arrived, and only while more
-requests are on their way), runs the detector on the list in that worker's thread and resolves each future
-with that request's own result. Every reply is bound to its request's future, so two clients can never
-receive each other's boxes.
+A request is first *admitted* (a place in the model's queue is reserved before its body is read, so a full
+queue answers 503 at once); once its image is decoded it joins the queue with its own future. Whenever the
+inference thread is free, the batcher takes up to ``max_batch_size`` queued requests (waiting at most
+``max_batch_delay`` after the oldest arrived, and only while admitted requests are still on their way), runs
+the detector on the list in that thread and resolves each future with that request's own result. Every reply
+is bound to its request's future, so two clients can never receive each other's boxes.
 
 Each model has one inference thread, which also loads and warms the model: all of a model's torch work in
 one thread means one OpenMP team. (A second team makes libgomp count more threads than cores and stop its
 worker threads spinning between operations; measured here, that made the forward pass of yolov4-tiny 20%
-slower.) On the CPU that thread also decodes the images of its batch, so decoding never competes with
-inference for the cores; on other devices the batcher decodes in the decoder pool while the GPU works. Either
-way a request's decoding error is its own: its batch-mates are untouched.
+slower.) The batcher takes pixels, never encoded bytes: decoding is the request's own business
+(:mod:`.decoder`), so no client's image can hold up a model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +32,6 @@ import numpy as np
 
 from ..detection import Detection, DetectOptions, Detector
 from ..errors import HebbianMirrorError
-from ..images import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,12 @@ def inference_thread(name: str) -> ThreadPoolExecutor:
 
 
 class QueueFullError(HebbianMirrorError):
-    """The model's queue is at ``max_queue`` (or the server is shutting down): try again later."""
+    """The model's queue is at ``max_queue`` (or the server is shutting down): try again after ``retry_after``
+    seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -54,7 +61,7 @@ class Result:
 
 @dataclass
 class Job:
-    image: np.ndarray | bytes  # encoded bytes are decoded by the worker, in the batch
+    image: np.ndarray
     options: DetectOptions
     future: asyncio.Future[Result]
     enqueued: float = field(default_factory=time.perf_counter)
@@ -78,25 +85,22 @@ class DynamicBatcher:
         max_batch_delay: float = 0.002,
         max_queue: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
-        max_pixels: int | None = None,
         executor: ThreadPoolExecutor | None = None,
-        decode_pool: ThreadPoolExecutor | None = None,
     ) -> None:
-        """``executor``: the model's inference thread (made here when not given). ``decode_pool``: where images
-        are decoded off the CPU (without one, or on the CPU, the inference thread decodes its batch)."""
+        """``executor``: the model's inference thread (made here when not given)."""
         self.detector = detector
         self.max_batch_size = max_batch_size
         self.max_batch_delay = max_batch_delay
         self.max_queue = max_queue
         self.on_batch = on_batch
-        self.max_pixels = max_pixels
-        self.incoming = 0  # requests admitted for this model and still decoding: company on its way
+        self.incoming = 0  # requests admitted and still being read or decoded: company on its way
         self._pending: deque[Job] = deque()
         self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()  # set whenever a queue place may have freed
         self._closing = False
         self._loop_task: asyncio.Task | None = None
         self._executor = executor or inference_thread(detector.name)
-        self._decode_pool = decode_pool if detector.device.type != "cpu" else None
+        self._seconds_per_image = 0.05  # running estimate, for Retry-After
 
     @property
     def depth(self) -> int:
@@ -107,33 +111,37 @@ class DynamicBatcher:
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.detector.name}")
 
     @asynccontextmanager
-    async def arriving(self) -> AsyncIterator[None]:
-        """While a request for this model is on its way (its body being read), a forming batch may wait for it."""
+    async def admit(self) -> AsyncIterator[None]:
+        """Reserve a place in the queue for a request about to be read and decoded (``submit`` it inside). When
+        the queue, counting the requests already admitted, is full, wait at most about one batch's time for a
+        place (cheap: nothing is read meanwhile, and a client that retries at once is slowed to that pace), then
+        :class:`QueueFullError`. While admitted requests are on their way, a forming batch may wait for them."""
+        give_up = time.perf_counter() + min(1.0, self.max_batch_size * self._seconds_per_image)
+        while self._closing or len(self._pending) + self.incoming >= self.max_queue:
+            remaining = give_up - time.perf_counter()
+            if self._closing or remaining <= 0:
+                why = "the server is shutting down" if self._closing else f"{self.max_queue} requests queued"
+                raise QueueFullError(f"model {self.detector.name}: {why}", self.retry_after())
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), remaining)
         self.incoming += 1
         try:
             yield
         finally:
             self.incoming -= 1
             self._wakeup.set()
+            self._room.set()
 
-    def _check_room(self) -> None:
-        if self._closing:
-            raise QueueFullError("the server is shutting down")
-        if len(self._pending) >= self.max_queue:
-            raise QueueFullError(f"model {self.detector.name} has {self.max_queue} requests queued")
+    def retry_after(self) -> int:
+        """Seconds after which a refused client should try again: about the time to work off what is queued,
+        spread at random over ±50% so that refused clients do not all come back at once."""
+        backlog = (len(self._pending) + self.incoming + self.max_batch_size) * self._seconds_per_image
+        return max(1, math.ceil(backlog * random.uniform(0.5, 1.5)))
 
-    async def submit(self, image: np.ndarray | bytes, options: DetectOptions) -> asyncio.Future[Result]:
-        """Queue one image (decoded, or encoded bytes); the returned future resolves with its own result, or
-        fails with its own decoding error. Cancel it to withdraw. :class:`QueueFullError` when there is no room.
-
-        Encoded bytes are decoded in the decoder pool first when the model is not on the CPU (the GPU keeps
-        working meanwhile), else by the inference thread, in the batch."""
-        self._check_room()
-        if isinstance(image, bytes) and self._decode_pool is not None:
-            async with self.arriving():
-                loop = asyncio.get_running_loop()
-                image = await loop.run_in_executor(self._decode_pool, decode_image, image, self.max_pixels)
-            self._check_room()
+    def submit(self, image: np.ndarray, options: DetectOptions) -> asyncio.Future[Result]:
+        """Queue one admitted, decoded image; the returned future resolves with its own result. Cancel it to
+        withdraw."""
         job = Job(image, options, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._wakeup.set()
@@ -143,6 +151,7 @@ class DynamicBatcher:
         """Stop taking requests, finish every queued batch, then stop."""
         self._closing = True
         self._wakeup.set()
+        self._room.set()
         if self._loop_task is not None:
             await self._loop_task
         self._executor.shutdown(wait=True)
@@ -175,6 +184,7 @@ class DynamicBatcher:
                     dropped += 1
                 else:
                     batch.append(job)
+            self._room.set()
             if dropped and self.on_batch is not None:
                 self.on_batch(BatchStats(0, [], 0.0, dropped))
             if batch:
@@ -194,32 +204,15 @@ class DynamicBatcher:
                         job.future.set_exception(exc)
                 continue
             elapsed = time.perf_counter() - started
-            for job, outcome in zip(batch, results, strict=True):
-                if job.future.done():
-                    continue
-                if isinstance(outcome, Exception):
-                    job.future.set_exception(outcome)
-                else:
+            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * elapsed / len(batch)
+            for job, detections in zip(batch, results, strict=True):
+                if not job.future.done():
                     job.future.set_result(
-                        Result(outcome, (started - job.enqueued) * 1000, elapsed * 1000, len(batch), job.image)
+                        Result(detections, (started - job.enqueued) * 1000, elapsed * 1000, len(batch), job.image)
                     )
             if self.on_batch is not None:
                 self.on_batch(BatchStats(len(batch), [started - j.enqueued for j in batch], elapsed))
 
-    def _execute(self, batch: list[Job]) -> list[list[Detection] | Exception]:
-        """The unit of work, in the inference thread: a list of requests in, a list of results (or errors) out."""
-        outcomes: list[list[Detection] | Exception] = [[] for _ in batch]
-        ready: list[int] = []
-        for i, job in enumerate(batch):
-            if isinstance(job.image, bytes):
-                try:
-                    job.image = decode_image(job.image, self.max_pixels)
-                except HebbianMirrorError as exc:  # decode_image raises nothing else: one bad image fails alone
-                    outcomes[i] = exc
-                    continue
-            ready.append(i)
-        if ready:
-            detections = self.detector.detect([batch[i].image for i in ready], [batch[i].options for i in ready])
-            for i, dets in zip(ready, detections, strict=True):
-                outcomes[i] = dets
-        return outcomes
+    def _execute(self, batch: list[Job]) -> list[list[Detection]]:
+        """The unit of work, in the inference thread: a list of requests in, a list of results out."""
+        return self.detector.detect([job.image for job in batch], [job.options for job in batch])

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ def install_handlers(app: FastAPI, error_body: ErrorBody) -> None:
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return error_response(request.url.path, 422, "invalid parameter: " + "; ".join(parts))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:  # never delivered; counted as 499
+        return error_response(request.url.path, 499, "client disconnected before its request was read")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(request.url.path, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
@@ -52,4 +57,4 @@ def install_handlers(app: FastAPI, error_body: ErrorBody) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
-        return error_response(request.url.path, 500, f"internal error: {type(exc).__name__}")
+        return error_response(request.url.path, 500, f"internal error: {type(exc).__name__}", {"Connection": "close"})

@@ -49,6 +49,10 @@ class Metrics:
         self.images_per_second = Gauge(
             "hm_images_per_second", "Images per second over the last 10 s", ["model"], registry=r
         )
+        self.decoded_pixels = Gauge("hm_decoded_pixels", "Decoded pixels held by requests in flight", registry=r)
+        self.abandoned_decodes = Gauge(
+            "hm_abandoned_decodes", "Decodes past their time budget whose threads are still running", registry=r
+        )
         self._recent: dict[str, deque[tuple[float, int]]] = {}
 
     def batch_observer(self, model: str):
@@ -77,7 +81,9 @@ class Metrics:
             recent.popleft()
         self.images_per_second.labels(model).set(sum(n for _, n in recent) / window)
 
-    def render(self, depths: dict[str, int]) -> bytes:
+    def render(self, depths: dict[str, int], decoded_pixels: int = 0, abandoned_decodes: int = 0) -> bytes:
+        self.decoded_pixels.set(decoded_pixels)
+        self.abandoned_decodes.set(abandoned_decodes)
         now = time.monotonic()
         for model, depth in depths.items():
             self.queue_depth.labels(model).set(depth)

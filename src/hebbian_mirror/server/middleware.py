@@ -1,22 +1,47 @@
-"""ASGI middleware: the upload size limit (enforced while reading) and per-route request metrics."""
+"""ASGI middleware: the request guard (admission, upload size, body deadline, connection hygiene) and
+per-route request metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BodyTooLargeError, ErrorBody
+from .errors import APIError, BodyTooLargeError, ErrorBody
 from .metrics import Metrics
 
+UNLIMITED = ("/health", "/ready", "/metrics")  # cheap, and what an operator needs most when the server is busy
 
-class BodyLimitMiddleware:
-    """Reject bodies over ``max_bytes``: at once from ``Content-Length``, else as soon as the count passes
-    the limit while streaming, so an oversized upload is never held in memory whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, error_body: ErrorBody) -> None:
-        self.app, self.max_bytes, self.error_body = app, max_bytes, error_body
+class RequestGuardMiddleware:
+    """What is known before a request's body is read is answered before it is read, and a body must arrive
+    in time:
+
+    - more than ``max_requests`` in progress → 503 with ``Retry-After`` (health, readiness and metrics exempt);
+    - a ``Content-Length`` over ``max_bytes`` → 413; a streamed body is cut off as soon as it passes the limit,
+      so an oversized upload is never held in memory whole;
+    - a body not complete ``body_timeout`` seconds after the request started (trickled, or shorter than its
+      ``Content-Length``) → 408.
+
+    An error answered while the body is still unread carries ``Connection: close`` when the rest cannot be
+    skipped cheaply (408, 413, or no length given); otherwise the server skips the rest of the body and the
+    connection stays usable, so a keep-alive client never meets a reset."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, body_timeout: float, max_requests: int, error_body: ErrorBody
+    ) -> None:
+        self.app, self.max_bytes, self.body_timeout = app, max_bytes, body_timeout
+        self.max_requests, self.error_body = max_requests, error_body
+        self.in_progress = 0
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, message: str, headers: dict[str, str]) -> None:
+        body = json.dumps(self.error_body(scope["path"], status, message)).encode()
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -25,28 +50,44 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            body = json.dumps(self.error_body(scope["path"], 413, BodyTooLargeError(self.max_bytes).message)).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            message = BodyTooLargeError(self.max_bytes).message
+            await self._refuse(scope, send, 413, message, {"Connection": "close"})
             return
+        if self.in_progress >= self.max_requests and scope["path"] not in UNLIMITED:
+            message = f"server busy: {self.max_requests} requests in progress"
+            close = {"Connection": "close"} if length is None and scope["method"] in ("POST", "PUT") else {}
+            await self._refuse(scope, send, 503, message, {"Retry-After": "1"} | close)
+            return
+        deadline = time.monotonic() + self.body_timeout
         received = 0
+        complete = scope["method"] in ("GET", "HEAD") and length in (None, b"0")
 
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal received, complete
+            if complete:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                raise APIError(408, f"the request body did not arrive within {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLargeError(self.max_bytes)
+                complete = not message.get("more_body", False)
             return message
 
-        await self.app(scope, limited, send)
+        async def hygienic_send(message: Message) -> None:
+            start = message["type"] == "http.response.start"
+            if start and not complete and (length is None or message["status"] in (408, 413)):
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        self.in_progress += 1
+        try:
+            await self.app(scope, guarded_receive, hygienic_send)
+        finally:
+            self.in_progress -= 1
 
 
 class MetricsMiddleware:

@@ -1,7 +1,9 @@
-"""The one request pipeline every API family runs: read → admit → decode → batch → await → encode.
+"""The one request pipeline every API family runs: admit → read → decode → batch → await → encode.
 
-An API family (see :mod:`hebbian_mirror.server.specs`) supplies how to read its requests into
-:class:`Inputs` and how to encode an :class:`Outcome`; authentication runs before, as a route dependency.
+An API family (see :mod:`hebbian_mirror.server.specs`) supplies how to read a request's body into
+:class:`Inputs` and how to encode an :class:`Outcome`; authentication runs before, as a route dependency. The
+model is chosen and a place in its queue reserved before the body is read, so a busy server answers 503 without
+taking the upload.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +27,10 @@ from .state import ModelHost, ServerState, state_of
 
 @dataclass
 class Inputs:
-    """What one detection request asks for. ``image`` may still be unread (a function reading it): it is read
-    once the request is admitted, so a forming batch knows it is on its way."""
+    """What one detection request asks for. ``read`` reads the body once the request is admitted and returns
+    the image bytes; it may complete the other fields from the body (a form's ``min_confidence``)."""
 
-    image: bytes | Callable[[], Awaitable[bytes]]
+    read: Callable[[Inputs], Awaitable[bytes]]
     model: str | None = None
     conf: float | None = None
     iou: float | None = None
@@ -51,28 +54,30 @@ class Outcome:
 Encoder = Callable[[Request, Outcome], Awaitable[Any]]
 
 
-async def run(request: Request, inputs: Inputs | Awaitable[Inputs], encode: Encoder) -> Any:
+async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
     """Run one detection request through its model's batcher and encode the answer; every failure is an
-    :class:`APIError` (400 bad image, 404 unknown model, 413 too many pixels, 422 bad option, 499 client gone,
-    503 busy or loading, 504 past the request timeout)."""
+    :class:`APIError` (400 bad image, 404 unknown model, 413 too many pixels, 422 bad option or an image past
+    its decode budget, 499 client gone, 503 busy or loading, 504 past the request timeout)."""
     started = time.perf_counter()  # the request's deadline counts from here
     state = state_of(request)
-    if not isinstance(inputs, Inputs):
-        inputs = await inputs
+    timeout = state.settings.request_timeout
+    deadline = started + timeout
     host = state.host(inputs.model)
-    options = detect_options(state, host.detector, inputs)
-    async with host.batcher.arriving():
-        data = inputs.image if isinstance(inputs.image, bytes) else await inputs.image()
-    if not data:
-        raise APIError(400, "empty image: the request carried no image bytes")
-    try:
-        future = await host.batcher.submit(data, options)
-    except QueueFullError as exc:
-        raise APIError(503, f"server busy: {exc}", {"Retry-After": "1"}) from exc
-    except HebbianMirrorError as exc:
-        raise image_error(exc) from exc
-    result = await _result(request, future, started, state.settings.request_timeout)
-    return await encode(request, Outcome(host, result, started))
+    async with AsyncExitStack() as held:  # the decoded pixels stay reserved until the answer is encoded
+        try:
+            async with host.batcher.admit():
+                data = await inputs.read(inputs)
+                if not data:
+                    raise APIError(400, "empty image: the request carried no image bytes")
+                options = detect_options(state, host.detector, inputs)
+                image = await held.enter_async_context(state.decoder.decoded(data, deadline))
+                future = host.batcher.submit(image, options)
+        except QueueFullError as exc:
+            raise APIError(503, f"server busy: {exc}", {"Retry-After": str(exc.retry_after)}) from exc
+        except HebbianMirrorError as exc:
+            raise image_error(exc) from exc
+        result = await _result(request, future, deadline, timeout)
+        return await encode(request, Outcome(host, result, started))
 
 
 def image_error(exc: HebbianMirrorError) -> APIError:
@@ -100,23 +105,18 @@ async def _wait_disconnect(request: Request) -> None:
         pass
 
 
-async def _result(request: Request, future: asyncio.Future[Result], started: float, timeout: float) -> Result:
-    """The job's own result, unless ``timeout`` seconds pass since ``started`` or the client leaves first (then
-    the job leaves the queue)."""
+async def _result(request: Request, future: asyncio.Future[Result], deadline: float, timeout: float) -> Result:
+    """The job's own result, unless ``deadline`` passes or the client leaves first (then the job leaves the
+    queue)."""
     watcher = asyncio.ensure_future(_wait_disconnect(request))
     try:
         done, _ = await asyncio.wait(
-            {future, watcher},
-            timeout=max(started + timeout - time.perf_counter(), 0.0),
-            return_when=asyncio.FIRST_COMPLETED,
+            {future, watcher}, timeout=max(deadline - time.perf_counter(), 0.0), return_when=asyncio.FIRST_COMPLETED
         )
     finally:
         watcher.cancel()
     if future in done:
-        try:
-            return future.result()
-        except HebbianMirrorError as exc:
-            raise image_error(exc) from exc
+        return future.result()
     future.cancel()  # the batcher skips cancelled jobs
     if watcher in done:
         raise APIError(499, "client disconnected")
@@ -128,5 +128,5 @@ async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
     result = outcome.result
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
-        state_of(request).decode_pool, lambda: encode_jpeg(draw_detections(result.image, result.detections))
+        state_of(request).decoder.pool, lambda: encode_jpeg(draw_detections(result.image, result.detections))
     )

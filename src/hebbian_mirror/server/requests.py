@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
+from starlette.requests import ClientDisconnect
 
 from .errors import APIError
 
@@ -27,7 +28,7 @@ async def read_form(request: Request) -> FormData:
     """The request's form (parsed once; Starlette keeps it for later calls)."""
     try:
         return await request.form(max_files=4, max_fields=32)
-    except APIError:
+    except (APIError, ClientDisconnect):
         raise
     except Exception as exc:
         raise APIError(400, f"malformed multipart body: {exc}") from exc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +14,7 @@ from ..config import Settings
 from ..detection import DetectOptions, Detector
 from ..models.loader import load_detector
 from .batcher import DynamicBatcher, inference_thread
+from .decoder import Decoder
 from .errors import APIError
 from .metrics import Metrics
 
@@ -40,7 +40,7 @@ class ServerState:
     settings: Settings
     metrics: Metrics
     hosts: dict[str, ModelHost]
-    decode_pool: ThreadPoolExecutor
+    decoder: Decoder
     ready: bool = False
     started: float = field(default_factory=time.time)
 
@@ -77,21 +77,19 @@ class ServerState:
                 max_batch_size=s.max_batch_size,
                 max_batch_delay=s.max_batch_delay_ms / 1000,
                 max_queue=s.max_queue,
-                max_pixels=s.max_pixels,
                 on_batch=self.metrics.batch_observer(host.name),
                 executor=executor,
-                decode_pool=self.decode_pool,
             )
             batcher.start()
             host.detector, host.batcher = detector, batcher
         self.ready = all(h.batcher is not None for h in self.hosts.values())
 
     async def close(self) -> None:
-        """Drain every queued request, then stop the batchers and the decoder pool."""
+        """Drain every queued request, then stop the batchers and the decoder."""
         for host in self.hosts.values():
             if host.batcher is not None:
                 await host.batcher.close()
-        self.decode_pool.shutdown(wait=True)
+        self.decoder.close()
 
 
 def _load_and_warm(name: str, settings: Settings, preloaded: Detector | None) -> Detector:

@@ -2,7 +2,8 @@
 
 Run with `hebbian-mirror ui` (or `make ui`). The page only talks to the server's HTTP API; it loads no model.
 Settings from the command line arrive as environment variables: HEBBIAN_MIRROR_UI_API (server URL),
-HEBBIAN_MIRROR_UI_DANGEROUS (comma-separated classes that raise the alert).
+HEBBIAN_MIRROR_UI_DANGEROUS (comma-separated classes that raise the alert), HEBBIAN_MIRROR_UI_SOURCES (the URL
+prefixes and folders the page may load images from, one per line; without it the URL / path field is off).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ CONFIGURED_DANGEROUS = [
     for c in os.environ.get("HEBBIAN_MIRROR_UI_DANGEROUS", ",".join(DANGEROUS_CLASSES)).split(",")
     if c.strip()
 ]
+
+ALLOWED_SOURCES = [s.strip() for s in os.environ.get("HEBBIAN_MIRROR_UI_SOURCES", "").splitlines() if s.strip()]
 
 st.set_page_config(page_title="Hebbian Mirror", page_icon="🪞", layout="wide")
 
@@ -87,10 +90,16 @@ def collect_images() -> list[tuple[str, bytes]]:
         shot = st.camera_input("Camera", key="camera")
         if shot is not None:
             images.append(("camera.jpg", shot.getvalue()))
-    source = st.text_input("…or an image URL, or a path on this machine", key="source")
+    if not ALLOWED_SOURCES:  # the page's host fetches these: only where its operator allowed (--allow-source)
+        return images
+    source = st.text_input(
+        "…or an image URL, or a path on the UI's machine",
+        key="source",
+        help="Allowed: " + ", ".join(ALLOWED_SOURCES),
+    )
     if source.strip():
         try:
-            images.append(load_image_source(source))
+            images.append(load_image_source(source, ALLOWED_SOURCES))
         except ServerError as exc:
             st.error(str(exc))
     return images
@@ -140,7 +149,10 @@ def main() -> None:
         st.info("Connect to a ready server (sidebar) to detect objects.")
         return
     if not images:
-        st.info("Upload one or more photos, take one with the camera, or give a URL or path.")
+        st.info(
+            "Upload one or more photos or take one with the camera"
+            + (", or give a URL or path." if ALLOWED_SOURCES else ".")
+        )
         return
     models = [info["name"]] + ([settings["model_b"]] if settings.get("compare") and settings.get("model_b") else [])
     for name, data in images:

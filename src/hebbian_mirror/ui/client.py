@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 MAX_FETCH_BYTES = 20_000_000
+MAX_REDIRECTS = 5
 
 
 class ServerError(Exception):
@@ -98,26 +103,61 @@ class Client:
         )
 
 
-def load_image_source(source: str) -> tuple[str, bytes]:
-    """Bytes of an image given as an http(s) URL or a path on this machine."""
+def load_image_source(source: str, allowed: Sequence[str]) -> tuple[str, bytes]:
+    """Bytes of an image given as an http(s) URL or a path on this machine, only from where ``allowed`` says:
+    URL prefixes (``https://example.com/photos/``) and folders. A redirect is followed only to another allowed
+    URL on a public address, never into the private network."""
     source = source.strip()
     if source.startswith(("http://", "https://")):
-        try:
-            with httpx.stream("GET", source, timeout=30, follow_redirects=True) as r:
-                if r.status_code >= 400:
-                    raise ServerError(f"Fetching {source} failed: HTTP {r.status_code}.")
-                data = bytearray()
-                for chunk in r.iter_bytes():
-                    data += chunk
-                    if len(data) > MAX_FETCH_BYTES:
-                        raise ServerError(f"{source} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
-        except httpx.HTTPError as exc:
-            raise ServerError(f"Fetching {source} failed: {exc}") from None
-        return source.rsplit("/", 1)[-1] or "image", bytes(data)
-    path = Path(source).expanduser()
+        return _fetch(source, [a for a in allowed if a.startswith(("http://", "https://"))])
+    folders = [Path(a).expanduser().resolve() for a in allowed if not a.startswith(("http://", "https://"))]
+    path = Path(source).expanduser().resolve()
+    if not any(path.is_relative_to(folder) for folder in folders):
+        raise ServerError(
+            f"{source} is outside the folders this page may read ({', '.join(map(str, folders)) or 'none'})."
+        )
     if not path.is_file():
         raise ServerError(f"No image file at {path}.")
+    if path.stat().st_size > MAX_FETCH_BYTES:
+        raise ServerError(f"{path} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
     return path.name, path.read_bytes()
+
+
+def _public(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a public one."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_global for info in infos)
+
+
+def _fetch(url: str, prefixes: list[str]) -> tuple[str, bytes]:
+    if not any(url.startswith(p) for p in prefixes):
+        raise ServerError(f"{url} is not under an address this page may fetch ({', '.join(prefixes) or 'none'}).")
+    try:
+        with httpx.Client(timeout=30, follow_redirects=False) as http:
+            for _ in range(MAX_REDIRECTS + 1):
+                with http.stream("GET", url) as r:
+                    if r.is_redirect:
+                        target = urljoin(url, r.headers.get("location", ""))
+                        if not any(target.startswith(p) for p in prefixes) or not _public(
+                            urlsplit(target).hostname or ""
+                        ):
+                            raise ServerError(f"{url} redirects to {target}, which this page may not fetch.")
+                        url = target
+                        continue
+                    if r.status_code >= 400:
+                        raise ServerError(f"Fetching {url} failed: HTTP {r.status_code}.")
+                    data = bytearray()
+                    for chunk in r.iter_bytes():
+                        data += chunk
+                        if len(data) > MAX_FETCH_BYTES:
+                            raise ServerError(f"{url} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
+                    return url.rsplit("/", 1)[-1] or "image", bytes(data)
+    except httpx.HTTPError as exc:
+        raise ServerError(f"Fetching {url} failed: {exc}") from None
+    raise ServerError(f"{url}: more than {MAX_REDIRECTS} redirects.")
 
 
 def alerts(detections: list[dict], dangerous: set[str], threshold: float) -> dict[str, int]:

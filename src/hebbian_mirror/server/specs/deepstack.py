@@ -11,7 +11,7 @@ from ..auth import api_key
 from ..errors import APIError
 from ..pipeline import Inputs, Outcome, run
 from ..requests import FORM_TYPES, form_image, media_type, read_form
-from ..spec import APISpec, body_schema
+from ..spec import DEFAULT_MODEL_ERRORS, IMAGE_ERRORS, APISpec, body_schema, error_responses
 from ..state import state_of
 
 
@@ -22,6 +22,13 @@ def _error(status: int, message: str) -> dict:
 router = APIRouter(tags=["deepstack"], dependencies=[api_key(form_field="api_key")])
 SPEC = APISpec("deepstack", router, prefixes=("/v1/vision/",), error_body=_error)
 
+_ERROR_SCHEMA = {
+    "title": "DeepStackError",
+    "type": "object",
+    "properties": {"success": {"type": "boolean"}, "error": {"type": "string"}, "code": {"type": "integer"}},
+    "required": ["success", "error", "code"],
+}
+_IMAGE_ERRORS = error_responses(_ERROR_SCHEMA, IMAGE_ERRORS)
 _FORM = body_schema("image", min_confidence={"type": "number", "default": 0.4}, api_key={"type": "string"})
 
 
@@ -38,9 +45,13 @@ def _min_confidence(fields: dict[str, str]) -> float:
     return value
 
 
-async def _read(request: Request, model: str | None) -> Inputs:
-    data, fields = await form_image(request, "image")
-    return Inputs(data, model, conf=_min_confidence(fields))
+def _inputs(request: Request, model: str | None) -> Inputs:
+    async def read(inputs: Inputs) -> bytes:
+        data, fields = await form_image(request, "image")
+        inputs.conf = _min_confidence(fields)
+        return data
+
+    return Inputs(read, model)
 
 
 def _encoder(command: str):
@@ -74,12 +85,21 @@ def _encoder(command: str):
     return encode
 
 
-@router.post("/v1/vision/detection", summary="DeepStack object detection (default model)", openapi_extra=_FORM)
+@router.post(
+    "/v1/vision/detection",
+    summary="DeepStack object detection (default model)",
+    openapi_extra=_FORM,
+    responses=error_responses(_ERROR_SCHEMA, DEFAULT_MODEL_ERRORS),
+)
 async def detection(request: Request) -> dict:
-    return await run(request, _read(request, None), _encoder("detect"))
+    return await run(request, _inputs(request, None), _encoder("detect"))
 
 
-@router.post("/v1/vision/custom/list", summary="DeepStack: the models this server runs")
+@router.post(
+    "/v1/vision/custom/list",
+    summary="DeepStack: the models this server runs",
+    responses=error_responses(_ERROR_SCHEMA, (400, 401, 408, 413, 503)),
+)
 async def custom_list(request: Request) -> dict:
     if media_type(request) in FORM_TYPES:
         await read_form(request)  # a malformed form is a 400 here too
@@ -91,6 +111,11 @@ async def custom_list(request: Request) -> dict:
     }
 
 
-@router.post("/v1/vision/custom/{model}", summary="DeepStack custom-model detection", openapi_extra=_FORM)
+@router.post(
+    "/v1/vision/custom/{model}",
+    summary="DeepStack custom-model detection",
+    openapi_extra=_FORM,
+    responses=_IMAGE_ERRORS,
+)
 async def custom(request: Request, model: str) -> dict:
-    return await run(request, _read(request, model), _encoder("custom"))
+    return await run(request, _inputs(request, model), _encoder("custom"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,7 +10,7 @@ from fastapi.responses import Response
 from ..auth import api_key
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
 from ..requests import image_body
-from ..spec import APISpec, body_schema
+from ..spec import IMAGE_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, APISpec, body_schema, error_responses
 from ..state import state_of
 
 router = APIRouter(tags=["native"], dependencies=[api_key()])
@@ -35,7 +34,7 @@ def _inputs(
     max_det: MaxDet = None,
 ) -> Inputs:
     """Multipart field `image` or the raw body, with the query's model and thresholds."""
-    return Inputs(partial(image_body, request), model, conf, iou, max_det, classes)
+    return Inputs(lambda _: image_body(request), model, conf, iou, max_det, classes)
 
 
 DetectQuery = Annotated[Inputs, Depends(_inputs)]
@@ -64,7 +63,10 @@ async def _jpeg(request: Request, out: Outcome) -> Response:
     return Response(jpeg, media_type="image/jpeg", headers={"X-Detections": str(len(out.result.detections))})
 
 
-@router.post("/v1/detect", summary="Detect objects in one image", openapi_extra=_IMAGE_BODY)
+_IMAGE_ERRORS = error_responses(PLAIN_ERROR_SCHEMA, IMAGE_ERRORS)
+
+
+@router.post("/v1/detect", summary="Detect objects in one image", openapi_extra=_IMAGE_BODY, responses=_IMAGE_ERRORS)
 async def detect(request: Request, inputs: DetectQuery) -> dict:
     """Multipart field `image`, or the image bytes as the body. Boxes are `[x1, y1, x2, y2]` in pixels of the
     image as sent (EXIF orientation applied)."""
@@ -76,13 +78,15 @@ async def detect(request: Request, inputs: DetectQuery) -> dict:
     summary="The image with its detections drawn, as JPEG",
     openapi_extra=_IMAGE_BODY,
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={200: {"content": {"image/jpeg": {}}}} | _IMAGE_ERRORS,
 )
 async def detect_annotated(request: Request, inputs: DetectQuery) -> Response:
     return await run(request, inputs, _jpeg)
 
 
-@router.get("/v1/models", summary="The models this server runs")
+@router.get(
+    "/v1/models", summary="The models this server runs", responses=error_responses(PLAIN_ERROR_SCHEMA, READ_ERRORS)
+)
 async def models(request: Request) -> dict:
     state = state_of(request)
     out = []

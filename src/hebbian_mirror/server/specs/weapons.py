@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from ..auth import api_key
 from ..pipeline import Inputs, Outcome, run
 from ..requests import form_image
-from ..spec import APISpec, body_schema
+from ..spec import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, APISpec, body_schema, error_responses
 
 router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key()])
 SPEC = APISpec("weapons-demo", router, prefixes=("/predict",))
@@ -15,9 +15,8 @@ SPEC = APISpec("weapons-demo", router, prefixes=("/predict",))
 _FORM = body_schema("file")
 
 
-async def _read(request: Request) -> Inputs:
-    data, _ = await form_image(request, "file")
-    return Inputs(data)
+async def _read(request: Request) -> bytes:
+    return (await form_image(request, "file"))[0]
 
 
 async def _lists(request: Request, out: Outcome) -> dict:
@@ -29,6 +28,11 @@ async def _lists(request: Request, out: Outcome) -> dict:
     }
 
 
-@router.post("/predict", summary="The weapons demo's route: multipart field `file`", openapi_extra=_FORM)
+@router.post(
+    "/predict",
+    summary="The weapons demo's route: multipart field `file`",
+    openapi_extra=_FORM,
+    responses=error_responses(PLAIN_ERROR_SCHEMA, DEFAULT_MODEL_ERRORS),
+)
 async def predict(request: Request) -> dict:
-    return await run(request, _read(request), _lists)
+    return await run(request, Inputs(lambda _: _read(request)), _lists)

@@ -1,0 +1,162 @@
+"""Overload benchmark: goodput of `hebbian-mirror serve` under 10× more clients than it can serve.
+
+In one run, against one server with a small queue:
+  1. capacity: closed-loop clients at 1×, 2× and 4× the batch size; the best rate of 200 answers/s is the
+     baseline;
+  2. overload: 10× the best level's clients for 30 s, (a) clients that wait the Retry-After they are told
+     (well-behaved camera software and SDKs), then (b) clients that ask again at once;
+  3. recovery: after each overload, how long until a lone request is answered as fast as before.
+Reported per phase: goodput (200/s) as a ratio of capacity, p99 latency of the 200s, answers by status, and
+the server's RSS at start and at its peak. Goal: goodput ≥ 0.8× capacity.
+
+    HEBBIAN_MIRROR_WEIGHTS=../shared/weights .venv/bin/python benchmarks/overload.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from hebbian_mirror.loadgen import LoadResult, run_load
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "photos" / "darknet-samples" / "dog.jpg"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class PeakRSS:
+    """Samples a process's resident memory every 0.2 s while running."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, rss_mb(pid), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hebbian_mirror", "serve", "--port", str(port), "--model", args.model]
+    cmd += ["--device", "cpu", "--max-queue", str(args.queue), "--max-batch-size", str(args.batch)]
+    cmd += ["--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def recovery_seconds(url: str, image: bytes, normal_ms: float, limit: float = 60.0) -> float:
+    """Seconds from now until one request is answered 200 within twice the unloaded latency."""
+    started = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while time.perf_counter() - started < limit:
+            t = time.perf_counter()
+            r = client.post("/v1/detect", content=image, headers={"Content-Type": "image/jpeg"})
+            if r.status_code == 200 and (time.perf_counter() - t) * 1000 <= 2 * normal_ms:
+                return time.perf_counter() - started
+            time.sleep(0.05)
+    return float("inf")
+
+
+def row(name: str, r: LoadResult, capacity: float, rss: tuple[float, float], recovery: float | None) -> dict:
+    return {
+        "phase": name,
+        "clients": r.concurrency,
+        "goodput_rps": round(r.rps, 2),
+        "vs_capacity": round(r.rps / capacity, 3) if capacity else None,
+        "p99_ms_of_200s": round(r.p99_ms, 1),
+        "statuses": {str(k): v for k, v in r.status_counts.items()},
+        "rss_mb_start": round(rss[0]),
+        "rss_mb_peak": round(rss[1]),
+        "recovery_s": None if recovery is None else round(recovery, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="yolov4-tiny")
+    ap.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    ap.add_argument("--batch", type=int, default=8, help="--max-batch-size of the server")
+    ap.add_argument("--queue", type=int, default=16, help="--max-queue of the server (small on purpose)")
+    ap.add_argument("--capacity-seconds", type=float, default=10.0)
+    ap.add_argument("--overload-seconds", type=float, default=30.0)
+    ap.add_argument("--factor", type=int, default=10, help="overload clients = factor × best capacity level")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args()
+    url = f"http://127.0.0.1:{args.port}"
+    image = args.image.read_bytes()
+    server = start_server(args, args.port)
+    rows = []
+    try:
+        print(f"capacity of {url} ({args.model}, batch {args.batch}, queue {args.queue})...", flush=True)
+        levels = {}
+        for clients in (args.batch, 2 * args.batch, 4 * args.batch):
+            with PeakRSS(server.pid) as mem:
+                start_rss = mem.peak
+                levels[clients] = asyncio.run(run_load(url, args.image, clients, args.capacity_seconds))
+            print(f"  {clients:4d} clients: {levels[clients].rps:6.2f} 200/s", flush=True)
+        best = max(levels, key=lambda c: levels[c].rps)
+        capacity = levels[best].rps
+        normal_ms = asyncio.run(run_load(url, args.image, 1, 3.0)).p50_ms
+        rows.append(row("capacity", levels[best], capacity, (start_rss, mem.peak), None))
+        for name, honor in (("overload, Retry-After honoured", True), ("overload, retry at once", False)):
+            clients = args.factor * best
+            print(f"{name}: {clients} clients for {args.overload_seconds:g} s...", flush=True)
+            with PeakRSS(server.pid) as mem:
+                start_rss = mem.peak
+                result = asyncio.run(run_load(url, args.image, clients, args.overload_seconds, honor_retry_after=honor))
+            recovery = recovery_seconds(url, image, normal_ms)
+            rows.append(row(name, result, capacity, (start_rss, mem.peak), recovery))
+    finally:
+        server.terminate()
+        server.wait(60)
+    print()
+    print(
+        "| phase | clients | 200/s | × capacity | p99 of 200s (ms) | answers | RSS start → peak (MB) | recovery (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
+        recovery = "" if r["recovery_s"] is None else r["recovery_s"]
+        print(
+            f"| {r['phase']} | {r['clients']} | {r['goodput_rps']} | {r['vs_capacity']} | {r['p99_ms_of_200s']} | "
+            f"{answers} | {r['rss_mb_start']} → {r['rss_mb_peak']} | {recovery} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    worst = min(r["vs_capacity"] for r in rows[1:])
+    print(f"\ngoodput under overload: {worst:.2f}× capacity (goal ≥ 0.8×)")
+
+
+if __name__ == "__main__":
+    main()
