@@ -66,7 +66,7 @@ class Decoder:
     ``max_pixels`` per image and ``pixel_budget`` decoded pixels held by requests at any time."""
 
     def __init__(self, workers: int, timeout: float, max_pixels: int | None, pixel_budget: int) -> None:
-        self.workers, self.timeout, self.max_pixels = workers, timeout, max_pixels
+        self.timeout, self.max_pixels = timeout, max_pixels
         self.pixels = PixelBudget(pixel_budget)
         self.pool = ThreadPoolExecutor(workers + SPARE_THREADS, thread_name_prefix="decode")
         self._slots = asyncio.Semaphore(workers)

@@ -48,19 +48,24 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        length = headers.get(b"content-length")  # None with a body: chunked, its size unknown
+        complete = b"transfer-encoding" not in headers and length in (None, b"0")  # no body at all
+        received = 0
+
+        async def hygienic_send(message: Message) -> None:
+            start = message["type"] == "http.response.start"
+            if start and not complete and (length is None or message["status"] in (408, 413)):
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            message = BodyTooLargeError(self.max_bytes).message
-            await self._refuse(scope, send, 413, message, {"Connection": "close"})
+            await self._refuse(scope, hygienic_send, 413, BodyTooLargeError(self.max_bytes).message, {})
             return
         if self.in_progress >= self.max_requests and scope["path"] not in UNLIMITED:
             message = f"server busy: {self.max_requests} requests in progress"
-            close = {"Connection": "close"} if length is None and scope["method"] in ("POST", "PUT") else {}
-            await self._refuse(scope, send, 503, message, {"Retry-After": "1"} | close)
+            await self._refuse(scope, hygienic_send, 503, message, {"Retry-After": "1"})
             return
         deadline = time.monotonic() + self.body_timeout
-        received = 0
-        complete = scope["method"] in ("GET", "HEAD") and length in (None, b"0")
 
         async def guarded_receive() -> Message:
             nonlocal received, complete
@@ -76,12 +81,6 @@ class RequestGuardMiddleware:
                     raise BodyTooLargeError(self.max_bytes)
                 complete = not message.get("more_body", False)
             return message
-
-        async def hygienic_send(message: Message) -> None:
-            start = message["type"] == "http.response.start"
-            if start and not complete and (length is None or message["status"] in (408, 413)):
-                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
-            await send(message)
 
         self.in_progress += 1
         try:

@@ -133,31 +133,33 @@ def _public(host: str) -> bool:
 
 
 def _fetch(url: str, prefixes: list[str]) -> tuple[str, bytes]:
-    if not any(url.startswith(p) for p in prefixes):
+    if not url.startswith(tuple(prefixes)):
         raise ServerError(f"{url} is not under an address this page may fetch ({', '.join(prefixes) or 'none'}).")
     try:
         with httpx.Client(timeout=30, follow_redirects=False) as http:
             for _ in range(MAX_REDIRECTS + 1):
                 with http.stream("GET", url) as r:
-                    if r.is_redirect:
-                        target = urljoin(url, r.headers.get("location", ""))
-                        if not any(target.startswith(p) for p in prefixes) or not _public(
-                            urlsplit(target).hostname or ""
-                        ):
-                            raise ServerError(f"{url} redirects to {target}, which this page may not fetch.")
-                        url = target
-                        continue
-                    if r.status_code >= 400:
-                        raise ServerError(f"Fetching {url} failed: HTTP {r.status_code}.")
-                    data = bytearray()
-                    for chunk in r.iter_bytes():
-                        data += chunk
-                        if len(data) > MAX_FETCH_BYTES:
-                            raise ServerError(f"{url} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
-                    return url.rsplit("/", 1)[-1] or "image", bytes(data)
+                    if not r.is_redirect:
+                        return url.rsplit("/", 1)[-1] or "image", _body(r, url)
+                    target = urljoin(url, r.headers.get("location", ""))
+                if not target.startswith(tuple(prefixes)) or not _public(urlsplit(target).hostname or ""):
+                    raise ServerError(f"{url} redirects to {target}, which this page may not fetch.")
+                url = target
     except httpx.HTTPError as exc:
         raise ServerError(f"Fetching {url} failed: {exc}") from None
     raise ServerError(f"{url}: more than {MAX_REDIRECTS} redirects.")
+
+
+def _body(r: httpx.Response, url: str) -> bytes:
+    """A streamed answer's body, refused past :data:`MAX_FETCH_BYTES`."""
+    if r.status_code >= 400:
+        raise ServerError(f"Fetching {url} failed: HTTP {r.status_code}.")
+    data = bytearray()
+    for chunk in r.iter_bytes():
+        data += chunk
+        if len(data) > MAX_FETCH_BYTES:
+            raise ServerError(f"{url} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
+    return bytes(data)
 
 
 def alerts(detections: list[dict], dangerous: set[str], threshold: float) -> dict[str, int]:
