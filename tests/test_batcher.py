@@ -104,3 +104,31 @@ def test_a_full_queue_waits_about_a_batch_for_a_place_then_refuses_and_close_dra
     assert 0.05 <= waited <= 1.0  # about one batch's time (2 × the 0.05 s first estimate per image)
     assert full.retry_after >= 1
     assert len(results) == 7 and all(r.detections for r in results[:1])
+
+
+def test_freed_places_go_to_waiting_requests_in_arrival_order_and_a_cancelled_one_passes_its_place_on():
+    async def go():
+        batcher = DynamicBatcher(detector("yolo-fastest-1.1"), max_batch_size=1, max_queue=2)
+        batcher._seconds_per_image = 0.5  # waits of up to 0.5 s in line
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def client(name: str) -> None:
+            async with batcher.admit():
+                order.append(name)
+                await release.wait()
+
+        holders = [asyncio.create_task(client(f"holder{i}")) for i in range(2)]  # the queue's two places
+        await asyncio.sleep(0.01)
+        first, gone, second = (asyncio.create_task(client(n)) for n in ("first", "gone", "second"))
+        await asyncio.sleep(0.01)  # all three wait in line, in this order
+        gone.cancel()
+        release.set()  # both places free up: they go to first and second, not to the cancelled one
+        await asyncio.gather(*holders, first, second)
+        assert gone.cancelled()
+        assert batcher.incoming == 0 and not batcher._waiters
+        late = asyncio.create_task(client("late"))  # nobody in line: admitted at once
+        await late
+        return order
+
+    assert run(go()) == ["holder0", "holder1", "first", "second", "late"]

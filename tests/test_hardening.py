@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from hebbian_mirror.loadgen import request_kwargs
+from hebbian_mirror.loadgen import upload_field
 
 from .conftest import COCO_VAL, DOG, SHARED
 from .helpers import encode, huge_png, scan_bomb
@@ -34,6 +34,14 @@ ROUTES = [
     "/predict",
 ]
 TEMPLATES = {"/v1/vision/custom/yolov4-tiny": "/v1/vision/custom/{model}"}
+
+
+def request_kwargs(route: str, image: bytes, filename: str) -> dict:
+    """httpx arguments posting ``image`` the way ``route`` takes it."""
+    field = upload_field(route)
+    if field is None:
+        return {"content": image, "headers": {"Content-Type": "image/jpeg"}}
+    return {"files": {field: (filename, image, "image/jpeg")}}
 
 
 def corpus() -> dict[str, bytes]:

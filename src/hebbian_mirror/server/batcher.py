@@ -17,7 +17,6 @@ slower.) The batcher takes pixels, never encoded bytes: decoding is the request'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -96,7 +95,7 @@ class DynamicBatcher:
         self.incoming = 0  # requests admitted and still being read or decoded: company on its way
         self._pending: deque[Job] = deque()
         self._wakeup = asyncio.Event()
-        self._room = asyncio.Event()  # set whenever a queue place may have freed
+        self._waiters: deque[asyncio.Future[bool]] = deque()  # requests waiting in line for a place
         self._closing = False
         self._loop_task: asyncio.Task | None = None
         self._executor = executor or inference_thread(detector.name)
@@ -113,25 +112,56 @@ class DynamicBatcher:
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
         """Reserve a place in the queue for a request about to be read and decoded (``submit`` it inside). When
-        the queue, counting the requests already admitted, is full, wait at most about one batch's time for a
-        place (cheap: nothing is read meanwhile, and a client that retries at once is slowed to that pace), then
-        :class:`QueueFullError`. While admitted requests are on their way, a forming batch may wait for them."""
-        give_up = time.perf_counter() + min(1.0, self.max_batch_size * self._seconds_per_image)
-        while self._closing or len(self._pending) + self.incoming >= self.max_queue:
-            remaining = give_up - time.perf_counter()
-            if self._closing or remaining <= 0:
-                why = "the server is shutting down" if self._closing else f"{self.max_queue} requests queued"
-                raise QueueFullError(f"model {self.detector.name}: {why}", self.retry_after())
-            self._room.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), remaining)
-        self.incoming += 1
+        the queue, counting the requests already admitted, is full, wait in line at most about one batch's time
+        for a place (cheap: nothing is read meanwhile, and a client that retries at once is slowed to that pace),
+        then :class:`QueueFullError`. Places freed go to the waiters first come, first served, one wake-up each.
+        While admitted requests are on their way, a forming batch may wait for them."""
+        if self._closing:
+            raise QueueFullError(f"model {self.detector.name}: the server is shutting down", 1)
+        if self._waiters or self._full():
+            await self._wait_in_line()  # returns holding a place
+        else:
+            self.incoming += 1
         try:
             yield
         finally:
             self.incoming -= 1
             self._wakeup.set()
-            self._room.set()
+            self._hand_over()
+
+    def _full(self) -> bool:
+        return len(self._pending) + self.incoming >= self.max_queue
+
+    async def _wait_in_line(self) -> None:
+        """Wait for ``_hand_over`` to give this request a place (it counts it in ``incoming``), at most about
+        one batch's time."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=min(1.0, self.max_batch_size * self._seconds_per_image))
+        except asyncio.CancelledError:
+            if waiter.done() and waiter.result():  # given a place just as this request was cancelled: pass it on
+                self.incoming -= 1
+                self._hand_over()
+            elif not waiter.done():
+                waiter.cancel()
+                self._waiters.remove(waiter)
+            raise
+        if not waiter.done():  # no place within the wait
+            waiter.cancel()
+            self._waiters.remove(waiter)
+        if waiter.cancelled() or not waiter.result():
+            why = "the server is shutting down" if self._closing else f"{self.max_queue} requests queued"
+            raise QueueFullError(f"model {self.detector.name}: {why}", self.retry_after())
+
+    def _hand_over(self) -> None:
+        """Give the places now free to the requests waiting in line, oldest first."""
+        while self._waiters and (self._closing or not self._full()):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                if not self._closing:
+                    self.incoming += 1
+                waiter.set_result(not self._closing)
 
     def retry_after(self) -> int:
         """Seconds after which a refused client should try again: about the time to work off what is queued,
@@ -151,7 +181,7 @@ class DynamicBatcher:
         """Stop taking requests, finish every queued batch, then stop."""
         self._closing = True
         self._wakeup.set()
-        self._room.set()
+        self._hand_over()  # every waiter is refused
         if self._loop_task is not None:
             await self._loop_task
         self._executor.shutdown(wait=True)
@@ -184,7 +214,7 @@ class DynamicBatcher:
                     dropped += 1
                 else:
                     batch.append(job)
-            self._room.set()
+            self._hand_over()
             if dropped and self.on_batch is not None:
                 self.on_batch(BatchStats(0, [], 0.0, dropped))
             if batch:

@@ -25,7 +25,7 @@ Classes = Annotated[str | None, Query(description="Keep only these classes: name
 MaxDet = Annotated[int | None, Query(ge=1, le=10_000, description="Most detections to return.")]
 
 
-def _inputs(
+async def _inputs(
     request: Request,
     model: Model = None,
     conf: Conf = None,
