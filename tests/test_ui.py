@@ -18,6 +18,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from hebbian_mirror.ui import client as client_module
 from hebbian_mirror.ui.client import Client, ServerError, load_image_source
 
 from .conftest import DOG, REPO, SHARED
@@ -184,6 +185,19 @@ def test_urls_only_from_allowed_prefixes_and_no_redirect_into_the_private_networ
             load_image_source(f"{base}/dog.jpg", ["https://example.com/"])
         with pytest.raises(ServerError, match="outside the folders"):
             load_image_source(str(DOG), [base + "/"])
+    finally:
+        web.shutdown()
+
+
+def test_a_redirect_target_that_resolves_private_when_fetched_is_refused(monkeypatch):
+    """DNS rebinding: the target's name looks public when checked and leads to loopback when connected."""
+    web = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{web.server_port}"
+    monkeypatch.setattr(client_module, "_public", lambda host: True)  # the check was fooled
+    try:
+        with pytest.raises(ServerError, match="led to a private address"):
+            load_image_source(f"{base}/hop", [base + "/"])
     finally:
         web.shutdown()
 

@@ -132,13 +132,24 @@ def _public(host: str) -> bool:
     return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_global for info in infos)
 
 
+def _connected_to_public(r: httpx.Response) -> bool:
+    """Whether the address ``r`` came from is a public one: a second check after :func:`_public`, against a
+    name that resolves to a public address when checked and to a private one when connected (DNS
+    rebinding). Nothing of such an answer is read."""
+    stream = r.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    return bool(peer) and ipaddress.ip_address(str(peer[0]).split("%")[0]).is_global
+
+
 def _fetch(url: str, prefixes: list[str]) -> tuple[str, bytes]:
     if not url.startswith(tuple(prefixes)):
         raise ServerError(f"{url} is not under an address this page may fetch ({', '.join(prefixes) or 'none'}).")
     try:
         with httpx.Client(timeout=30, follow_redirects=False) as http:
-            for _ in range(MAX_REDIRECTS + 1):
+            for hop in range(MAX_REDIRECTS + 1):
                 with http.stream("GET", url) as r:
+                    if hop and not _connected_to_public(r):  # the name resolved anew since it was checked
+                        raise ServerError(f"{url} led to a private address, which this page may not fetch.")
                     if not r.is_redirect:
                         return url.rsplit("/", 1)[-1] or "image", _body(r, url)
                     target = urljoin(url, r.headers.get("location", ""))
