@@ -5,30 +5,39 @@ BIN    := $(VENV)/bin
 # Tests read real weights and data from ../shared (see README).
 SHARED ?= $(abspath ../shared)
 
-# On a machine with the team's ../shared beside the checkout, its weights folder is the cache (it works
-# offline); elsewhere the product's own cache (~/.cache/hebbian-mirror/weights) is filled from the official URLs.
-ifneq ($(wildcard $(SHARED)/weights/yolov4-tiny.weights),)
-export HEBBIAN_MIRROR_WEIGHTS ?= $(SHARED)/weights
-endif
+# The product's weights cache, as the product itself finds it (HEBBIAN_MIRROR_WEIGHTS, else the default).
+WEIGHTS_CACHE ?= $(or $(HEBBIAN_MIRROR_WEIGHTS),$(HOME)/.cache/hebbian-mirror/weights)
 
-.PHONY: install install-dev serve ui browser test lint format models predict bench bench-serving clean
+.PHONY: weights install install-dev serve ui browser test lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamp files re-run the install when pyproject.toml changes.
+# Stamp files re-run the install when pyproject.toml changes. pip shows its progress: the first install
+# downloads PyTorch (several GB with its CUDA libraries; see the README for a CPU-only install).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	@echo "Installing Hebbian Mirror and its dependencies into $(VENV) (the first time takes minutes)..."
+	$(BIN)/python -m pip install -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "Installing Hebbian Mirror with its test tools into $(VENV) (the first time takes minutes)..."
+	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
+# With the team's ../shared beside the checkout, link its weights into the weights cache (links, no copies;
+# files already there are kept), so every entry point (make, .venv/bin/hebbian-mirror, the UI) finds them
+# offline. Elsewhere the product downloads what it needs from the official URLs on first use.
+weights:
+	@if [ -d "$(SHARED)/weights" ]; then \
+	  mkdir -p "$(WEIGHTS_CACHE)" && for f in "$(SHARED)"/weights/*; do \
+	    [ -e "$(WEIGHTS_CACHE)/$${f##*/}" ] || ln -s "$$f" "$(WEIGHTS_CACHE)/"; done; \
+	  echo "weights cache $(WEIGHTS_CACHE): linked to $(SHARED)/weights"; fi
 
-install-dev: $(VENV)/.installed-dev
+install: $(VENV)/.installed weights
+
+install-dev: $(VENV)/.installed-dev weights
 
 # Serve the default model on 127.0.0.1:8000 (fetching its weights first if missing). Extra flags: ARGS="--port 9000",
 # ARGS="--host 0.0.0.0 --api-key KEY" to serve the network.

@@ -51,3 +51,29 @@ def test_safe_defaults():
     assert s.host == "127.0.0.1" and s.api_key is None
     assert s.header_timeout <= 10 and s.body_timeout <= 30 and s.decode_timeout <= 10
     assert s.pixel_budget == 4 * s.max_pixels and s.max_connections and s.max_requests
+
+
+@pytest.mark.parametrize(
+    ("entry", "name", "source"),
+    [
+        ("yolov4-tiny", "yolov4-tiny", "yolov4-tiny"),
+        ("pistols=runs/tiny/best.pt", "pistols", "runs/tiny/best.pt"),
+        ("runs/tiny/best.pt", "tiny", "runs/tiny/best.pt"),  # a generic file name: its folder's
+        ("/srv/models/weapons4-yolov4-tiny.pt", "weapons4-yolov4-tiny", "/srv/models/weapons4-yolov4-tiny.pt"),
+        ("models:/tinypistol@champion", "tinypistol", "models:/tinypistol@champion"),
+        ("models:/tinypistol/3", "tinypistol", "models:/tinypistol/3"),
+        ("runs:/0123456789abcdef/model", "run-01234567", "runs:/0123456789abcdef/model"),
+        ("my model.onnx", "my-model", "my model.onnx"),
+        ("nets/x.cfg,nets/x.weights", "x", "nets/x.cfg,nets/x.weights"),
+    ],
+)
+def test_served_models_are_named_by_the_user_or_after_their_source(entry, name, source):
+    (served,) = load_settings(models=[entry]).served_models
+    assert (served.name, served.source) == (name, source)
+
+
+def test_two_models_with_one_name_are_refused():
+    with pytest.raises(ConfigError, match=r"two models would be called tiny: name them.*NAME=SOURCE"):
+        load_settings(models=["runs/tiny/best.pt", "runs/tiny/last.pt"]).served_models  # noqa: B018
+    names = [m.name for m in load_settings(models=["a=runs/tiny/best.pt", "runs/tiny/last.pt"]).served_models]
+    assert names == ["a", "tiny"]

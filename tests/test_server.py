@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -13,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import COCO_VAL, DOG, KNIFE
+from .conftest import COCO_VAL, DOG, KNIFE, SHARED, WEIGHTS
 from .helpers import huge_png
 from .server_process import ServerProcess
 
@@ -63,6 +67,18 @@ def test_health_ready_models_docs(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/detect", "/v1/vision/detection", "/recognition/object/boxes", "/predict"} <= set(paths)
+
+
+def test_docs_work_offline_and_the_root_points_at_them(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        refs = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+        assert refs and not [r for r in refs if re.match(r"(https?:)?//", r)], refs  # nothing from another host
+        for ref in refs:
+            assert client.get(ref).status_code == 200, ref  # the scripts and styles are served here
+    root = client.get("/", follow_redirects=True)
+    assert root.status_code == 200 and "text/html" in root.headers["content-type"]
+    assert 'href="docs"' in root.text and "yolov4-tiny" in root.text
 
 
 def test_native_detect_shape_and_params(client):
@@ -343,3 +359,43 @@ def test_clean_shutdown_finishes_requests_in_flight(tmp_path):
         srv.proc.wait(30)
     finally:
         assert srv.stop(), srv.log()
+
+
+def test_served_models_have_names_in_urls_and_answers(tmp_path):
+    weapons = WEIGHTS / "weapons4-yolov4-tiny.pt"
+    srv = ServerProcess("--model", "dogs=yolov4-tiny", "--model", str(weapons), log=tmp_path / "server.log")
+    try:
+        models = httpx.get(srv.url + "/v1/models").json()["models"]
+        assert [m["name"] for m in models] == ["dogs", "weapons4-yolov4-tiny"] and models[0]["default"]
+        r = httpx.post(srv.url + "/v1/detect", params={"model": "dogs"}, content=DOG.read_bytes(), timeout=60)
+        assert r.status_code == 200 and r.json()["model"] == "dogs"
+        pistol = next((SHARED / "data" / "weapons" / "pistols" / "valid" / "images").glob("*.jpg"))
+        files = {"image": (pistol.name, pistol.read_bytes(), "image/jpeg")}
+        r = httpx.post(srv.url + "/v1/vision/custom/weapons4-yolov4-tiny", files=files, timeout=60)
+        body = r.json()
+        assert r.status_code == 200 and body["success"], body
+        assert body["moduleName"] == "Hebbian Mirror (weapons4-yolov4-tiny)"  # no server path in the answer
+        listed = httpx.post(srv.url + "/v1/vision/custom/list").json()["models"]
+        assert listed == ["dogs", "weapons4-yolov4-tiny"]
+    finally:
+        assert srv.stop(), srv.log()
+    log = srv.log()
+    assert "model dogs (yolov4-tiny) ready" in log and f"model weapons4-yolov4-tiny ({weapons}) ready" in log
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("nosuch", "unknown model 'nosuch'"),  # not in the zoo, not a file: refused before listening
+        ("broken=BROKEN", "could not load broken"),  # a file that fails to load: the server stops
+    ],
+)
+def test_a_model_that_cannot_be_served_stops_the_server_with_an_error(tmp_path, model, words):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    cmd = [sys.executable, "-m", "hebbian_mirror", "serve", "--port", "0", "--device", "cpu"]
+    cmd += ["--model", model.replace("BROKEN", str(broken))]
+    env = dict(os.environ, HEBBIAN_MIRROR_WEIGHTS=str(WEIGHTS), HEBBIAN_MIRROR_OFFLINE="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert words in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import threading
@@ -12,7 +13,7 @@ from hebbian_mirror.config import load_settings
 from hebbian_mirror.errors import ChecksumError, ModelNotFoundError, WeightsNotFoundError
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.models.registry import RemoteFile, get_spec, registry
-from hebbian_mirror.models.weights import fetch, is_cached, sha256_of
+from hebbian_mirror.models.weights import ensure_weights, fetch, is_cached, sha256_of
 
 from .conftest import WEIGHTS
 
@@ -112,3 +113,15 @@ def test_download_failure_is_clear(http_files, tmp_path):
     with pytest.raises(WeightsNotFoundError, match=r"gone\.weights.*could not be downloaded \(HTTP 404"):
         fetch(missing, tmp_path / "cache")
     assert not list((tmp_path / "cache").iterdir())
+
+
+def test_every_file_that_cannot_be_downloaded_is_named_in_one_error(http_files, tmp_path):
+    _, base = http_files  # an empty server: every download is a 404
+    spec = dataclasses.replace(
+        get_spec("yolov4-tiny"),
+        files=tuple(RemoteFile(f.name, f"{base}/{f.name}", f.sha256) for f in get_spec("yolov4-tiny").files),
+    )
+    with pytest.raises(WeightsNotFoundError) as info:
+        ensure_weights(spec, tmp_path / "cache")
+    msg = str(info.value)
+    assert "yolov4-tiny.weights" in msg and "yolov4-tiny.cfg" in msg and msg.count("HTTP 404") == 2

@@ -7,7 +7,9 @@ present; its keys are the field names below, at top level or under a ``[hebbian_
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +30,42 @@ PROFILES: dict[str, dict[str, Any]] = {
     "dev": {"decoder_threads": 4, "log_level": "info"},
     "prod": {"decoder_threads": 16, "log_level": "critical"},
 }
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model a server runs: ``name`` in URLs and answers, ``source`` as the loader takes it."""
+
+    name: str
+    source: str
+
+    @classmethod
+    def parse(cls, entry: str) -> ServedModel:
+        """``NAME=SOURCE``, or a source named after itself: a zoo name as is, ``models:/NAME@alias`` →
+        NAME, ``runs/tiny/best.pt`` → ``tiny`` (a generic file name gives its folder's), ``my.onnx`` → ``my``."""
+        name, sep, source = entry.partition("=")
+        if sep and _NAME.fullmatch(name.strip()) and source.strip():
+            return cls(name.strip(), source.strip())
+        return cls(default_model_name(entry), entry)
+
+
+def default_model_name(source: str) -> str:
+    """A URL-safe name for a model source (see :meth:`ServedModel.parse`)."""
+    if source.startswith("models:/"):
+        name = re.split(r"[@/]", source.removeprefix("models:/"))[0]
+    elif source.startswith("runs:/"):
+        name = "run-" + source.removeprefix("runs:/").split("/")[0][:8]
+    else:
+        path = Path(source.split(",")[0].strip())
+        name = source
+        if path.suffix in (".pt", ".onnx", ".cfg", ".weights"):
+            generic = path.stem.lower() in _GENERIC_STEMS and path.parent.name not in ("", ".", "..")
+            name = path.parent.name if generic else path.stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
 
 
 class ConfigError(HebbianMirrorError, ValueError):
@@ -58,7 +96,8 @@ class Settings(BaseModel):
     )
     # server
     models: list[str] = Field(
-        default_factory=list, description="Model to serve; repeat for several (the first is the default)."
+        default_factory=list,
+        description="Model to serve, as SOURCE or NAME=SOURCE; repeat for several (the first is the default).",
     )
     host: str = Field(
         default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface, reachable by others)."
@@ -106,9 +145,16 @@ class Settings(BaseModel):
         return max(self.max_pixels_in_flight or 4 * self.max_pixels, self.max_pixels)
 
     @property
-    def served_models(self) -> list[str]:
-        """The models a server loads, the default first."""
-        return list(dict.fromkeys(self.models or [self.model]))
+    def served_models(self) -> list[ServedModel]:
+        """The models a server loads, the default first, each under its own name."""
+        served = [ServedModel.parse(entry) for entry in dict.fromkeys(self.models or [self.model])]
+        names = [m.name for m in served]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ConfigError(
+                f"two models would be called {', '.join(twice)}: name them, e.g. --model NAME=SOURCE "
+                f"({', '.join(m.source for m in served if m.name in twice)})"
+            )
+        return served
 
     @field_validator("weights_dir", mode="after")
     @classmethod

@@ -46,7 +46,7 @@ def serve(
     from ..server.serve import serve as run_server
 
     settings = cli_settings(ctx)
-    prefetch(settings.served_models, settings)  # a missing file stops us before we listen
+    prefetch([m.source for m in settings.served_models], settings)  # a missing file stops us before we listen
     run_server(settings)
 
 

@@ -48,10 +48,16 @@ def load_network(source: str | os.PathLike, settings: Settings | None = None) ->
 
 
 def prefetch(sources: list[str], settings: Settings) -> None:
-    """Fetch the weights of the zoo models among ``sources`` now (a server checks before it listens)."""
+    """Check ``sources`` before a server listens: fetch the zoo models' weights, and refuse a name that is
+    neither a zoo model, a file, nor a ``models:/`` / ``runs:/`` URI."""
     for source in sources:
         if source in registry():
             ensure_weights(get_spec(source), settings.weights_dir, settings.offline)
+        elif not source.startswith(("models:/", "runs:/")):
+            for part in (p.strip() for p in source.split(",")):
+                if Path(part).suffix not in (".pt", ".onnx", ".cfg", ".weights"):
+                    get_spec(part)  # raises ModelNotFoundError listing the zoo and the other sources
+                _existing(part, "model file")
 
 
 def _resolve_uri(text: str) -> str:

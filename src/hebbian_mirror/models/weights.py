@@ -92,13 +92,16 @@ def fetch(remote: RemoteFile, weights_dir: Path, offline: bool = False) -> Path:
 
 
 def ensure_weights(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> list[Path]:
-    """Paths of all of a model's files, fetched into the cache when missing. Offline, every missing file is
-    named in one error."""
-    missing = [f for f in spec.files if not (weights_dir / f.name).is_file()]
-    if offline and missing:
-        raise WeightsNotFoundError(
-            " ".join(_missing_message(f, weights_dir, "downloads are off (offline mode)") for f in missing)
-        )
-    paths = [fetch(f, weights_dir, offline) for f in spec.files]
-    log.info("%s: weights from %s", spec.name, ", ".join(str(p) for p in paths))
+    """Paths of all of a model's files, fetched into the cache when missing. Every file that cannot be had
+    (offline, or its download failed) is named in one error."""
+    paths, problems = [], []
+    for remote in spec.files:
+        try:
+            paths.append(fetch(remote, weights_dir, offline))
+        except WeightsNotFoundError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise WeightsNotFoundError(" ".join(problems))
+    shown = (f"{p} (a link to {p.resolve()})" if p.is_symlink() else str(p) for p in paths)
+    log.info("%s: weights from %s", spec.name, ", ".join(shown))
     return paths

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
@@ -32,7 +34,7 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     state = ServerState(
         settings=settings,
         metrics=metrics,
-        hosts={name: ModelHost(name) for name in settings.served_models},
+        hosts={m.name: ModelHost(m.name, m.source) for m in settings.served_models},
         decoder=Decoder(settings.decode_workers, settings.decode_timeout, settings.max_pixels, settings.pixel_budget),
     )
 
@@ -45,7 +47,7 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
             await loader
             await state.close()  # uvicorn has finished in-flight requests; drain anything still queued
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served from the package: they work offline
         title="Hebbian Mirror",
         version=__version__,
         description="Object detection over HTTP: native API, DeepStack / CodeProject.AI compatible API, "
@@ -64,6 +66,10 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for spec in SPECS:
         app.include_router(spec.router)
+
+    @app.get("/", include_in_schema=False)
+    async def landing(request: Request) -> HTMLResponse:
+        return HTMLResponse(landing_page(state_of(request), str(request.base_url).rstrip("/")))
 
     @app.get("/health", tags=["operations"], summary="The process is alive")
     async def health() -> dict:
@@ -98,3 +104,28 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def landing_page(state: ServerState, base: str) -> str:
+    """What a browser sees at ``/``: the models and where to go next."""
+    base = html.escape(base)
+    models = "".join(
+        f"<li><code>{html.escape(h.name)}</code>{' (default)' if h.name == state.default_model else ''}: "
+        f"{html.escape(h.status)}</li>"
+        for h in state.hosts.values()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Hebbian Mirror</title>
+<style>body{{font-family:sans-serif;max-width:46em;margin:2em auto;line-height:1.5}}</style></head>
+<body><h1>Hebbian Mirror {html.escape(__version__)}</h1>
+<p>Object detection over HTTP. Models on this server:</p><ul>{models}</ul>
+<ul>
+<li><a href="docs">API documentation</a>: every route, try it in the browser (or <a href="redoc">ReDoc</a>,
+the <a href="openapi.json">OpenAPI schema</a>)</li>
+<li><a href="v1/models">/v1/models</a>: the models, their classes and display names</li>
+<li><a href="ready">/ready</a>, <a href="health">/health</a>, <a href="metrics">/metrics</a></li>
+</ul>
+<p>Try it: <code>curl --data-binary @photo.jpg {base}/v1/detect</code>. The web UI runs beside the server:
+<code>hebbian-mirror ui --api {base}</code>.</p>
+</body></html>
+"""

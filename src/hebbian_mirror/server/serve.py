@@ -6,6 +6,7 @@ import logging
 import re
 
 from ..config import Settings
+from ..errors import ModelNotFoundError
 from .protocol import guarded_protocol
 
 _SECRET_PARAM = re.compile(r"(?i)([?&](?:api[_-]?key|apikey|key|token|access[_-]?token|password)=)[^&\s\"]*")
@@ -26,13 +27,15 @@ class ScrubSecrets(logging.Filter):
 
 
 def serve(settings: Settings) -> None:
-    """Serve ``settings.served_models`` until SIGINT / SIGTERM, then drain."""
+    """Serve ``settings.served_models`` until SIGINT / SIGTERM, then drain. A model that fails to load stops
+    the server: :class:`ModelNotFoundError` names it and why."""
     import uvicorn
 
     from .app import create_app
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         http=guarded_protocol(settings.header_timeout, settings.body_timeout, settings.max_connections),
@@ -41,4 +44,9 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.request_timeout) + 1,
     )
     logging.getLogger("uvicorn.access").addFilter(ScrubSecrets())  # after uvicorn.Config set up logging
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    state = app.state.hm
+    state.on_load_failure = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if failed := [f"{h.name} ({h.source}): {h.error}" for h in state.hosts.values() if h.error]:
+        raise ModelNotFoundError("could not load " + "; ".join(failed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ class ModelHost:
     """A served model: its detector and batcher once loaded, or the error that stopped it."""
 
     name: str
+    source: str
     detector: Detector | None = None
     batcher: DynamicBatcher | None = None
     error: str | None = None
@@ -42,6 +44,7 @@ class ServerState:
     hosts: dict[str, ModelHost]
     decoder: Decoder
     ready: bool = False
+    on_load_failure: Callable[[], None] | None = None  # called once loading is over if a model failed
     started: float = field(default_factory=time.time)
 
     @property
@@ -66,9 +69,9 @@ class ServerState:
         for host in self.hosts.values():
             executor = inference_thread(host.name)
             try:
-                detector = await loop.run_in_executor(executor, _load_and_warm, host.name, s, preloaded.get(host.name))
+                detector = await loop.run_in_executor(executor, _load_and_warm, host, s, preloaded.get(host.name))
             except Exception as exc:
-                log.error("model %s failed to load: %s", host.name, exc)
+                log.error("model %s (%s) failed to load: %s", host.name, host.source, exc)
                 host.error = str(exc)
                 executor.shutdown(wait=False)
                 continue
@@ -83,6 +86,8 @@ class ServerState:
             batcher.start()
             host.detector, host.batcher = detector, batcher
         self.ready = all(h.batcher is not None for h in self.hosts.values())
+        if not self.ready and self.on_load_failure is not None:
+            self.on_load_failure()
 
     async def close(self) -> None:
         """Drain every queued request, then stop the batchers and the decoder."""
@@ -92,12 +97,12 @@ class ServerState:
         self.decoder.close()
 
 
-def _load_and_warm(name: str, settings: Settings, preloaded: Detector | None) -> Detector:
-    detector = preloaded or load_detector(name, settings)
+def _load_and_warm(host: ModelHost, settings: Settings, preloaded: Detector | None) -> Detector:
+    detector = preloaded or load_detector(host.source, settings)
     warm = np.full((480, 640, 3), 114, dtype=np.uint8)
     for n in (1, min(settings.max_batch_size, 4)):  # first calls allocate; do it before real traffic
         detector.detect([warm] * n, DetectOptions())
-    log.info("model %s ready on %s", detector.name, detector.device)
+    log.info("model %s (%s) ready on %s", host.name, host.source, detector.device)
     return detector
 
 
