@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import COCO_VAL, DOG, KNIFE
+from .conftest import COCO_VAL, DOG, KNIFE, WEIGHTS
 from .helpers import huge_png
 from .server_process import ServerProcess
 
@@ -60,9 +60,28 @@ def test_health_ready_models_docs(client):
     (model,) = client.get("/v1/models").json()["models"]
     assert model["name"] == "yolov4-tiny" and model["default"] and model["device"] == "cpu"
     assert model["input_size"] == [416, 416] and len(model["classes"]) == 80
+    assert list(model["display_names"].items()) == [(c, c) for c in model["classes"]]  # COCO names read as is
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/detect", "/v1/vision/detection", "/recognition/object/boxes", "/predict"} <= set(paths)
+
+
+def test_models_list_a_trained_checkpoints_display_names(tmp_path):
+    """A checkpoint from `hebbian-mirror train` names its classes for people ("Pistol"): /v1/models says so."""
+    weapons = str(WEIGHTS / "weapons4-yolov4-tiny.pt")
+    srv = ServerProcess("--model", weapons, "--model", "yolov3-tiny", log=tmp_path / "server.log")
+    try:
+        first, coco = httpx.get(srv.url + "/v1/models", timeout=30).json()["models"]
+        assert first["name"] == weapons and first["classes"] == ["pistol", "airpods", "phone", "wallet"]
+        assert first["display_names"] == {
+            "pistol": "Pistol",
+            "airpods": "airpods",
+            "phone": "phone",
+            "wallet": "wallet",
+        }
+        assert coco["name"] == "yolov3-tiny" and coco["display_names"]["cell phone"] == "cell phone"
+    finally:
+        assert srv.stop(), srv.log()
 
 
 def test_native_detect_shape_and_params(client):
