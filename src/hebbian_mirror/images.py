@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -224,8 +224,9 @@ def _label_text(det: Detection) -> str:
     return f"{det.label} {det.score:.2f}"
 
 
-def _overlaps(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _hit(rect: Rect, placed: Iterable[Rect]) -> list[int]:
+    """The bottoms of the ``placed`` rectangles that ``rect`` overlaps."""
+    return [p[3] for p in placed if rect[0] < p[2] and p[0] < rect[2] and rect[1] < p[3] and p[1] < rect[3]]
 
 
 def label_rects(size: tuple[int, int], detections: Sequence[Detection]) -> list[Rect]:
@@ -245,17 +246,14 @@ def label_rects(size: tuple[int, int], detections: Sequence[Detection]) -> list[
         w, h = round(right - left) + 2 * pad, round(bottom - top) + 2 * pad
         x = min(max(round(det.box[0]), 0), max(width - w, 0))
         y1, y2 = round(det.box[1]), round(det.box[3])
-        fits = [y for y in (y1 - h, y1, y2, y2 - h) if 0 <= y <= height - h]
-        first = fits[0] if fits else min(max(y1 - h, 0), max(height - h, 0))
-        placed = rects.values()
-        free = [y for y in fits if not any(_overlaps((x, y, x + w, y + h), p) for p in placed)]
-        y = free[0] if free else max(y1 - h, 0)
-        while not free and y <= height - h:  # slide down past whatever label is in the way
-            blockers = [p[3] for p in placed if _overlaps((x, y, x + w, y + h), p)]
-            if not blockers:
-                free = [y]
-            y = max(blockers, default=y)
-        y = free[0] if free else first
+        places = [y for y in (y1 - h, y1, y2, y2 - h) if 0 <= y <= height - h]
+        y = next((y for y in places if not _hit((x, y, x + w, y + h), rects.values())), None)
+        slide = max(y1 - h, 0)
+        while y is None and slide <= height - h:  # slide down past whatever label is in the way
+            hit = _hit((x, slide, x + w, slide + h), rects.values())
+            y, slide = (None, max(hit)) if hit else (slide, slide)
+        if y is None:
+            y = places[0] if places else min(max(y1 - h, 0), max(height - h, 0))
         rects[i] = (x, y, x + w, y + h)
     return [rects[i] for i in range(len(detections))]
 
