@@ -10,9 +10,9 @@ from PIL import Image
 
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
-from hebbian_mirror.images import decode_image, draw_detections, image_size
+from hebbian_mirror.images import class_color, decode_image, draw_detections, image_size, label_rects
 
-from .conftest import DOG
+from .conftest import DOG, detector
 from .helpers import encode, huge_png
 
 
@@ -120,3 +120,43 @@ def test_draw_detections_marks_boxes(photo):
     assert not np.array_equal(out[150, 100:300], arr[150, 100:300])  # box edge drawn
     assert np.array_equal(out[300, 200], arr[300, 200])  # inside untouched
     assert np.array_equal(np.asarray(photo), arr)  # input not modified
+
+
+def _disjoint(rects) -> bool:
+    return all(
+        a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1] for i, a in enumerate(rects) for b in rects[:i]
+    )
+
+
+def test_labels_of_overlapping_boxes_do_not_cover_each_other():
+    """Three boxes with nearly the same top-left corner: each label gets its own place, and each is visible in
+    the drawing (its own colour at its corner, not a neighbour's)."""
+    gray = np.full((400, 500, 3), 128, np.uint8)
+    dets = [
+        Detection((100.0, 100.0, 300.0, 300.0), 0.9, 16, "dog"),
+        Detection((104.0, 102.0, 290.0, 280.0), 0.8, 7, "truck"),
+        Detection((98.0, 99.0, 310.0, 320.0), 0.7, 2, "car"),
+    ]
+    rects = label_rects((500, 400), dets)
+    assert _disjoint(rects), rects
+    assert all(0 <= r[0] < r[2] <= 500 and 0 <= r[1] < r[3] <= 400 for r in rects)
+    assert rects[0][3] == 100  # the strongest keeps the usual place, just above its box
+    out = np.asarray(draw_detections(gray, dets))
+    for det, (x1, y1, x2, y2) in zip(dets, rects, strict=True):
+        assert tuple(out[y1 + 1, x1 + 1]) == class_color(det.class_id), det.label
+        assert tuple(out[y2 - 1, x2 - 2]) == class_color(det.class_id), det.label
+
+
+def test_labels_at_the_top_edge_go_inside_and_a_crowd_slides_down():
+    dets = [Detection((10.0, 0.0, 200.0, 60.0), 0.9 - i / 100, i, f"class{i}") for i in range(6)]
+    rects = label_rects((300, 300), dets)
+    assert rects[0][1] == 0  # no room above: inside the box's top
+    assert _disjoint(rects) and all(r[3] <= 300 for r in rects), rects
+    assert label_rects((300, 300), dets) == rects  # deterministic
+
+
+def test_dog_photo_labels_all_visible(photo):
+    """The real case: yolov4-tiny on dog.jpg finds a car inside the truck's box; both labels must show."""
+    dets = detector("yolov4-tiny").detect([np.array(photo)])[0]
+    assert {"car", "truck"} <= {d.label for d in dets}
+    assert _disjoint(label_rects(photo.size, dets))

@@ -64,6 +64,7 @@ def test_health_ready_models_docs(client):
     (model,) = client.get("/v1/models").json()["models"]
     assert model["name"] == "yolov4-tiny" and model["default"] and model["device"] == "cpu"
     assert model["input_size"] == [416, 416] and len(model["classes"]) == 80
+    assert list(model["display_names"].items()) == [(c, c) for c in model["classes"]]  # COCO names read as is
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/detect", "/v1/vision/detection", "/recognition/object/boxes", "/predict"} <= set(paths)
@@ -367,6 +368,15 @@ def test_served_models_have_names_in_urls_and_answers(tmp_path):
     try:
         models = httpx.get(srv.url + "/v1/models").json()["models"]
         assert [m["name"] for m in models] == ["dogs", "weapons4-yolov4-tiny"] and models[0]["default"]
+        coco, trained = models  # display names: the trained checkpoint's for people ("Pistol"), every class listed
+        assert trained["classes"] == ["pistol", "airpods", "phone", "wallet"]
+        assert trained["display_names"] == {
+            "pistol": "Pistol",
+            "airpods": "airpods",
+            "phone": "phone",
+            "wallet": "wallet",
+        }
+        assert coco["display_names"]["cell phone"] == "cell phone" and len(coco["display_names"]) == 80
         r = httpx.post(srv.url + "/v1/detect", params={"model": "dogs"}, content=DOG.read_bytes(), timeout=60)
         assert r.status_code == 200 and r.json()["model"] == "dogs"
         pistol = next((SHARED / "data" / "weapons" / "pistols" / "valid" / "images").glob("*.jpg"))

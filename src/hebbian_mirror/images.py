@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -211,33 +211,72 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2
+
+
+def _style(size: tuple[int, int]) -> tuple[int, int, ImageFont.ImageFont | ImageFont.FreeTypeFont]:
+    """Box line width, label padding and label font for an image of ``size`` (width, height)."""
+    line = max(2, round(min(size) / 250))
+    return line, max(2, line), _font(max(12, round(min(size) / 40)))
+
+
+def _label_text(det: Detection) -> str:
+    return f"{det.label} {det.score:.2f}"
+
+
+def _hit(rect: Rect, placed: Iterable[Rect]) -> list[int]:
+    """The bottoms of the ``placed`` rectangles that ``rect`` overlaps."""
+    return [p[3] for p in placed if rect[0] < p[2] and p[0] < rect[2] and rect[1] < p[3] and p[1] < rect[3]]
+
+
+def label_rects(size: tuple[int, int], detections: Sequence[Detection]) -> list[Rect]:
+    """Where :func:`draw_detections` puts each detection's label on an image of ``size`` (width, height), in the
+    order of ``detections``.
+
+    Strongest first, each label takes the first place that overlaps no label placed before it: above its box,
+    inside the box's top, below the box, inside the box's bottom; failing those, the first free place further
+    down from above the box. Only when no place is free does it go above the box (inside when at the top edge).
+    """
+    width, height = size
+    _, pad, font = _style(size)
+    rects: dict[int, Rect] = {}
+    for i in sorted(range(len(detections)), key=lambda i: -detections[i].score):
+        det = detections[i]
+        left, top, right, bottom = font.getbbox(_label_text(det))
+        w, h = round(right - left) + 2 * pad, round(bottom - top) + 2 * pad
+        x = min(max(round(det.box[0]), 0), max(width - w, 0))
+        y1, y2 = round(det.box[1]), round(det.box[3])
+        places = [y for y in (y1 - h, y1, y2, y2 - h) if 0 <= y <= height - h]
+        y = next((y for y in places if not _hit((x, y, x + w, y + h), rects.values())), None)
+        slide = max(y1 - h, 0)
+        while y is None and slide <= height - h:  # slide down past whatever label is in the way
+            hit = _hit((x, slide, x + w, slide + h), rects.values())
+            y, slide = (None, max(hit)) if hit else (slide, slide)
+        if y is None:
+            y = places[0] if places else min(max(y1 - h, 0), max(height - h, 0))
+        rects[i] = (x, y, x + w, y + h)
+    return [rects[i] for i in range(len(detections))]
+
+
 def draw_detections(image: np.ndarray | Image.Image, detections: Sequence[Detection]) -> Image.Image:
     """Return a copy of ``image`` with each detection's box and ``label score`` drawn on it.
 
     Labels sit on a filled box of the class colour with black or white text, whichever contrasts
-    more, so they stay legible on any background.
+    more, so they stay legible on any background; :func:`label_rects` keeps them from covering each other.
     """
     img = Image.fromarray(image) if isinstance(image, np.ndarray) else image.convert("RGB").copy()
     draw = ImageDraw.Draw(img)
-    short = min(img.size)
-    line = max(2, round(short / 250))
-    font = _font(max(12, round(short / 40)))
+    line, pad, font = _style(img.size)
     for det in detections:
         draw.rectangle(det.box, outline=class_color(det.class_id), width=line)
-    # labels after all boxes, weakest first, so the strongest label is never covered
-    for det in sorted(detections, key=lambda d: d.score):
+    # labels after all boxes, weakest first, so that where labels must overlap the strongest stays on top
+    placed = sorted(zip(detections, label_rects(img.size, detections), strict=True), key=lambda p: p[0].score)
+    for det, rect in placed:
         color = class_color(det.class_id)
-        x1, y1 = det.box[0], det.box[1]
-        text = f"{det.label} {det.score:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tw, th = right - left, bottom - top
-        pad = max(2, line)
-        ty = y1 - th - 2 * pad
-        if ty < 0:  # no room above the box: put the label inside it
-            ty = y1
-        tx = min(max(x1, 0), max(img.width - tw - 2 * pad, 0))
-        draw.rectangle((tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad), fill=color)
+        text = _label_text(det)
+        left, top, _, _ = font.getbbox(text)
+        draw.rectangle((rect[0], rect[1], rect[2] - 1, rect[3] - 1), fill=color)  # the rect's pixels, no more
         luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
         text_color = (0, 0, 0) if luminance > 150 else (255, 255, 255)
-        draw.text((tx + pad - left, ty + pad - top), text, fill=text_color, font=font)
+        draw.text((rect[0] + pad - left, rect[1] + pad - top), text, fill=text_color, font=font)
     return img

@@ -97,6 +97,13 @@ def ui(
         help="Let the page load images from this URL prefix or folder (repeatable). Without it the page has no "
         "URL / path field: whoever reaches the page could make this machine fetch URLs or read files.",
     ),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="HEBBIAN_MIRROR_API_KEY",
+        help="The server's API key, for everyone who opens the page (the page never shows it; a key typed in its "
+        "sidebar wins).",
+    ),
 ) -> None:
     """Open the web UI (Streamlit) in front of a running server."""
     import os
@@ -108,9 +115,11 @@ def ui(
         HEBBIAN_MIRROR_UI_API=api,
         HEBBIAN_MIRROR_UI_DANGEROUS=dangerous,
         HEBBIAN_MIRROR_UI_SOURCES="\n".join(allow_source),
+        HEBBIAN_MIRROR_UI_API_KEY=api_key or "",
     )
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port)]
     cmd += ["--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd += ["--client.toolbarMode", "viewer"]  # no Deploy button or developer menu for the page's users
     console.print(f"UI on http://{'localhost' if host == '0.0.0.0' else host}:{port} for the server at {api}")
     if allow_source:
         console.print("Images may also be loaded from: " + ", ".join(allow_source))

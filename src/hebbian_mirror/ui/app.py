@@ -2,23 +2,30 @@
 
 Run with `hebbian-mirror ui` (or `make ui`). The page only talks to the server's HTTP API; it loads no model.
 Settings from the command line arrive as environment variables: HEBBIAN_MIRROR_UI_API (server URL),
-HEBBIAN_MIRROR_UI_DANGEROUS (comma-separated classes that raise the alert), HEBBIAN_MIRROR_UI_SOURCES (the URL
-prefixes and folders the page may load images from, one per line; without it the URL / path field is off).
+HEBBIAN_MIRROR_UI_API_KEY (the server's API key, used when the sidebar's key field is empty; never sent to the
+browser), HEBBIAN_MIRROR_UI_DANGEROUS (comma-separated classes that raise the alert), HEBBIAN_MIRROR_UI_SOURCES
+(the URL prefixes and folders the page may load images from, one per line; without it the URL / path field is off).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
+from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
 from hebbian_mirror.classes import DANGEROUS_CLASSES
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import InvalidImageError
-from hebbian_mirror.images import decode_image, draw_detections
-from hebbian_mirror.ui.client import Client, Detected, ServerError, alerts, load_image_source
+from hebbian_mirror.images import decode_image, draw_detections, encode_jpeg
+from hebbian_mirror.ui.client import Answers, Client, Detected, ServerError, alerts, digest, load_image_source
 
 DEFAULT_API = os.environ.get("HEBBIAN_MIRROR_UI_API", "http://127.0.0.1:8000")
+CONFIGURED_KEY = os.environ.get("HEBBIAN_MIRROR_UI_API_KEY") or None
 CONFIGURED_DANGEROUS = [
     c.strip()
     for c in os.environ.get("HEBBIAN_MIRROR_UI_DANGEROUS", ",".join(DANGEROUS_CLASSES)).split(",")
@@ -26,17 +33,37 @@ CONFIGURED_DANGEROUS = [
 ]
 
 ALLOWED_SOURCES = [s.strip() for s in os.environ.get("HEBBIAN_MIRROR_UI_SOURCES", "").splitlines() if s.strip()]
+MAX_IMAGE_HEIGHT = 560  # pixels on the page: a tall photo must not push its table out of view
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-st.set_page_config(page_title="Hebbian Mirror", page_icon="🪞", layout="wide")
+st.set_page_config(page_title="Hebbian Mirror", page_icon=":material/center_focus_strong:", layout="wide")
 
 
-def sidebar() -> tuple[Client | None, dict | None, dict]:
-    """Server connection, status and the detection settings. Returns the client, the chosen model's info
-    (or ``None`` when the server cannot be used) and the settings."""
-    st.sidebar.title("🪞 Hebbian Mirror")
+def display_names(infos: list[dict]) -> dict[str, str]:
+    """Class name → the name people read, from the chosen models (the first model's name wins)."""
+    names: dict[str, str] = {}
+    for info in reversed(infos):
+        names |= info.get("display_names") or {}
+    return names
+
+
+def sidebar() -> tuple[Client | None, list[dict], dict]:
+    """Server connection, status and the detection settings. Returns the client, the chosen models' info (the
+    first model, then the one it is compared with; none when the server cannot be used) and the settings."""
+    st.sidebar.title("Hebbian Mirror")
     url = st.sidebar.text_input("Server", DEFAULT_API, key="api_url", help="The Hebbian Mirror server's address.")
-    key = st.sidebar.text_input("API key", "", key="api_key", type="password", help="Only if the server has one.")
-    client = Client(url, key or None)
+    key = st.sidebar.text_input(
+        "API key",
+        "",
+        key="api_key",
+        type="password",
+        help="Only if the server has one."
+        + (" Left empty, the page uses the key it was started with." if CONFIGURED_KEY else ""),
+    )
+    if CONFIGURED_KEY and not key:
+        st.sidebar.caption("Using the API key the page was started with.")
+    answers = st.session_state.setdefault("answers", Answers())
+    client = Client(url, key or CONFIGURED_KEY, answers=answers)
     settings: dict = {}
     try:
         health = client.health()
@@ -44,38 +71,43 @@ def sidebar() -> tuple[Client | None, dict | None, dict]:
         models = client.models() if ready.get("ready") else []
     except ServerError as exc:
         st.sidebar.error(str(exc))
-        return None, None, settings
+        return None, [], settings
     if not ready.get("ready"):
         states = ", ".join(f"{k}: {v}" for k, v in ready.get("models", {}).items())
         st.sidebar.warning(f"Server {health.get('version', '')} is up but not ready ({states}).")
-        return None, None, settings
+        return None, [], settings
     names = [m["name"] for m in models]
-    model = st.sidebar.selectbox("Model", names, key="model")
-    info = next(m for m in models if m["name"] == model)
+    chosen = [st.sidebar.selectbox("Model", names, key="model")]
+    if st.sidebar.checkbox("Compare with a second model", key="compare", disabled=len(names) < 2):
+        chosen.append(st.sidebar.selectbox("Second model", [n for n in names if n != chosen[0]], key="model_b"))
+    infos = [next(m for m in models if m["name"] == name) for name in chosen]
     st.sidebar.success(
-        f"Server ready (v{health.get('version', '?')}): {len(models)} model(s); {model} on {info.get('device', '?')}"
+        f"Server ready (v{health.get('version', '?')}): {len(models)} model(s); "
+        + "; ".join(f"{i['name']} on {i.get('device', '?')}" for i in infos)
     )
+    shown = display_names(infos)
+    known = list(dict.fromkeys(c for info in infos for c in info.get("classes", [])))
     settings["conf"] = st.sidebar.slider("Confidence threshold", 0.0, 1.0, 0.25, 0.01, key="conf")
     settings["iou"] = st.sidebar.slider("Overlap (NMS IoU) threshold", 0.0, 1.0, 0.45, 0.01, key="iou")
-    settings["classes"] = st.sidebar.multiselect("Only these classes", info.get("classes", []), key="classes")
+    settings["classes"] = st.sidebar.multiselect(
+        "Only these classes", known, key="classes", format_func=lambda c: shown.get(c, c)
+    )
     st.sidebar.divider()
-    options = sorted(set(CONFIGURED_DANGEROUS) | set(info.get("classes", [])))
     settings["dangerous"] = st.sidebar.multiselect(
         "Dangerous classes",
-        options,
+        sorted(set(CONFIGURED_DANGEROUS) | set(known)),
         default=CONFIGURED_DANGEROUS,
         key="dangerous",
+        format_func=lambda c: shown.get(c, c),
         help="Finding one of these above the alert threshold raises the alert.",
     )
-    known = [c for c in settings["dangerous"] if c in info.get("classes", [])]
-    st.sidebar.caption(f"{model} knows: {', '.join(known) if known else 'none of them'}")
+    dangerous = {c.lower() for c in settings["dangerous"]}
+    for info in infos:
+        names_of = info.get("display_names") or {}
+        found = [names_of.get(c, c) for c in info.get("classes", []) if c.lower() in dangerous]
+        st.sidebar.caption(f"{info['name']} knows: {', '.join(found) if found else 'none of them'}")
     settings["alert_conf"] = st.sidebar.slider("Alert threshold", 0.0, 1.0, 0.5, 0.01, key="alert_conf")
-    st.sidebar.divider()
-    settings["compare"] = st.sidebar.checkbox("Compare with a second model", key="compare", disabled=len(names) < 2)
-    if settings["compare"]:
-        others = [n for n in names if n != model]
-        settings["model_b"] = st.sidebar.selectbox("Second model", others, key="model_b")
-    return client, info, settings
+    return client, infos, settings
 
 
 def collect_images() -> list[tuple[str, bytes]]:
@@ -86,7 +118,7 @@ def collect_images() -> list[tuple[str, bytes]]:
         key="uploads",
     )
     images = [(u.name, u.getvalue()) for u in uploads or []]
-    with st.expander("📷 Take a photo"):
+    with st.expander("Take a photo", icon=":material/photo_camera:"):
         shot = st.camera_input("Camera", key="camera")
         if shot is not None:
             images.append(("camera.jpg", shot.getvalue()))
@@ -105,24 +137,51 @@ def collect_images() -> list[tuple[str, bytes]]:
     return images
 
 
-def show_result(name: str, data: bytes, result: Detected, settings: dict, info: dict) -> None:
+def _encoded(image: Image.Image, png: bool) -> bytes:
+    if not png:
+        return encode_jpeg(image, quality=92)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@st.cache_data(max_entries=32, ttl=3600, show_spinner=False)
+def annotated(image_digest: str, _data: bytes, boxes: str, png: bool) -> tuple[bytes, bytes] | None:
+    """The image (known by its digest) with ``boxes`` (JSON: box, score, class id, label) drawn, encoded as PNG
+    or JPEG: in full, and at most :data:`MAX_IMAGE_HEIGHT` pixels tall for the page. ``None`` when the page
+    cannot decode the image."""
+    try:
+        image = decode_image(_data)
+    except InvalidImageError:
+        return None
+    drawn = draw_detections(image, [Detection(tuple(b), s, c, label) for b, s, c, label in json.loads(boxes)])
+    full = _encoded(drawn, png)
+    if drawn.height <= MAX_IMAGE_HEIGHT:
+        return full, full
+    drawn.thumbnail((drawn.width, MAX_IMAGE_HEIGHT), Image.Resampling.LANCZOS)
+    return full, _encoded(drawn, png)
+
+
+def show_result(slot: str, name: str, data: bytes, result: Detected, settings: dict, info: dict, wide: bool) -> None:
+    """One model's answer for one image: the alert, the annotated image beside (``wide``) or above its table, and
+    downloads of both. ``slot`` tells this answer's widgets from the others'."""
+    names = info.get("display_names") or {}
     found = alerts(result.detections, {c.lower() for c in settings["dangerous"]}, settings["alert_conf"])
     if found:
         total = sum(found.values())
-        what = ", ".join(f"{n} × {label}" for label, n in found.items())
-        st.error(f"## 🚨 ALERT: {total} dangerous object{'s' if total > 1 else ''} — {what}", icon="🚨")
-    try:
-        image = decode_image(data)
-    except InvalidImageError:
-        image = None
-    if image is not None:
-        dets = [Detection(tuple(d["box"]), d["score"], d["class_id"], d["label"]) for d in result.detections]
-        st.image(draw_detections(image, dets), caption=f"{name} — {result.model}", width="stretch")
-    display = info.get("display_names") or {}
+        what = ", ".join(f"{n} × {names.get(label, label)}" for label, n in found.items())
+        st.error(f"## ALERT: {total} dangerous object{'s' if total > 1 else ''} — {what}", icon=":material/warning:")
+    picture_area, table_area = st.columns([3, 2]) if wide else (st.container(), st.container())
+    boxes = [[d["box"], d["score"], d["class_id"], names.get(d["label"], d["label"])] for d in result.detections]
+    png = data.startswith(PNG_SIGNATURE)
+    picture = annotated(digest(data), data, json.dumps(boxes), png)
+    if picture is not None:
+        with picture_area:  # never wider than its column ("content"), never taller than MAX_IMAGE_HEIGHT
+            st.image(picture[1], caption=f"{name} — {result.model}", width="content")
     rows = [
         {
             "label": d["label"],
-            "display name": display.get(d["label"], d["label"]),
+            "display name": names.get(d["label"], d["label"]),
             "confidence": round(d["score"], 3),
             "x1": round(d["box"][0]),
             "y1": round(d["box"][1]),
@@ -131,21 +190,64 @@ def show_result(name: str, data: bytes, result: Detected, settings: dict, info: 
         }
         for d in result.detections
     ]
-    st.markdown(f"**{len(rows)} object{'s' if len(rows) != 1 else ''}** found by `{result.model}`")
-    if rows:
-        st.table(rows)
-    t = result.timing
-    st.caption(
-        f"server timing: queue {t.get('queue_ms', 0):.1f} ms · inference {t.get('inference_ms', 0):.1f} ms · "
-        f"total {t.get('total_ms', 0):.1f} ms · batch of {t.get('batch_size', 1)}"
-    )
+    with table_area:
+        st.markdown(f"**{len(rows)} object{'s' if len(rows) != 1 else ''}** found by `{result.model}`")
+        if rows:
+            st.table(rows)
+        t = result.timing
+        st.caption(
+            f"server timing: queue {t.get('queue_ms', 0):.1f} ms · inference {t.get('inference_ms', 0):.1f} ms · "
+            f"total {t.get('total_ms', 0):.1f} ms · batch of {t.get('batch_size', 1)}"
+        )
+        stem = f"{Path(name).stem}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', Path(result.model).name)}"
+        if picture is not None:
+            st.download_button(
+                "Annotated image",
+                picture[0],
+                f"{stem}.{'png' if png else 'jpg'}",
+                "image/png" if png else "image/jpeg",
+                key=f"download-image-{slot}",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+        record = {
+            "file": name,
+            "model": result.model,
+            "image": {"width": result.width, "height": result.height},
+            "settings": {k: settings[k] for k in ("conf", "iou", "classes")},
+            "detections": [d | {"display_name": names.get(d["label"], d["label"])} for d in result.detections],
+            "timing": result.timing,
+        }
+        st.download_button(
+            "Detections (JSON)",
+            json.dumps(record, indent=2, ensure_ascii=False),
+            f"{stem}.json",
+            "application/json",
+            key=f"download-json-{slot}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+
+
+def detect_and_show(client: Client, index: int, name: str, data: bytes, settings: dict, info: dict, wide: bool) -> None:
+    """Ask ``info``'s model about one image (only for the chosen classes it knows) and show the answer."""
+    classes = [c for c in settings["classes"] if c in info.get("classes", [])]
+    if settings["classes"] and not classes:
+        st.info(f"{info['name']} knows none of the chosen classes.")
+        return
+    try:
+        result = client.detect(data, name, info["name"], settings["conf"], settings["iou"], classes)
+    except ServerError as exc:
+        st.error(str(exc))
+        return
+    show_result(f"{index}-{info['name']}", name, data, result, settings | {"classes": classes}, info, wide)
 
 
 def main() -> None:
-    client, info, settings = sidebar()
+    client, infos, settings = sidebar()
     st.title("What does the mirror see?")
     images = collect_images()
-    if client is None or info is None:
+    if client is None or not infos:
         st.info("Connect to a ready server (sidebar) to detect objects.")
         return
     if not images:
@@ -154,18 +256,12 @@ def main() -> None:
             + (", or give a URL or path." if ALLOWED_SOURCES else ".")
         )
         return
-    models = [info["name"]] + ([settings["model_b"]] if settings.get("compare") and settings.get("model_b") else [])
-    for name, data in images:
+    for index, (name, data) in enumerate(images):
         st.subheader(name)
-        columns = st.columns(len(models))
-        for column, model in zip(columns, models, strict=True):
-            with column:
-                try:
-                    result = client.detect(data, name, model, settings["conf"], settings["iou"], settings["classes"])
-                except ServerError as exc:
-                    st.error(str(exc))
-                    continue
-                show_result(name, data, result, settings, info)
+        areas = st.columns(len(infos)) if len(infos) > 1 else [st.container()]
+        for area, info in zip(areas, infos, strict=True):
+            with area:
+                detect_and_show(client, index, name, data, settings, info, wide=len(infos) == 1)
     client.close()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -43,9 +45,43 @@ class Detected:
     timing: dict
 
 
+class Answers:
+    """The detection answers a page session already has, at most ``size``, the least recently used dropped first:
+    a request the page has made before is not sent again. Only answers are kept, never failures, so a failed
+    request is tried anew the next time the page runs."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Detected] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> Detected | None:
+        if key in self._items:
+            self._items.move_to_end(key)
+        return self._items.get(key)
+
+    def put(self, key: Hashable, answer: Detected) -> None:
+        self._items[key] = answer
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def digest(data: bytes) -> str:
+    """The name an image's bytes are remembered by."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class Client:
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, api_key: str | None = None, timeout: float = 60.0, answers: Answers | None = None
+    ) -> None:
+        """``answers``: where detection answers are remembered (none: every request is sent)."""
         self.url = url.rstrip("/")
+        self._key = api_key
+        self.answers = answers
         headers = {"X-API-Key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
@@ -94,13 +130,21 @@ class Client:
         return self._call("GET", "/v1/models").json()["models"]
 
     def detect(self, image: bytes, name: str, model: str, conf: float, iou: float, classes: list[str]) -> Detected:
+        """``POST /v1/detect``, or the remembered answer to the same request (same server, key, image bytes,
+        model and settings)."""
+        key = (self.url, self._key, digest(image), model, conf, iou, tuple(classes))
+        if self.answers is not None and (known := self.answers.get(key)) is not None:
+            return known
         params: dict = {"model": model, "conf": conf, "iou": iou}
         if classes:
             params["classes"] = ",".join(classes)
         body = self._call("POST", "/v1/detect", params=params, files={"image": (name, image)}).json()
-        return Detected(
+        answer = Detected(
             body["model"], body["image"]["width"], body["image"]["height"], body["detections"], body["timing"]
         )
+        if self.answers is not None:
+            self.answers.put(key, answer)
+        return answer
 
 
 def load_image_source(source: str, allowed: Sequence[str]) -> tuple[str, bytes]:

@@ -95,5 +95,7 @@ async def models(request: Request) -> dict:
         if host.detector is not None:
             info = host.detector.info()
             entry |= {k: info[k] for k in ("classes", "input_size", "device", "half", "family")}
+            # every class, in the order of `classes`: the name to show people (the class name where none is set)
+            entry["display_names"] = {c: info["display_names"].get(c, c) for c in info["classes"]}
         out.append(entry)
     return {"models": out}
