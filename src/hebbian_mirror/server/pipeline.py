@@ -9,6 +9,7 @@ taking the upload.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -124,9 +125,11 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
 
 
 async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
-    """The image with its detections drawn, JPEG-encoded in the decoder pool."""
+    """The image with its detections drawn under their display names, JPEG-encoded in the decoder pool."""
     result = outcome.result
+    names = outcome.host.detector.display_names if outcome.host.detector is not None else {}
+    shown = [dataclasses.replace(d, label=names.get(d.label, d.label)) for d in result.detections]
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
-        state_of(request).decoder.pool, lambda: encode_jpeg(draw_detections(result.image, result.detections))
+        state_of(request).decoder.pool, lambda: encode_jpeg(draw_detections(result.image, shown))
     )
