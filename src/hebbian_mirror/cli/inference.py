@@ -183,22 +183,29 @@ def evaluate(
 @app.command()
 def export(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="Darknet zoo model, trained .pt, cfg path or models:/ URI."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx"),
-    out: Path | None = typer.Option(None, "--out", help="Output file (default MODEL.onnx)."),
-    dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch"),
+    model: str = typer.Argument(
+        ..., help="Darknet model: zoo name, trained .pt checkpoint, Darknet .cfg/.weights path, models:/ or runs:/ URI."
+    ),
+    fmt: str = typer.Option("onnx", "--format", help="Output format; onnx is the only one."),
+    out: Path | None = typer.Option(None, "--out", help="Output file.", show_default="MODEL.onnx"),
+    dynamic_batch: bool = typer.Option(
+        True, "--dynamic-batch/--static-batch", help="Any batch size at run time, or batches of one image only."
+    ),
     half: bool = typer.Option(False, "--half", help="float16 model (for CUDA runtimes)."),
     verify: list[Path] | None = typer.Option(None, "--verify", help="Images to compare PyTorch and onnxruntime on."),
     weights_dir: Path | None = setting("weights_dir"),
     offline: bool | None = setting("offline", "--offline/--online"),
 ) -> None:
-    """Export a model to ONNX; `predict`, `evaluate` and `serve` then take the .onnx file as --model."""
-    from ..export import export_onnx, verify_onnx
+    """Export a Darknet model to one ONNX file; `predict`, `evaluate` and `serve` then take it as --model.
+
+    Torchvision models are refused: serve them with PyTorch."""
+    from ..export import check_exportable, export_onnx, verify_onnx
     from ..images import list_images
     from ..models.loader import load_detector
 
     if fmt != "onnx":
-        raise Failure(f"unsupported format {fmt!r}: onnx")
+        raise Failure(f"unsupported format {fmt!r}: onnx is the only one")
+    check_exportable(model)  # before any download
     settings = cli_settings(ctx, device="cpu", half=False)
     detector = load_detector(model, settings)
     target = out or Path(f"{Path(model).stem if '/' in model else model}.onnx")
