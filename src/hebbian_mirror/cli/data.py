@@ -96,16 +96,31 @@ def data_merge(
 def data_split(
     data: Path = typer.Argument(..., help=DATA_HELP),
     out: Path = typer.Argument(..., help="New output folder."),
-    val: float = typer.Option(0.2, "--val", help="Fraction for validation."),
-    test: float = typer.Option(0.0, "--test", help="Fraction for testing."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of the shuffle."),
+    val: float = typer.Option(0.2, "--val", help="Fraction of the images for validation."),
+    test: float = typer.Option(0.0, "--test", help="Fraction of the images for testing."),
+    subset: float | None = typer.Option(
+        None,
+        "--subset",
+        help="Keep only part of the images, for a quick experiment: a fraction (0.1) or a number of images (200).",
+        show_default="all",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the shuffle and of the subset."),
     to: str = typer.Option("yolo", "--to", help=TO_HELP),
 ) -> None:
-    """Pool all images and re-split them at random into train / val (/ test)."""
+    """Pool all images (or a random subset) and re-split them at random into train / val (/ test)."""
     from ..datasets.tools import split
 
+    for option, value in (("--val", val), ("--test", test)):
+        if not 0.0 <= value < 1.0:
+            raise Failure(f"{option} must be between 0 and 1, got {value:g}")
+    if val + test >= 1.0:
+        raise Failure(f"--val {val:g} and --test {test:g} leave no images for training: their sum must be below 1")
+    if subset is not None and not (0.0 < subset < 1.0 or (subset >= 1 and subset.is_integer())):
+        raise Failure(f"--subset must be a fraction between 0 and 1 or a whole number of images, got {subset:g}")
     fractions = {"train": 1.0 - val - test, "val": val, **({"test": test} if test > 0 else {})}
-    _write(split(_splits(data), fractions, seed), out, to)
+    count = int(subset) if subset is not None and subset >= 1 else None
+    share = subset if subset is not None and subset < 1 else None
+    _write(split(_splits(data), fractions, seed, count=count, share=share), out, to)
 
 
 @data_app.command("preview")
