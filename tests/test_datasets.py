@@ -213,3 +213,31 @@ def test_data_split_subset_and_clear_fraction_errors(cli, tmp_path):
         code, _, stderr = cli("data", "split", tmp_path / "small", tmp_path / "never", *args)
         assert code == 1 and message in " ".join(stderr.split()) and "{" not in stderr, (args, stderr)
     assert not (tmp_path / "never").exists()
+
+
+def test_data_stats_is_a_readable_table(cli, tmp_path):
+    small_handheld(tmp_path, per_split=10)
+    code, stdout, stderr = cli("data", "stats", tmp_path / "small")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert "{" not in stdout and "'" not in stdout and all(len(line) <= 80 for line in lines[1:])
+    assert lines[0] == f"{tmp_path / 'small'}: 30 images"
+    rows = {line.split()[0]: line.split() for line in lines if line.split()}
+    assert rows["split"] == [
+        "split",
+        "images",
+        "empty",
+        "boxes",
+        "median",
+        "w×h",
+        "small",
+        "medium",
+        "large",
+        "problems",
+    ]
+    report = stats(load_splits(tmp_path / "small" / "data.yaml"))
+    for split, r in report.items():
+        assert rows[split][1:4] == [str(r["images"]), str(r["empty_images"]), str(r["boxes"])]
+    assert rows["class"] == ["class", "train", "val", "test"]
+    for name in report["train"]["boxes_per_class"]:
+        assert rows[name][1:] == [str(report[s]["boxes_per_class"][name]) for s in ("train", "val", "test")]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from .app import app
@@ -44,16 +45,41 @@ def models(
         for row in rows:
             print(json.dumps(row))
         return
-    table = Table(title=f"Model zoo (weights cache: {settings.weights_dir})")
-    for col in ("name", "family", "classes", "input", "AP", "AP50", "cached"):
-        table.add_column(col, justify="right" if col in ("classes", "AP", "AP50") else "left", no_wrap=col == "name")
-    for r in rows:
-        fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
-        name = f"{r['name']} (default)" if r["default"] else r["name"]
-        cached = "[green]yes[/]" if r["cached"] else "no"
-        table.add_row(name, r["family"], str(r["classes"]), r["input"], fmt(r["AP"]), fmt(r["AP50"]), cached)
+    _print_zoo(rows, settings.weights_dir)
+
+
+def _print_zoo(rows: list[dict], weights_dir: Path) -> None:
+    """The zoo as a table that fits 80 columns with every name whole; the default model marked ``*``."""
+    class_counts = {r["classes"] for r in rows}
+    columns = ["name", "family", *(["classes"] if len(class_counts) > 1 else []), "input", "AP", "AP50", "cached"]
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    cells = [
+        r
+        | {
+            "name": f"{r['name']} *" if r["default"] else r["name"],
+            "classes": str(r["classes"]),
+            "AP": fmt(r["AP"]),
+            "AP50": fmt(r["AP50"]),
+            "cached": "[green]yes[/]" if r["cached"] else "no",
+        }
+        for r in rows
+    ]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for col in columns:
+        table.add_column(
+            col,
+            justify="right" if col in ("classes", "AP", "AP50") else "left",
+            no_wrap=True,
+            min_width=max(len(c["name"]) for c in cells) if col == "name" else None,
+        )
+    for c in cells:
+        table.add_row(*(c[col] for col in columns))
+    console.print(f"Model zoo (weights cache: {weights_dir})", highlight=False)
     console.print(table)
-    console.print("AP / AP50: published COCO box metrics (%) from each model's authors.", style="dim")
+    console.print("* the default model (--model, HEBBIAN_MIRROR_MODEL)", style="dim")
+    if len(class_counts) == 1:
+        console.print(f"classes: the {class_counts.pop()} COCO classes, every model", style="dim")
+    console.print("AP / AP50: published COCO box metrics (%) from each model's authors", style="dim")
 
 
 @app.command()
