@@ -51,7 +51,8 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def cli(monkeypatch, tmp_path):
-    """Run the CLI in-process; returns (exit_code, stdout, stderr)."""
+    """Run the CLI in-process at 80 columns (rich's width when the output is not a terminal, as in a pipe or
+    a CI log, whatever terminal runs the tests); returns (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
     from hebbian_mirror.cli import app
@@ -60,7 +61,7 @@ def cli(monkeypatch, tmp_path):
     runner = CliRunner()
 
     def run(*args: str):
-        result = runner.invoke(app, [str(a) for a in args])
+        result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
         return result.exit_code, result.stdout, result.stderr
 
     return run

@@ -76,3 +76,31 @@ def test_console_script_and_module_entry_points():
             cmd = [sys.executable, "-m", "hebbian_mirror", "--version"]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "hebbian-mirror" in result.stdout
+
+
+def test_output_at_80_columns_keeps_names_paths_and_commands_whole(cli, tmp_path, monkeypatch):
+    """Copy-paste from a pipe or a narrow terminal: model names, paths and commands on one line, never cut."""
+    from hebbian_mirror.models.registry import registry
+
+    code, stdout, stderr = cli("models")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert "…" not in stdout and all(len(line) <= 80 for line in lines if "weights cache" not in line)
+    for spec in registry().values():
+        (row,) = [line for line in lines if line.split() and line.split()[0] == spec.name]
+        ap = spec.published.get("AP")
+        assert (f"{ap:.1f}" if ap is not None else "—") in row.split(), row  # numbers whole too
+    assert any(line.split()[:2] == ["yolov4-tiny", "*"] for line in lines if line.strip())
+    assert "(default)" not in stdout
+
+    deep = tmp_path / ("a-folder-name-long-enough-to-push-every-path-past-eighty-columns" + "-x" * 10) / "photos"
+    deep.mkdir(parents=True)
+    image = deep / "the-dog-photo-with-a-long-name.jpg"
+    image.write_bytes(DOG.read_bytes())
+    out = deep / "annotated"
+    code, stdout, stderr = cli("predict", image, "--out", out)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert len(str(out / image.name)) > 100
+    assert f"annotated → {out / image.name}" in lines
+    assert any(line.startswith(f"{image}  (768×576,") for line in lines)

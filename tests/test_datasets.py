@@ -175,3 +175,69 @@ def test_broken_and_empty_datasets(tmp_path):
     with pytest.raises(DatasetError, match=r"no data\.yaml, classes\.txt"):
         (tmp_path / "nothing").mkdir()
         load_dataset(tmp_path / "nothing")
+
+
+def test_split_subset_is_random_and_reproducible(tmp_path):
+    hand = small_handheld(tmp_path, per_split=10)  # 30 images
+    pool = {s.image for ds in hand.values() for s in ds.samples}
+    images = lambda parts: [s.image for ds in parts.values() for s in ds.samples]  # noqa: E731
+    fractions = {"train": 0.8, "val": 0.2}
+    twelve = split_dataset(hand, fractions, seed=3, count=12)
+    assert [len(ds.samples) for ds in twelve.values()] == [10, 2] and set(images(twelve)) <= pool
+    assert images(split_dataset(hand, fractions, seed=3, count=12)) == images(twelve)  # same seed, same subset
+    assert set(images(split_dataset(hand, fractions, seed=4, count=12))) != set(images(twelve))
+    assert len(images(split_dataset(hand, fractions, seed=0, share=0.5))) == 15
+    tiny = split_dataset(hand, {"train": 0.7, "val": 0.2, "test": 0.1}, seed=0, count=3)
+    assert [len(ds.samples) for ds in tiny.values()] == [1, 1, 1]  # every split keeps an image
+    with pytest.raises(DatasetError, match="cannot take 31 images: the dataset has 30"):
+        split_dataset(hand, fractions, count=31)
+
+
+def test_data_split_subset_and_clear_fraction_errors(cli, tmp_path):
+    small_handheld(tmp_path, per_split=10)
+    code, stdout, stderr = cli("data", "split", tmp_path / "small", tmp_path / "quick", "--subset", "12", "--seed", "5")
+    assert code == 0, stderr
+    quick = load_splits(tmp_path / "quick")
+    assert sum(len(ds.samples) for ds in quick.values()) == 12 and "train: 10, val: 2" in stdout
+    code, _, stderr = cli("data", "split", tmp_path / "small", tmp_path / "tenth", "--subset", "0.1", "--test", "0.3")
+    assert code == 0, stderr
+    assert [len(ds.samples) for ds in load_splits(tmp_path / "tenth").values()] == [1, 1, 1]
+    for args, message in (
+        (("--val", "1.5"), "--val must be between 0 and 1, got 1.5"),
+        (("--test", "-0.1"), "--test must be between 0 and 1, got -0.1"),
+        (("--val", "0.6", "--test", "0.5"), "--val 0.6 and --test 0.5 leave no images for training"),
+        (("--subset", "0"), "--subset must be a fraction between 0 and 1 or a whole number of images, got 0"),
+        (("--subset", "2.5"), "--subset must be a fraction between 0 and 1 or a whole number of images, got 2.5"),
+        (("--subset", "500"), "cannot take 500 images: the dataset has 30"),
+    ):
+        code, _, stderr = cli("data", "split", tmp_path / "small", tmp_path / "never", *args)
+        assert code == 1 and message in " ".join(stderr.split()) and "{" not in stderr, (args, stderr)
+    assert not (tmp_path / "never").exists()
+
+
+def test_data_stats_is_a_readable_table(cli, tmp_path):
+    small_handheld(tmp_path, per_split=10)
+    code, stdout, stderr = cli("data", "stats", tmp_path / "small")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert "{" not in stdout and "'" not in stdout and all(len(line) <= 80 for line in lines[1:])
+    assert lines[0] == f"{tmp_path / 'small'}: 30 images"
+    rows = {line.split()[0]: line.split() for line in lines if line.split()}
+    assert rows["split"] == [
+        "split",
+        "images",
+        "empty",
+        "boxes",
+        "median",
+        "w×h",
+        "small",
+        "medium",
+        "large",
+        "problems",
+    ]
+    report = stats(load_splits(tmp_path / "small" / "data.yaml"))
+    for split, r in report.items():
+        assert rows[split][1:4] == [str(r["images"]), str(r["empty_images"]), str(r["boxes"])]
+    assert rows["class"] == ["class", "train", "val", "test"]
+    for name in report["train"]["boxes_per_class"]:
+        assert rows[name][1:] == [str(report[s]["boxes_per_class"][name]) for s in ("train", "val", "test")]

@@ -85,11 +85,23 @@ def test_onnx_files_work_in_predict_evaluate_and_serve(exported, cli, tmp_path):
         assert srv.stop(), srv.log()
 
 
+def test_exported_files_are_self_contained(exported):
+    """One .onnx file per export, the weights inside it: no external-data file left beside it."""
+    folder = exported["dynamic"].parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in exported.values())
+    for path in exported.values():
+        model = onnx.load(str(path), load_external_data=False)
+        assert model.graph.initializer
+        assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer), path
+
+
 def test_export_cli_verifies_and_bad_files_are_clear(cli, tmp_path):
-    code, stdout, stderr = cli("export", "yolo-fastest-1.1", "--out", tmp_path / "f.onnx", "--verify", DOG)
+    out = tmp_path / "exported" / "f.onnx"
+    code, stdout, stderr = cli("export", "yolo-fastest-1.1", "--out", out, "--verify", DOG)
     assert code == 0 and "largest box difference" in stdout, stderr
+    assert [p.name for p in out.parent.iterdir()] == ["f.onnx"]
     plain = tmp_path / "plain.onnx"
-    model = onnx.load(str(tmp_path / "f.onnx"))
+    model = onnx.load(str(out))
     del model.metadata_props[:]
     onnx.save(model, str(plain))
     with pytest.raises(ModelFormatError, match="not exported by"):
@@ -98,5 +110,17 @@ def test_export_cli_verifies_and_bad_files_are_clear(cli, tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelFormatError, match="cannot load ONNX model"):
         load_onnx(junk)
-    code, _, stderr = cli("export", "ssdlite320-mobilenet-v3-large", "--out", tmp_path / "x.onnx")
-    assert code == 1 and ("supports Darknet models" in stderr or "not in the weights cache" in stderr)
+
+
+@pytest.mark.parametrize("where", ["--offline", "--online"])
+def test_export_refuses_torchvision_models_before_loading_them(cli, tmp_path, where):
+    """The documented refusal, offline and online alike: nothing is loaded or downloaded first."""
+    empty = tmp_path / "no-weights"
+    code, _, stderr = cli(
+        "export", "fasterrcnn-resnet50-fpn", "--out", tmp_path / "x.onnx", "--weights-dir", empty, where
+    )
+    flat = " ".join(stderr.split())
+    assert code == 1 and "ONNX export supports Darknet models only" in flat, stderr
+    assert "fasterrcnn-resnet50-fpn is a torchvision model" in flat
+    assert "weights cache" not in flat and "download" not in flat
+    assert not (tmp_path / "x.onnx").exists() and not empty.exists()

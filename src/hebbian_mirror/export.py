@@ -15,17 +15,27 @@ from .backends.onnx import METADATA_KEY
 from .darknet.detector import DarknetDetector
 from .detection import Detector
 from .errors import ModelFormatError
+from .models.registry import registry
 
+UNSUPPORTED = "ONNX export supports Darknet models only (zoo Darknet models and trained Darknet checkpoints)"
 for _noisy in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant otherwise
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 
+def check_exportable(source: str) -> None:
+    """Refuse a zoo model of another family before anything is loaded or downloaded."""
+    spec = registry().get(source)
+    if spec is not None and spec.family != "darknet":
+        raise ModelFormatError(f"{UNSUPPORTED}: {source} is a {spec.family} model (predict and serve run it as it is)")
+
+
 def export_onnx(detector: Detector, out: Path, dynamic_batch: bool = True, half: bool = False) -> Path:
-    """Write ``detector`` as ONNX to ``out``. ``half``: float16 weights and input (for CUDA runtimes)."""
+    """Write ``detector`` as one self-contained ONNX file ``out`` (weights inside, no ``.data`` file beside it).
+    ``half``: float16 weights and input (for CUDA runtimes)."""
     import onnx
 
     if not isinstance(detector, DarknetDetector) or detector.net is None:
-        raise ModelFormatError("ONNX export supports Darknet models (zoo Darknet models and trained checkpoints)")
+        raise ModelFormatError(f"{UNSUPPORTED}: {detector.name} is a {detector.family} model")
     net = copy.deepcopy(detector.net).to("cpu", dtype=torch.float16 if half else torch.float32)
     net = net.to(memory_format=torch.contiguous_format).eval()
     w, h = detector.input_size
@@ -41,6 +51,7 @@ def export_onnx(detector: Detector, out: Path, dynamic_batch: bool = True, half:
         output_names=names,
         dynamic_shapes=dynamic,
         dynamo=True,
+        external_data=False,  # torch's default writes the weights to OUT.data as well
         verbose=False,
     )
     model = onnx.load(str(out))

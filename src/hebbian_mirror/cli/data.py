@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from .app import app
@@ -37,7 +38,7 @@ def _splits(data: Path):
 @data_app.command("stats")
 def data_stats(
     data: Path = typer.Argument(..., help=DATA_HELP),
-    as_json: bool = typer.Option(False, "--json", help="The whole report as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="The whole report as JSON, for scripts."),
 ) -> None:
     """Images, boxes per class, box sizes, empty images and broken files, per split."""
     from ..datasets.tools import stats
@@ -46,24 +47,51 @@ def data_stats(
     if as_json:
         print(json.dumps(report, indent=2))
         return
+    console.print(f"{data}: {sum(r['images'] for r in report.values())} images", highlight=False)
+    console.print(_split_table(report))
+    console.print()
+    console.print(_class_table(report))
     for split, r in report.items():
-        table = Table(title=f"{data} — {split}: {r['images']} images, {r['empty_images']} empty, {r['boxes']} boxes")
-        for col in ("class", "display name", "boxes"):
-            table.add_column(col, justify="right" if col == "boxes" else "left")
-        for name, n in r["boxes_per_class"].items():
-            table.add_row(name, r["display_names"][name], str(n))
-        console.print(table)
-        w, h = r["box_width_px"], r["box_height_px"]
-        if w:
-            sizes = ", ".join(f"{k} {v}" for k, v in r["box_sizes_coco"].items())
-            console.print(
-                f"box width px min/median/max {w['min']:.0f}/{w['median']:.0f}/{w['max']:.0f}, height "
-                f"{h['min']:.0f}/{h['median']:.0f}/{h['max']:.0f}; COCO sizes: {sizes}"
-            )
         for problem in r["problems"][:20]:
-            console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+            console.print(f"[yellow]problem[/] ({split}): {problem}", highlight=False)
         if len(r["problems"]) > 20:
-            console.print(f"... and {len(r['problems']) - 20} more problems")
+            console.print(f"... and {len(r['problems']) - 20} more problems in {split}")
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 or col == "display name" else "right")
+    return table
+
+
+def _split_table(report: dict) -> Table:
+    """One row per split: counts, the median box and the COCO size classes."""
+    table = _table("split", "images", "empty", "boxes", "median w×h", "small", "medium", "large", "problems")
+    for split, r in report.items():
+        w, h = r["box_width_px"], r["box_height_px"]
+        median = f"{w['median']:.0f}×{h['median']:.0f}" if w else "—"
+        sizes = r["box_sizes_coco"]
+        counts = (r["images"], r["empty_images"], r["boxes"])
+        table.add_row(
+            split,
+            *map(str, counts),
+            median,
+            *(str(sizes[k]) for k in ("small", "medium", "large")),
+            str(len(r["problems"])),
+        )
+    return table
+
+
+def _class_table(report: dict) -> Table:
+    """Boxes per class and split (display names shown where a class has one)."""
+    first = next(iter(report.values()))
+    shown = any(first["display_names"].get(c, c) != c for c in first["boxes_per_class"])
+    table = _table("class", *(["display name"] if shown else []), *report)
+    for name in first["boxes_per_class"]:
+        counts = [str(r["boxes_per_class"].get(name, 0)) for r in report.values()]
+        table.add_row(name, *([first["display_names"].get(name, name)] if shown else []), *counts)
+    return table
 
 
 @data_app.command("convert")
@@ -96,16 +124,31 @@ def data_merge(
 def data_split(
     data: Path = typer.Argument(..., help=DATA_HELP),
     out: Path = typer.Argument(..., help="New output folder."),
-    val: float = typer.Option(0.2, "--val", help="Fraction for validation."),
-    test: float = typer.Option(0.0, "--test", help="Fraction for testing."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of the shuffle."),
+    val: float = typer.Option(0.2, "--val", help="Fraction of the images for validation."),
+    test: float = typer.Option(0.0, "--test", help="Fraction of the images for testing."),
+    subset: float | None = typer.Option(
+        None,
+        "--subset",
+        help="Keep only part of the images, for a quick experiment: a fraction (0.1) or a number of images (200).",
+        show_default="all",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the shuffle and of the subset."),
     to: str = typer.Option("yolo", "--to", help=TO_HELP),
 ) -> None:
-    """Pool all images and re-split them at random into train / val (/ test)."""
+    """Pool all images (or a random subset) and re-split them at random into train / val (/ test)."""
     from ..datasets.tools import split
 
+    for option, value in (("--val", val), ("--test", test)):
+        if not 0.0 <= value < 1.0:
+            raise Failure(f"{option} must be between 0 and 1, got {value:g}")
+    if val + test >= 1.0:
+        raise Failure(f"--val {val:g} and --test {test:g} leave no images for training: their sum must be below 1")
+    if subset is not None and not (0.0 < subset < 1.0 or (subset >= 1 and subset.is_integer())):
+        raise Failure(f"--subset must be a fraction between 0 and 1 or a whole number of images, got {subset:g}")
     fractions = {"train": 1.0 - val - test, "val": val, **({"test": test} if test > 0 else {})}
-    _write(split(_splits(data), fractions, seed), out, to)
+    count = int(subset) if subset is not None and subset >= 1 else None
+    share = subset if subset is not None and subset < 1 else None
+    _write(split(_splits(data), fractions, seed, count=count, share=share), out, to)
 
 
 @data_app.command("preview")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from .app import app
@@ -44,16 +45,41 @@ def models(
         for row in rows:
             print(json.dumps(row))
         return
-    table = Table(title=f"Model zoo (weights cache: {settings.weights_dir})")
-    for col in ("name", "family", "classes", "input", "AP", "AP50", "cached"):
-        table.add_column(col, justify="right" if col in ("classes", "AP", "AP50") else "left", no_wrap=col == "name")
-    for r in rows:
-        fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
-        name = f"{r['name']} (default)" if r["default"] else r["name"]
-        cached = "[green]yes[/]" if r["cached"] else "no"
-        table.add_row(name, r["family"], str(r["classes"]), r["input"], fmt(r["AP"]), fmt(r["AP50"]), cached)
+    _print_zoo(rows, settings.weights_dir)
+
+
+def _print_zoo(rows: list[dict], weights_dir: Path) -> None:
+    """The zoo as a table that fits 80 columns with every name whole; the default model marked ``*``."""
+    class_counts = {r["classes"] for r in rows}
+    columns = ["name", "family", *(["classes"] if len(class_counts) > 1 else []), "input", "AP", "AP50", "cached"]
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    cells = [
+        r
+        | {
+            "name": f"{r['name']} *" if r["default"] else r["name"],
+            "classes": str(r["classes"]),
+            "AP": fmt(r["AP"]),
+            "AP50": fmt(r["AP50"]),
+            "cached": "[green]yes[/]" if r["cached"] else "no",
+        }
+        for r in rows
+    ]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for col in columns:
+        table.add_column(
+            col,
+            justify="right" if col in ("classes", "AP", "AP50") else "left",
+            no_wrap=True,
+            min_width=max(len(c["name"]) for c in cells) if col == "name" else None,
+        )
+    for c in cells:
+        table.add_row(*(c[col] for col in columns))
+    console.print(f"Model zoo (weights cache: {weights_dir})", highlight=False)
     console.print(table)
-    console.print("AP / AP50: published COCO box metrics (%) from each model's authors.", style="dim")
+    console.print("* the default model (--model, HEBBIAN_MIRROR_MODEL)", style="dim")
+    if len(class_counts) == 1:
+        console.print(f"classes: the {class_counts.pop()} COCO classes, every model", style="dim")
+    console.print("AP / AP50: published COCO box metrics (%) from each model's authors", style="dim")
 
 
 @app.command()
@@ -183,22 +209,29 @@ def evaluate(
 @app.command()
 def export(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="Darknet zoo model, trained .pt, cfg path or models:/ URI."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx"),
-    out: Path | None = typer.Option(None, "--out", help="Output file (default MODEL.onnx)."),
-    dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch"),
+    model: str = typer.Argument(
+        ..., help="Darknet model: zoo name, trained .pt checkpoint, Darknet .cfg/.weights path, models:/ or runs:/ URI."
+    ),
+    fmt: str = typer.Option("onnx", "--format", help="Output format; onnx is the only one."),
+    out: Path | None = typer.Option(None, "--out", help="Output file.", show_default="MODEL.onnx"),
+    dynamic_batch: bool = typer.Option(
+        True, "--dynamic-batch/--static-batch", help="Any batch size at run time, or batches of one image only."
+    ),
     half: bool = typer.Option(False, "--half", help="float16 model (for CUDA runtimes)."),
     verify: list[Path] | None = typer.Option(None, "--verify", help="Images to compare PyTorch and onnxruntime on."),
     weights_dir: Path | None = setting("weights_dir"),
     offline: bool | None = setting("offline", "--offline/--online"),
 ) -> None:
-    """Export a model to ONNX; `predict`, `evaluate` and `serve` then take the .onnx file as --model."""
-    from ..export import export_onnx, verify_onnx
+    """Export a Darknet model to one ONNX file; `predict`, `evaluate` and `serve` then take it as --model.
+
+    Torchvision models are refused: serve them with PyTorch."""
+    from ..export import check_exportable, export_onnx, verify_onnx
     from ..images import list_images
     from ..models.loader import load_detector
 
     if fmt != "onnx":
-        raise Failure(f"unsupported format {fmt!r}: onnx")
+        raise Failure(f"unsupported format {fmt!r}: onnx is the only one")
+    check_exportable(model)  # before any download
     settings = cli_settings(ctx, device="cpu", half=False)
     detector = load_detector(model, settings)
     target = out or Path(f"{Path(model).stem if '/' in model else model}.onnx")

@@ -78,21 +78,38 @@ def merge(datasets: list[Splits]) -> Splits:
     return merged
 
 
-def split(splits: Splits, fractions: dict[str, float], seed: int = 0) -> Splits:
-    """Pool every image and deal them into new splits by ``fractions`` (e.g. train 0.8, val 0.2), shuffled."""
+def split(
+    splits: Splits, fractions: dict[str, float], seed: int = 0, count: int | None = None, share: float | None = None
+) -> Splits:
+    """Pool every image and deal them into new splits by ``fractions`` (e.g. train 0.8, val 0.2), shuffled with
+    ``seed``. ``count`` images, or a ``share`` of them, are kept when given: a random subset, the same for the
+    same seed. Every split with a fraction above 0 gets at least one image while there are images to deal."""
     total = sum(fractions.values())
     if total <= 0 or any(v < 0 for v in fractions.values()):
         raise DatasetError(f"split fractions must be positive, got {fractions}")
     first = next(iter(splits.values()))
     pool = [s for ds in splits.values() for s in ds.samples]
     random.Random(seed).shuffle(pool)
+    if count is not None:
+        if not 1 <= count <= len(pool):
+            raise DatasetError(f"cannot take {count} images: the dataset has {len(pool)}")
+        pool = pool[:count]
+    elif share is not None:
+        if not 0 < share <= 1:
+            raise DatasetError(f"the subset must be a fraction between 0 and 1, got {share:g}")
+        pool = pool[: max(1, round(len(pool) * share))]
     out: Splits = {}
     start = 0
     names = list(fractions)
     for k, name in enumerate(names):
-        count = len(pool) - start if k == len(names) - 1 else round(len(pool) * fractions[name] / total)
-        chosen = [replace(s, image_id=i) for i, s in enumerate(pool[start : start + count], 1)]
-        start += count
+        if k == len(names) - 1:
+            n = len(pool) - start
+        else:
+            wanted = round(len(pool) * fractions[name] / total)
+            later = sum(1 for m in names[k + 1 :] if fractions[m] > 0)  # keep one image for each later split
+            n = min(max(wanted, 1 if fractions[name] > 0 else 0), max(len(pool) - start - later, 0))
+        chosen = [replace(s, image_id=i) for i, s in enumerate(pool[start : start + n], 1)]
+        start += n
         out[name] = DetectionDataset(
             first.classes, chosen, f"{first.source} ({name})", display_names=dict(first.display_names)
         )
