@@ -75,11 +75,14 @@ def train(
     cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug}))
     registered = None
     if track:
+        from ..tracking import run_page
         from ..train.tracked import train_tracked
 
         run = train_tracked(cfg, settings, resume, experiment, register)
         summary, registered = run.summary, run.registered
-        console.print(f"MLflow run {run.run_id} in experiment {run.experiment!r}", style="dim")
+        command, page = run_page(run.experiment_id, run.run_id)
+        console.print(f"MLflow run {run.run_name} ({run.run_id}) in experiment {run.experiment!r}", style="dim")
+        console.print(f"see it: {command + ', then ' if command else ''}{page}", style="dim", highlight=False)
     elif register:
         raise Failure("--register needs tracking (drop --no-track)")
     else:
