@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .conftest import DOG, KNIFE, REPO
+from .conftest import COCO_VAL, DOG, KNIFE, REPO
 
 
 def test_predict_dog_table_and_annotated_copy(cli, tmp_path):
@@ -155,3 +155,17 @@ def test_every_option_has_help_in_one_style():
     assert checked > 100
     bench = typer.main.get_command(app).commands["bench"]
     assert next(p for p in bench.params if p.name == "image").required
+
+
+def test_fraction_options_are_refused_by_name(cli):
+    """Before anything is loaded, with the option's name, not a settings dump."""
+    annotations = COCO_VAL / "instances_val2017_subset.json"
+    for args, message in (
+        (("predict", DOG, "--conf", "1.5"), "--conf must be between 0 and 1, got 1.5"),
+        (("predict", DOG, "--iou", "-0.2"), "--iou must be between 0 and 1, got -0.2"),
+        (("evaluate", "--data", annotations, "--iou", "2"), "--iou must be between 0 and 1, got 2"),
+        (("evaluate", "--data", annotations, "--conf", "-1"), "--conf must be between 0 and 1, got -1"),
+    ):
+        code, stdout, stderr = cli(*args)
+        assert code == 1 and message in stderr and "invalid settings" not in stderr, (args, stderr)
+        assert "Traceback" not in stderr and not stdout.strip()
