@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from PIL import Image
 
-from .conftest import DOG, KNIFE, REPO
+from .conftest import COCO_VAL, DOG, KNIFE, REPO
 
 
 def test_predict_dog_table_and_annotated_copy(cli, tmp_path):
@@ -104,3 +105,67 @@ def test_output_at_80_columns_keeps_names_paths_and_commands_whole(cli, tmp_path
     assert len(str(out / image.name)) > 100
     assert f"annotated → {out / image.name}" in lines
     assert any(line.startswith(f"{image}  (768×576,") for line in lines)
+
+
+def test_settings_still_beat_the_defaults_shown_in_help(cli, tmp_path, monkeypatch):
+    """Options show their built-in default, but only a value typed on the command line overrides the
+    environment and the TOML file."""
+    rows = lambda out: [json.loads(line) for line in out.splitlines() if line.startswith("{")]  # noqa: E731
+    code, stdout, stderr = cli("models", "--json")  # HEBBIAN_MIRROR_WEIGHTS (conftest), not ~/.cache/...
+    assert code == 0 and {r["name"]: r["cached"] for r in rows(stdout)}["yolov4-tiny"], stderr
+    monkeypatch.setenv("HEBBIAN_MIRROR_MODEL", "yolov3-tiny")
+    toml = tmp_path / "hm.toml"
+    toml.write_text("conf = 0.9\n")  # above every score on the dog photo
+    code, stdout, stderr = cli("predict", DOG, "--json", "--config", toml)
+    (row,) = rows(stdout)
+    assert code == 0 and row["model"] == "yolov3-tiny" and row["detections"] == [], stderr
+    code, stdout, stderr = cli("predict", DOG, "--json", "--config", toml, "--conf", "0.5", "--model", "yolov4-tiny")
+    (row,) = rows(stdout)
+    assert row["model"] == "yolov4-tiny" and {d["label"] for d in row["detections"]} == {"dog", "truck", "bicycle"}
+
+
+def test_every_option_has_help_in_one_style():
+    """Every command, argument and option says what it is; no stray space before a full stop; defaults only
+    as the help's own "[default: ...]" (never written into the text), and none that does not exist."""
+    import re
+
+    import typer
+
+    from hebbian_mirror.cli import app
+
+    def walk(command, path: str):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    checked = 0
+    for path, command in walk(typer.main.get_command(app), "hebbian-mirror"):
+        assert (command.help or "").strip(), f"{path}: no help"
+        for param in command.params:
+            where = f"{path} {param.name}"
+            text = (param.help or "").strip()
+            assert text, f"{where}: no help"
+            shown = param.show_default if isinstance(param.show_default, str) else ""
+            for words in (text, shown, command.help):
+                assert not re.search(r"\s[.,;](\s|$)", words), f"{where}: space before punctuation in {words!r}"
+            assert not re.search(r"\(default\b|[;,] default\b|\bdefaults? to\b", text), f"{where}: {text!r}"
+            if isinstance(param.default, Path):
+                assert param.default.exists() or "~" in str(param.default), f"{where}: {param.default} is missing"
+            checked += 1
+    assert checked > 100
+    bench = typer.main.get_command(app).commands["bench"]
+    assert next(p for p in bench.params if p.name == "image").required
+
+
+def test_fraction_options_are_refused_by_name(cli):
+    """Before anything is loaded, with the option's name, not a settings dump."""
+    annotations = COCO_VAL / "instances_val2017_subset.json"
+    for args, message in (
+        (("predict", DOG, "--conf", "1.5"), "--conf must be between 0 and 1, got 1.5"),
+        (("predict", DOG, "--iou", "-0.2"), "--iou must be between 0 and 1, got -0.2"),
+        (("evaluate", "--data", annotations, "--iou", "2"), "--iou must be between 0 and 1, got 2"),
+        (("evaluate", "--data", annotations, "--conf", "-1"), "--conf must be between 0 and 1, got -1"),
+    ):
+        code, stdout, stderr = cli(*args)
+        assert code == 1 and message in stderr and "invalid settings" not in stderr, (args, stderr)
+        assert "Traceback" not in stderr and not stdout.strip()

@@ -3,17 +3,22 @@ models served by URI."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 
 import httpx
 import mlflow
 import pytest
+from mlflow.entities import LoggedModelStatus
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.models.loader import load_detector
-from hebbian_mirror.tracking import CHAMPION, METRIC, MODEL_ARTIFACT, TrainingRun
+from hebbian_mirror.tracking import CHAMPION, EXPERIMENT_KIND, METRIC, MODEL_ARTIFACT, TrainingRun
+from hebbian_mirror.train.tracked import dataset_name, model_name
 
+from .conftest import SHARED
 from .server_process import ServerProcess
 
 
@@ -50,17 +55,33 @@ def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):
     )
     assert code == 0, stderr
     assert "now the champion" in stdout
+    lines = stdout.splitlines()  # at 80 columns, every command whole on its line (copy-paste)
+    assert f"serve it: hebbian-mirror serve --model {out / 'best.pt'}" in lines
+    assert "serve it: hebbian-mirror serve --model models:/hm-weapons@champion" in lines
     client = mlflow.MlflowClient()
-    (run,) = client.search_runs([client.get_experiment_by_name("hm-test").experiment_id])
+    experiment = client.get_experiment_by_name("hm-test")
+    assert experiment.tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1]  # the UI's machine-learning view
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert re.fullmatch(r"yolov4-tiny-data-\d{8}-\d{6}", run.info.run_name), run.info.run_name
+    assert run.data.tags["out"] == str(out) and run.data.tags["base_model"] == "yolov4-tiny"
+    page = f"#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    assert any(line.startswith("see it: mlflow ui --backend-store-uri") and line.endswith(page) for line in lines)
     assert run.data.params["epochs"] == "2" and run.data.params["augment.hflip"] == "0.5"
     assert METRIC in run.data.metrics and "AP50" in run.data.metrics and "loss" in run.data.metrics
     assert [m.step for m in client.get_metric_history(run.info.run_id, "AP")] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model", "evaluation", "predictions", "summary.json", "dataset_stats.json"} <= artifacts
+    assert {"evaluation", "predictions", "summary.json", "dataset_stats.json"} <= artifacts
+    (logged,) = client.search_logged_models([experiment.experiment_id])  # the UI's "Logged models"
+    assert logged.name == MODEL_ARTIFACT and logged.source_run_id == run.info.run_id
+    assert logged.status == LoggedModelStatus.READY
+    assert [a.path for a in client.list_logged_model_artifacts(logged.model_id)] == ["best.pt"]
+    assert {m.key: m.value for m in logged.metrics}[METRIC] == run.data.metrics[METRIC]
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/pr_curve.png", "evaluation/confusion_matrix.png", "evaluation/report.json"} <= evaluation
     champion = client.get_model_version_by_alias("hm-weapons", CHAMPION)
-    assert int(champion.version) == 1
+    assert int(champion.version) == 1 and champion.source == f"models:/{logged.model_id}"
+    linked = json.loads(client.get_logged_model(logged.model_id).tags["mlflow.modelVersions"])
+    assert linked == [{"name": "hm-weapons", "version": 1}]  # the UI shows the model's registered version
 
     detector = load_detector("models:/hm-weapons@champion", load_settings(device="cpu"))
     assert detector.class_names == ["airpods", "phone", "wallet"]
@@ -110,10 +131,41 @@ def test_champion_moves_only_to_a_better_model(tmp_path, store, tiny):
     for ap in (0.5, 0.3, 0.7):
         with TrainingRun("champions") as run:
             run.mlflow.log_metric(METRIC, ap)
-            run.mlflow.log_artifact(str(checkpoint), MODEL_ARTIFACT)
+            run.log_model(checkpoint)
             outcomes.append(run.register("hm-champ"))
     assert [o["promoted"] for o in outcomes] == [True, False, True]
     assert [o["version"] for o in outcomes] == [1, 2, 3]
     client = mlflow.MlflowClient()
     assert int(client.get_model_version_by_alias("hm-champ", CHAMPION).version) == 3
     assert os.path.isfile(tmp_path / "mlflow.db")
+
+
+def test_a_run_that_cannot_start_leaves_nothing_in_mlflow(cli, tiny, tmp_path, store):
+    """Missing weights, an unknown model or a dataset without a val split stop `train` before MLflow has an
+    experiment or a run (and before the output folder exists)."""
+    no_val = tmp_path / "no-val"
+    (no_val / "images" / "train").mkdir(parents=True)
+    (no_val / "data.yaml").write_text("names: [a]\ntrain: images/train\n")
+    for args, message in (
+        (("--data", tiny, "--weights-dir", tmp_path / "no-weights", "--offline"), "not in the weights cache"),
+        (("--data", tiny, "--model", "yolov9"), "unknown base model"),
+        (("--data", no_val), "has no 'val' split"),
+    ):
+        code, _, stderr = cli(
+            "train", *args, "--out", tmp_path / "never", "--experiment", "hm-never", "--device", "cpu"
+        )
+        assert code == 1 and message in " ".join(stderr.split()), stderr
+    assert not (tmp_path / "never").exists()
+    client = mlflow.MlflowClient(tracking_uri=store)  # this test's store (nothing here called mlflow)
+    assert client.get_experiment_by_name("hm-never") is None
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments) == []
+
+
+def test_run_and_experiment_names():
+    assert dataset_name(SHARED / "data" / "weapons" / "handheld" / "data.yaml") == "handheld"
+    assert dataset_name(SHARED / "data" / "coco128") == "coco128"
+    assert model_name("yolov4-tiny") == "yolov4-tiny"
+    assert model_name("runs/weapons/best.pt") == "weapons" and model_name("my-detector.pt") == "my-detector"
+    assert model_name("models:/hm-weapons@champion") == "hm-weapons" and model_name("models:/hm/3") == "hm"
+    assert model_name("runs:/0123456789abcdef/model") == "run-01234567"

@@ -80,7 +80,7 @@ class Settings(BaseModel):
     # models and weights
     model: str = Field(
         default="yolov4-tiny",
-        description="Model: zoo name, .pt checkpoint, .onnx file, Darknet .cfg/.weights path, models:/ URI.",
+        description="Model: zoo name, .pt checkpoint, .onnx file, Darknet .cfg/.weights path, models:/ or runs:/ URI.",
     )
     weights_dir: Path = Field(default=DEFAULT_WEIGHTS_DIR, validate_default=True, description="Weights cache folder.")
     offline: bool = Field(default=False, description="Never download weights; a missing file is an error.")
@@ -110,7 +110,10 @@ class Settings(BaseModel):
     max_upload_mb: float = Field(default=20.0, gt=0.0, description="Largest request body, in MB.")
     decode_timeout: float = Field(default=10.0, gt=0.0, description="Seconds one image may take to decode (422).")
     max_pixels_in_flight: int | None = Field(
-        default=None, ge=1, description="Decoded pixels all requests may hold at once (default: 4 × max-pixels)."
+        default=None,
+        ge=1,
+        description="Decoded pixels all requests may hold at once.",
+        json_schema_extra={"default_help": "4 × max-pixels"},
     )
     header_timeout: float = Field(default=10.0, gt=0.0, description="Seconds to send a request's headers (408).")
     body_timeout: float = Field(default=30.0, gt=0.0, description="Seconds to send a request's body (408).")
@@ -118,7 +121,10 @@ class Settings(BaseModel):
     max_requests: int = Field(default=1024, ge=1, description="Requests in progress before 503.")
     api_key: str | None = Field(default=None, description="Require this key (X-API-Key or Bearer).")
     decoder_threads: int | None = Field(
-        default=None, ge=1, description="Image decoding threads (default: half the CPU cores, 1 to 4)."
+        default=None,
+        ge=1,
+        description="Image decoding threads.",
+        json_schema_extra={"default_help": "half the CPU cores, 1 to 4"},
     )
     profile: Literal["dev", "prod"] | None = Field(
         default=None, description="dev (4 decoder threads, info logs) or prod (16, critical)."

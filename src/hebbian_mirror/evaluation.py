@@ -18,7 +18,7 @@ from .datasets import DetectionDataset, Sample
 from .detection import DetectOptions, Detector
 from .errors import DatasetError
 from .images import decode_image
-from .meta import DEFAULT_CONF, DEFAULT_IOU
+from .meta import DEFAULT_CONF, DEFAULT_IOU, EVAL_CONF, EVAL_MAX_DET
 
 log = logging.getLogger(__name__)
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -38,7 +38,7 @@ STAT_KEYS = (
     "AR_large",
 )
 # COCO's protocol: every detection down to a very low score, at most 100 per image.
-EVAL_OPTIONS = DetectOptions(conf=0.001, iou=DEFAULT_IOU, max_det=100)
+EVAL_OPTIONS = DetectOptions(conf=EVAL_CONF, iou=DEFAULT_IOU, max_det=EVAL_MAX_DET)
 
 
 def coco_ground_truth(ds: DetectionDataset) -> dict:

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-# Default thresholds, for serving, predict and checkpoints (evaluation uses its own, see evaluation.py).
+# Default thresholds, for serving, predict and checkpoints; evaluation keeps more (the COCO protocol).
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.45
 DEFAULT_MAX_DET = 300
+EVAL_CONF = 0.001
+EVAL_MAX_DET = 100
 DEFAULT_MAX_PIXELS = 40_000_000  # decompression-bomb guard: largest image decoded
 
 

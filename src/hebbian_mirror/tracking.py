@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
-MODEL_ARTIFACT = "model"  # artifact folder holding best.pt
+MODEL_ARTIFACT = "model"  # name of the run's logged model (holding best.pt): runs:/ID/model
 METRIC = "best_AP"
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # a logged model's registered versions, as MLflow writes them
+# The MLflow UI shows an experiment of this kind as machine learning (runs, metrics, models), not GenAI (traces).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 class TrackingError(HebbianMirrorError):
@@ -51,11 +54,15 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 class TrainingRun:
     """Log one training run; use as a context manager around :func:`hebbian_mirror.train.loop.train`."""
 
-    def __init__(self, experiment: str, run_name: str | None = None) -> None:
+    def __init__(self, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> None:
         self.mlflow = _mlflow()
-        self.mlflow.set_experiment(experiment)
-        self.run = self.mlflow.start_run(run_name=run_name)
+        found = self.mlflow.set_experiment(experiment)
+        if EXPERIMENT_KIND[0] not in found.tags:  # a kind chosen in the UI stays
+            self.mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+        self.experiment_id = found.experiment_id
+        self.run = self.mlflow.start_run(run_name=run_name, tags=tags)
         self.run_id = self.run.info.run_id
+        self.model_id: str | None = None  # the logged model, once :meth:`log_model` ran
 
     def __enter__(self) -> TrainingRun:
         return self
@@ -83,18 +90,41 @@ class TrainingRun:
         predictions = out / "predictions"
         if predictions.is_dir():
             self.mlflow.log_artifacts(str(predictions), "predictions")
-        self.mlflow.log_artifact(str(out / "best.pt"), MODEL_ARTIFACT)
+        if (out / "best.pt").is_file():
+            self.log_model(out / "best.pt", {METRIC: float(summary["best_ap"])})
         self.mlflow.log_artifact(str(out / "summary.json"))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "dataset_stats.json"
             path.write_text(json.dumps(dataset_stats, indent=2, default=str))
             self.mlflow.log_artifact(str(path))
 
+    def log_model(self, checkpoint: Path, metrics: dict[str, float] | None = None) -> str:
+        """Log ``checkpoint`` as this run's MLflow logged model ``model`` (the UI's "Logged models"; loadable as
+        ``runs:/ID/model`` and ``models:/<model id>``), with ``metrics``; returns its model id."""
+        from mlflow.entities import LoggedModelStatus
+
+        client = self.mlflow.MlflowClient()
+        model = client.create_logged_model(
+            self.experiment_id, name=MODEL_ARTIFACT, source_run_id=self.run_id, model_type="hebbian-mirror detector"
+        )
+        try:
+            client.log_model_artifact(model.model_id, str(checkpoint))
+        except Exception:
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        for key, value in (metrics or {}).items():
+            self.mlflow.log_metric(key, value, model_id=model.model_id)
+        self.model_id = model.model_id
+        return model.model_id
+
     def register(self, name: str) -> dict:
         """Register this run's model as a new version of ``name``; the ``champion`` alias moves to it only
         when its validation AP beats the current champion's. Returns what happened."""
         from mlflow.exceptions import MlflowException
 
+        if self.model_id is None:
+            raise TrackingError(f"cannot register {name}: this run has logged no model")
         client = self.mlflow.MlflowClient()
         try:
             try:
@@ -102,8 +132,11 @@ class TrainingRun:
             except MlflowException:
                 client.create_registered_model(name, description="Hebbian Mirror detector (best.pt checkpoints)")
             version = client.create_model_version(
-                name, source=f"{self.run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=self.run_id
+                name, source=f"models:/{self.model_id}", run_id=self.run_id, model_id=self.model_id
             )
+            # what mlflow.register_model does too: the logged model lists its versions (the UI links them)
+            versions = {MODEL_VERSIONS_TAG: json.dumps([{"name": name, "version": version.version}])}
+            client.set_logged_model_tags(self.model_id, versions)
         except MlflowException as exc:
             raise TrackingError(f"could not register {name} in MLflow: {exc}") from exc
         mine = client.get_run(self.run_id).data.metrics.get(METRIC, float("-inf"))
@@ -123,6 +156,16 @@ class TrainingRun:
             "champion_AP": max(mine, theirs),
             "previous_champion": current.version if current else None,
         }
+
+
+def run_page(experiment_id: str, run_id: str) -> tuple[str | None, str]:
+    """Where to see a run: the ``mlflow ui`` command to start (``None`` for a tracking server) and the run's page,
+    in the UI's machine-learning view (MLflow 3 UIs open in their GenAI view otherwise)."""
+    uri = _mlflow().get_tracking_uri()
+    remote = uri.startswith(("http://", "https://"))
+    base = uri.rstrip("/") if remote else "http://127.0.0.1:5000"
+    page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    return (None if remote else f"mlflow ui --backend-store-uri {uri}"), page
 
 
 def resolve(uri: str) -> Path:

@@ -9,10 +9,11 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..meta import DEFAULT_IOU, EVAL_CONF, EVAL_MAX_DET
 from .app import app
-from .common import Failure, cli_settings, config_option, console, err_console, setting
+from .common import Failure, cli_settings, config_option, console, err_console, fraction, setting
 
-MODEL_HELP = setting("model", "--model", "-m")
+MODEL_OPTION = setting("model", "--model", "-m")
 
 
 @app.command()
@@ -86,7 +87,7 @@ def _print_zoo(rows: list[dict], weights_dir: Path) -> None:
 def predict(
     ctx: typer.Context,
     images: list[Path] = typer.Argument(..., help="Image files or folders.", show_default=False),
-    model: str | None = MODEL_HELP,
+    model: str | None = MODEL_OPTION,
     conf: float | None = setting("conf"),
     iou: float | None = setting("iou"),
     max_det: int | None = setting("max_det"),
@@ -153,13 +154,13 @@ def _print_detections(path: Path, shape, dets, annotated: Path | None) -> None:
 def evaluate(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="COCO json, YOLO data.yaml or folder, Pascal VOC folder."),
-    model: str | None = MODEL_HELP,
+    model: str | None = MODEL_OPTION,
     images: Path | None = typer.Option(None, "--images", help="Image folder for a COCO json."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
     out: Path | None = typer.Option(None, "--out", help="Folder for report.json and the plots."),
-    conf: float | None = typer.Option(None, "--conf", help="Lowest score kept (COCO protocol: 0.001)."),
-    iou: float | None = typer.Option(None, "--iou", help="NMS IoU threshold (default 0.45)."),
-    max_det: int | None = typer.Option(None, "--max-det", help="Most detections per image (default 100)."),
+    conf: float = typer.Option(EVAL_CONF, "--conf", help="Lowest score kept (low: the COCO protocol)."),
+    iou: float = typer.Option(DEFAULT_IOU, "--iou", help="NMS IoU threshold."),
+    max_det: int = typer.Option(EVAL_MAX_DET, "--max-det", min=1, help="Most detections per image."),
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
     device: str | None = setting("device"),
     half: bool | None = setting("half"),
@@ -168,16 +169,14 @@ def evaluate(
     config: Path | None = config_option(),
 ) -> None:
     """COCO metrics (AP, AP50, AP75, by size, AR, per class) of a model on a labelled dataset."""
-    from dataclasses import replace
-
     from ..datasets import load_dataset
-    from ..evaluation import EVAL_OPTIONS, write_report
+    from ..detection import DetectOptions
     from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import write_report
     from ..models.loader import load_detector
 
+    options = DetectOptions(fraction("--conf", conf), fraction("--iou", iou), max_det)
     settings = cli_settings(ctx)
-    given = {"conf": conf, "iou": iou, "max_det": max_det}
-    options = replace(EVAL_OPTIONS, **{k: v for k, v in given.items() if v is not None})
     ds = load_dataset(data, images, split)
     detector = load_detector(settings.model, settings)
     report = run_evaluation(detector, ds, options, batch_size=batch)

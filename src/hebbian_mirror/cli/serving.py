@@ -53,7 +53,9 @@ def serve(
 @app.command()
 def bench(
     url: str = typer.Option("http://127.0.0.1:8000", "--url", help="Server base URL."),
-    image: Path = typer.Option(Path("dog.jpg"), "--image", help="Image to send.", exists=True, dir_okay=False),
+    image: Path = typer.Option(
+        ..., "--image", help="Image file to send with every request.", exists=True, dir_okay=False
+    ),
     concurrency: str = typer.Option("1,8,32", "--concurrency", help="Comma-separated client counts."),
     duration: float = typer.Option(10.0, "--duration", help="Seconds per concurrency level."),
     route: str = typer.Option("/v1/detect", "--route", help="Route to load."),

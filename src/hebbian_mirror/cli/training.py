@@ -23,6 +23,8 @@ def option(name: str, *decls: str, **kwargs: Any) -> Any:
     flag = decls or (f"--{name.replace('_', '-')}",)
     if f.type in (bool, "bool") and not decls:
         flag = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",)
+    if "default_help" in f.metadata:
+        kwargs.setdefault("show_default", f.metadata["default_help"])
     return typer.Option(default, *flag, help=f.metadata.get("help"), **kwargs)
 
 
@@ -50,7 +52,9 @@ def train(
     no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
-    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment (the dataset's folder name)."),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="MLflow experiment.", show_default="the dataset's folder name"
+    ),
     register: str | None = typer.Option(
         None, "--register", help="Register the model under this name (alias champion if it is the best)."
     ),
@@ -58,8 +62,9 @@ def train(
     offline: bool | None = setting("offline", "--offline/--online"),
     config: Path | None = config_option(),
 ) -> None:
-    """Fine-tune a detector (Darknet YOLO or torchvision) on your own labelled images; tracked in MLflow
-    (sqlite:///mlflow.db here, or $MLFLOW_TRACKING_URI)."""
+    """Fine-tune a detector (Darknet YOLO or torchvision) on your own labelled images, tracked in MLflow.
+
+    The MLflow store is sqlite:///mlflow.db in the current folder, or $MLFLOW_TRACKING_URI."""
     from ..train.augment import AugmentConfig
     from ..train.loop import train as run_training
 
@@ -70,11 +75,14 @@ def train(
     cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug}))
     registered = None
     if track:
+        from ..tracking import run_page
         from ..train.tracked import train_tracked
 
         run = train_tracked(cfg, settings, resume, experiment, register)
         summary, registered = run.summary, run.registered
-        console.print(f"MLflow run {run.run_id} in experiment {run.experiment!r}", style="dim")
+        command, page = run_page(run.experiment_id, run.run_id)
+        console.print(f"MLflow run {run.run_name} ({run.run_id}) in experiment {run.experiment!r}", style="dim")
+        console.print(f"see it: {command + ', then ' if command else ''}{page}", style="dim", highlight=False)
     elif register:
         raise Failure("--register needs tracking (drop --no-track)")
     else:

@@ -22,18 +22,25 @@ class TrainConfig:
     data: str = field(metadata={"help": "Dataset with train and val splits (any format)."})
     model: str = field(
         default="yolov4-tiny",
-        metadata={"help": "Base model: zoo name (Darknet or torchvision), .pt checkpoint, cfg path or models:/ URI."},
+        metadata={
+            "help": "Base model: zoo name (Darknet or torchvision), .pt checkpoint, Darknet .cfg/.weights path, "
+            "models:/ or runs:/ URI."
+        },
     )
     out: str = field(default="runs/train", metadata={"help": "Run folder: last.pt, best.pt, summary.json."})
     epochs: int = field(default=30, metadata={"help": "Epochs."})
     batch: int = field(default=8, metadata={"help": "Images per step."})
-    lr: float | None = field(default=None, metadata={"help": "Peak learning rate (SGD 0.01, AdamW 0.001)."})
+    lr: float | None = field(
+        default=None, metadata={"help": "Peak learning rate.", "default_help": "0.01 for sgd, 0.001 for adamw"}
+    )
     optimizer: str = field(default="sgd", metadata={"help": "sgd or adamw."})
     schedule: str = field(default="cosine", metadata={"help": "cosine or step."})
     warmup_epochs: float = field(default=1.0, metadata={"help": "Epochs of linear warm-up."})
     weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay (not on biases and norms)."})
     clip: float = field(default=10.0, metadata={"help": "Gradient norm clipping."})
-    img_size: int | None = field(default=None, metadata={"help": "Square input size of Darknet models (the model's)."})
+    img_size: int | None = field(
+        default=None, metadata={"help": "Square input size of Darknet models.", "default_help": "the model's"}
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
     workers: int = field(default=2, metadata={"help": "Data loading processes."})
     amp: bool = field(default=True, metadata={"help": "Mixed precision (on CUDA only)."})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from ..batches import decoded_batches
 from ..config import Settings
-from ..datasets import DetectionDataset, load_splits
+from ..datasets import DetectionDataset, Splits, load_splits
 from ..detection import resolve_device
 from ..errors import DatasetError, ModelNotFoundError
 from ..evaluation import write_report
@@ -37,8 +38,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _splits(cfg: TrainConfig) -> tuple[DetectionDataset, DetectionDataset]:
-    splits = load_splits(cfg.data)
+def _splits(cfg: TrainConfig, splits: Splits) -> tuple[DetectionDataset, DetectionDataset]:
     if "train" not in splits:
         raise DatasetError(f"{cfg.data} has no 'train' split (it has: {', '.join(splits)})")
     val = splits.get("val") or splits.get("test")
@@ -64,21 +64,46 @@ def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, t
     return training_family(base.family).adapt(base, train_ds.classes, display, cfg.img_size, Path(cfg.out).name)
 
 
-def train(cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=None) -> dict:
-    """Train, evaluating on the validation split every epoch; returns the run summary.
+@dataclass
+class Prepared:
+    """What a run starts from, loaded and checked before anything is trained or tracked."""
 
-    ``on_epoch(epoch, metrics)`` is called after each epoch (MLflow logging hooks in here)."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = out / "last.pt", out / "best.pt"
+    splits: Splits  # every split of the dataset (for its stats)
+    train_ds: DetectionDataset
+    val_ds: DetectionDataset
+    network: Network
+    last: dict | None  # last.pt's record when resuming
+    device: torch.device
+
+
+def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepared:
+    """Load and check everything a run needs (device, dataset, resume point, base model and its weights), so
+    that a mistake stops it before the first step, an output folder or an MLflow run exists."""
     device = resolve_device(cfg.device)
-    train_ds, val_ds = _splits(cfg)
+    splits = load_splits(cfg.data)
+    train_ds, val_ds = _splits(cfg, splits)
     train_ds.display_names = {**val_ds.display_names, **train_ds.display_names}
+    last_path = Path(cfg.out) / "last.pt"
     if resume and not last_path.is_file():
         raise DatasetError(f"nothing to resume: {last_path} does not exist")
     last = checkpoint.read(last_path) if resume else None
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
+    return Prepared(splits, train_ds, val_ds, network, last, device)
+
+
+def train(
+    cfg: TrainConfig, settings: Settings, resume: bool = False, on_epoch=None, prepared: Prepared | None = None
+) -> dict:
+    """Train, evaluating on the validation split every epoch; returns the run summary.
+
+    ``on_epoch(epoch, metrics)`` is called after each epoch (MLflow logging hooks in here); ``prepared`` is
+    :func:`prepare`'s result when the caller has it already."""
+    p = prepared or prepare(cfg, settings, resume)
+    train_ds, val_ds, network, last, device = p.train_ds, p.val_ds, p.network, p.last, p.device
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out / "last.pt", out / "best.pt"
     fam = training_family(network.family)
     network.module.to(device)
     if cfg.freeze_backbone:

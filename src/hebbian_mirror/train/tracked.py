@@ -2,22 +2,51 @@
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from ..datasets import load_splits
 from ..datasets.tools import stats
 from ..tracking import TrainingRun
-from .loop import TrainConfig, train
+from .loop import TrainConfig, prepare, train
+
+_GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}
 
 
 @dataclass
 class TrackedRun:
     summary: dict
     run_id: str
+    run_name: str
     experiment: str
+    experiment_id: str
     registered: dict | None = None  # what :meth:`TrainingRun.register` reported
+
+
+def dataset_name(data: str | Path) -> str:
+    """A dataset's name: its folder's (``runs/weapons4/data.yaml`` → ``weapons4``)."""
+    path = Path(data).resolve()
+    return path.parent.name if path.is_file() or path.suffix in (".yaml", ".yml", ".json") else path.name
+
+
+def model_name(source: str) -> str:
+    """A short name for a base model: a zoo name as is, ``runs/tiny/best.pt`` → ``tiny``, ``my.pt`` → ``my``,
+    ``models:/NAME@alias`` → ``NAME``, ``runs:/ID/model`` → ``run-ID`` (8 characters)."""
+    if source.startswith("models:/"):
+        return re.split(r"[@/]", source.removeprefix("models:/"))[0]
+    if source.startswith("runs:/"):
+        return "run-" + source.removeprefix("runs:/")[:8]
+    path = Path(source.split(",")[0])
+    if path.suffix not in (".pt", ".cfg", ".weights", ".onnx"):
+        return source
+    return path.parent.name if path.stem.lower() in _GENERIC_STEMS and path.parent.name else path.stem
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """``<model>-<dataset>-<YYYYmmdd-HHMMSS>``: distinct runs, readable in the MLflow UI."""
+    return f"{model_name(cfg.model)}-{dataset_name(cfg.data)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train_tracked(
@@ -27,12 +56,15 @@ def train_tracked(
     experiment: str | None = None,
     register: str | None = None,
 ) -> TrackedRun:
-    """Train inside an MLflow run (experiment: ``experiment``, default the dataset folder's name); register
-    the best model under ``register`` when given."""
-    name = experiment or Path(cfg.data).resolve().name
-    with TrainingRun(name, run_name=Path(cfg.out).name) as run:
+    """Train inside an MLflow run (experiment: ``experiment``, default the dataset's name); register the best
+    model under ``register`` when given. The dataset and the base model are loaded first: a run that cannot
+    start leaves nothing in MLflow."""
+    prepared = prepare(cfg, settings, resume)
+    name = experiment or dataset_name(cfg.data)
+    tags = {"out": str(Path(cfg.out).resolve()), "base_model": cfg.model, "data": str(Path(cfg.data).resolve())}
+    with TrainingRun(name, run_name=run_name(cfg), tags=tags | ({"resumed": "true"} if resume else {})) as run:
         run.log_params(cfg.to_dict())
-        summary = train(cfg, settings, resume=resume, on_epoch=run.log_epoch)
-        run.log_results(Path(cfg.out), summary, stats(load_splits(cfg.data)))
+        summary = train(cfg, settings, resume=resume, on_epoch=run.log_epoch, prepared=prepared)
+        run.log_results(Path(cfg.out), summary, stats(prepared.splits))
         registered = run.register(register) if register else None
-        return TrackedRun(summary, run.run_id, name, registered)
+        return TrackedRun(summary, run.run_id, run.run.info.run_name, name, run.experiment_id, registered)
