@@ -97,7 +97,8 @@ class Settings(BaseModel):
     # server
     models: list[str] = Field(
         default_factory=list,
-        description="Model to serve, as SOURCE or NAME=SOURCE; repeat for several (the first is the default).",
+        description="Model to serve, as SOURCE or NAME=SOURCE (SOURCE: zoo name, .pt, .onnx, Darknet "
+        ".cfg/.weights, models:/ or runs:/ URI); repeat for several (the first is the default).",
     )
     host: str = Field(
         default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface, reachable by others)."
