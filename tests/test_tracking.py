@@ -13,10 +13,11 @@ import mlflow
 import pytest
 from mlflow.entities import LoggedModelStatus
 
+from hebbian_mirror.config import default_model_name as model_name
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.tracking import CHAMPION, EXPERIMENT_KIND, METRIC, MODEL_ARTIFACT, TrainingRun
-from hebbian_mirror.train.tracked import dataset_name, model_name
+from hebbian_mirror.train.tracked import dataset_name
 
 from .conftest import SHARED
 from .server_process import ServerProcess

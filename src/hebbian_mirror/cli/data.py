@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from .app import app
-from .common import Commands, Failure, console
+from .common import Commands, Failure, console, fraction
 
 data_app = typer.Typer(
     help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True, cls=Commands
@@ -138,9 +138,8 @@ def data_split(
     """Pool all images (or a random subset) and re-split them at random into train / val (/ test)."""
     from ..datasets.tools import split
 
-    for option, value in (("--val", val), ("--test", test)):
-        if not 0.0 <= value < 1.0:
-            raise Failure(f"{option} must be between 0 and 1, got {value:g}")
+    fraction("--val", val)
+    fraction("--test", test)
     if val + test >= 1.0:
         raise Failure(f"--val {val:g} and --test {test:g} leave no images for training: their sum must be below 1")
     if subset is not None and not (0.0 < subset < 1.0 or (subset >= 1 and subset.is_integer())):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Settings
+from ..config import Settings, default_model_name
 from ..datasets.tools import stats
 from ..tracking import TrainingRun
 from .loop import TrainConfig, prepare, train
-
-_GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}
 
 
 @dataclass
@@ -31,22 +28,9 @@ def dataset_name(data: str | Path) -> str:
     return path.parent.name if path.is_file() or path.suffix in (".yaml", ".yml", ".json") else path.name
 
 
-def model_name(source: str) -> str:
-    """A short name for a base model: a zoo name as is, ``runs/tiny/best.pt`` → ``tiny``, ``my.pt`` → ``my``,
-    ``models:/NAME@alias`` → ``NAME``, ``runs:/ID/model`` → ``run-ID`` (8 characters)."""
-    if source.startswith("models:/"):
-        return re.split(r"[@/]", source.removeprefix("models:/"))[0]
-    if source.startswith("runs:/"):
-        return "run-" + source.removeprefix("runs:/")[:8]
-    path = Path(source.split(",")[0])
-    if path.suffix not in (".pt", ".cfg", ".weights", ".onnx"):
-        return source
-    return path.parent.name if path.stem.lower() in _GENERIC_STEMS and path.parent.name else path.stem
-
-
 def run_name(cfg: TrainConfig) -> str:
     """``<model>-<dataset>-<YYYYmmdd-HHMMSS>``: distinct runs, readable in the MLflow UI."""
-    return f"{model_name(cfg.model)}-{dataset_name(cfg.data)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{default_model_name(cfg.model)}-{dataset_name(cfg.data)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train_tracked(

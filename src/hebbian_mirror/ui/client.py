@@ -173,7 +173,12 @@ def _public(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except OSError:
         return False
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_global for info in infos)
+    return all(_global(info[4][0]) for info in infos)
+
+
+def _global(address: str) -> bool:
+    """Whether an IP address (an IPv6 one maybe with its ``%zone``) is a public one."""
+    return ipaddress.ip_address(address.split("%")[0]).is_global
 
 
 def _connected_to_public(r: httpx.Response) -> bool:
@@ -182,7 +187,7 @@ def _connected_to_public(r: httpx.Response) -> bool:
     rebinding). Nothing of such an answer is read."""
     stream = r.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
-    return bool(peer) and ipaddress.ip_address(str(peer[0]).split("%")[0]).is_global
+    return bool(peer) and _global(str(peer[0]))
 
 
 def _fetch(url: str, prefixes: list[str]) -> tuple[str, bytes]:
