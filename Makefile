@@ -82,7 +82,8 @@ bench: install-dev
 	$(BIN)/python benchmarks/darknet_vs_opencv.py
 
 bench-serving: install-dev
-	$(BIN)/python benchmarks/serving.py
+	$(BIN)/pip install -e '.[dev,bench]'
+	$(BIN)/python benchmarks/serving.py --profile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

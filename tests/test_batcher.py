@@ -4,14 +4,18 @@ draining on close. A real detector (Yolo-Fastest 1.1) runs every batch."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from hebbian_mirror.detection import DetectOptions
+from hebbian_mirror.errors import ImageTooLargeError, InvalidImageError
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.server.batcher import BatchStats, DynamicBatcher, QueueFullError
+from hebbian_mirror.server.runners import DecodeTimeoutError, ThreadRunner, detect_items
 
 from .conftest import COCO_VAL, DOG, detector
+from .helpers import huge_png, scan_bomb
 
 IMAGES = sorted((COCO_VAL / "images").glob("*.jpg"))[:8]
 PIXELS = [decode_image(p) for p in IMAGES]
@@ -25,7 +29,7 @@ def run(coro):
 
 def make(**kwargs) -> tuple[DynamicBatcher, list[BatchStats]]:
     stats: list[BatchStats] = []
-    batcher = DynamicBatcher(detector("yolo-fastest-1.1"), on_batch=stats.append, **kwargs)
+    batcher = DynamicBatcher(ThreadRunner(detector("yolo-fastest-1.1")), on_batch=stats.append, **kwargs)
     batcher.start()
     return batcher, stats
 
@@ -81,7 +85,8 @@ def test_requests_that_gave_up_are_dropped_unrun():
 
 def test_a_full_queue_waits_about_a_batch_for_a_place_then_refuses_and_close_drains_it():
     async def go():
-        batcher = DynamicBatcher(detector("yolo-fastest-1.1"), max_batch_size=2, max_queue=6)  # not started yet
+        runner = ThreadRunner(detector("yolo-fastest-1.1"))
+        batcher = DynamicBatcher(runner, max_batch_size=2, max_queue=6)  # not started yet
         futures = [batcher.submit(p, OPTIONS) for p in PIXELS[:5]]
         async with batcher.admit():  # the sixth place: admitted, its body still on its way
             began = asyncio.get_running_loop().time()
@@ -108,7 +113,7 @@ def test_a_full_queue_waits_about_a_batch_for_a_place_then_refuses_and_close_dra
 
 def test_freed_places_go_to_waiting_requests_in_arrival_order_and_a_cancelled_one_passes_its_place_on():
     async def go():
-        batcher = DynamicBatcher(detector("yolo-fastest-1.1"), max_batch_size=1, max_queue=2)
+        batcher = DynamicBatcher(ThreadRunner(detector("yolo-fastest-1.1")), max_batch_size=1, max_queue=2)
         batcher._seconds_per_image = 0.5  # waits of up to 0.5 s in line
         order: list[str] = []
         release = asyncio.Event()
@@ -132,3 +137,34 @@ def test_freed_places_go_to_waiting_requests_in_arrival_order_and_a_cancelled_on
         return order
 
     assert run(go()) == ["holder0", "holder1", "first", "second", "late"]
+
+
+def test_a_batch_decodes_where_the_model_runs_and_each_bad_image_is_its_own_error():
+    model = detector("yolo-fastest-1.1")
+    slow = scan_bomb(4000, 4000, 85)  # within the scan limit, over a second to decode
+    items = [DOG.read_bytes(), b"\xff\xd8\xff\xe0 and then nothing", slow, PIXELS[0], huge_png(9000, 9000)]
+    with ThreadPoolExecutor(4) as pool:
+        out = detect_items(model, items, [OPTIONS] * 5, pool, max_pixels=40_000_000, budget=0.5)
+    dog, broken, runaway, pixels, bomb = out
+    assert [(d.label, d.box) for d in dog[0]] == [(d.label, d.box) for d in model.detect([DOG_PIXELS], OPTIONS)[0]]
+    assert dog[1] == (DOG_PIXELS.shape[1], DOG_PIXELS.shape[0])
+    assert isinstance(broken, InvalidImageError)
+    assert isinstance(runaway, DecodeTimeoutError) and "0.5 s to decode" in str(runaway)
+    assert pixels[1] == (PIXELS[0].shape[1], PIXELS[0].shape[0]) and pixels[0]
+    assert isinstance(bomb, ImageTooLargeError)
+
+
+def test_a_runner_in_a_thread_decodes_bytes_for_the_batcher():
+    async def go():
+        batcher, stats = make(max_batch_size=4)
+        results = await asyncio.gather(batcher.submit(DOG.read_bytes(), OPTIONS), batcher.submit(PIXELS[1], OPTIONS))
+        bad = batcher.submit(b"not an image", OPTIONS)
+        with pytest.raises(InvalidImageError):
+            await bad
+        await batcher.close()
+        return results, stats
+
+    (dog, other), stats = run(go())
+    assert dog.size == (768, 576) and any(d.label == "dog" for d in dog.detections)
+    assert other.size == (PIXELS[1].shape[1], PIXELS[1].shape[0])
+    assert sum(s.size for s in stats) == 3

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -340,6 +341,8 @@ def test_request_timeout_504_and_disconnect_dropped(tmp_path):
 
 def test_clean_shutdown_finishes_requests_in_flight(tmp_path):
     srv = ServerProcess("--max-batch-size", "2", log=tmp_path / "server.log")
+    (model,) = httpx.get(srv.url + "/v1/models").json()["models"]
+    worker = model["workers"][0]["pid"]
 
     async def scenario():
         async with httpx.AsyncClient(base_url=srv.url, timeout=60, limits=httpx.Limits(max_connections=16)) as ac:
@@ -351,6 +354,7 @@ def test_clean_shutdown_finishes_requests_in_flight(tmp_path):
             ]
             await asyncio.sleep(0.3)  # all sent, most still queued
             srv.terminate()
+            os.kill(worker, signal.SIGTERM)  # as a signal to the whole process group would: the worker drains too
             return await asyncio.gather(*tasks, return_exceptions=True)
 
     try:
@@ -358,6 +362,7 @@ def test_clean_shutdown_finishes_requests_in_flight(tmp_path):
         statuses = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in results]
         assert statuses == [200] * 16, statuses
         srv.proc.wait(30)
+        assert not os.path.exists(f"/proc/{worker}")  # stopped by its server, not left behind
     finally:
         assert srv.stop(), srv.log()
 

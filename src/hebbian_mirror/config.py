@@ -104,6 +104,12 @@ class Settings(BaseModel):
         default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface, reachable by others)."
     )
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Worker processes per model (0: the model runs in a thread of the server process).",
+        json_schema_extra={"default_help": "one per GPU on CUDA, else 2 (1 on one core)"},
+    )
     max_batch_size: int = Field(default=8, ge=1, description="Images per batch.")
     max_batch_delay_ms: float = Field(default=2.0, ge=0.0, description="Longest wait for a batch to fill, in ms.")
     max_queue: int = Field(default=256, ge=1, description="Queued requests per model before 503.")

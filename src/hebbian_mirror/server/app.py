@@ -78,13 +78,16 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     @app.get(
         "/ready",
         tags=["operations"],
-        summary="Every model is loaded and warmed up (503 while loading, or when one failed)",
-        responses={503: {"description": "Still loading, or a model failed to load (see `models`)."}},
+        summary="Every model is loaded and every worker warm (503 while loading or restarting, or when one failed)",
+        responses={
+            503: {"description": "Still loading, a worker restarting, or a model failed to load (see `models`)."}
+        },
     )
     async def ready(request: Request) -> JSONResponse:
         st = state_of(request)
         models = {h.name: h.status if h.status != "failed" else "failed: " + str(h.error) for h in st.hosts.values()}
-        return JSONResponse({"ready": st.ready, "models": models}, status_code=200 if st.ready else 503)
+        ready = st.is_ready
+        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
 
     @app.get(
         "/metrics",
@@ -100,7 +103,8 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     async def prometheus(request: Request) -> Response:
         st = state_of(request)
         depths = {h.name: h.batcher.depth for h in st.hosts.values() if h.batcher}
-        body = st.metrics.render(depths, st.decoder.pixels.used, st.decoder.abandoned)
+        workers = {h.name: h.workers() for h in st.hosts.values()}
+        body = st.metrics.render(depths, st.decoder.pixels.used, st.decoder.abandoned, workers)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,17 +1,16 @@
 """The dynamic batcher: one per loaded model.
 
 A request is first *admitted* (a place in the model's queue is reserved before its body is read, so a full
-queue answers 503 at once); once its image is decoded it joins the queue with its own future. Whenever the
-inference thread is free, the batcher takes up to ``max_batch_size`` queued requests (waiting at most
+queue answers 503 at once); once its image's header is checked it joins the queue with its own future.
+Whenever a runner is free, the batcher takes up to ``max_batch_size`` queued requests (waiting at most
 ``max_batch_delay`` after the oldest arrived, and only while admitted requests are still on their way), runs
-the detector on the list in that thread and resolves each future with that request's own result. Every reply
-is bound to its request's future, so two clients can never receive each other's boxes.
+the model on the list and resolves each future with that request's own result, or its image's own error.
+Every reply is bound to its request's future, so two clients can never receive each other's boxes.
 
-Each model has one inference thread, which also loads and warms the model: all of a model's torch work in
-one thread means one OpenMP team. (A second team makes libgomp count more threads than cores and stop its
-worker threads spinning between operations; measured here, that made the forward pass of yolov4-tiny 20%
-slower.) The batcher takes pixels, never encoded bytes: decoding is the request's own business
-(:mod:`.decoder`), so no client's image can hold up a model.
+Batches run on the model's runners (:mod:`.workers`): worker processes, or one thread of this process. Each
+runner takes the next batch as soon as it is free, so batches grow under load and several workers of one
+model share its queue. The batcher takes each request's checked, still encoded image: it is decoded where the
+model runs, just before the forward pass (:func:`.runners.detect_items`).
 """
 
 from __future__ import annotations
@@ -22,22 +21,15 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..detection import Detection, DetectOptions, Detector
+from ..detection import Detection, DetectOptions
 from ..errors import HebbianMirrorError
+from .runners import Item, Runner
 
 log = logging.getLogger(__name__)
-
-
-def inference_thread(name: str) -> ThreadPoolExecutor:
-    """The single thread that runs one model's torch work (load, warm-up, batches)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
 
 
 class QueueFullError(HebbianMirrorError):
@@ -53,14 +45,14 @@ class QueueFullError(HebbianMirrorError):
 class Result:
     detections: list[Detection]
     queue_ms: float
-    inference_ms: float
+    inference_ms: float  # the batch's time in the model: decoding its images, then detecting
     batch_size: int
-    image: np.ndarray  # the decoded image the detections refer to
+    size: tuple[int, int]  # (width, height) of the decoded image the boxes refer to
 
 
 @dataclass
 class Job:
-    image: np.ndarray
+    item: Item  # encoded bytes (decoded where the model runs) or pixels
     options: DetectOptions
     future: asyncio.Future[Result]
     enqueued: float = field(default_factory=time.perf_counter)
@@ -74,20 +66,21 @@ class BatchStats:
     queue_waits: list[float]  # seconds, per request
     inference: float  # seconds
     dropped: int = 0  # requests that timed out or disconnected before their batch ran
+    runner: str = ""  # the worker that ran it
 
 
 class DynamicBatcher:
     def __init__(
         self,
-        detector: Detector,
+        runners: Runner | Sequence[Runner],
         max_batch_size: int = 8,
         max_batch_delay: float = 0.002,
         max_queue: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
-        executor: ThreadPoolExecutor | None = None,
     ) -> None:
-        """``executor``: the model's inference thread (made here when not given)."""
-        self.detector = detector
+        """``runners``: where the model's batches run (one batch at a time each)."""
+        self.runners = [runners] if not isinstance(runners, Sequence) else list(runners)
+        self.name = self.runners[0].name.split("/")[0]
         self.max_batch_size = max_batch_size
         self.max_batch_delay = max_batch_delay
         self.max_queue = max_queue
@@ -97,8 +90,7 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._waiters: deque[asyncio.Future[bool]] = deque()  # requests waiting in line for a place
         self._closing = False
-        self._loop_task: asyncio.Task | None = None
-        self._executor = executor or inference_thread(detector.name)
+        self._tasks: list[asyncio.Task] = []
         self._seconds_per_image = 0.05  # running estimate, for Retry-After
 
     @property
@@ -107,7 +99,8 @@ class DynamicBatcher:
         return len(self._pending)
 
     def start(self) -> None:
-        self._loop_task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.detector.name}")
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(r), name=f"batcher-{r.name}") for r in self.runners]
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
@@ -117,7 +110,7 @@ class DynamicBatcher:
         then :class:`QueueFullError`. Places freed go to the waiters first come, first served, one wake-up each.
         While admitted requests are on their way, a forming batch may wait for them."""
         if self._closing:
-            raise QueueFullError(f"model {self.detector.name}: the server is shutting down", 1)
+            raise QueueFullError(f"model {self.name}: the server is shutting down", 1)
         if self._waiters or self._full():
             await self._wait_in_line()  # returns holding a place
         else:
@@ -152,7 +145,7 @@ class DynamicBatcher:
             self._waiters.remove(waiter)
         if waiter.cancelled() or not waiter.result():
             why = "the server is shutting down" if self._closing else f"{self.max_queue} requests queued"
-            raise QueueFullError(f"model {self.detector.name}: {why}", self.retry_after())
+            raise QueueFullError(f"model {self.name}: {why}", self.retry_after())
 
     def _hand_over(self) -> None:
         """Give the places now free to the requests waiting in line, oldest first."""
@@ -169,22 +162,26 @@ class DynamicBatcher:
         backlog = (len(self._pending) + self.incoming + self.max_batch_size) * self._seconds_per_image
         return max(1, math.ceil(backlog * random.uniform(0.5, 1.5)))
 
-    def submit(self, image: np.ndarray, options: DetectOptions) -> asyncio.Future[Result]:
-        """Queue one admitted, decoded image; the returned future resolves with its own result. Cancel it to
-        withdraw."""
-        job = Job(image, options, asyncio.get_running_loop().create_future())
+    def submit(self, item: Item, options: DetectOptions) -> asyncio.Future[Result]:
+        """Queue one admitted image (its checked bytes, or pixels); the returned future resolves with its own
+        result, or its image's own error. Cancel it to withdraw."""
+        job = Job(item, options, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._wakeup.set()
         return job.future
 
     async def close(self) -> None:
-        """Stop taking requests, finish every queued batch, then stop."""
+        """Stop taking requests, finish every queued batch, then stop the runners. Requests left over (every
+        worker down) fail with :class:`QueueFullError`."""
         self._closing = True
         self._wakeup.set()
         self._hand_over()  # every waiter is refused
-        if self._loop_task is not None:
-            await self._loop_task
-        self._executor.shutdown(wait=True)
+        await asyncio.gather(*self._tasks)
+        while self._pending:
+            job = self._pending.popleft()
+            if not job.future.done():
+                job.future.set_exception(QueueFullError(f"model {self.name}: the server is shutting down"))
+        await asyncio.gather(*(r.stop() for r in self.runners))
 
     async def _next_batch(self) -> list[Job] | None:
         """Wait for requests and take a batch of them; ``None`` once closing and drained."""
@@ -220,29 +217,38 @@ class DynamicBatcher:
             if batch:
                 return batch
 
-    async def _run(self) -> None:
-        """Form a batch whenever the inference thread is free (so batches grow under load) and run it."""
-        loop = asyncio.get_running_loop()
-        while (batch := await self._next_batch()) is not None:
+    async def _run(self, runner: Runner) -> None:
+        """Whenever ``runner`` is free (and up), form a batch and run it on ``runner``."""
+        while True:
+            if not runner.up:  # a worker process restarting: the others (or the queue) carry on
+                if self._closing:
+                    return
+                await asyncio.sleep(0.05)
+                continue
+            batch = await self._next_batch()
+            if batch is None:
+                return
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self._execute, batch)
+                results = await runner.run([job.item for job in batch], [job.options for job in batch])
             except Exception as exc:
-                log.exception("batch of %d failed on %s", len(batch), self.detector.name)
+                log.error("batch of %d failed on %s: %s", len(batch), runner.name, exc)
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
             elapsed = time.perf_counter() - started
-            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * elapsed / len(batch)
-            for job, detections in zip(batch, results, strict=True):
-                if not job.future.done():
-                    job.future.set_result(
-                        Result(detections, (started - job.enqueued) * 1000, elapsed * 1000, len(batch), job.image)
-                    )
+            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * elapsed / len(batch) / len(self.runners)
+            for job, outcome in zip(batch, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(outcome, Exception):  # that image's own error
+                    job.future.set_exception(outcome)
+                else:
+                    detections, size = outcome
+                    queued = (started - job.enqueued) * 1000
+                    job.future.set_result(Result(detections, queued, elapsed * 1000, len(batch), size))
             if self.on_batch is not None:
-                self.on_batch(BatchStats(len(batch), [started - j.enqueued for j in batch], elapsed))
-
-    def _execute(self, batch: list[Job]) -> list[list[Detection]]:
-        """The unit of work, in the inference thread: a list of requests in, a list of results out."""
-        return self.detector.detect([job.image for job in batch], [job.options for job in batch])
+                self.on_batch(
+                    BatchStats(len(batch), [started - j.enqueued for j in batch], elapsed, runner=runner.name)
+                )

@@ -1,5 +1,6 @@
-"""Turning a request's bytes into pixels: off the event loop and the inference threads, within a time budget
-per image and a memory budget for all of them together.
+"""Checking a request's image (and, for the annotated routes, decoding it): off the event loop, within a time
+budget per image and a memory budget for all of them together. For detection the model's runner decodes it
+(:func:`.runners.detect_items`) after the checks here.
 
 Every request decodes its own image, so whatever a malformed file makes the decoder do (raise anything,
 run for a minute) is that request's answer alone. The steps:
@@ -71,6 +72,14 @@ class Decoder:
         self.pool = ThreadPoolExecutor(workers + SPARE_THREADS, thread_name_prefix="decode")
         self._slots = asyncio.Semaphore(workers)
         self.abandoned = 0  # decodes past their budget whose threads are still running
+
+    @asynccontextmanager
+    async def checked(self, data: bytes, deadline: float) -> AsyncIterator[int]:
+        """Step 1 and 2 only, for an image the model's runner decodes: its header checked, its pixels held from
+        the budget while the block runs (yields their number)."""
+        pixels = await self.run(image_pixels, data, self.max_pixels, deadline=deadline)
+        async with self.pixels.hold(pixels, deadline):
+            yield pixels
 
     @asynccontextmanager
     async def decoded(self, data: bytes, deadline: float) -> AsyncIterator[np.ndarray]:

@@ -29,7 +29,7 @@ class Metrics:
         )
         self.inference = Histogram(
             "hm_inference_seconds",
-            "Time one batch spent in the detector",
+            "Time one batch spent in its runner (decoding its images, then the model)",
             ["model"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
@@ -53,7 +53,22 @@ class Metrics:
         self.abandoned_decodes = Gauge(
             "hm_abandoned_decodes", "Decodes past their time budget whose threads are still running", registry=r
         )
+        self.worker_images = Counter("hm_worker_images", "Images run by each worker", ["model", "worker"], registry=r)
+        self.worker_busy = Counter(
+            "hm_worker_busy_seconds", "Time each worker spent running batches", ["model", "worker"], registry=r
+        )
+        self.worker_up = Gauge(
+            "hm_worker_up", "1 while a worker is loaded and taking batches", ["model", "worker"], registry=r
+        )
+        self.worker_restarts = Counter(
+            "hm_worker_restarts", "Worker processes restarted after dying", ["model", "worker"], registry=r
+        )
         self._recent: dict[str, deque[tuple[float, int]]] = {}
+
+    def worker_restarted(self, worker) -> None:
+        """Called by a worker process once it is back after dying."""
+        model = worker.name.split("/")[0]
+        self.worker_restarts.labels(model, worker.name).inc()
 
     def batch_observer(self, model: str):
         """A callback for :class:`DynamicBatcher` that records one model's batches."""
@@ -69,6 +84,8 @@ class Metrics:
             for wait in stats.queue_waits:
                 self.queue_wait.labels(model).observe(wait)
             self.images.labels(model).inc(stats.size)
+            self.worker_images.labels(model, stats.runner).inc(stats.size)
+            self.worker_busy.labels(model, stats.runner).inc(stats.inference)
             now = time.monotonic()
             recent.append((now, stats.size))
             self._update_rate(model, now)
@@ -81,7 +98,17 @@ class Metrics:
             recent.popleft()
         self.images_per_second.labels(model).set(sum(n for _, n in recent) / window)
 
-    def render(self, depths: dict[str, int], decoded_pixels: int = 0, abandoned_decodes: int = 0) -> bytes:
+    def render(
+        self,
+        depths: dict[str, int],
+        decoded_pixels: int = 0,
+        abandoned_decodes: int = 0,
+        workers: dict[str, list[dict]] | None = None,
+    ) -> bytes:
+        """The exposition text; ``workers``: per model, :meth:`ModelHost.workers`."""
+        for model, entries in (workers or {}).items():
+            for w in entries:
+                self.worker_up.labels(model, w["name"]).set(1 if w["up"] else 0)
         self.decoded_pixels.set(decoded_pixels)
         self.abandoned_decodes.set(abandoned_decodes)
         now = time.monotonic()

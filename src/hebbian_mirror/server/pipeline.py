@@ -23,6 +23,7 @@ from ..errors import HebbianMirrorError, ImageTooLargeError
 from ..images import draw_detections, encode_jpeg
 from .batcher import QueueFullError, Result
 from .errors import APIError
+from .runners import DecodeTimeoutError, WorkerCrashedError
 from .state import ModelHost, ServerState, state_of
 
 
@@ -46,6 +47,7 @@ class Outcome:
     host: ModelHost
     result: Result
     started: float  # time.perf_counter() at the start of the pipeline
+    data: bytes  # the request's image, as sent
 
     @property
     def total_ms(self) -> float:
@@ -71,18 +73,20 @@ async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
                 if not data:
                     raise APIError(400, "empty image: the request carried no image bytes")
                 options = detect_options(state, host.detector, inputs)
-                image = await held.enter_async_context(state.decoder.decoded(data, deadline))
-                future = host.batcher.submit(image, options)
+                await held.enter_async_context(state.decoder.checked(data, deadline))
+                future = host.batcher.submit(data, options)
         except QueueFullError as exc:
             raise APIError(503, f"server busy: {exc}", {"Retry-After": str(exc.retry_after)}) from exc
         except HebbianMirrorError as exc:
             raise image_error(exc) from exc
         result = await _result(request, future, deadline, timeout)
-        return await encode(request, Outcome(host, result, started))
+        return await encode(request, Outcome(host, result, started, data))
 
 
 def image_error(exc: HebbianMirrorError) -> APIError:
-    """A request's own image problem: 413 for too many pixels, else 400."""
+    """A request's own image problem: 413 for too many pixels, 422 past the decode budget, else 400."""
+    if isinstance(exc, DecodeTimeoutError):
+        return APIError(422, str(exc))
     return APIError(413 if isinstance(exc, ImageTooLargeError) else 400, str(exc))
 
 
@@ -117,7 +121,12 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
     finally:
         watcher.cancel()
     if future in done:
-        return future.result()
+        try:
+            return future.result()
+        except WorkerCrashedError as exc:
+            raise APIError(503, f"{exc}; it is being restarted: try again", {"Retry-After": "2"}) from exc
+        except HebbianMirrorError as exc:  # the image's own error, found when the model's runner decoded it
+            raise image_error(exc) from exc
     future.cancel()  # the batcher skips cancelled jobs
     if watcher in done:
         raise APIError(499, "client disconnected")
@@ -125,11 +134,14 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
 
 
 async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
-    """The image with its detections drawn under their display names, JPEG-encoded in the decoder pool."""
-    result = outcome.result
+    """The image with its detections drawn under their display names, decoded again and JPEG-encoded in the
+    decoder pool (within the request's deadline)."""
     names = outcome.host.detector.display_names if outcome.host.detector is not None else {}
-    shown = [dataclasses.replace(d, label=names.get(d.label, d.label)) for d in result.detections]
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        state_of(request).decoder.pool, lambda: encode_jpeg(draw_detections(result.image, shown))
-    )
+    shown = [dataclasses.replace(d, label=names.get(d.label, d.label)) for d in outcome.result.detections]
+    state = state_of(request)
+    deadline = outcome.started + state.settings.request_timeout
+    try:
+        async with state.decoder.decoded(outcome.data, deadline) as image:
+            return await state.decoder.run(lambda: encode_jpeg(draw_detections(image, shown)), deadline=deadline)
+    except HebbianMirrorError as exc:
+        raise image_error(exc) from exc

@@ -8,33 +8,53 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 from fastapi import Request
 
 from ..config import Settings
-from ..detection import DetectOptions, Detector
+from ..detection import Detector
 from ..models.loader import load_detector
-from .batcher import DynamicBatcher, inference_thread
+from .batcher import DynamicBatcher
 from .decoder import Decoder
 from .errors import APIError
 from .metrics import Metrics
+from .runners import ModelInfo, Runner, ThreadRunner
+from .worker_main import warm_up
+from .workers import WorkerProcess, worker_specs
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ModelHost:
-    """A served model: its detector and batcher once loaded, or the error that stopped it."""
+    """A served model: what it is (``detector``: the model itself, or what its worker processes report of it)
+    and its batcher once loaded, or the error that stopped it."""
 
     name: str
     source: str
-    detector: Detector | None = None
+    detector: Detector | ModelInfo | None = None
     batcher: DynamicBatcher | None = None
     error: str | None = None
 
     @property
     def status(self) -> str:
-        return "ready" if self.batcher else ("failed" if self.error else "loading")
+        """loading, ready, restarting (a worker process is coming back) or failed."""
+        if self.batcher is not None:
+            return "ready" if all(r.up for r in self.batcher.runners) else "restarting"
+        return "failed" if self.error else "loading"
+
+    def workers(self) -> list[dict]:
+        """Each worker: its name, process id (None: a thread of the server), state and restarts."""
+        runners = self.batcher.runners if self.batcher is not None else []
+        return [
+            {
+                "name": r.name,
+                "pid": getattr(r, "pid", None),
+                "up": r.up,
+                "restarts": getattr(r, "restarts", 0),
+                "device": r.info.device if isinstance(r, WorkerProcess) and r.info else str(self.detector.device),
+            }
+            for r in runners
+        ]
 
 
 @dataclass
@@ -46,6 +66,11 @@ class ServerState:
     ready: bool = False
     on_load_failure: Callable[[], None] | None = None  # called once loading is over if a model failed
     started: float = field(default_factory=time.time)
+
+    @property
+    def is_ready(self) -> bool:
+        """Every model loaded and every one of its workers warm."""
+        return self.ready and all(h.status == "ready" for h in self.hosts.values())
 
     @property
     def default_model(self) -> str:
@@ -63,46 +88,64 @@ class ServerState:
         return host
 
     async def load_models(self, preloaded: dict[str, Detector]) -> None:
-        """Load and warm every model in its own inference thread, then start its batcher."""
+        """Load and warm every model (in its worker processes, or in a thread with ``workers = 0``), then
+        start its batcher."""
         s = self.settings
-        loop = asyncio.get_running_loop()
         for host in self.hosts.values():
-            executor = inference_thread(host.name)
             try:
-                detector = await loop.run_in_executor(executor, _load_and_warm, host, s, preloaded.get(host.name))
+                runners, host.detector = await self._start_runners(host, preloaded.get(host.name))
             except Exception as exc:
                 log.error("model %s (%s) failed to load: %s", host.name, host.source, exc)
                 host.error = str(exc)
-                executor.shutdown(wait=False)
                 continue
             batcher = DynamicBatcher(
-                detector,
+                runners,
                 max_batch_size=s.max_batch_size,
                 max_batch_delay=s.max_batch_delay_ms / 1000,
                 max_queue=s.max_queue,
                 on_batch=self.metrics.batch_observer(host.name),
-                executor=executor,
             )
             batcher.start()
-            host.detector, host.batcher = detector, batcher
+            host.batcher = batcher
         self.ready = all(h.batcher is not None for h in self.hosts.values())
         if not self.ready and self.on_load_failure is not None:
             self.on_load_failure()
 
+    async def _start_runners(
+        self, host: ModelHost, preloaded: Detector | None
+    ) -> tuple[list[Runner], Detector | ModelInfo]:
+        s = self.settings
+        if preloaded is not None or s.workers == 0:
+            runner = ThreadRunner(preloaded, host.name, s.max_pixels, s.decode_timeout)
+            if runner.detector is None:
+                try:
+                    runner.detector = await runner.call(_load_and_warm, host, s)
+                except BaseException:
+                    await runner.stop()
+                    raise
+            return [runner], runner.detector
+        specs, cores = worker_specs(host.name, host.source, s)
+        timeout = s.request_timeout + 10
+        workers = [WorkerProcess(spec, timeout, self.metrics.worker_restarted, cores) for spec in specs]
+        try:
+            infos = await asyncio.gather(*(w.start() for w in workers))
+        except BaseException:
+            await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+            raise
+        return list(workers), infos[0]
+
     async def close(self) -> None:
-        """Drain every queued request, then stop the batchers and the decoder."""
+        """Drain every queued request, then stop the batchers (and their workers) and the decoder."""
         for host in self.hosts.values():
             if host.batcher is not None:
                 await host.batcher.close()
         self.decoder.close()
 
 
-def _load_and_warm(host: ModelHost, settings: Settings, preloaded: Detector | None) -> Detector:
-    detector = preloaded or load_detector(host.source, settings)
-    warm = np.full((480, 640, 3), 114, dtype=np.uint8)
-    for n in (1, min(settings.max_batch_size, 4)):  # first calls allocate; do it before real traffic
-        detector.detect([warm] * n, DetectOptions())
-    log.info("model %s (%s) ready on %s", host.name, host.source, detector.device)
+def _load_and_warm(host: ModelHost, settings: Settings) -> Detector:
+    detector = load_detector(host.source, settings)
+    warm_up(detector, settings.max_batch_size)
+    log.info("model %s (%s) ready on %s in the server process", host.name, host.source, detector.device)
     return detector
 
 

@@ -41,10 +41,11 @@ DetectQuery = Annotated[Inputs, Depends(_inputs)]
 
 
 async def _json(request: Request, out: Outcome) -> dict:
-    result, image = out.result, out.result.image
+    result = out.result
+    width, height = result.size
     return {
         "model": out.host.name,
-        "image": {"width": image.shape[1], "height": image.shape[0]},
+        "image": {"width": width, "height": height},
         "detections": [
             {"box": [round(v, 2) for v in d.box], "score": round(d.score, 5), "class_id": d.class_id, "label": d.label}
             for d in result.detections
@@ -97,5 +98,6 @@ async def models(request: Request) -> dict:
             entry |= {k: info[k] for k in ("classes", "input_size", "device", "half", "family")}
             # every class, in the order of `classes`: the name to show people (the class name where none is set)
             entry["display_names"] = {c: info["display_names"].get(c, c) for c in info["classes"]}
+            entry["workers"] = host.workers()
         out.append(entry)
     return {"models": out}
