@@ -132,6 +132,9 @@ class ServerState:
         except BaseException:
             await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
             raise
+        log.info(
+            "model %s (%s) ready on %s in %d worker process(es)", host.name, host.source, infos[0].device, len(workers)
+        )
         return list(workers), infos[0]
 
     async def close(self) -> None:
