@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,7 +73,10 @@ def raw_limit(model: str, image: Path, seconds: float = 4.0) -> dict[int, float]
 
 
 def start(peer: Peer) -> subprocess.Popen:
-    proc = subprocess.Popen(peer.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=REPO)
+    # a session of its own, so that stopping it stops its children too (LitServe leaves its worker behind)
+    proc = subprocess.Popen(
+        peer.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -275,6 +280,8 @@ def main() -> None:
         for proc in procs.values():
             proc.terminate()
             proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind
 
     def median(name: str, level: int, key: str) -> float:
         return statistics.median(getattr(r, key) for r in samples[(name, level)])
