@@ -8,9 +8,9 @@ In one run, against one server with a small queue:
      SDKs), then (b) clients that ask again at once; after each overload, the recovery time: how long until a
      lone request is answered as fast as before.
 Reported per phase and round: goodput (200/s) as a ratio of the round's capacity, p99 latency of the 200s,
-answers by status, the server's RSS at start and at its peak; then the median ratio of each overload over the
-rounds (the machine is shared and noisy: one phase against the next varies by ±10%). Goal: goodput ≥ 0.8×
-capacity.
+answers by status, the RSS of the server and its workers at start and at its peak; then the median ratio of
+each overload over the rounds (the machine is shared and noisy: one phase against the next varies by ±10%).
+Goal: goodput ≥ 0.8× capacity.
 
     HEBBIAN_MIRROR_WEIGHTS=../shared/weights .venv/bin/python benchmarks/overload.py
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+from serving import Peer, server_pids, start  # benchmarks/ is on the path when run as a script
 
 from hebbian_mirror.loadgen import LoadResult, run_load
 
@@ -36,10 +38,14 @@ DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "photos" / "darknet-samples" /
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server and its worker processes together."""
+    total = 0.0
+    for p in server_pids(pid):
+        with contextlib.suppress(FileNotFoundError):  # a worker restarting
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 class PeakRSS:
@@ -66,16 +72,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hebbian_mirror", "serve", "--port", str(port), "--model", args.model]
     cmd += ["--device", "cpu", "--max-queue", str(args.queue), "--max-batch-size", str(args.batch)]
     cmd += ["--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=REPO)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the server did not become ready")
+    return start(Peer("ours", cmd, port))
 
 
 def recovery_seconds(url: str, image: bytes, normal_ms: float, limit: float = 60.0) -> float:

@@ -168,14 +168,18 @@ def profile_summary(path: Path, server_pid: int) -> dict[str, Counter]:
     return dict(sorted(out.items(), reverse=True))
 
 
+def server_pids(pid: int) -> list[int]:
+    """``pid`` and its child processes (the workers; multiprocessing's resource tracker left out)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()  # a child belongs to the thread that started it
+    children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    return [pid, *(c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes())]
+
+
 def cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) used so far by ``pid`` and by each of its child processes."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    for p in [pid, *children]:
-        if b"resource_tracker" in Path(f"/proc/{p}/cmdline").read_bytes():
-            continue
+    for p in server_pids(pid):
         fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
         out[p] = (int(fields[11]) + int(fields[12])) / tick
     return out

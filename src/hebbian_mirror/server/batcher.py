@@ -80,7 +80,7 @@ class DynamicBatcher:
     ) -> None:
         """``runners``: where the model's batches run (one batch at a time each)."""
         self.runners = [runners] if not isinstance(runners, Sequence) else list(runners)
-        self.name = self.runners[0].name.split("/")[0]
+        self.name = self.runners[0].model
         self.max_batch_size = max_batch_size
         self.max_batch_delay = max_batch_delay
         self.max_queue = max_queue

@@ -87,8 +87,7 @@ class Decoder:
         Raises the request's own error: 400/413 for a bad or too large image (from
         :class:`~hebbian_mirror.errors.HebbianMirrorError`, mapped by the caller), 422 past the decode budget,
         503 when the pixel budget stays spent, 504 at ``deadline`` (``time.perf_counter()``)."""
-        pixels = await self.run(image_pixels, data, self.max_pixels, deadline=deadline)
-        async with self.pixels.hold(pixels, deadline):
+        async with self.checked(data, deadline):
             yield await self.run(decode_image, data, self.max_pixels, deadline=deadline)
 
     async def run(self, fn: Callable[..., T], *args: object, deadline: float) -> T:

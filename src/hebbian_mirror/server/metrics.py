@@ -8,6 +8,7 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .batcher import BatchStats
+from .runners import Runner
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -65,10 +66,9 @@ class Metrics:
         )
         self._recent: dict[str, deque[tuple[float, int]]] = {}
 
-    def worker_restarted(self, worker) -> None:
+    def worker_restarted(self, worker: Runner) -> None:
         """Called by a worker process once it is back after dying."""
-        model = worker.name.split("/")[0]
-        self.worker_restarts.labels(model, worker.name).inc()
+        self.worker_restarts.labels(worker.model, worker.name).inc()
 
     def batch_observer(self, model: str):
         """A callback for :class:`DynamicBatcher` that records one model's batches."""

@@ -1,4 +1,4 @@
-"""The one request pipeline every API family runs: admit → read → decode → batch → await → encode.
+"""The one request pipeline every API family runs: admit → read → check → batch (decode, detect) → await → encode.
 
 An API family (see :mod:`hebbian_mirror.server.specs`) supplies how to read a request's body into
 :class:`Inputs` and how to encode an :class:`Outcome`; authentication runs before, as a route dependency. The

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from ..config import Settings
 from ..detection import Detection, DetectOptions, Detector
 from ..errors import HebbianMirrorError, InvalidImageError
 from ..images import DEFAULT_MAX_PIXELS, decode_image
@@ -85,7 +86,13 @@ def detect_items(
 class Runner(Protocol):
     """Runs batches of one model for the batcher: a list of images in, a list of results out."""
 
-    name: str
+    name: str  # this runner's name (``model/index`` for a worker process)
+    model: str  # the served model's name
+    pid: int | None  # its process (None: a thread of the server)
+    restarts: int
+
+    @property
+    def device(self) -> str: ...
 
     @property
     def up(self) -> bool:
@@ -130,7 +137,8 @@ class ThreadRunner:
         decode_timeout: float = 10.0,
     ) -> None:
         self.detector = detector
-        self.name = name or (detector.name if detector is not None else "model")
+        self.name = self.model = name or (detector.name if detector is not None else "model")
+        self.pid, self.restarts = None, 0
         self.max_pixels, self.decode_timeout = max_pixels, decode_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{self.name}")
         self._decoders = decode_pool()
@@ -138,6 +146,10 @@ class ThreadRunner:
     @property
     def up(self) -> bool:
         return self.detector is not None
+
+    @property
+    def device(self) -> str:
+        return str(self.detector.device) if self.detector is not None else "?"
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the model's thread."""
@@ -150,6 +162,18 @@ class ThreadRunner:
     async def stop(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._decoders.shutdown(wait=False, cancel_futures=True)
+
+
+def load_and_warm(source: str, settings: Settings) -> Detector:
+    """The model, loaded and warmed up (first calls allocate: a batch of 1 and one of up to 4 before real
+    traffic)."""
+    from ..models.loader import load_detector
+
+    detector = load_detector(source, settings)
+    warm = np.full((480, 640, 3), 114, dtype=np.uint8)
+    for n in (1, min(settings.max_batch_size, 4)):
+        detector.detect([warm] * n, DetectOptions())
+    return detector
 
 
 def decode_pool() -> ThreadPoolExecutor:

@@ -12,13 +12,11 @@ from fastapi import Request
 
 from ..config import Settings
 from ..detection import Detector
-from ..models.loader import load_detector
 from .batcher import DynamicBatcher
 from .decoder import Decoder
 from .errors import APIError
 from .metrics import Metrics
-from .runners import ModelInfo, Runner, ThreadRunner
-from .worker_main import warm_up
+from .runners import ModelInfo, Runner, ThreadRunner, load_and_warm
 from .workers import WorkerProcess, worker_specs
 
 log = logging.getLogger(__name__)
@@ -45,16 +43,7 @@ class ModelHost:
     def workers(self) -> list[dict]:
         """Each worker: its name, process id (None: a thread of the server), state and restarts."""
         runners = self.batcher.runners if self.batcher is not None else []
-        return [
-            {
-                "name": r.name,
-                "pid": getattr(r, "pid", None),
-                "up": r.up,
-                "restarts": getattr(r, "restarts", 0),
-                "device": r.info.device if isinstance(r, WorkerProcess) and r.info else str(self.detector.device),
-            }
-            for r in runners
-        ]
+        return [{"name": r.name, "pid": r.pid, "up": r.up, "restarts": r.restarts, "device": r.device} for r in runners]
 
 
 @dataclass
@@ -119,10 +108,11 @@ class ServerState:
             runner = ThreadRunner(preloaded, host.name, s.max_pixels, s.decode_timeout)
             if runner.detector is None:
                 try:
-                    runner.detector = await runner.call(_load_and_warm, host, s)
+                    runner.detector = await runner.call(load_and_warm, host.source, s)
                 except BaseException:
                     await runner.stop()
                     raise
+                log.info("model %s (%s) ready on %s in the server process", host.name, host.source, runner.device)
             return [runner], runner.detector
         specs, cores = worker_specs(host.name, host.source, s)
         timeout = s.request_timeout + 10
@@ -143,13 +133,6 @@ class ServerState:
             if host.batcher is not None:
                 await host.batcher.close()
         self.decoder.close()
-
-
-def _load_and_warm(host: ModelHost, settings: Settings) -> Detector:
-    detector = load_detector(host.source, settings)
-    warm_up(detector, settings.max_batch_size)
-    log.info("model %s (%s) ready on %s in the server process", host.name, host.source, detector.device)
-    return detector
 
 
 def state_of(request: Request) -> ServerState:

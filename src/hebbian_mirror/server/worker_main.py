@@ -19,12 +19,10 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from ..config import Settings
-from ..detection import Detection, DetectOptions, Detector
-from .runners import Item, ItemResult, decode_pool, detect_items
+from ..detection import Detection
+from .runners import Item, ItemResult, decode_pool, detect_items, load_and_warm
 
 log = logging.getLogger(__name__)
-
-_WARM = np.full((480, 640, 3), 114, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -37,12 +35,6 @@ class WorkerSpec:
     settings: Settings
 
 
-def warm_up(detector: Detector, max_batch_size: int) -> None:
-    """First calls allocate: run a batch of 1 and one of up to 4 before real traffic."""
-    for n in (1, min(max_batch_size, 4)):
-        detector.detect([_WARM] * n, DetectOptions())
-
-
 def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     """The worker process: load the model, say ``ready``, then run batches until told to stop or the server
     is gone."""
@@ -51,12 +43,9 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     logging.basicConfig(level=spec.settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     import torch
 
-    from ..models.loader import load_detector
-
     threads = torch.get_num_threads()
     try:
-        detector = load_detector(spec.source, spec.settings)
-        warm_up(detector, spec.settings.max_batch_size)
+        detector = load_and_warm(spec.source, spec.settings)
     except Exception as exc:  # the server reports it and does not start
         conn.send(("failed", str(exc) or type(exc).__name__))
         return

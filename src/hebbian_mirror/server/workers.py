@@ -19,9 +19,8 @@ import multiprocessing
 import os
 import shutil
 import signal
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
@@ -66,21 +65,19 @@ def worker_specs(model: str, source: str, settings: Settings) -> tuple[list[Work
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") and torch.cuda.is_available() else 0
     cores = os.cpu_count() or 1
     count = settings.workers or gpus or min(2, cores)
-    on_cpu = device == "cpu" or not gpus
     specs = [
         WorkerSpec(
             model, source, i, settings.model_copy(update={"device": f"cuda:{i % gpus}"}) if gpus > 1 else settings
         )
         for i in range(count)
     ]
-    return specs, CoreShare(cores, count) if on_cpu and count > 1 else None
+    return specs, CoreShare(cores, count) if not gpus and count > 1 else None
 
 
 @dataclass
 class _Batch:
     seq: int
-    future: asyncio.Future[list[np.ndarray]]
-    started: float = field(default_factory=time.perf_counter)
+    future: asyncio.Future[list[tuple]]  # each image's ("ok", rows, size) or ("error", exception)
 
 
 class WorkerProcess:
@@ -94,11 +91,10 @@ class WorkerProcess:
         cores: CoreShare | None = None,
     ) -> None:
         self.spec, self.batch_timeout, self.on_restart, self.cores = spec, batch_timeout, on_restart, cores
-        self.name = f"{spec.model}/{spec.index}"
+        self.model, self.name = spec.model, f"{spec.model}/{spec.index}"
         self.info: ModelInfo | None = None
         self.pid: int | None = None
         self.restarts = 0
-        self.busy_seconds = 0.0  # time batches spent in the worker, for utilisation
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._shm: SharedMemory | None = None
@@ -115,8 +111,8 @@ class WorkerProcess:
         return self._up
 
     @property
-    def stopped(self) -> bool:
-        return self._stopping
+    def device(self) -> str:
+        return self.info.device if self.info is not None else self.spec.settings.device
 
     async def start(self) -> ModelInfo:
         """Spawn the process and wait until its model is loaded and warm; :class:`ModelLoadError` if not."""
@@ -167,7 +163,6 @@ class WorkerProcess:
             self._inflight = None
             if self.cores is not None:
                 self.cores.give()
-        self.busy_seconds += time.perf_counter() - batch.started
         names = self.info.meta.classes
         out: list[ItemResult] = []
         for entry in rows:
