@@ -16,7 +16,7 @@ LAYERS = [
     {"__init__", "errors", "classes", "meta", "runtime"},
     {"config", "images", "detection", "network", "plots"},
     {"batches", "datasets", "darknet", "backends"},
-    {"models", "tracking", "loadgen"},
+    {"models", "tracking", "loadgen", "streams"},
     {"evaluation", "export"},
     {"train", "server", "ui"},
     {"cli", "__main__"},
