@@ -136,11 +136,49 @@ class Settings(BaseModel):
     profile: Literal["dev", "prod"] | None = Field(
         default=None, description="dev (4 decoder threads, info logs) or prod (16, critical)."
     )
+    # streams, alarms and events
+    streams: list[str] = Field(
+        default_factory=list,
+        description="Stream to watch, as NAME=URL (video file, rtsp://, rtmp://, http(s):// incl. HLS and MJPEG, "
+        "/dev/videoN, image folder or glob); repeat for several.",
+    )
+    alarm: list[str] = Field(
+        default_factory=lambda: ["pistol", "knife"],
+        description="Classes that raise alarms on streams (those the model knows).",
+    )
+    alarm_min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Score a detection needs to count.")
+    alarm_frames: int = Field(default=5, ge=1, description="Successive frames that raise an alarm.")
+    alarm_median_of: int | None = Field(
+        default=None, ge=1, description="Instead: the median of the last K scores reaches the min score."
+    )
+    alarm_end_after: int = Field(default=10, ge=1, description="Frames without the object that end an alarm.")
+    alarm_cooldown: float = Field(default=0.0, ge=0.0, description="Seconds after an alarm before the next.")
+    alarm_min_area: float = Field(default=0.0, ge=0.0, description="Smallest box that counts, in pixels.")
+    stream_fps: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Frames per second to process per stream (default: as they come).",
+    )
+    events_dir: Path = Field(
+        default=Path("~/.local/share/hebbian-mirror/events"),
+        validate_default=True,
+        description="Events database, snapshots and clips.",
+    )
+    events_max_age_days: float | None = Field(default=30.0, gt=0.0, description="Delete ended events older.")
+    events_max_mb: float | None = Field(default=2000.0, gt=0.0, description="Most snapshot and clip storage.")
+    clip_seconds: float = Field(default=20.0, ge=0.0, description="Longest alarm clip (0: no clips).")
+    webhooks: list[str] = Field(default_factory=list, description="POST events to this URL; repeatable.")
+    webhook_secret: str | None = Field(default=None, description="Sign webhooks (Standard Webhooks, whsec_...).")
+    mqtt: str | None = Field(default=None, description="Publish events to mqtt://[user:pass@]host[:port][/prefix].")
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "streams", "alarm", "webhooks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        """``"a,b"`` and ``["a,b", "c"]`` (repeated flags) both give ``["a", "b", "c"]``."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            return value
+        return [part.strip() for v in items for part in v.split(",") if part.strip()]
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -169,7 +207,7 @@ class Settings(BaseModel):
             )
         return served
 
-    @field_validator("weights_dir", mode="after")
+    @field_validator("weights_dir", "events_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()

@@ -40,6 +40,18 @@ def serve(
     log_level: str | None = setting("log_level"),
     weights_dir: Path | None = setting("weights_dir"),
     offline: bool | None = setting("offline", "--offline/--online"),
+    streams: list[str] | None = setting("streams", "--stream"),
+    alarm: list[str] | None = setting("alarm"),
+    alarm_min_score: float | None = setting("alarm_min_score"),
+    alarm_frames: int | None = setting("alarm_frames"),
+    alarm_median_of: int | None = setting("alarm_median_of"),
+    alarm_end_after: int | None = setting("alarm_end_after"),
+    alarm_cooldown: float | None = setting("alarm_cooldown"),
+    stream_fps: float | None = setting("stream_fps"),
+    events_dir: Path | None = setting("events_dir"),
+    webhooks: list[str] | None = setting("webhooks", "--webhook"),
+    webhook_secret: str | None = setting("webhook_secret"),
+    mqtt: str | None = setting("mqtt"),
     config: Path | None = config_option(),
 ) -> None:
     """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""

@@ -17,34 +17,34 @@ from .. import __version__
 from ..config import Settings
 from ..detection import Detector
 from .auth import api_key
-from .decoder import Decoder
 from .errors import install_handlers
-from .metrics import Metrics
 from .middleware import MetricsMiddleware, RequestGuardMiddleware
 from .spec import PLAIN_ERROR_SCHEMA, error_responses
 from .specs import SPECS, error_body
-from .state import ModelHost, ServerState, state_of
+from .state import ServerState, state_of
+from .streams import StreamCollector, create_manager, start_configured
+from .streams import router as streams_router
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, detectors: dict[str, Detector] | None = None) -> FastAPI:
     """The server for ``settings.served_models``; ``detectors`` may hand in already loaded models."""
-    metrics = Metrics()
-    state = ServerState(
-        settings=settings,
-        metrics=metrics,
-        hosts={m.name: ModelHost(m.name, m.source) for m in settings.served_models},
-        decoder=Decoder(settings.decode_workers, settings.decode_timeout, settings.max_pixels, settings.pixel_budget),
-    )
+    state = ServerState.create(settings)
+    metrics = state.metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(state.load_models(detectors or {}))
+        manager = app.state.streams = create_manager(state)
+        metrics.registry.register(StreamCollector(manager))
+        streams = asyncio.create_task(start_configured(state, manager))
         try:
             yield
         finally:
             await loader
+            await streams
+            await manager.close()  # running alarms end and their messages are stored before the model stops
             await state.close()  # uvicorn has finished in-flight requests; drain anything still queued
 
     app = FastAPIOffline(  # /docs and /redoc with their scripts served from the package: they work offline
@@ -66,6 +66,7 @@ def create_app(settings: Settings, detectors: dict[str, Detector] | None = None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for spec in SPECS:
         app.include_router(spec.router)
+    app.include_router(streams_router)
 
     @app.get("/", include_in_schema=False)
     async def landing(request: Request) -> HTMLResponse:

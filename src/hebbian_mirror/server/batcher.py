@@ -170,6 +170,17 @@ class DynamicBatcher:
         self._wakeup.set()
         return job.future
 
+    async def detect(self, item: Item, options: DetectOptions, timeout: float | None = None) -> Result:
+        """Admit, queue and await one image (a stream's frame): :class:`QueueFullError` when the queue stays
+        full, :class:`TimeoutError` past ``timeout``, or the image's own error."""
+        async with self.admit():
+            future = self.submit(item, options)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
     async def close(self) -> None:
         """Stop taking requests, finish every queued batch, then stop the runners. Requests left over (every
         worker down) fail with :class:`QueueFullError`."""

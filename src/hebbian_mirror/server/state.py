@@ -56,6 +56,18 @@ class ServerState:
     on_load_failure: Callable[[], None] | None = None  # called once loading is over if a model failed
     started: float = field(default_factory=time.time)
 
+    @classmethod
+    def create(cls, settings: Settings) -> ServerState:
+        """The state for ``settings.served_models``, nothing loaded yet (:meth:`load_models`)."""
+        return cls(
+            settings=settings,
+            metrics=Metrics(),
+            hosts={m.name: ModelHost(m.name, m.source) for m in settings.served_models},
+            decoder=Decoder(
+                settings.decode_workers, settings.decode_timeout, settings.max_pixels, settings.pixel_budget
+            ),
+        )
+
     @property
     def is_ready(self) -> bool:
         """Every model loaded and every one of its workers warm."""

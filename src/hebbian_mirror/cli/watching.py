@@ -1,0 +1,240 @@
+"""``watch``: cameras and video files through the model, with alarms, stored events and their delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from .app import app
+from .common import Failure, cli_settings, config_option, console, setting
+
+
+def _status(manager, started: float) -> Table:
+    table = Table(title=f"watching for {time.time() - started:.0f} s (Ctrl-C to stop)", title_justify="left")
+    for col in ("stream", "state", "fps in", "fps done", "frames", "dropped", "latency ms", "alarms", "active"):
+        table.add_column(col, justify="left" if col in ("stream", "state", "active") else "right")
+    for s in manager.describe():
+        latency = s["latency_ms_p50"]
+        table.add_row(
+            s["name"],
+            s["state"] + (f" ({s['error']})" if s["error"] and s["state"] in ("error", "reconnecting") else ""),
+            f"{s['fps_in']:.1f}",
+            f"{s['fps_processed']:.1f}",
+            str(s["processed"]),
+            str(s["dropped"]),
+            "-" if latency is None else f"{latency:.0f}",
+            str(s["alarms"]),
+            ", ".join(s["active_alarms"]),
+        )
+    for sink, st in manager.delivery().items():
+        state = "ok" if not st.get("last_error") else f"retrying: {st['last_error']}"
+        table.add_row(sink, f"{st['delivered']} delivered, {st['depth']} waiting", "", "", "", "", "", "", state)
+    return table
+
+
+async def _watch(settings, sources: list[str], fps: float | None, realtime: bool | None, loop: bool) -> int:
+    from ..server.state import ServerState
+    from ..server.streams import create_manager, stream_rules
+    from ..streams.watcher import StreamConfig
+
+    state = ServerState.create(settings)
+    await state.load_models({})
+    host = state.hosts[state.default_model]
+    if host.error:
+        raise Failure(f"model {host.name} failed to load: {host.error}")
+    names = list(host.detector.class_names)
+    rules = stream_rules(settings, names, settings.alarm)
+    if not rules:
+        raise Failure(f"the model knows none of the alarm classes {', '.join(settings.alarm)}: pass --alarm")
+    console.print(
+        f"model {host.name}: alarms for {', '.join(r.label for r in rules)} "
+        f"(score ≥ {rules[0].min_score:g}, {rules[0].needed} frames); events in {settings.events_dir}"
+    )
+
+    def on_event(kind: str, event) -> None:
+        where = f"snapshot {settings.events_dir / 'media' / event.id / 'snapshot.jpg'}" if kind == "new" else ""
+        console.print(
+            f"[bold red]ALARM {kind.upper()}[/] {event.stream}: {event.label} score {event.top_score:.2f} "
+            f"(event {event.id}) {where}",
+            highlight=False,
+        )
+
+    manager = create_manager(state)
+    manager.on_event = on_event
+    stop = asyncio.Event()
+    loop_ = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop_.add_signal_handler(sig, stop.set)
+    started = time.time()
+    try:
+        await manager.start()
+        for i, url in enumerate(sources):
+            name, sep, rest = url.partition("=")
+            name, url = (name, rest) if sep and "://" not in name and "/" not in name else (f"stream{i + 1}", url)
+            config = StreamConfig(name, url, rules, fps=fps, realtime=realtime, loop=loop, conf=settings.conf)
+            config.clip_seconds = settings.clip_seconds
+            await manager.add(config)
+        finished = loop_.create_task(manager.wait())
+        with Live(_status(manager, started), console=console, refresh_per_second=2, transient=False) as live:
+            while not stop.is_set() and not finished.done():
+                await asyncio.wait({finished, loop_.create_task(stop.wait())}, timeout=0.5)
+                live.update(_status(manager, started))
+    finally:
+        await manager.close()
+        await state.close()
+    failed = [s for s in manager.describe() if s["state"] == "error"]
+    for s in failed:
+        console.print(f"[red]stream {s['name']}: {s['error']}[/]", highlight=False)
+    return 1 if failed else 0
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    sources: list[str] = typer.Argument(
+        ..., help="Video files, rtsp:// or http(s):// URLs, /dev/videoN, image folders; NAME=URL names one."
+    ),
+    models: list[str] | None = setting("models", "--model", "-m"),
+    alarm: list[str] | None = setting("alarm"),
+    alarm_min_score: float | None = setting("alarm_min_score", "--min-score"),
+    alarm_frames: int | None = setting("alarm_frames", "--frames"),
+    alarm_median_of: int | None = setting("alarm_median_of", "--median-of"),
+    alarm_end_after: int | None = setting("alarm_end_after", "--end-after"),
+    alarm_cooldown: float | None = setting("alarm_cooldown", "--cooldown"),
+    fps: float | None = setting("stream_fps", "--fps"),
+    realtime: bool | None = typer.Option(None, "--realtime/--as-fast", help="Play files at their own pace."),
+    loop: bool = typer.Option(False, "--loop", help="Replay files forever."),
+    webhooks: list[str] | None = setting("webhooks", "--webhook"),
+    webhook_secret: str | None = setting("webhook_secret"),
+    mqtt: str | None = setting("mqtt"),
+    events_dir: Path | None = setting("events_dir", "--out"),
+    clip_seconds: float | None = setting("clip_seconds"),
+    device: str | None = setting("device"),
+    workers: int | None = setting("workers"),
+    conf: float | None = setting("conf"),
+    log_level: str | None = setting("log_level"),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Watch cameras or video files: detect, track, raise alarms, store events, deliver them."""
+    from ..models.loader import prefetch
+
+    settings = cli_settings(ctx, stream_fps=fps)
+    prefetch([m.source for m in settings.served_models[:1]], settings)
+    settings.models = [settings.served_models[0].source]
+    raise typer.Exit(asyncio.run(_watch(settings, sources, settings.stream_fps, realtime, loop)))
+
+
+DEFAULT_VARIANTS = (
+    "5 frames=frames:5",
+    "3 frames=frames:3",
+    "median of 5=median_of:5",
+    "5 frames, score 0.3=frames:5,min_score:0.3",
+)
+
+
+def _variant(spec: str, labels: list[str], base: dict) -> tuple[str, list]:
+    """``NAME=key:value,key:value`` (AlarmRule fields) → the rules for every alarm label."""
+    from ..streams.rules import make_rules
+
+    name, sep, body = spec.partition("=")
+    if not sep:
+        raise Failure(f"--rule {spec!r}: expected NAME=key:value,... e.g. '3 frames=frames:3'")
+    values = dict(base)
+    for item in filter(None, (p.strip() for p in body.split(","))):
+        key, _, value = item.partition(":")
+        try:
+            values[key.strip()] = float(value) if "." in value else int(value)
+        except ValueError as exc:
+            raise Failure(f"--rule {spec!r}: {item!r} is not key:number") from exc
+    return name.strip(), make_rules(labels, **values)
+
+
+@app.command("evaluate-alarms")
+def evaluate_alarms(
+    ctx: typer.Context,
+    clips: Path = typer.Argument(..., help="Clip set folder (with clips.json).", exists=True, file_okay=False),
+    models: list[str] | None = setting("models", "--model", "-m"),
+    alarm: list[str] | None = setting("alarm"),
+    rule: list[str] = typer.Option(
+        [], "--rule", help="A rule variant NAME=key:value,... (frames, min_score, median_of, end_after); repeatable."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
+    device: str | None = setting("device"),
+    workers: int | None = setting("workers"),
+    log_level: str | None = setting("log_level"),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Replay labelled clips through the alarm pipeline: alarms raised and missed, time to alarm, false alarms."""
+    import json
+
+    from ..models.loader import prefetch
+    from ..server.state import ServerState
+    from ..streams.alarm_eval import evaluate_alarms as run_eval
+
+    settings = cli_settings(ctx)
+    prefetch([m.source for m in settings.served_models[:1]], settings)
+    settings.models = [settings.served_models[0].source]
+
+    async def main() -> dict:
+        state = ServerState.create(settings)
+        await state.load_models({})
+        host = state.hosts[state.default_model]
+        if host.error:
+            raise Failure(f"model {host.name} failed to load: {host.error}")
+        labels = [c for c in settings.alarm if c in host.detector.class_names]
+        if not labels:
+            raise Failure(f"the model knows none of {', '.join(settings.alarm)}: pass --alarm")
+        base = {"min_score": settings.alarm_min_score, "end_after": settings.alarm_end_after}
+        variants = dict(_variant(v, labels, base) for v in (rule or DEFAULT_VARIANTS))
+
+        async def detect(image, options):
+            return (await host.batcher.detect(image, options)).detections
+
+        try:
+            return await run_eval(clips, detect, variants, progress=lambda m: console.print(m, highlight=False))
+        finally:
+            await state.close()
+
+    results = asyncio.run(main())
+    table = Table(title=f"alarms on {clips} with {settings.served_models[0].name}")
+    cols = (
+        "rule",
+        "alarmed",
+        "missed",
+        "alarms/appearance",
+        "time to alarm p50 s",
+        "p95 s",
+        "false alarms",
+        "per hour",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col == "rule" else "right")
+
+    def num(v, fmt="{:.2f}"):
+        return "-" if v is None else fmt.format(v)
+
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r['alarmed']}/{r['appearances']}",
+            str(r["missed"]),
+            num(r["alarms_per_appearance"]),
+            num(r["time_to_alarm_median_s"]),
+            num(r["time_to_alarm_p95_s"]),
+            str(r["false_alarms"]),
+            num(r["false_alarms_per_hour"], "{:.1f}") + f" ({r['negative_minutes']:.1f} min)",
+        )
+    console.print(table)
+    if out is not None:
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        console.print(f"results in {out}")

@@ -1,0 +1,286 @@
+"""Streams and events over HTTP: ``/v1/streams`` (add, list, remove; the annotated latest frame and an MJPEG
+live view) and ``/v1/events`` (query, one event, its snapshot and clip). Frames go through the same batcher as
+the detection requests. Every route sits behind the API key when the server has one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import BaseModel, Field
+
+from ..config import Settings
+from ..detection import Detection, DetectOptions
+from ..errors import HebbianMirrorError
+from ..streams.manager import StreamError, StreamManager, make_sinks
+from ..streams.rules import AlarmRule, RuleError, make_rules
+from ..streams.sources import SourceError
+from ..streams.watcher import StreamConfig
+from .auth import api_key
+from .errors import APIError
+from .state import ServerState, state_of
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["streams"], dependencies=[api_key()])
+BOUNDARY = "frame"
+
+
+class StreamRequest(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="The stream's name.")
+    url: str = Field(min_length=1, description="Video file, stream URL, /dev/videoN or image folder / glob.")
+    alarm: list[str] | None = Field(default=None, description="Alarm classes (default: the server's).")
+    rules: list[dict[str, Any]] | None = Field(default=None, description="Full alarm rules, one per class.")
+    fps: float | None = Field(default=None, gt=0, description="Frames per second to process.")
+    realtime: bool | None = Field(default=None, description="Play a file at its own pace, as if live.")
+    loop: bool = Field(default=False, description="Replay a file forever.")
+
+
+def stream_rules(settings: Settings, class_names: list[str], alarm: list[str] | None = None) -> list[AlarmRule]:
+    """The alarm rules for a stream: the given or configured classes that the model knows."""
+    wanted = alarm if alarm is not None else settings.alarm
+    known = [c for c in wanted if c in class_names]
+    unknown = [c for c in wanted if c not in class_names]
+    if alarm is not None and unknown:
+        raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(class_names)}")
+    if unknown:
+        log.warning("alarm classes %s: the model does not know them (no alarm for them)", ", ".join(unknown))
+    if not known:
+        return []
+    return make_rules(
+        known,
+        min_score=settings.alarm_min_score,
+        frames=settings.alarm_frames,
+        median_of=settings.alarm_median_of,
+        end_after=settings.alarm_end_after,
+        cooldown=settings.alarm_cooldown,
+        min_area=settings.alarm_min_area,
+    )
+
+
+def create_manager(state: ServerState) -> StreamManager:
+    s = state.settings
+
+    async def detect(image: Any, options: DetectOptions) -> list[Detection]:
+        host = state.host(None)
+        try:
+            result = await host.batcher.detect(image, options, timeout=s.request_timeout)
+        except TimeoutError as exc:
+            raise HebbianMirrorError(f"no detection within {s.request_timeout:g} s") from exc
+        return result.detections
+
+    return StreamManager(
+        detect,
+        s.events_dir,
+        make_sinks(s.webhooks, s.webhook_secret, s.mqtt),
+        max_age_s=s.events_max_age_days * 86400 if s.events_max_age_days else None,
+        max_bytes=int(s.events_max_mb * 1_000_000) if s.events_max_mb else None,
+    )
+
+
+def stream_config(state: ServerState, body: StreamRequest) -> StreamConfig:
+    s = state.settings
+    names = list(state.host(None).detector.class_names)
+    try:
+        if body.rules is not None:
+            rules = [AlarmRule.from_dict(r) for r in body.rules]
+            if unknown := [r.label for r in rules if r.label not in names]:
+                raise RuleError(f"the model does not know {', '.join(unknown)}")
+        else:
+            rules = stream_rules(s, names, body.alarm)
+    except RuleError as exc:
+        raise APIError(422, str(exc)) from exc
+    return StreamConfig(
+        name=body.name,
+        url=body.url,
+        rules=rules,
+        fps=body.fps or s.stream_fps,
+        realtime=body.realtime,
+        loop=body.loop,
+        conf=s.conf,
+        clip_seconds=s.clip_seconds,
+    )
+
+
+async def start_configured(state: ServerState, manager: StreamManager) -> None:
+    """Start the manager and the streams named in the settings, once the default model is ready."""
+    await manager.start()
+    for entry in state.settings.streams:
+        name, sep, url = entry.partition("=")
+        if not sep:
+            name, url = f"stream{len(manager.watchers) + 1}", entry
+        while state.hosts[state.default_model].batcher is None and not state.hosts[state.default_model].error:
+            await asyncio.sleep(0.1)
+        try:
+            await manager.add(stream_config(state, StreamRequest(name=name, url=url)))
+        except (HebbianMirrorError, APIError, ValueError) as exc:
+            log.error("stream %s (%s) not started: %s", name, url, exc)
+
+
+def manager_of(request: Request) -> StreamManager:
+    manager = getattr(request.app.state, "streams", None)
+    if manager is None or manager.store is None:
+        raise APIError(503, "streams are starting", {"Retry-After": "1"})
+    return manager
+
+
+@router.get("/v1/streams", summary="The watched streams and their state")
+async def list_streams(request: Request) -> dict:
+    return {"streams": manager_of(request).describe()}
+
+
+@router.post("/v1/streams", status_code=201, summary="Watch a stream")
+async def add_stream(request: Request, body: StreamRequest) -> dict:
+    manager = manager_of(request)
+    config = stream_config(state_of(request), body)
+    try:
+        watcher = await manager.add(config)
+    except StreamError as exc:
+        raise APIError(409, str(exc)) from exc
+    except (SourceError, HebbianMirrorError) as exc:
+        raise APIError(422, str(exc)) from exc
+    return watcher.describe()
+
+
+def _watcher(request: Request, name: str):
+    try:
+        return manager_of(request).get(name)
+    except StreamError as exc:
+        raise APIError(404, str(exc)) from exc
+
+
+@router.get("/v1/streams/{name}", summary="One stream's state")
+async def get_stream(request: Request, name: str) -> dict:
+    return _watcher(request, name).describe()
+
+
+@router.delete("/v1/streams/{name}", status_code=204, summary="Stop watching a stream")
+async def delete_stream(request: Request, name: str) -> Response:
+    _watcher(request, name)
+    await manager_of(request).remove(name)
+    return Response(status_code=204)
+
+
+@router.get("/v1/streams/{name}/latest.jpg", summary="The newest processed frame, annotated")
+async def latest(request: Request, name: str) -> Response:
+    watcher = _watcher(request, name)
+    data = await asyncio.to_thread(watcher.latest_jpeg)
+    if data is None:
+        raise APIError(503, f"stream {name}: no frame processed yet", {"Retry-After": "1"})
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/streams/{name}/live.mjpg", summary="Live annotated view (MJPEG)")
+async def live(request: Request, name: str) -> StreamingResponse:
+    watcher = _watcher(request, name)
+
+    async def frames() -> AsyncIterator[bytes]:
+        while not await request.is_disconnected() and name in manager_of(request).watchers:
+            async with watcher.new_frame:
+                try:
+                    await asyncio.wait_for(watcher.new_frame.wait(), timeout=2.0)
+                except TimeoutError:
+                    continue
+            data = await asyncio.to_thread(watcher.latest_jpeg)
+            if data:
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                yield head.encode() + data + b"\r\n"
+
+    return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+
+
+@router.get("/v1/events", summary="Stored events, newest first")
+async def list_events(
+    request: Request,
+    stream: str | None = None,
+    label: str | None = None,
+    since: float | None = Query(None, description="Start time at or after (Unix seconds)."),
+    until: float | None = Query(None, description="Start time before (Unix seconds)."),
+    active: bool | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict:
+    store = manager_of(request).store
+    events = await asyncio.to_thread(
+        lambda: store.query(
+            stream=stream, label=label, since=since, until=until, active=active, limit=limit, offset=offset
+        )
+    )
+    return {"events": [e.to_dict() for e in events]}
+
+
+def _event(request: Request, event_id: str):
+    store = manager_of(request).store
+    event = store.get(event_id)
+    if event is None:
+        raise APIError(404, f"no event {event_id!r}")
+    return store, event
+
+
+@router.get("/v1/events/{event_id}", summary="One event")
+async def get_event(request: Request, event_id: str) -> dict:
+    return _event(request, event_id)[1].to_dict()
+
+
+@router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot")
+async def snapshot(request: Request, event_id: str) -> FileResponse:
+    store, _ = _event(request, event_id)
+    path = store.snapshot_path(event_id)
+    if path is None:
+        raise APIError(404, f"event {event_id} has no snapshot")
+    return FileResponse(path, media_type="image/jpeg")
+
+
+@router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip")
+async def clip(request: Request, event_id: str) -> FileResponse:
+    store, event = _event(request, event_id)
+    path = store.clip_path(event_id)
+    if path is None:
+        why = "is still running" if event.end is None else "has no clip"
+        raise APIError(404, f"event {event_id} {why}")
+    return FileResponse(path, media_type="video/mp4")
+
+
+class StreamCollector:
+    """Prometheus metrics per stream and per delivery target, read from the manager at scrape time."""
+
+    def __init__(self, manager: StreamManager) -> None:
+        self.manager = manager
+
+    def collect(self):
+        streams = self.manager.describe()
+        counters = {
+            "frames_in": "Frames decoded from the source",
+            "processed": "Frames run through the detector",
+            "dropped": "Live frames replaced by a newer one before they were processed",
+            "reconnects": "Times the source was reopened by the watchdog",
+            "alarms": "Alarms raised",
+            "detect_failures": "Frames the detector refused (busy, restarting)",
+        }
+        for key, doc in counters.items():
+            family = CounterMetricFamily(f"hm_stream_{key}", doc, labels=["stream"])
+            for s in streams:
+                family.add_metric([s["name"]], s[key])
+            yield family
+        latency = GaugeMetricFamily(
+            "hm_stream_latency_seconds", "Frame decoded → detections, median", labels=["stream"]
+        )
+        fps = GaugeMetricFamily("hm_stream_fps", "Frames processed per second", labels=["stream"])
+        for s in streams:
+            latency.add_metric([s["name"]], (s["latency_ms_p50"] or 0) / 1000)
+            fps.add_metric([s["name"]], s["fps_processed"])
+        yield latency
+        yield fps
+        stats = self.manager.delivery()
+        delivered = CounterMetricFamily("hm_deliveries", "Event messages delivered", labels=["sink"])
+        failed = CounterMetricFamily("hm_delivery_failures", "Failed delivery attempts", labels=["sink"])
+        depth = GaugeMetricFamily("hm_outbox_depth", "Messages waiting for delivery", labels=["sink"])
+        for sink, st in stats.items():
+            delivered.add_metric([sink], st["delivered"])
+            failed.add_metric([sink], st["failures"])
+            depth.add_metric([sink], st["depth"])
+        yield from (delivered, failed, depth)

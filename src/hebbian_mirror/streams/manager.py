@@ -1,0 +1,146 @@
+"""The streams of one process (the server, or ``hebbian-mirror watch``): their watchers, the event store and the
+delivery of events, started and stopped together.
+
+On start, alarms left running by a process that was killed are ended (their ``end`` messages join the outbox)
+and every undelivered message is sent; on close, running alarms end and the dispatcher makes a last attempt —
+what it cannot deliver stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import HebbianMirrorError
+from .delivery import Dispatcher, MqttSink, WebhookSink
+from .events import Event, EventStore
+from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 600.0  # seconds between retention passes
+
+
+class StreamError(HebbianMirrorError):
+    """A stream that cannot be added or found (duplicate name, unknown stream)."""
+
+
+def make_sinks(webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None) -> list:
+    """The delivery targets named on the command line or in the config."""
+    sinks: list = [WebhookSink(url, secret=secret) for url in webhooks]
+    if mqtt:
+        sinks.append(MqttSink(mqtt))
+    return sinks
+
+
+class StreamManager:
+    def __init__(
+        self,
+        detect: Detect,
+        events_dir: Path,
+        sinks: Sequence = (),
+        max_age_s: float | None = None,
+        max_bytes: int | None = None,
+        on_event: OnEvent | None = None,
+        on_delivery: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.detect = detect
+        self.events_dir = Path(events_dir)
+        self.sinks = list(sinks)
+        self.retention = (max_age_s, max_bytes)
+        self.on_event = on_event
+        self.on_delivery = on_delivery
+        self.store: EventStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.watchers: dict[str, StreamWatcher] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._pruner: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Open the store, end alarms a killed run left open, start delivering."""
+        loop = asyncio.get_running_loop()
+        self.store = await loop.run_in_executor(None, EventStore, self.events_dir)
+        closed = await loop.run_in_executor(None, self.store.close_active, time.time())
+        if closed:
+            log.warning("ended %d alarm(s) left running by the previous run", len(closed))
+        if self.sinks:
+            self.dispatcher = Dispatcher(self.store.db_path, self.sinks, on_result=self.on_delivery)
+            self.dispatcher.start()
+        self._pruner = loop.create_task(self._prune_forever(), name="events-retention")
+
+    async def _prune_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if any(v is not None for v in self.retention):
+                try:
+                    removed = await loop.run_in_executor(None, self.store.prune, *self.retention)
+                    if removed:
+                        log.info("retention: removed %d old event(s)", removed)
+                except Exception:
+                    log.exception("retention pass failed")
+            await asyncio.sleep(PRUNE_EVERY)
+
+    def _event(self, kind: str, event: Event) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.notify()
+        if self.on_event is not None:
+            self.on_event(kind, event)
+
+    async def add(self, config: StreamConfig) -> StreamWatcher:
+        """Start watching a stream; :class:`StreamError` if the name is taken, the source's own error if its URL
+        or file cannot work."""
+        if config.name in self.watchers:
+            raise StreamError(f"a stream called {config.name!r} is already being watched: remove it first")
+        loop = asyncio.get_running_loop()
+        watcher = await loop.run_in_executor(None, lambda: StreamWatcher(config, self.detect, self.store, self._event))
+        self.watchers[config.name] = watcher
+        self._tasks[config.name] = loop.create_task(self._run(watcher), name=f"stream-{config.name}")
+        log.info("watching stream %s (%s)", config.name, watcher.describe()["url"])
+        return watcher
+
+    async def _run(self, watcher: StreamWatcher) -> None:
+        try:
+            await watcher.run()
+        except Exception as exc:  # a bug must not take the other streams down
+            watcher.error = f"stopped by an internal error: {exc}"
+            log.exception("stream %s stopped", watcher.name)
+
+    def get(self, name: str) -> StreamWatcher:
+        try:
+            return self.watchers[name]
+        except KeyError:
+            raise StreamError(f"no stream called {name!r}; watching: {', '.join(self.watchers) or 'none'}") from None
+
+    async def remove(self, name: str) -> None:
+        """Stop watching (running alarms end) and forget the stream."""
+        watcher = self.get(name)
+        watcher.stop()
+        await self._tasks.pop(name)
+        del self.watchers[name]
+
+    async def wait(self) -> None:
+        """Until every stream has finished (files end; live streams run until stopped)."""
+        await asyncio.gather(*self._tasks.values())
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [w.describe() for w in self.watchers.values()]
+
+    def delivery(self) -> dict[str, Any]:
+        return self.dispatcher.stats() if self.dispatcher is not None else {}
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop every stream (their alarms end), then deliver what can be delivered within ``timeout``."""
+        for watcher in self.watchers.values():
+            watcher.stop()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self._pruner is not None:
+            self._pruner.cancel()
+        loop = asyncio.get_running_loop()
+        if self.dispatcher is not None:
+            await loop.run_in_executor(None, self.dispatcher.stop, timeout)
+        if self.store is not None:
+            await loop.run_in_executor(None, self.store.close)

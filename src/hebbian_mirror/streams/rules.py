@@ -1,0 +1,144 @@
+"""Alarm rules: when a tracked object of a dangerous class becomes an alarm.
+
+A detection *counts* when its score reaches the rule's ``min_score``, its box is at least ``min_area`` pixels and
+its centre lies in one of the rule's zones (anywhere when there are none). A tracked object raises the alarm
+either after ``frames`` successive processed frames in which it counts (Olmos et al. 2018: five frames), or, with
+``median_of`` = K, once the median of its last K counting scores reaches ``threshold`` (Frigate's rule). The alarm
+ends after ``end_after`` processed frames in which no object of the class counts, and a new one for the same class
+on the same stream is held back for ``cooldown`` seconds after that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import HebbianMirrorError
+
+Point = tuple[float, float]
+Polygon = tuple[Point, ...]
+
+DEFAULT_FRAMES = 5
+DEFAULT_MIN_SCORE = 0.5
+DEFAULT_END_AFTER = 10
+
+
+class RuleError(HebbianMirrorError, ValueError):
+    """An alarm rule that cannot work (unknown field, bad number, a zone that is not a polygon)."""
+
+
+def point_in_polygon(point: Point, polygon: Polygon) -> bool:
+    """Even-odd ray casting; points on an edge may fall either way."""
+    x, y = point
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def parse_zone(value: str | Sequence) -> Polygon:
+    """A polygon from ``"x1,y1,x2,y2,x3,y3,..."`` or ``[[x, y], ...]`` (pixels of the stream's frames)."""
+    if isinstance(value, str):
+        try:
+            numbers = [float(v) for v in value.replace(";", ",").split(",") if v.strip()]
+        except ValueError as exc:
+            raise RuleError(f"zone {value!r}: expected x1,y1,x2,y2,x3,y3,... in pixels") from exc
+        if len(numbers) % 2:
+            raise RuleError(f"zone {value!r}: an odd count of numbers; expected x,y pairs")
+        points = list(zip(numbers[::2], numbers[1::2], strict=True))
+    else:
+        try:
+            points = [(float(p[0]), float(p[1])) for p in value]
+        except (TypeError, ValueError, IndexError) as exc:
+            raise RuleError(f"zone {value!r}: expected a list of [x, y] points") from exc
+    if len(points) < 3:
+        raise RuleError(f"zone {value!r}: a polygon needs at least 3 points")
+    return tuple(points)
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """When detections of ``label`` raise an alarm (see the module docstring)."""
+
+    label: str
+    min_score: float = DEFAULT_MIN_SCORE
+    frames: int = DEFAULT_FRAMES
+    median_of: int | None = None
+    threshold: float | None = None  # median rule: defaults to min_score
+    zones: tuple[Polygon, ...] = field(default=())
+    min_area: float = 0.0
+    cooldown: float = 0.0
+    end_after: int = DEFAULT_END_AFTER
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            raise RuleError("an alarm rule needs a class label")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise RuleError(f"{self.label}: min_score must be in [0, 1], got {self.min_score}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise RuleError(f"{self.label}: threshold must be in [0, 1], got {self.threshold}")
+        if self.frames < 1 or self.end_after < 1:
+            raise RuleError(f"{self.label}: frames and end_after must be at least 1")
+        if self.median_of is not None and self.median_of < 1:
+            raise RuleError(f"{self.label}: median_of must be at least 1")
+        if self.min_area < 0 or self.cooldown < 0:
+            raise RuleError(f"{self.label}: min_area and cooldown cannot be negative")
+
+    @property
+    def needed(self) -> int:
+        """Counting frames an object needs before it can raise the alarm."""
+        return self.median_of or self.frames
+
+    def counts(self, box: Sequence[float], score: float) -> bool:
+        """Whether a detection of this class counts towards the alarm."""
+        x1, y1, x2, y2 = box
+        if score < self.min_score or (x2 - x1) * (y2 - y1) < self.min_area:
+            return False
+        centre = ((x1 + x2) / 2, (y1 + y2) / 2)
+        return not self.zones or any(point_in_polygon(centre, z) for z in self.zones)
+
+    def fires(self, scores: Sequence[float], streak: int) -> bool:
+        """Whether an object with these recent counting ``scores`` and ``streak`` successive counting frames
+        raises the alarm."""
+        if self.median_of is None:
+            return streak >= self.frames
+        last = sorted(list(scores)[-self.median_of :])
+        if len(last) < self.median_of:
+            return False
+        mid = len(last) // 2
+        median = last[mid] if len(last) % 2 else (last[mid - 1] + last[mid]) / 2
+        return median >= (self.threshold if self.threshold is not None else self.min_score)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["zones"] = [[list(p) for p in z] for z in self.zones]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlarmRule:
+        """A rule from JSON / TOML (``zones`` as lists of points or ``"x,y,..."`` strings); unknown keys are
+        errors."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RuleError(f"unknown alarm rule field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        values = dict(data)
+        values["zones"] = tuple(parse_zone(z) for z in values.get("zones") or ())
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise RuleError(f"alarm rule {dict(data)!r}: {exc}") from exc
+
+
+def make_rules(labels: Iterable[str], **common: Any) -> list[AlarmRule]:
+    """One rule per label, sharing the given settings (``None`` values mean the default)."""
+    kwargs = {k: v for k, v in common.items() if v is not None}
+    if "zones" in kwargs:
+        kwargs["zones"] = tuple(parse_zone(z) for z in kwargs["zones"])
+    rules = [AlarmRule(label=label.strip(), **kwargs) for label in labels if label.strip()]
+    if not rules:
+        raise RuleError("no alarm classes given: name at least one, e.g. --alarm pistol,knife")
+    return rules

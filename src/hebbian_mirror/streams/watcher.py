@@ -1,0 +1,264 @@
+"""One watched stream: frames from its source, detected through the model's batcher (shared with every other
+stream and the HTTP requests), tracked, checked against the alarm rules, and turned into stored events with an
+annotated snapshot and a short clip.
+
+The detector is handed in as an async callable, so this module knows nothing of servers or worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..detection import Detection, DetectOptions
+from ..errors import HebbianMirrorError
+from ..images import draw_detections, encode_jpeg
+from .alarms import Alarm, AlarmTracker, Transition
+from .events import Event, EventStore, new_event_id
+from .recording import ClipRecorder
+from .rules import AlarmRule
+from .sources import Frame, SourceEnded, SourceError, VideoSource, open_source
+
+log = logging.getLogger(__name__)
+
+Detect = Callable[[np.ndarray, DetectOptions], Awaitable[list[Detection]]]
+OnEvent = Callable[[str, Event], None]
+
+
+@dataclass
+class StreamConfig:
+    """What to watch and how: the source, its alarm rules, and the frame rate to process."""
+
+    name: str
+    url: str
+    rules: list[AlarmRule]
+    fps: float | None = None  # process at most this many frames per second (files: sampled by timestamp)
+    realtime: bool | None = None  # play a file at its own pace, as if live
+    loop: bool = False  # replay a file forever
+    conf: float = 0.25  # detections drawn on the live view and snapshots
+    pre_seconds: float = 2.0  # clip: seconds before the alarm
+    clip_seconds: float = 20.0  # clip: longest (0: no clips)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "rules": [r.to_dict() for r in self.rules],
+            "fps": self.fps,
+            "realtime": self.realtime,
+            "loop": self.loop,
+        }
+
+
+@dataclass
+class WatchStats:
+    processed: int = 0
+    detect_failures: int = 0  # frames the detector refused (queue full, worker restarting): skipped
+    latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # frame decoded → detections, s
+    alarms: int = 0
+    started: float = field(default_factory=time.time)
+    times: deque[float] = field(default_factory=lambda: deque(maxlen=50))  # when recent frames were processed
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else 0.0
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced, for logs and listings."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class StreamWatcher:
+    """Runs one stream until stopped (or, for a file, until its end)."""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        detect: Detect,
+        store: EventStore | None,
+        on_event: OnEvent | None = None,
+        source: VideoSource | None = None,
+    ) -> None:
+        self.config = config
+        self.detect = detect
+        self.store = store
+        self.on_event = on_event
+        self.source = source or open_source(
+            config.url, name=config.name, fps=config.fps, realtime=config.realtime, loop=config.loop
+        )
+        self.alarms = AlarmTracker(config.rules, fps=config.fps or 10.0)
+        self.options = DetectOptions(conf=min(self.alarms.detect_conf, config.conf))
+        self.stats = WatchStats()
+        self.latest: tuple[Frame, list[Detection]] | None = None
+        self.new_frame = asyncio.Condition()
+        self.error: str | None = None
+        self.ended = False
+        self._stop = asyncio.Event()
+        self._pre: deque[np.ndarray] = deque(maxlen=max(1, round(config.pre_seconds * (config.fps or 10))))
+        self._clips: dict[str, ClipRecorder] = {}
+        self._events: dict[str, Event] = {}
+        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"stream-{config.name}")  # snapshots, clips, store
+        self._jpeg: tuple[int, bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Read, detect, track, alarm; until stopped or the file ended. Ends running alarms on the way out."""
+        self.source.start()
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = await self.source.next(timeout=0.5)
+                except SourceEnded:
+                    self.ended = True
+                    break
+                except SourceError as exc:
+                    self.error = str(exc)
+                    log.error("stream %s: %s", self.name, exc)
+                    break
+                if frame is not None:
+                    await self._process(frame)
+        finally:
+            now = self.latest[0] if self.latest else None
+            for t in self.alarms.finish(now.pts if now else 0.0, time.time()):
+                await self._emit(t, None)
+            await loop.run_in_executor(None, self.source.stop)
+            self._io.shutdown(wait=True)
+
+    async def _process(self, frame: Frame) -> None:
+        try:
+            detections = await self.detect(frame.image, self.options)
+        except HebbianMirrorError as exc:  # the model refused this frame (queue full, worker restarting)
+            self.stats.detect_failures += 1
+            log.debug("stream %s: frame %d not detected: %s", self.name, frame.index, exc)
+            return
+        self.stats.processed += 1
+        self.stats.latency.append(time.time() - frame.wall)
+        self.stats.times.append(time.monotonic())
+        _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall)
+        shown = [d for d in detections if d.score >= self.config.conf]
+        self.latest = (frame, shown)
+        for t in transitions:
+            await self._emit(t, frame, shown)
+        if self.config.clip_seconds > 0:
+            self._pre.append(frame.image)
+            for clip in self._clips.values():
+                self._io.submit(clip.add, frame.image)
+        async with self.new_frame:
+            self.new_frame.notify_all()
+
+    def latest_jpeg(self) -> bytes | None:
+        """The newest processed frame with its detections drawn (encoded once per frame)."""
+        if self.latest is None:
+            return None
+        frame, detections = self.latest
+        if self._jpeg is None or self._jpeg[0] != frame.index:
+            self._jpeg = (frame.index, encode_jpeg(draw_detections(frame.image, detections), quality=80))
+        return self._jpeg[1]
+
+    def _event(self, alarm: Alarm) -> Event:
+        event = self._events.get(alarm.label)
+        if event is None:
+            event = Event(
+                id=new_event_id(alarm.start_wall),
+                stream=self.name,
+                label=alarm.label,
+                class_id=alarm.class_id,
+                track_id=alarm.track_id,
+                start=alarm.start_wall,
+                end=None,
+                top_score=alarm.top_score,
+                box=alarm.top_box,
+            )
+            self._events[alarm.label] = event
+        event.top_score, event.box, event.frames = alarm.top_score, tuple(alarm.top_box), alarm.frames
+        event.end = alarm.end_wall
+        event.extra = event.extra | {"tracks": sorted(alarm.tracks), "first_frame": alarm.start_index}
+        alarm.event_id = event.id
+        return event
+
+    async def _emit(self, t: Transition, frame: Frame | None, shown: Sequence[Detection] = ()) -> None:
+        """Store one transition (snapshot / clip included) off the event loop, then tell ``on_event``."""
+        event = self._event(t.alarm)
+        loop = asyncio.get_running_loop()
+        if t.kind == "new":
+            self.stats.alarms += 1
+            if self.config.clip_seconds > 0:
+                clip = self._clips[t.alarm.label] = ClipRecorder(
+                    self.config.fps or 10.0, max_frames=round(self.config.clip_seconds * (self.config.fps or 10))
+                )
+                pre = list(self._pre)
+                self._io.submit(clip.extend, pre)
+        if t.kind in ("new", "update") and self.store is not None:
+            snapshot = None
+            if frame is not None:
+                snapshot = await loop.run_in_executor(self._io, _snapshot, frame.image, shown, t.alarm)
+            write = self.store.begin if t.kind == "new" else self.store.update
+            await loop.run_in_executor(self._io, write, event, snapshot)
+        elif t.kind == "end":
+            del self._events[t.alarm.label]
+            clip = self._clips.pop(t.alarm.label, None)
+            data = await loop.run_in_executor(self._io, clip.finish) if clip is not None else None
+            if self.store is not None:
+                await loop.run_in_executor(self._io, self.store.end, event, data)
+        log.info(
+            "stream %s: alarm %s %s (score %.2f, event %s)", self.name, t.kind, event.label, event.top_score, event.id
+        )
+        if self.on_event is not None:
+            self.on_event(t.kind, event)
+
+    def describe(self) -> dict[str, Any]:
+        """The stream's state for the API and the CLI's status line."""
+        s = self.source.stats
+        latency = sorted(self.stats.latency)
+        return {
+            "name": self.name,
+            "url": mask_url(self.config.url),
+            "state": "error" if self.error else ("ended" if self.ended else s.state),
+            "error": self.error or s.last_error,
+            "kind": s.kind,
+            "fps_in": round(s.fps_in, 2),
+            "fps_processed": round(self.stats.fps, 2),
+            "frames_in": s.frames_in,
+            "processed": self.stats.processed,
+            "dropped": s.dropped,
+            "skipped": s.skipped,
+            "detect_failures": self.stats.detect_failures,
+            "reconnects": s.reconnects,
+            "latency_ms_p50": round(1000 * latency[len(latency) // 2], 1) if latency else None,
+            "alarms": self.stats.alarms,
+            "active_alarms": sorted(self.alarms.active),
+            "rules": [r.to_dict() for r in self.config.rules],
+        }
+
+
+def _snapshot(image: np.ndarray, shown: Sequence[Detection], alarm: Alarm) -> bytes:
+    """The frame with its detections drawn, the alarm's own box included even below the display threshold."""
+    boxes = list(shown)
+    if not any(d.label == alarm.label and d.box == alarm.top_box for d in boxes):
+        boxes.append(Detection(tuple(alarm.top_box), alarm.top_score, alarm.class_id, alarm.label))
+    return encode_jpeg(draw_detections(image, boxes), quality=85)
