@@ -8,7 +8,7 @@ SHARED ?= $(abspath ../shared)
 # The product's weights cache, as the product itself finds it (HEBBIAN_MIRROR_WEIGHTS, else the default).
 WEIGHTS_CACHE ?= $(or $(HEBBIAN_MIRROR_WEIGHTS),$(HOME)/.cache/hebbian-mirror/weights)
 
-.PHONY: weights install install-dev serve ui browser test lint format models predict bench bench-serving clean
+.PHONY: weights install install-dev serve ui browser stream-tools test lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,18 @@ browser:
 	         "'chromium' and 'chromium-driver' (as root: apt-get install chromium chromium-driver), then run" \
 	         "make test again." >&2; exit 1; }; }
 
-test: install-dev browser
+# The stream tests drive real peers from Debian: ffmpeg (clips, stream servers) and mosquitto (MQTT broker).
+STREAM_TOOLS := ffmpeg:ffmpeg mosquitto:mosquitto
+stream-tools:
+	@missing=""; for pair in $(STREAM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing for the stream tests (apt-get install$$missing)..."; \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing ) \
+	    >/dev/null 2>&1 || { echo "error: the stream tests need the Debian packages$$missing and could not" \
+	    "install them. Install them (as root: apt-get install$$missing), then run make test again." >&2; exit 1; }; fi
+
+test: install-dev browser stream-tools
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +27,8 @@ os.environ["HEBBIAN_MIRROR_OFFLINE"] = "1"
 os.environ.pop("HEBBIAN_MIRROR_CONFIG", None)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # tests never touch the network
 os.environ["DO_NOT_TRACK"] = "1"
+# Servers and commands the tests start keep their events (streams) in a scratch folder, not the user's.
+os.environ["HEBBIAN_MIRROR_EVENTS_DIR"] = tempfile.mkdtemp(prefix="hm-test-events-")
 
 
 @cache

@@ -34,12 +34,12 @@ def test_five_successive_frames_raise_the_alarm_on_the_fifth_and_it_ends_after_e
 
 def test_four_frames_then_a_gap_then_four_frames_raise_nothing():
     tracker = AlarmTracker([AlarmRule("pistol", frames=5, end_after=3)])
-    assert run(tracker, moving(4) + [[]] + moving(4, start=112)) == []
+    assert run(tracker, [*moving(4), [], *moving(4, start=112)]) == []
 
 
 def test_detections_below_min_score_do_not_count_and_reset_the_streak():
     tracker = AlarmTracker([AlarmRule("pistol", min_score=0.5, frames=5)])
-    frames = moving(3) + [[pistol(109, 0.3)]] + moving(4, start=112)
+    frames = [*moving(3), [pistol(109, 0.3)], *moving(4, start=112)]
     assert run(tracker, frames) == []
     assert run(tracker, moving(1, start=124)) == [("new", 0, 0)]  # the streak goes on: 4 + 1 counting frames
 

@@ -163,3 +163,19 @@ def data_preview(
 
     written = preview(load_dataset(data, split=split), out, limit)
     console.print(f"{len(written)} images → {out}")
+
+
+@data_app.command("alarm-clips")
+def data_alarm_clips(
+    shared: Path = typer.Argument(..., help="The team's shared data folder (../shared).", exists=True, file_okay=False),
+    out: Path = typer.Option(..., "--out", help="Folder for the clips and their clips.json."),
+    positives: int = typer.Option(6, "--positives", help="Clips in which a pistol appears."),
+    negatives: int = typer.Option(4, "--negatives", help="Clips without any (phones, wallets, COCO scenes)."),
+    fps: float = typer.Option(10.0, "--fps", help="Frames per second of the clips."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the same seed, the same clips)."),
+) -> None:
+    """Make a labelled clip set from real images, for evaluate-alarms: pistols appearing among look-alikes."""
+    from ..streams.clipset import make_alarm_clips
+
+    index = make_alarm_clips(shared, out, positives=positives, negatives=negatives, fps=fps, seed=seed)
+    console.print(f"clip set in {index}")

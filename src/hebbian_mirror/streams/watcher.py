@@ -25,7 +25,7 @@ from .alarms import Alarm, AlarmTracker, Transition
 from .events import Event, EventStore, new_event_id
 from .recording import ClipRecorder
 from .rules import AlarmRule
-from .sources import Frame, SourceEnded, SourceError, VideoSource, open_source
+from .sources import Frame, SourceEnded, SourceError, VideoSource, mask_url, open_source
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class WatchStats:
     detect_failures: int = 0  # frames the detector refused (queue full, worker restarting): skipped
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # frame decoded → detections, s
     alarms: int = 0
+    alarm_latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # firing frame → event stored
     started: float = field(default_factory=time.time)
     times: deque[float] = field(default_factory=lambda: deque(maxlen=50))  # when recent frames were processed
 
@@ -73,17 +74,6 @@ class WatchStats:
             return 0.0
         span = self.times[-1] - self.times[0]
         return (len(self.times) - 1) / span if span > 0 else 0.0
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced, for logs and listings."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class StreamWatcher:
@@ -225,11 +215,22 @@ class StreamWatcher:
             data = await loop.run_in_executor(self._io, clip.finish) if clip is not None else None
             if self.store is not None:
                 await loop.run_in_executor(self._io, self.store.end, event, data)
+        if t.kind == "new" and frame is not None:
+            self.stats.alarm_latency.append(time.time() - frame.wall)
         log.info(
             "stream %s: alarm %s %s (score %.2f, event %s)", self.name, t.kind, event.label, event.top_score, event.id
         )
         if self.on_event is not None:
             self.on_event(t.kind, event)
+
+    @property
+    def state(self) -> str:
+        """The source's state, until the watcher itself is done (the last frames may still be in its hands)."""
+        if self.error:
+            return "error"
+        if self.ended:
+            return "ended"
+        return "streaming" if self.source.stats.state == "ended" else self.source.stats.state
 
     def describe(self) -> dict[str, Any]:
         """The stream's state for the API and the CLI's status line."""
@@ -238,7 +239,7 @@ class StreamWatcher:
         return {
             "name": self.name,
             "url": mask_url(self.config.url),
-            "state": "error" if self.error else ("ended" if self.ended else s.state),
+            "state": self.state,
             "error": self.error or s.last_error,
             "kind": s.kind,
             "fps_in": round(s.fps_in, 2),

@@ -1,0 +1,367 @@
+"""Video sources: files, network streams (RTSP, RTMP, HTTP(S) incl. HLS and MJPEG, UDP, SRT), V4L2 devices and
+image sequences, decoded with PyAV in a reader thread of their own.
+
+Live sources (streams, devices, and files played with ``realtime``) keep only the newest frame: a frame replaced
+before the consumer read it counts as *dropped*, and there is never a backlog. Other files go frame by frame:
+the reader waits for the consumer. ``fps`` samples frames by their timestamps (the others count as *skipped*).
+
+A watchdog reopens a live source that fails, ends or stalls (no frame for ``stall_timeout`` seconds), with
+exponential backoff; the consumer just gets no frame meanwhile. A file that cannot be read at all is a
+:class:`SourceError` as soon as the source is made; damaged packets inside a file are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from ..errors import HebbianMirrorError
+from ..images import decode_image, list_images
+from ..meta import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger(__name__)
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    image: np.ndarray  # H×W×3 RGB uint8
+    index: int  # position in the source, skipped and dropped frames counted
+    pts: float  # seconds in the source's timeline
+    wall: float  # time.time() when decoded
+
+
+class SourceError(HebbianMirrorError):
+    """A source that cannot work: no such file, not a video, too large a picture, an unsupported URL."""
+
+
+class SourceEnded(Exception):
+    """A file or image sequence has no more frames."""
+
+
+@dataclass
+class SourceStats:
+    kind: str
+    url: str
+    state: str = "connecting"  # connecting | streaming | reconnecting | ended | failed | stopped
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    skipped: int = 0
+    reconnects: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    width: int = 0
+    height: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=50), repr=False)
+
+    @property
+    def fps_in(self) -> float:
+        if len(self.recent) < 2 or self.recent[-1] <= self.recent[0]:
+            return 0.0
+        return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0])
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and listings."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def classify(url: str) -> str:
+    """file, stream, device or images; :class:`SourceError` for what cannot be a source."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in STREAM_SCHEMES:
+        return "stream"
+    if scheme and len(scheme) > 1 and scheme != "file":
+        raise SourceError(f"unsupported URL scheme {scheme!r} in {mask_url(url)}: use {', '.join(STREAM_SCHEMES)}")
+    path = url[7:] if scheme == "file" else url
+    if path.startswith("/dev/video"):
+        if not os.path.exists(path):
+            raise SourceError(f"no camera at {path}")
+        return "device"
+    if os.path.isdir(path) or any(c in path for c in "*?["):
+        return "images"
+    if not os.path.isfile(path):
+        raise SourceError(f"no such file: {path}")
+    return "file"
+
+
+class VideoSource:
+    """One source and its reader thread: ``start``, then ``read`` / ``next`` frames, ``stop``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        fps: float | None = None,
+        realtime: bool | None = None,
+        loop: bool = False,
+        open_timeout: float = 10.0,
+        read_timeout: float = 10.0,
+        stall_timeout: float = 15.0,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.url = url[7:] if url.startswith("file://") else url
+        self.kind = classify(url)
+        self.name = name or Path(urlsplit(url).path).stem or "stream"
+        self.live = self.kind in ("stream", "device") or bool(realtime)
+        self.fps, self.loop = fps, loop
+        self.timeouts = (open_timeout, read_timeout)
+        self.stall_timeout, self.backoff, self.max_pixels = stall_timeout, backoff, max_pixels
+        self.stats = SourceStats(self.kind, mask_url(url))
+        self._stop = threading.Event()
+        self._slot: Frame | None = None  # live: the newest frame
+        self._cond = threading.Condition()
+        self._queue: queue.Queue = queue.Queue(maxsize=2)  # files: frames, then the end or the error
+        self._thread: threading.Thread | None = None
+        self._failure: SourceError | None = None
+        self._ended = False
+        self._images: list[Path] = []
+        if self.kind == "images":
+            self._images = self._list_images()
+        elif self.kind == "file":
+            self._probe()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _list_images(self) -> list[Path]:
+        paths = list_images([self.url]) if os.path.isdir(self.url) else sorted(Path(p) for p in glob.glob(self.url))
+        if not paths:
+            raise SourceError(f"no images in {self.url}")
+        return paths
+
+    def _open(self):
+        import av
+
+        options = {}
+        if self.url.startswith(("rtsp://", "rtsps://")):
+            options = {"rtsp_transport": "tcp"}
+        if self.kind in ("stream", "device"):
+            options["fflags"] = "nobuffer"
+        container = av.open(
+            self.url, format="v4l2" if self.kind == "device" else None, options=options, timeout=self.timeouts
+        )
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{mask_url(self.url)}: no video stream in it")
+        stream = container.streams.video[0]
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if w * h > self.max_pixels:
+            container.close()
+            raise SourceError(f"{mask_url(self.url)}: {w}×{h} frames are over the {self.max_pixels:,}-pixel limit")
+        self.stats.width, self.stats.height = w, h
+        return container
+
+    def _probe(self) -> None:
+        """A file must open as a video now, so that a bad one is refused when it is added."""
+        import av
+
+        try:
+            self._open().close()
+        except av.FFmpegError as exc:
+            raise SourceError(f"{self.url}: not a readable video ({exc.strerror or exc})") from exc
+
+    # ------------------------------------------------------------------ consumer side
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading; returns within about the read timeout (the reader is a daemon thread)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeouts[1] + 2)
+        if self.stats.state not in ("ended", "failed"):
+            self.stats.state = "stopped"
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next frame, or ``None`` when none came within ``timeout``; :class:`SourceEnded` at the end of a
+        file, :class:`SourceError` once the source failed for good."""
+        if not self.live:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if isinstance(item, BaseException):
+                self._queue.put(item)  # the end stays the end
+                raise item
+            self.stats.frames_out += 1
+            return item
+        with self._cond:
+            if self._slot is None and not self._done():
+                self._cond.wait(timeout)
+            frame, self._slot = self._slot, None
+        if frame is None:
+            if self._failure is not None:
+                raise self._failure
+            if self._ended:
+                raise SourceEnded(self.name)
+            return None
+        self.stats.frames_out += 1
+        return frame
+
+    async def next(self, timeout: float = 1.0) -> Frame | None:
+        """:meth:`read` without blocking the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(self.read, timeout)
+
+    def _done(self) -> bool:
+        return self._failure is not None or self._ended or self._stop.is_set()
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _deliver(self, frame: Frame) -> None:
+        self.stats.frames_in += 1
+        self.stats.recent.append(time.monotonic())
+        if self.live:
+            with self._cond:
+                if self._slot is not None:
+                    self.stats.dropped += 1
+                self._slot = frame
+                self._cond.notify_all()
+            return
+        while not self._stop.is_set():
+            try:
+                self._queue.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _finish(self, outcome: BaseException) -> None:
+        if isinstance(outcome, SourceError):
+            self._failure, self.stats.state, self.stats.last_error = outcome, "failed", str(outcome)
+        else:
+            self._ended, self.stats.state = True, "ended"
+        if not self.live:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(outcome, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        index = 0
+        while not self._stop.is_set():
+            got = 0
+            try:
+                frames = self._image_frames(index) if self.kind == "images" else self._video_frames(index)
+                for frame in frames:
+                    self._deliver(frame)
+                    index, got = frame.index + 1, got + 1
+                    if got == 1:
+                        self.stats.state, delay = "streaming", self.backoff[0]
+                    if self._stop.is_set():
+                        return
+                if self.kind in ("file", "images"):
+                    if self.loop and got and not self._stop.is_set():
+                        continue
+                    self._finish(SourceEnded(self.name))
+                    return
+                raise ConnectionError("the stream ended")
+            except SourceError as exc:
+                self._finish(exc)
+                return
+            except Exception as exc:  # av errors, OSError, a stall: a live source is reopened
+                if self._stop.is_set():
+                    return
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                if self.kind == "file" and not self.live:
+                    log.warning("%s: %s; ending the file here", self.name, exc)
+                    self._finish(SourceEnded(self.name))
+                    return
+                self.stats.state = "reconnecting"
+                self.stats.reconnects += 1
+                log.warning("%s: %s; reopening in %.1f s", self.name, self.stats.last_error, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff[1])
+
+    def _sampled(self, pts: float, due: list[float]) -> bool:
+        """Whether a frame at ``pts`` is taken under ``fps`` (``due``: the next wanted time, updated)."""
+        if not self.fps:
+            return True
+        if pts + 1e-6 < due[0]:
+            self.stats.skipped += 1
+            return False
+        due[0] = max(due[0] + 1 / self.fps, pts + 0.5 / self.fps)
+        return True
+
+    def _video_frames(self, index: int) -> Iterator[Frame]:
+        import av
+
+        container = self._open()
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = float(stream.average_rate or stream.base_rate or 25)
+            started, first_pts, due, last = time.monotonic(), None, [0.0], time.monotonic()
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    return
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError as exc:  # one damaged packet: skip it
+                    self.stats.errors += 1
+                    self.stats.last_error = f"damaged packet skipped: {exc}"
+                    decoded = []
+                for vf in decoded:
+                    pts = float(vf.time) if vf.time is not None else index / rate
+                    first_pts = pts if first_pts is None else first_pts
+                    if self.kind == "file" and self.live:  # a file played at its own pace
+                        ahead = (pts - first_pts) - (time.monotonic() - started)
+                        if ahead > 0 and self._stop.wait(ahead):
+                            return
+                    last = time.monotonic()
+                    if self._sampled(pts - first_pts, due):
+                        yield Frame(vf.to_ndarray(format="rgb24"), index, pts, time.time())
+                    index += 1
+                if self.kind != "file" and time.monotonic() - last > self.stall_timeout:
+                    raise TimeoutError(f"no frame for {self.stall_timeout:g} s")
+        finally:
+            container.close()
+
+    def _image_frames(self, index: int) -> Iterator[Frame]:
+        rate = self.fps or 10.0
+        for i, path in enumerate(self._images):
+            if self._stop.is_set():
+                return
+            try:
+                image = decode_image(path.read_bytes(), max_pixels=self.max_pixels)
+            except (HebbianMirrorError, OSError) as exc:
+                self.stats.errors += 1
+                self.stats.last_error = f"{path.name}: {exc}"
+                continue
+            yield Frame(image, index + i, (index + i) / rate, time.time())
+
+
+def open_source(url: str, **kwargs) -> VideoSource:
+    """A source for ``url`` (see :class:`VideoSource`); :class:`SourceError` at once for a missing or unreadable
+    file, an empty folder or an unsupported URL."""
+    return VideoSource(url, **kwargs)

@@ -1,0 +1,96 @@
+"""Real peers for the stream tests: a test clip made from real images, and a loopback webhook receiver that
+verifies every delivery's signature with the official Standard Webhooks library."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .conftest import COCO_VAL, SHARED
+
+# A pistol the shared weapons checkpoint finds with score 0.93, and a COCO scene where it finds nothing.
+PISTOL_IMAGE = SHARED / "data/weapons/pistols/valid/images/armas--1007-_jpg.rf.36376d4887e8fbb596d2274af028689c.jpg"
+SCENE_IMAGE = COCO_VAL / "images" / "000000000139.jpg"
+WEAPONS_MODEL = SHARED / "weights" / "weapons4-yolov4-tiny.pt"
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes: a Standard Webhooks secret
+
+
+def _panned(path: Path, frames: int, size=(640, 480)) -> list[np.ndarray]:
+    """``frames`` views of an image that drifts slowly, as a camera sees a still scene."""
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((size[0] - 40, size[1] - 40))
+    out = []
+    for i in range(frames):
+        canvas = Image.new("RGB", size, (40, 40, 40))
+        canvas.paste(
+            image, (20 + i % 20 - 10 + (size[0] - 40 - image.width) // 2, 20 + (size[1] - 40 - image.height) // 2)
+        )
+        out.append(np.asarray(canvas))
+    return out
+
+
+def alarm_clip(path: Path, appearances: int = 2, fps: int = 10) -> tuple[Path, list[tuple[int, int]]]:
+    """An mp4 of a scene with the pistol appearing ``appearances`` times for 2.5 s each, 2 s of scene around
+    each; returns the path and the pistol's visible frame ranges."""
+    from hebbian_mirror.streams.clipset import encode_clip
+
+    frames, visible = _panned(SCENE_IMAGE, 2 * fps), []
+    for _ in range(appearances):
+        first = len(frames)
+        frames += _panned(PISTOL_IMAGE, int(2.5 * fps))
+        visible.append((first, len(frames) - 1))
+        frames += _panned(SCENE_IMAGE, 2 * fps)
+    encode_clip(frames, path, fps)
+    return path, visible
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 that verifies each POST with ``standardwebhooks`` (answering 401 when the
+    signature is wrong) and keeps the verified messages."""
+
+    def __init__(self, port: int, secret: str = SECRET) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self.received: list[dict] = []  # {"id", "type", "data"} of every verified delivery
+        self.rejected = 0
+        verifier = Webhook(secret)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    verifier.verify(body, {k.lower(): v for k, v in self.headers.items()})
+                except Exception:
+                    receiver.rejected += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                message = json.loads(body)
+                receiver.received.append({"id": self.headers["webhook-id"], **message})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def ids(self) -> list[str]:
+        return [m["id"] for m in self.received]
+
+    def of(self, kind: str) -> list[dict]:
+        return [m for m in self.received if m["type"] == f"alarm.{kind}"]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
