@@ -59,8 +59,8 @@ browser:
 	         "'chromium' and 'chromium-driver' (as root: apt-get install chromium chromium-driver), then run" \
 	         "make test again." >&2; exit 1; }; }
 
-# The stream tests drive real peers from Debian: ffmpeg (clips, stream servers) and mosquitto (MQTT broker).
-STREAM_TOOLS := ffmpeg:ffmpeg mosquitto:mosquitto
+# The stream tests drive real peers from Debian: ffmpeg (publishing, MJPEG server), an RTSP server and mosquitto.
+STREAM_TOOLS := ffmpeg:ffmpeg mosquitto:mosquitto rtsp-server-perl:rtsp-server-perl
 stream-tools:
 	@missing=""; for pair in $(STREAM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \

@@ -94,3 +94,34 @@ class WebhookReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class RtspServer:
+    """Debian's RTSP server (``rtsp-server-perl``) on loopback with ffmpeg publishing ``clip`` into it in real
+    time, in a loop; ``url`` is what a camera client reads. ``kill`` takes both down, ``start`` brings them back
+    on the same ports."""
+
+    def __init__(self, clip: Path) -> None:
+        from .server_process import free_port
+
+        self.clip, self.client_port, self.source_port = clip, free_port(), free_port()
+        self.url = f"rtsp://127.0.0.1:{self.client_port}/live"
+        self.procs: list = []
+        self.start()
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        server = ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port), "-l", "1"]
+        server += ["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"]
+        self.procs = [subprocess.Popen(server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        time.sleep(1.0)  # the server listens
+        publish = ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip), "-c", "copy"]
+        publish += ["-f", "rtsp", f"rtsp://127.0.0.1:{self.source_port}/live"]
+        self.procs.append(subprocess.Popen(publish, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()

@@ -17,7 +17,7 @@ import pytest
 
 from .conftest import WEIGHTS
 from .server_process import ServerProcess, free_port
-from .stream_peers import SECRET, WEAPONS_MODEL, WebhookReceiver, alarm_clip
+from .stream_peers import SECRET, WEAPONS_MODEL, RtspServer, WebhookReceiver, alarm_clip
 
 KEY = "stream-key"
 HEADERS = {"X-API-Key": KEY}
@@ -186,3 +186,87 @@ def test_sigterm_during_an_event_then_restart_delivers_every_message_once(tmp_pa
             assert again.stop(), again.log()
     finally:
         receiver.close()
+
+
+def test_rtsp_camera_killed_and_restarted_reconnects_and_the_alarm_fires_again(clip, tmp_path):
+    path, _ = clip
+    camera = RtspServer(path)
+    srv = ServerProcess(
+        "--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--alarm", "pistol",
+        "--stream", f"shop={camera.url}", "--events-dir", str(tmp_path / "events"),
+        log=tmp_path / "server.log",
+    )  # fmt: skip
+    try:
+
+        def alarms() -> int:
+            return len(httpx.get(srv.url + "/v1/events").json()["events"])
+
+        wait_for(lambda: alarms() >= 1, timeout=90)
+        camera.kill()
+        down = wait_for(lambda: (s := httpx.get(srv.url + "/v1/streams/shop").json())["reconnects"] >= 1 and s, 60)
+        assert down["state"] in ("reconnecting", "connecting"), down
+        before = alarms()
+        camera.start()
+        wait_for(lambda: httpx.get(srv.url + "/v1/streams/shop").json()["state"] == "streaming", timeout=90)
+        wait_for(lambda: alarms() > before, timeout=90)  # the pistol appears again in the looping clip
+        assert httpx.get(srv.url + "/ready").status_code == 200
+    finally:
+        camera.kill()
+        assert srv.stop(), srv.log()
+
+
+def test_mqtt_broker_gets_the_event_envelopes_and_the_last_will(clip, tmp_path):
+    import json
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    path, visible = clip
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    got: list[tuple[str, str]] = []
+    seen = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda c, u, m: (got.append((m.topic, m.payload.decode())), seen.set())
+    try:
+
+        def connected() -> bool:
+            try:
+                return sub.connect("127.0.0.1", port) == 0
+            except ConnectionRefusedError:
+                return False
+
+        wait_for(connected, timeout=10)
+        sub.subscribe("shop/#", qos=1)
+        sub.loop_start()
+        cmd = [sys.executable, "-m", "hebbian_mirror", "watch", str(path), "--model", str(WEAPONS_MODEL)]
+        cmd += ["--alarm", "pistol", "--mqtt", f"mqtt://127.0.0.1:{port}/shop", "--out", str(tmp_path / "ev")]
+        cmd += ["--workers", "0", "--device", "cpu"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="160"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda: len([p for t, p in got if t == "shop/events"]) >= 2 * len(visible), timeout=10)
+        events = [json.loads(p) for t, p in got if t == "shop/events"]
+        assert [e["type"] for e in events if e["type"] != "alarm.update"] == ["alarm.new", "alarm.end"] * len(visible)
+        assert all(e["data"]["label"] == "pistol" for e in events)
+        availability = [p for t, p in got if t == "shop/availability"]
+        assert availability[0] == "online" and availability[-1] == "offline"  # a clean stop says so itself
+        # a publisher that dies without a word: the broker publishes its last will
+        got.clear()
+        code = (
+            "import time, sys; from hebbian_mirror.streams.delivery import MqttSink; "
+            "from hebbian_mirror.streams.events import Message; "
+            f"s = MqttSink('mqtt://127.0.0.1:{port}/shop'); s.send(Message(1, 'm1', 'e1', 'new', '{{}}')); "
+            "print('sent', flush=True); time.sleep(60)"
+        )
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "sent"
+        child.kill()
+        child.wait()
+        wait_for(lambda: ("shop/availability", "offline") in got, timeout=60)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+        broker.kill()
+        broker.wait()

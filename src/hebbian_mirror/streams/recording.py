@@ -33,6 +33,7 @@ class ClipRecorder:
         self._stream.width = image.shape[1] // 2 * 2
         self._stream.height = image.shape[0] // 2 * 2
         self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.gop_size = max(1, round(2 * self.fps))  # a keyframe every 2 s: seekable, streamable
         self._stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "28"}
 
     def add(self, image: np.ndarray) -> None:

@@ -135,6 +135,7 @@ class VideoSource:
         self._failure: SourceError | None = None
         self._ended = False
         self._images: list[Path] = []
+        self._transport = "tcp"  # RTSP: interleaved TCP first; a server that refuses it is tried over UDP
         if self.kind == "images":
             self._images = self._list_images()
         elif self.kind == "file":
@@ -153,9 +154,9 @@ class VideoSource:
 
         options = {}
         if self.url.startswith(("rtsp://", "rtsps://")):
-            options = {"rtsp_transport": "tcp"}
+            options = {"rtsp_transport": self._transport}
         if self.kind in ("stream", "device"):
-            options["fflags"] = "nobuffer"
+            options |= {"fflags": "nobuffer", "analyzeduration": "1000000"}  # start on the newest, probe 1 s
         container = av.open(
             self.url, format="v4l2" if self.kind == "device" else None, options=options, timeout=self.timeouts
         )
@@ -297,6 +298,8 @@ class VideoSource:
                     log.warning("%s: %s; ending the file here", self.name, exc)
                     self._finish(SourceEnded(self.name))
                     return
+                if got == 0 and self.url.startswith(("rtsp://", "rtsps://")):
+                    self._transport = "udp" if self._transport == "tcp" else "tcp"
                 self.stats.state = "reconnecting"
                 self.stats.reconnects += 1
                 log.warning("%s: %s; reopening in %.1f s", self.name, self.stats.last_error, delay)
