@@ -22,10 +22,9 @@ from hebbian_mirror.classes import DANGEROUS_CLASSES
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import InvalidImageError
 from hebbian_mirror.images import decode_image, draw_detections, encode_jpeg
-from hebbian_mirror.ui.client import Answers, Client, Detected, ServerError, alerts, digest, load_image_source
+from hebbian_mirror.ui.client import Client, Detected, ServerError, alerts, digest, load_image_source
+from hebbian_mirror.ui.connection import connection
 
-DEFAULT_API = os.environ.get("HEBBIAN_MIRROR_UI_API", "http://127.0.0.1:8000")
-CONFIGURED_KEY = os.environ.get("HEBBIAN_MIRROR_UI_API_KEY") or None
 CONFIGURED_DANGEROUS = [
     c.strip()
     for c in os.environ.get("HEBBIAN_MIRROR_UI_DANGEROUS", ",".join(DANGEROUS_CLASSES)).split(",")
@@ -50,20 +49,7 @@ def display_names(infos: list[dict]) -> dict[str, str]:
 def sidebar() -> tuple[Client | None, list[dict], dict]:
     """Server connection, status and the detection settings. Returns the client, the chosen models' info (the
     first model, then the one it is compared with; none when the server cannot be used) and the settings."""
-    st.sidebar.title("Hebbian Mirror")
-    url = st.sidebar.text_input("Server", DEFAULT_API, key="api_url", help="The Hebbian Mirror server's address.")
-    key = st.sidebar.text_input(
-        "API key",
-        "",
-        key="api_key",
-        type="password",
-        help="Only if the server has one."
-        + (" Left empty, the page uses the key it was started with." if CONFIGURED_KEY else ""),
-    )
-    if CONFIGURED_KEY and not key:
-        st.sidebar.caption("Using the API key the page was started with.")
-    answers = st.session_state.setdefault("answers", Answers())
-    client = Client(url, key or CONFIGURED_KEY, answers=answers)
+    client = connection()
     settings: dict = {}
     try:
         health = client.health()
@@ -265,4 +251,11 @@ def main() -> None:
     client.close()
 
 
-main()
+HERE = Path(__file__).parent
+st.navigation(
+    [
+        st.Page(main, title="Detect", icon=":material/center_focus_strong:", default=True),
+        st.Page(HERE / "cameras.py", title="Cameras", icon=":material/videocam:"),
+        st.Page(HERE / "events.py", title="Events", icon=":material/notifications:"),
+    ]
+).run()

@@ -146,6 +146,36 @@ class Client:
             self.answers.put(key, answer)
         return answer
 
+    # ------------------------------------------------------------------ streams and events
+
+    def streams(self) -> list[dict]:
+        return self._call("GET", "/v1/streams").json()["streams"]
+
+    def add_stream(self, name: str, url: str, alarm: list[str] | None = None, fps: float | None = None) -> dict:
+        body: dict = {"name": name, "url": url}
+        if alarm is not None:
+            body["alarm"] = alarm
+        if fps:
+            body["fps"] = fps
+        return self._call("POST", "/v1/streams", json=body).json()
+
+    def remove_stream(self, name: str) -> None:
+        self._call("DELETE", f"/v1/streams/{name}")
+
+    def latest_frame(self, name: str) -> bytes | None:
+        """The stream's newest annotated frame; ``None`` before its first."""
+        r = self._http.get(f"/v1/streams/{name}/latest.jpg")
+        return r.content if r.status_code == 200 else None
+
+    def events(self, **filters) -> list[dict]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._call("GET", "/v1/events", params=params).json()["events"]
+
+    def event_file(self, event_id: str, name: str) -> bytes | None:
+        """``snapshot.jpg`` or ``clip.mp4`` of an event; ``None`` when it has none."""
+        r = self._http.get(f"/v1/events/{event_id}/{name}")
+        return r.content if r.status_code == 200 else None
+
 
 def load_image_source(source: str, allowed: Sequence[str]) -> tuple[str, bytes]:
     """Bytes of an image given as an http(s) URL or a path on this machine, only from where ``allowed`` says:

@@ -1,0 +1,100 @@
+"""Cameras: every watched stream's live annotated frame and numbers, an alarm banner, and adding or removing a
+stream (a page of the UI; see app.py)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from hebbian_mirror.ui.client import Client, ServerError
+from hebbian_mirror.ui.connection import connection
+
+STATE_WORDS = {
+    "streaming": "live",
+    "connecting": "connecting",
+    "reconnecting": "reconnecting (the camera is not answering)",
+    "ended": "finished (a file)",
+    "error": "stopped by an error",
+}
+
+
+def stream_card(client: Client, stream: dict) -> None:
+    name = stream["name"]
+    left, right = st.columns([3, 2])
+    with left:
+        frame = client.latest_frame(name)
+        if frame is not None:
+            st.image(frame, caption=f"{name}: the newest processed frame", width="stretch")
+        else:
+            st.info(f"{name}: no frame yet.")
+    with right:
+        st.subheader(name)
+        st.caption(stream["url"])
+        st.write(f"State: **{STATE_WORDS.get(stream['state'], stream['state'])}**")
+        if stream.get("error") and stream["state"] in ("error", "reconnecting"):
+            st.warning(stream["error"])
+        a, b, c = st.columns(3)
+        a.metric("Frames/s in", f"{stream['fps_in']:.1f}")
+        b.metric("Frames/s checked", f"{stream['fps_processed']:.1f}")
+        latency = stream["latency_ms_p50"]
+        c.metric("Latency", "-" if latency is None else f"{latency:.0f} ms")
+        a.metric("Dropped", stream["dropped"], help="Live frames replaced by a newer one before being checked.")
+        b.metric("Reconnects", stream["reconnects"])
+        c.metric("Alarms", stream["alarms"])
+        watched = ", ".join(r["label"] for r in stream.get("rules", [])) or "none"
+        st.caption(f"Alarms for: {watched}")
+        if st.button("Remove", key=f"remove-{name}", icon=":material/delete:"):
+            try:
+                client.remove_stream(name)
+                st.success(f"Stopped watching {name}.")
+                st.rerun()
+            except ServerError as exc:
+                st.error(str(exc))
+
+
+@st.fragment(run_every=1.0)
+def live(client: Client) -> None:
+    try:
+        streams = client.streams()
+    except ServerError as exc:
+        st.error(str(exc))
+        return
+    alarms = [f"{label} on {s['name']}" for s in streams for label in s["active_alarms"]]
+    if alarms:
+        st.error("ALARM: " + "; ".join(alarms), icon=":material/warning:")
+    if not streams:
+        st.info(
+            "No camera is being watched. Add one below, or start the server with "
+            "`hebbian-mirror serve --stream NAME=URL` (a video file, rtsp:// or http:// URL, /dev/videoN)."
+        )
+    for stream in streams:
+        with st.container(border=True):
+            stream_card(client, stream)
+
+
+def add_form(client: Client) -> None:
+    try:
+        models = client.models()
+    except ServerError:
+        models = []
+    known = models[0].get("classes", []) if models else []
+    with st.expander("Add a camera or video", icon=":material/add:"), st.form("add-stream", clear_on_submit=False):
+        name = st.text_input("Name", key="new_name", placeholder="shop-door")
+        url = st.text_input("URL or file", key="new_url", placeholder="rtsp://user:pass@camera/stream")
+        default = [c for c in ("pistol", "knife") if c in known]
+        alarm = st.multiselect("Alarm for", known, default=default, key="new_alarm")
+        fps = st.number_input("Frames per second to check (0: all)", 0.0, 60.0, 0.0, key="new_fps")
+        if st.form_submit_button("Watch"):
+            if not name.strip() or not url.strip():
+                st.error("Give the stream a name and a URL or file.")
+                return
+            try:
+                client.add_stream(name.strip(), url.strip(), alarm, fps or None)
+                st.success(f"Watching {name.strip()}.")
+            except ServerError as exc:
+                st.error(str(exc))
+
+
+client = connection()
+st.title("Cameras")
+add_form(client)
+live(client)
