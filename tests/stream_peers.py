@@ -53,13 +53,16 @@ class WebhookReceiver:
     """An HTTP server on 127.0.0.1 that verifies each POST with ``standardwebhooks`` (answering 401 when the
     signature is wrong) and keeps the verified messages."""
 
-    def __init__(self, port: int, secret: str = SECRET) -> None:
+    def __init__(self, port: int, secret: str = SECRET, fail_first: int = 0) -> None:
+        """``fail_first``: answer that many deliveries 503 before accepting any."""
         from standardwebhooks.webhooks import Webhook
 
         self.port = port
         self.url = f"http://127.0.0.1:{port}/hook"
         self.received: list[dict] = []  # {"id", "type", "data"} of every verified delivery
         self.rejected = 0
+        self.failed = 0
+        self.fail_first = fail_first
         verifier = Webhook(secret)
         receiver = self
 
@@ -71,6 +74,11 @@ class WebhookReceiver:
                 except Exception:
                     receiver.rejected += 1
                     self.send_response(401)
+                    self.end_headers()
+                    return
+                if receiver.failed < receiver.fail_first:
+                    receiver.failed += 1
+                    self.send_response(503)
                     self.end_headers()
                     return
                 message = json.loads(body)

@@ -157,7 +157,8 @@ class Settings(BaseModel):
     stream_fps: float | None = Field(
         default=None,
         gt=0.0,
-        description="Frames per second to process per stream (default: as they come).",
+        description="Frames per second to process per stream.",
+        json_schema_extra={"default_help": "every frame"},
     )
     events_dir: Path = Field(
         default=Path("~/.local/share/hebbian-mirror/events"),
@@ -171,9 +172,14 @@ class Settings(BaseModel):
     webhook_secret: str | None = Field(default=None, description="Sign webhooks (Standard Webhooks, whsec_...).")
     mqtt: str | None = Field(default=None, description="Publish events to mqtt://[user:pass@]host[:port][/prefix].")
 
-    @field_validator("models", "streams", "alarm", "webhooks", mode="before")
+    @field_validator("models", "streams", "webhooks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("alarm", mode="before")
+    @classmethod
+    def _split_each(cls, value: Any) -> Any:
         """``"a,b"`` and ``["a,b", "c"]`` (repeated flags) both give ``["a", "b", "c"]``."""
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
