@@ -169,3 +169,16 @@ def test_fraction_options_are_refused_by_name(cli):
         code, stdout, stderr = cli(*args)
         assert code == 1 and message in stderr and "invalid settings" not in stderr, (args, stderr)
         assert "Traceback" not in stderr and not stdout.strip()
+
+
+def test_every_command_prints_its_help(cli):
+    """Rich renders every help text (a stray [tag] in one would crash --help)."""
+    from hebbian_mirror.cli import app
+
+    commands = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    groups = [(g.name, [c.name for c in g.typer_instance.registered_commands]) for g in app.registered_groups]
+    calls = [[c] for c in commands] + [[g, c] for g, subs in groups for c in subs]
+    assert ["watch"] in calls and ["evaluate-alarms"] in calls and ["data", "alarm-clips"] in calls
+    for call in calls:
+        code, out, err = cli(*call, "--help")
+        assert code == 0 and "Usage" in out, (call, out, err)

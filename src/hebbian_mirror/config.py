@@ -170,7 +170,10 @@ class Settings(BaseModel):
     clip_seconds: float = Field(default=20.0, ge=0.0, description="Longest alarm clip (0: no clips).")
     webhooks: list[str] = Field(default_factory=list, description="POST events to this URL; repeatable.")
     webhook_secret: str | None = Field(default=None, description="Sign webhooks (Standard Webhooks, whsec_...).")
-    mqtt: str | None = Field(default=None, description="Publish events to mqtt://[user:pass@]host[:port][/prefix].")
+    mqtt: str | None = Field(
+        default=None,
+        description="Publish events to an MQTT broker: mqtt://user:pass@host:port/prefix, host alone at least.",
+    )
 
     @field_validator("models", "streams", "webhooks", mode="before")
     @classmethod

@@ -88,10 +88,12 @@ class WebhookSink:
 
 
 def parse_mqtt_url(url: str) -> dict[str, Any]:
-    """``mqtt://[user:pass@]host[:port][/prefix]`` (``mqtts://`` for TLS) → connection settings."""
+    """``mqtt://user:pass@host:port/prefix`` (only the host is needed) (``mqtts://`` for TLS) → connection settings."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise DeliveryError(f"MQTT URL {mask_url(url)!r}: expected mqtt://[user:pass@]host[:port][/prefix]")
+        raise DeliveryError(
+            f"MQTT URL {mask_url(url)!r}: expected mqtt://host, optionally user:pass@, :port and /prefix"
+        )
     try:
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError as exc:
