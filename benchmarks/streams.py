@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hebbian_mirror.streams.clipset import make_alarm_clips
-from hebbian_mirror.streams.sources import open_source
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.server.state import ServerState
 from hebbian_mirror.server.streams import create_manager
+from hebbian_mirror.streams.clipset import make_alarm_clips
 from hebbian_mirror.streams.rules import make_rules
+from hebbian_mirror.streams.sources import open_source
 from hebbian_mirror.streams.watcher import StreamConfig
 
 REPO = Path(__file__).resolve().parents[1]
