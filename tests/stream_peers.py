@@ -4,12 +4,12 @@ verifies every delivery's signature with the official Standard Webhooks library.
 from __future__ import annotations
 
 import json
+import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .conftest import COCO_VAL, SHARED
 
@@ -20,18 +20,11 @@ WEAPONS_MODEL = SHARED / "weights" / "weapons4-yolov4-tiny.pt"
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes: a Standard Webhooks secret
 
 
-def _panned(path: Path, frames: int, size=(640, 480)) -> list[np.ndarray]:
+def _panned(path: Path, frames: int) -> list[np.ndarray]:
     """``frames`` views of an image that drifts slowly, as a camera sees a still scene."""
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((size[0] - 40, size[1] - 40))
-    out = []
-    for i in range(frames):
-        canvas = Image.new("RGB", size, (40, 40, 40))
-        canvas.paste(
-            image, (20 + i % 20 - 10 + (size[0] - 40 - image.width) // 2, 20 + (size[1] - 40 - image.height) // 2)
-        )
-        out.append(np.asarray(canvas))
-    return out
+    from hebbian_mirror.streams.clipset import drifting
+
+    return drifting(path, frames, random.Random(0))
 
 
 def alarm_clip(path: Path, appearances: int = 2, fps: int = 10) -> tuple[Path, list[tuple[int, int]]]:

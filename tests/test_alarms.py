@@ -88,7 +88,7 @@ def test_other_classes_are_ignored_and_finish_ends_running_alarms():
     tracked, _ = tracker.update([person], 0.0, 0, 0.0)
     assert tracked == []
     run(tracker, moving(6))
-    assert [t.kind for t in tracker.finish(1.0, 1.0)] == ["end"] and not tracker.active
+    assert [t.kind for t in tracker.finish(1.0)] == ["end"] and not tracker.active
 
 
 def test_bad_rules_are_clear_errors():

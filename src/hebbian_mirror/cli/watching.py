@@ -38,20 +38,29 @@ def _status(manager, started: float) -> Table:
     return table
 
 
-async def _watch(settings, sources: list[str], fps: float | None, realtime: bool | None, loop: bool) -> int:
+async def _load(settings):
+    """The default model loaded as the server loads it (worker processes, batcher), and its alarm rules."""
     from ..server.state import ServerState
-    from ..server.streams import create_manager, stream_rules
-    from ..streams.watcher import StreamConfig
+    from ..server.streams import stream_rules
 
     state = ServerState.create(settings)
     await state.load_models({})
     host = state.hosts[state.default_model]
     if host.error:
         raise Failure(f"model {host.name} failed to load: {host.error}")
-    names = list(host.detector.class_names)
-    rules = stream_rules(settings, names, settings.alarm)
+    rules = stream_rules(settings, list(host.detector.class_names))
     if not rules:
+        await state.close()
         raise Failure(f"the model knows none of the alarm classes {', '.join(settings.alarm)}: pass --alarm")
+    return state, host, rules
+
+
+async def _watch(settings, sources: list[str], fps: float | None, realtime: bool | None, loop: bool) -> int:
+    from ..server.streams import create_manager
+    from ..streams.manager import split_stream
+    from ..streams.watcher import StreamConfig
+
+    state, host, rules = await _load(settings)
     console.print(
         f"model {host.name}: alarms for {', '.join(r.label for r in rules)} "
         f"(score ≥ {rules[0].min_score:g}, {rules[0].needed} frames); events in {settings.events_dir}"
@@ -74,17 +83,18 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
     started = time.time()
     try:
         await manager.start()
-        for i, url in enumerate(sources):
-            name, sep, rest = url.partition("=")
-            name, url = (name, rest) if sep and "://" not in name and "/" not in name else (f"stream{i + 1}", url)
+        for i, entry in enumerate(sources, 1):
+            name, url = split_stream(entry, i)
             config = StreamConfig(name, url, rules, fps=fps, realtime=realtime, loop=loop, conf=settings.conf)
             config.clip_seconds = settings.clip_seconds
             await manager.add(config)
         finished = loop_.create_task(manager.wait())
+        stopped = loop_.create_task(stop.wait())
         with Live(_status(manager, started), console=console, refresh_per_second=2, transient=False) as live:
             while not stop.is_set() and not finished.done():
-                await asyncio.wait({finished, loop_.create_task(stop.wait())}, timeout=0.5)
+                await asyncio.wait({finished, stopped}, timeout=0.5)
                 live.update(_status(manager, started))
+        stopped.cancel()
     finally:
         await manager.close()
         await state.close()
@@ -178,7 +188,7 @@ def evaluate_alarms(
     import json
 
     from ..models.loader import prefetch
-    from ..server.state import ServerState
+    from ..server.streams import frame_detector
     from ..streams.alarm_eval import evaluate_alarms as run_eval
 
     settings = cli_settings(ctx)
@@ -186,21 +196,12 @@ def evaluate_alarms(
     settings.models = [settings.served_models[0].source]
 
     async def main() -> dict:
-        state = ServerState.create(settings)
-        await state.load_models({})
-        host = state.hosts[state.default_model]
-        if host.error:
-            raise Failure(f"model {host.name} failed to load: {host.error}")
-        labels = [c for c in settings.alarm if c in host.detector.class_names]
-        if not labels:
-            raise Failure(f"the model knows none of {', '.join(settings.alarm)}: pass --alarm")
+        state, _, rules = await _load(settings)
+        labels = [r.label for r in rules]
         base = {"min_score": settings.alarm_min_score, "end_after": settings.alarm_end_after}
-        variants = dict(_variant(v, labels, base) for v in (rule or DEFAULT_VARIANTS))
-
-        async def detect(image, options):
-            return (await host.batcher.detect(image, options)).detections
-
         try:
+            variants = dict(_variant(v, labels, base) for v in (rule or DEFAULT_VARIANTS))
+            detect = frame_detector(state)
             return await run_eval(clips, detect, variants, progress=lambda m: console.print(m, highlight=False))
         finally:
             await state.close()

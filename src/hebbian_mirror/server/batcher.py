@@ -175,11 +175,7 @@ class DynamicBatcher:
         full, :class:`TimeoutError` past ``timeout``, or the image's own error."""
         async with self.admit():
             future = self.submit(item, options)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            future.cancel()
-            raise
+        return await asyncio.wait_for(future, timeout)  # a timeout cancels the job: the batcher skips it
 
     async def close(self) -> None:
         """Stop taking requests, finish every queued batch, then stop the runners. Requests left over (every

@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from ..config import Settings
 from ..detection import Detection, DetectOptions
 from ..errors import HebbianMirrorError
-from ..streams.manager import StreamError, StreamManager, make_sinks
+from ..streams.manager import StreamError, StreamManager, make_sinks, split_stream
 from ..streams.rules import AlarmRule, RuleError, make_rules
 from ..streams.sources import SourceError
-from ..streams.watcher import StreamConfig
+from ..streams.watcher import Detect, StreamConfig
 from .auth import api_key
 from .errors import APIError
 from .state import ServerState, state_of
@@ -62,19 +62,24 @@ def stream_rules(settings: Settings, class_names: list[str], alarm: list[str] | 
     )
 
 
-def create_manager(state: ServerState) -> StreamManager:
-    s = state.settings
+def frame_detector(state: ServerState) -> Detect:
+    """Frames through the default model's batcher, as the streams and the alarm evaluation send them."""
+    timeout = state.settings.request_timeout
 
     async def detect(image: Any, options: DetectOptions) -> list[Detection]:
-        host = state.host(None)
         try:
-            result = await host.batcher.detect(image, options, timeout=s.request_timeout)
+            result = await state.host(None).batcher.detect(image, options, timeout=timeout)
         except TimeoutError as exc:
-            raise HebbianMirrorError(f"no detection within {s.request_timeout:g} s") from exc
+            raise HebbianMirrorError(f"no detection within {timeout:g} s") from exc
         return result.detections
 
+    return detect
+
+
+def create_manager(state: ServerState) -> StreamManager:
+    s = state.settings
     return StreamManager(
-        detect,
+        frame_detector(state),
         s.events_dir,
         make_sinks(s.webhooks, s.webhook_secret, s.mqtt),
         max_age_s=s.events_max_age_days * 86400 if s.events_max_age_days else None,
@@ -109,12 +114,11 @@ def stream_config(state: ServerState, body: StreamRequest) -> StreamConfig:
 async def start_configured(state: ServerState, manager: StreamManager) -> None:
     """Start the manager and the streams named in the settings, once the default model is ready."""
     await manager.start()
-    for entry in state.settings.streams:
-        name, sep, url = entry.partition("=")
-        if not sep:
-            name, url = f"stream{len(manager.watchers) + 1}", entry
-        while state.hosts[state.default_model].batcher is None and not state.hosts[state.default_model].error:
-            await asyncio.sleep(0.1)
+    default = state.hosts[state.default_model]
+    while state.settings.streams and default.batcher is None and not default.error:
+        await asyncio.sleep(0.1)
+    for i, entry in enumerate(state.settings.streams, 1):
+        name, url = split_stream(entry, i)
         try:
             await manager.add(stream_config(state, StreamRequest(name=name, url=url)))
         except (HebbianMirrorError, APIError, ValueError) as exc:

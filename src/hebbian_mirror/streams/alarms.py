@@ -45,7 +45,6 @@ class Alarm:
     rule: AlarmRule
     class_id: int
     track_id: int  # the tracked object that raised it
-    start_pts: float
     start_index: int
     start_wall: float
     top_score: float
@@ -55,7 +54,6 @@ class Alarm:
     missing: int = 0  # successive processed frames without one
     tracks: set[int] = field(default_factory=set)
     reported_score: float = 0.0
-    end_pts: float | None = None
     end_wall: float | None = None
     event_id: str | None = None  # set by whoever stores it
 
@@ -189,7 +187,6 @@ class AlarmTracker:
             rule=rule,
             class_id=best.detection.class_id,
             track_id=best.track_id,
-            start_pts=pts,
             start_index=index,
             start_wall=wall,
             top_score=best.detection.score,
@@ -220,12 +217,11 @@ class AlarmTracker:
         return []
 
     def _end(self, alarm: Alarm, pts: float, wall: float) -> Transition:
-        alarm.end_pts, alarm.end_wall = pts, wall
+        alarm.end_wall = wall
         del self.active[alarm.label]
         self._cooldown_until[alarm.label] = pts + alarm.rule.cooldown
         return Transition("end", alarm)
 
-    def finish(self, pts: float | None, wall: float) -> list[Transition]:
+    def finish(self, wall: float) -> list[Transition]:
         """End every running alarm (the stream ended or is being removed)."""
-        del pts  # ended at this tracker's own clock
         return [self._end(alarm, self._clock, wall) for alarm in list(self.active.values())]

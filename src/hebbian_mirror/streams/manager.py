@@ -29,6 +29,14 @@ class StreamError(HebbianMirrorError):
     """A stream that cannot be added or found (duplicate name, unknown stream)."""
 
 
+def split_stream(entry: str, index: int) -> tuple[str, str]:
+    """``NAME=URL`` → (name, url); a bare URL (even one with ``=`` in its query) is named ``stream<index>``."""
+    name, sep, url = entry.partition("=")
+    if sep and "://" not in name and "/" not in name:
+        return name, url
+    return f"stream{index}", entry
+
+
 def make_sinks(webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None) -> list:
     """The delivery targets named on the command line or in the config."""
     sinks: list = [WebhookSink(url, secret=secret) for url in webhooks]

@@ -176,9 +176,13 @@ class VideoSource:
                 self._slot = frame
                 self._cond.notify_all()
             return
+        self._put(frame)
+
+    def _put(self, item: Frame | BaseException) -> None:
+        """Hand ``item`` to the consumer of a file, waiting for room until the source is stopped."""
         while not self._stop.is_set():
             try:
-                self._queue.put(frame, timeout=0.2)
+                self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -189,12 +193,7 @@ class VideoSource:
         else:
             self._ended, self.stats.state = True, "ended"
         if not self.live:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(outcome, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            self._put(outcome)
         with self._cond:
             self._cond.notify_all()
 

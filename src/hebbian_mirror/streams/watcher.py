@@ -47,16 +47,6 @@ class StreamConfig:
     pre_seconds: float = 2.0  # clip: seconds before the alarm
     clip_seconds: float = 20.0  # clip: longest (0: no clips)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "url": self.url,
-            "rules": [r.to_dict() for r in self.rules],
-            "fps": self.fps,
-            "realtime": self.realtime,
-            "loop": self.loop,
-        }
-
 
 @dataclass
 class WatchStats:
@@ -65,7 +55,6 @@ class WatchStats:
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # frame decoded → detections, s
     alarms: int = 0
     alarm_latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # firing frame → event stored
-    started: float = field(default_factory=time.time)
     times: deque[float] = field(default_factory=lambda: deque(maxlen=50))  # when recent frames were processed
 
     @property
@@ -133,8 +122,7 @@ class StreamWatcher:
                 if frame is not None:
                     await self._process(frame)
         finally:
-            now = self.latest[0] if self.latest else None
-            for t in self.alarms.finish(now.pts if now else 0.0, time.time()):
+            for t in self.alarms.finish(time.time()):
                 await self._emit(t, None)
             await loop.run_in_executor(None, self.source.stop)
             self._io.shutdown(wait=True)
