@@ -8,7 +8,7 @@ SHARED ?= $(abspath ../shared)
 # The product's weights cache, as the product itself finds it (HEBBIAN_MIRROR_WEIGHTS, else the default).
 WEIGHTS_CACHE ?= $(or $(HEBBIAN_MIRROR_WEIGHTS),$(HOME)/.cache/hebbian-mirror/weights)
 
-.PHONY: weights install install-dev serve ui browser stream-tools test lint format models predict bench bench-serving clean
+.PHONY: weights install install-dev serve up ui browser stream-tools test lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ install-dev: $(VENV)/.installed-dev weights
 # ARGS="--host 0.0.0.0 --api-key KEY" to serve the network.
 serve: install
 	$(BIN)/hebbian-mirror serve $(ARGS)
+
+# The whole local stack: API on :8000, UI on :8501, MLflow on :5000; Ctrl-C stops all three.
+# Extra flags: ARGS="--model yolov4-tiny --port 9000".
+up: install
+	$(BIN)/hebbian-mirror stack $(ARGS)
 
 # The web UI in front of a running server (make serve in another terminal). Extra flags: ARGS="--api URL".
 ui: install

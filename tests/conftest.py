@@ -27,6 +27,7 @@ os.environ["HEBBIAN_MIRROR_OFFLINE"] = "1"
 os.environ.pop("HEBBIAN_MIRROR_CONFIG", None)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # tests never touch the network
 os.environ["DO_NOT_TRACK"] = "1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 # Servers and commands the tests start keep their events (streams) in a scratch folder, not the user's.
 os.environ["HEBBIAN_MIRROR_EVENTS_DIR"] = tempfile.mkdtemp(prefix="hm-test-events-")
 

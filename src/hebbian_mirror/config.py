@@ -175,6 +175,28 @@ class Settings(BaseModel):
         description="Publish events to an MQTT broker: mqtt://user:pass@host:port/prefix, host alone at least.",
     )
 
+    # Ray Serve (serve --ray): one deployment per model, the HTTP app as ingress
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to join: auto, or ray://host:10001; without it a local cluster starts.",
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs of the local Ray cluster.", json_schema_extra={"default_help": "all"}
+    )
+    ray_replicas: int = Field(default=1, ge=1, description="Replicas per model (fixed; or autoscale with min/max).")
+    ray_min_replicas: int | None = Field(default=None, ge=0, description="Autoscaling: fewest replicas per model.")
+    ray_max_replicas: int | None = Field(default=None, ge=1, description="Autoscaling: most replicas per model.")
+    ray_target_ongoing_requests: float = Field(
+        default=8.0, gt=0.0, description="Autoscaling: images in progress per replica to aim for."
+    )
+    ray_max_ongoing_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Images a replica takes at once (at least max-batch-size, or batches never fill).",
+        json_schema_extra={"default_help": "2 × max-batch-size"},
+    )
+    ray_cpus_per_replica: float = Field(default=1.0, gt=0.0, description="CPUs Ray reserves per model replica.")
+
     @field_validator("models", "streams", "webhooks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

@@ -52,15 +52,34 @@ def serve(
     webhooks: list[str] | None = setting("webhooks", "--webhook"),
     webhook_secret: str | None = setting("webhook_secret"),
     mqtt: str | None = setting("mqtt"),
+    ray: bool = typer.Option(
+        False, "--ray", help="Serve through Ray Serve: a deployment per model, replicas, autoscaling."
+    ),
+    ray_address: str | None = setting("ray_address"),
+    ray_num_cpus: int | None = setting("ray_num_cpus"),
+    ray_replicas: int | None = setting("ray_replicas"),
+    ray_min_replicas: int | None = setting("ray_min_replicas"),
+    ray_max_replicas: int | None = setting("ray_max_replicas"),
+    ray_target_ongoing_requests: float | None = setting("ray_target_ongoing_requests"),
+    ray_max_ongoing_requests: int | None = setting("ray_max_ongoing_requests"),
+    ray_cpus_per_replica: float | None = setting("ray_cpus_per_replica"),
     config: Path | None = config_option(),
 ) -> None:
-    """Serve detection over HTTP (native, DeepStack-compatible and original Hebbian Mirror routes)."""
+    """Serve detection over HTTP (native, DeepStack-compatible, Open Inference Protocol and original Hebbian
+    Mirror routes), in this process or through Ray Serve."""
     from ..models.loader import prefetch
     from ..server.serve import serve as run_server
 
     settings = cli_settings(ctx)
     prefetch([m.source for m in settings.served_models], settings)  # a missing file stops us before we listen
-    run_server(settings)
+    if not ray:
+        run_server(settings)
+        return
+    try:
+        from ..server.ray_serve import run as run_ray
+    except ImportError as exc:
+        raise Failure(f"Ray Serve is not installed ({exc}): pip install 'hebbian-mirror' with its ray extra") from exc
+    run_ray(settings)
 
 
 @app.command()

@@ -21,16 +21,20 @@ from .errors import install_handlers
 from .middleware import MetricsMiddleware, RequestGuardMiddleware
 from .spec import PLAIN_ERROR_SCHEMA, error_responses
 from .specs import SPECS, error_body
-from .state import ServerState, state_of
+from .state import Connect, ServerState, state_of
 from .streams import StreamCollector, create_manager, start_configured
 from .streams import router as streams_router
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, detectors: dict[str, Detector] | None = None) -> FastAPI:
-    """The server for ``settings.served_models``; ``detectors`` may hand in already loaded models."""
+def create_app(
+    settings: Settings, detectors: dict[str, Detector] | None = None, connect: Connect | None = None
+) -> FastAPI:
+    """The server for ``settings.served_models``; ``detectors`` may hand in already loaded models, ``connect``
+    reach models served elsewhere (Ray Serve deployments) instead of loading them."""
     state = ServerState.create(settings)
+    state.connect = connect
     metrics = state.metrics
 
     @asynccontextmanager

@@ -48,6 +48,7 @@ class Result:
     inference_ms: float  # the batch's time in the model: decoding its images, then detecting
     batch_size: int
     size: tuple[int, int]  # (width, height) of the decoded image the boxes refer to
+    worker: str = ""  # what ran it: a worker process, or a Ray Serve replica
 
 
 @dataclass
@@ -254,7 +255,7 @@ class DynamicBatcher:
                 else:
                     detections, size = outcome
                     queued = (started - job.enqueued) * 1000
-                    job.future.set_result(Result(detections, queued, elapsed * 1000, len(batch), size))
+                    job.future.set_result(Result(detections, queued, elapsed * 1000, len(batch), size, runner.name))
             if self.on_batch is not None:
                 self.on_batch(
                     BatchStats(len(batch), [started - j.enqueued for j in batch], elapsed, runner=runner.name)

@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import Request
 
 from ..detection import DetectOptions, Detector, resolve_classes
@@ -23,16 +24,17 @@ from ..errors import HebbianMirrorError, ImageTooLargeError
 from ..images import draw_detections, encode_jpeg
 from .batcher import QueueFullError, Result
 from .errors import APIError
-from .runners import DecodeTimeoutError, WorkerCrashedError
+from .runners import DecodeTimeoutError, Item, WorkerCrashedError
 from .state import ModelHost, ServerState, state_of
 
 
 @dataclass
 class Inputs:
     """What one detection request asks for. ``read`` reads the body once the request is admitted and returns
-    the image bytes; it may complete the other fields from the body (a form's ``min_confidence``)."""
+    the image bytes (or its pixels, H×W×3 RGB uint8); it may complete the other fields from the body (a form's
+    ``min_confidence``)."""
 
-    read: Callable[[Inputs], Awaitable[bytes]]
+    read: Callable[[Inputs], Awaitable[Item]]
     model: str | None = None
     conf: float | None = None
     iou: float | None = None
@@ -47,7 +49,7 @@ class Outcome:
     host: ModelHost
     result: Result
     started: float  # time.perf_counter() at the start of the pipeline
-    data: bytes  # the request's image, as sent
+    data: Item  # the request's image, as sent
 
     @property
     def total_ms(self) -> float:
@@ -70,10 +72,13 @@ async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
         try:
             async with host.batcher.admit():
                 data = await inputs.read(inputs)
-                if not data:
-                    raise APIError(400, "empty image: the request carried no image bytes")
                 options = detect_options(state, host.detector, inputs)
-                await held.enter_async_context(state.decoder.checked(data, deadline))
+                if isinstance(data, np.ndarray):
+                    check_pixels(data, state.settings.max_pixels)
+                elif not data:
+                    raise APIError(400, "empty image: the request carried no image bytes")
+                else:
+                    await held.enter_async_context(state.decoder.checked(data, deadline))
                 future = host.batcher.submit(data, options)
         except QueueFullError as exc:
             raise APIError(503, f"server busy: {exc}", {"Retry-After": str(exc.retry_after)}) from exc
@@ -81,6 +86,14 @@ async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
             raise image_error(exc) from exc
         result = await _result(request, future, deadline, timeout)
         return await encode(request, Outcome(host, result, started, data))
+
+
+def check_pixels(pixels: np.ndarray, max_pixels: int) -> None:
+    """Pixels sent as such: H×W×3 uint8, at least 1×1 and within the pixel limit (else 400 / 413)."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8 or 0 in pixels.shape:
+        raise APIError(400, f"pixels must be a non-empty H×W×3 uint8 RGB array, got {pixels.dtype} {pixels.shape}")
+    if pixels.shape[0] * pixels.shape[1] > max_pixels:
+        raise APIError(413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels, over the {max_pixels} allowed")
 
 
 def image_error(exc: HebbianMirrorError) -> APIError:
@@ -125,6 +138,8 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
             return future.result()
         except WorkerCrashedError as exc:
             raise APIError(503, f"{exc}; it is being restarted: try again", {"Retry-After": "2"}) from exc
+        except QueueFullError as exc:  # a model served elsewhere (Ray Serve) refused it
+            raise APIError(503, f"server busy: {exc}", {"Retry-After": str(exc.retry_after)}) from exc
         except HebbianMirrorError as exc:  # the image's own error, found when the model's runner decoded it
             raise image_error(exc) from exc
     future.cancel()  # the batcher skips cancelled jobs

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -46,6 +47,9 @@ class ModelHost:
         return [{"name": r.name, "pid": r.pid, "up": r.up, "restarts": r.restarts, "device": r.device} for r in runners]
 
 
+Connect = Callable[[ModelHost], Awaitable[tuple[Any, ModelInfo]]]
+
+
 @dataclass
 class ServerState:
     settings: Settings
@@ -54,6 +58,8 @@ class ServerState:
     decoder: Decoder
     ready: bool = False
     on_load_failure: Callable[[], None] | None = None  # called once loading is over if a model failed
+    # models served elsewhere (Ray Serve): their batcher stand-in and what they report of themselves
+    connect: Connect | None = None
     started: float = field(default_factory=time.time)
 
     @classmethod
@@ -94,6 +100,9 @@ class ServerState:
         s = self.settings
         for host in self.hosts.values():
             try:
+                if self.connect is not None:
+                    host.batcher, host.detector = await self.connect(host)
+                    continue
                 runners, host.detector = await self._start_runners(host, preloaded.get(host.name))
             except Exception as exc:
                 log.error("model %s (%s) failed to load: %s", host.name, host.source, exc)

@@ -4,13 +4,14 @@ here."""
 from __future__ import annotations
 
 from ..spec import APISpec, plain_error
-from . import deepstack, hebbian, native, weapons
+from . import deepstack, hebbian, native, oip, weapons
 
 SPECS: tuple[APISpec, ...] = (
     native.SPEC,
     deepstack.SPEC,
     hebbian.SPEC,
     weapons.SPEC,
+    oip.SPEC,
 )
 
 

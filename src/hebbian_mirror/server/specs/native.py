@@ -55,6 +55,7 @@ async def _json(request: Request, out: Outcome) -> dict:
             "inference_ms": round(result.inference_ms, 2),
             "total_ms": round(out.total_ms, 2),
             "batch_size": result.batch_size,
+            "worker": result.worker,
         },
     }
 
