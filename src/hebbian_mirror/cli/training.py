@@ -51,6 +51,13 @@ def train(
     augment: Path | None = typer.Option(None, "--augment", help="YAML of augmentation settings (train/augment.py)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Training processes on this machine (torchrun, DistributedDataParallel): each takes --batch images "
+        "of every step, the learning rate is scaled by their number; one per GPU on CUDA.",
+    ),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
     experiment: str | None = typer.Option(
         None, "--experiment", help="MLflow experiment.", show_default="the dataset's folder name"
@@ -65,15 +72,27 @@ def train(
     """Fine-tune a detector (Darknet YOLO or torchvision) on your own labelled images, tracked in MLflow.
 
     The MLflow store is sqlite:///mlflow.db in the current folder, or $MLFLOW_TRACKING_URI."""
+    import os
+    import sys
+
     from ..train.augment import AugmentConfig
     from ..train.loop import train as run_training
 
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:  # start the processes; each runs this command again
+        from ..train.distributed import launch
+
+        console.print(f"training in {nproc} processes (torchrun); rank 0 evaluates, logs and saves", style="dim")
+        raise typer.Exit(launch(nproc, sys.argv[1:]))
+    rank = int(os.environ.get("RANK", "0"))
     params = ctx.params
     settings = cli_settings(ctx, device=device)
     aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else AugmentConfig()
     values = {k: params[k] for k in TrainConfig.option_names() if k in params}
     cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug}))
     registered = None
+    if rank != 0:  # another process of a --nproc run: rank 0 tracks and reports
+        run_training(cfg, settings, resume=resume)
+        return
     if track:
         from ..tracking import run_page
         from ..train.tracked import train_tracked

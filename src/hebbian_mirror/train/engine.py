@@ -55,17 +55,20 @@ class Optimisation:
         self.scaler.load_state_dict(state["scaler"])
 
 
-def optimisation(cfg: TrainConfig, module: torch.nn.Module, steps_per_epoch: int, use_amp: bool) -> Optimisation:
-    """SGD (Nesterov) or AdamW, weights decayed but not biases and norms; warm-up then cosine or step."""
+def optimisation(
+    cfg: TrainConfig, module: torch.nn.Module, steps_per_epoch: int, use_amp: bool, lr_scale: float = 1.0
+) -> Optimisation:
+    """SGD (Nesterov) or AdamW, weights decayed but not biases and norms; warm-up then cosine or step. The peak
+    learning rate is ``lr_scale`` × the configured one (N processes: N times the batch, N times the rate)."""
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate(), momentum=0.937, nesterov=True)
+        optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate() * lr_scale, momentum=0.937, nesterov=True)
     elif cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate())
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate() * lr_scale)
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
     if cfg.schedule not in ("cosine", "step"):
@@ -96,12 +99,13 @@ def train_one_epoch(
     clip: float,
     use_amp: bool,
     desc: str,
+    quiet: bool = False,
 ) -> dict[str, float]:
     """At most ``steps`` optimiser steps, with a progress bar of the live losses; returns the mean loss and
     the seconds it took."""
     started, losses = time.perf_counter(), []
     params = [p for p in network.module.parameters() if p.requires_grad]
-    with tqdm(loader, total=steps, desc=desc, unit="batch") as bar:
+    with tqdm(loader, total=steps, desc=desc, unit="batch", disable=quiet) as bar:
         for step, (images, targets) in enumerate(bar):
             if step >= steps:
                 break

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..batches import decoded_batches
 from ..config import Settings
@@ -24,7 +25,7 @@ from ..models import checkpoint
 from ..models.loader import load_detector, load_network
 from ..network import Network
 from ..plots import write_plots
-from . import engine
+from . import distributed, engine
 from .config import TrainConfig
 from .data import seed_worker
 from .families import training_family
@@ -98,9 +99,18 @@ def train(
     """Train, evaluating on the validation split every epoch; returns the run summary.
 
     ``on_epoch(epoch, metrics)`` is called after each epoch (MLflow logging hooks in here); ``prepared`` is
-    :func:`prepare`'s result when the caller has it already."""
+    :func:`prepare`'s result when the caller has it already. Under torchrun (``train --nproc N``) every
+    process runs this; only rank 0 evaluates, calls ``on_epoch`` and writes the run folder."""
     p = prepared or prepare(cfg, settings, resume)
-    train_ds, val_ds, network, last, device = p.train_ds, p.val_ds, p.network, p.last, p.device
+    world, device = distributed.init(p.device)
+    try:
+        return _train(cfg, p, world, device, on_epoch)
+    finally:
+        distributed.close()
+
+
+def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torch.device, on_epoch) -> dict:
+    train_ds, val_ds, network, last = p.train_ds, p.val_ds, p.network, p.last
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -108,24 +118,35 @@ def train(
     network.module.to(device)
     if cfg.freeze_backbone:
         fam.freeze_backbone(network)
+    forward = None
     train_set = fam.train_set(network, train_ds, cfg.augment)
-    steps = len(train_set) // cfg.batch if len(train_set) >= cfg.batch else 1
+    global_batch = cfg.batch * world.size
+    # the epoch's permutation (one process draws it all; N processes each take every N-th image of it)
+    sampler = DistributedSampler(
+        train_set, world.size, world.rank, seed=cfg.seed * 1000, drop_last=len(train_set) >= global_batch
+    )
+    if world.distributed:  # each process a share of every global batch of world.size × batch images
+        distributed.sync_batchnorm(network.module, device)
+        ids = [device.index] if device.type == "cuda" else None
+        forward = DistributedDataParallel(network.module, ids, find_unused_parameters=fam.name != "darknet")
+    steps = len(train_set) // global_batch if len(train_set) >= global_batch else 1
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
     use_amp = cfg.amp and device.type == "cuda"
-    opt = engine.optimisation(cfg, network.module, steps, use_amp)
+    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale=world.size)
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
-    criterion = fam.criterion(network)
+    criterion = fam.criterion(network, forward)
     for epoch in range(progress.next_epoch, cfg.epochs):
         if progress.stale >= cfg.patience:
             log.info("early stop: no better validation AP for %d epochs", progress.stale)
             break
         seed_everything(cfg.seed * 1000 + epoch)  # the epoch's shuffling and augmentation, resumable exactly
+        sampler.set_epoch(epoch)
         loader = DataLoader(
             train_set,
             batch_size=cfg.batch,
-            shuffle=True,
-            drop_last=len(train_set) >= cfg.batch,
+            sampler=sampler,
+            drop_last=len(train_set) >= global_batch,
             num_workers=cfg.workers,
             collate_fn=fam.collate,
             worker_init_fn=seed_worker,
@@ -143,29 +164,14 @@ def train(
             clip=cfg.clip,
             use_amp=use_amp,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            quiet=not world.main,
         )
-        report = engine.validate(network, val_ds, device, cfg.eval_batch)
-        metrics = engine.epoch_metrics(epoch, trained, report, opt.scheduler.get_last_lr()[0])
-        progress.history.append(metrics)
         progress.next_epoch = epoch + 1
-        if report["AP"] > progress.best_ap:
-            progress.best_ap, progress.stale = report["AP"], 0
-            engine.save_best(best_path, network, epoch, metrics)
-            write_report(report, out / "best-eval")
-            write_plots(report, out / "best-eval")
-        else:
-            progress.stale += 1
-        engine.save_last(last_path, network, opt, progress, cfg.to_dict())
-        log.info(
-            "epoch %d: loss %.3f, val AP %.3f AP50 %.3f (%.0f s)",
-            epoch + 1,
-            metrics["loss"],
-            report["AP"],
-            report["AP50"],
-            trained["seconds"],
-        )
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+        if world.main:
+            _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progress, on_epoch)
+        progress.stale = distributed.broadcast(progress.stale)  # every process stops early together
+    if not world.main:
+        return {"best_ap": None, "history": [], "best": str(best_path), "last": str(last_path)}
     if best_path.is_file():
         draw_predictions(best_path, val_ds, out / "predictions", device)
     summary = {
@@ -177,9 +183,36 @@ def train(
         "history": progress.history,
         "best": str(best_path),
         "last": str(last_path),
+        "processes": world.size,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progress, on_epoch) -> None:
+    """Rank 0's end of an epoch: validation, best.pt / last.pt, the log line and ``on_epoch``."""
+    out = Path(cfg.out)
+    report = engine.validate(network, val_ds, device, cfg.eval_batch)
+    metrics = engine.epoch_metrics(epoch, trained, report, opt.scheduler.get_last_lr()[0])
+    progress.history.append(metrics)
+    if report["AP"] > progress.best_ap:
+        progress.best_ap, progress.stale = report["AP"], 0
+        engine.save_best(out / "best.pt", network, epoch, metrics)
+        write_report(report, out / "best-eval")
+        write_plots(report, out / "best-eval")
+    else:
+        progress.stale += 1
+    engine.save_last(out / "last.pt", network, opt, progress, cfg.to_dict())
+    log.info(
+        "epoch %d: loss %.3f, val AP %.3f AP50 %.3f (%.0f s)",
+        epoch + 1,
+        metrics["loss"],
+        report["AP"],
+        report["AP50"],
+        trained["seconds"],
+    )
+    if on_epoch is not None:
+        on_epoch(epoch, metrics)
 
 
 def draw_predictions(best: Path, ds: DetectionDataset, out: Path, device, count: int = 6) -> None:

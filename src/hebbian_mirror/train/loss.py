@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou, complete_box_iou_loss
 
 from ..darknet.model import DarknetNet
+from . import distributed
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class YoloLoss:
         batch = outputs[0].shape[0]
         gt_all = [t.to(device) for t in targets]
         lbox = torch.zeros((), device=device)
-        lobj = torch.zeros((), device=device)
         lcls = torch.zeros((), device=device)
+        obj_sums, obj_counts = [], []  # per head: the weighted objectness loss and its weight
         n_pos = 0
         for h, (raw, head) in enumerate(zip(outputs, self.net.heads, strict=True)):
             b, _, gh, gw = raw.shape
@@ -97,7 +98,8 @@ class YoloLoss:
                     pos_logits.append(p[i, k, jj, ii, 5:])
                     pos_cls.append(gt[chosen, 0].long())
             bce = F.binary_cross_entropy_with_logits(p[..., 4], obj_target, reduction="none")
-            lobj = lobj + (bce * obj_weight).sum() / obj_weight.sum().clamp(min=1)
+            obj_sums.append((bce * obj_weight).sum())
+            obj_counts.append(obj_weight.sum().detach())
             if pos_pred:
                 pp, pg = torch.cat(pos_pred), torch.cat(pos_gt)
                 lbox = lbox + complete_box_iou_loss(pp, pg, reduction="sum")
@@ -105,8 +107,14 @@ class YoloLoss:
                 onehot = F.one_hot(torch.cat(pos_cls), head.classes).float()
                 lcls = lcls + F.binary_cross_entropy_with_logits(logits, onehot, reduction="sum") / head.classes
                 n_pos += len(pp)
-        n = max(n_pos, 1)
+        # normalised over the global batch: with N processes (DDP averages their gradients) each process's
+        # share times N sums to the loss one process would compute on the whole batch
+        counts = distributed.all_sum(torch.tensor([batch, n_pos, *obj_counts], dtype=torch.float64, device=device))
+        n = float(counts[1].clamp(min=1))
+        lobj = torch.zeros((), device=device)
+        for head_sum, head_count in zip(obj_sums, counts[2:], strict=True):
+            lobj = lobj + head_sum / float(head_count.clamp(min=1))
         wts = self.weights
-        total = (wts.box * lbox / n + wts.obj * lobj + wts.cls * lcls / n) * batch
+        total = (wts.box * lbox / n + wts.obj * lobj + wts.cls * lcls / n) * float(counts[0]) * distributed.size()
         parts = {"box": float(lbox.detach()) / n, "obj": float(lobj.detach()), "cls": float(lcls.detach()) / n}
         return total, parts | {"positives": n_pos}

@@ -31,5 +31,6 @@ class TrainingFamily(Protocol):
 
     def train_mode(self, network: Network) -> None: ...
 
-    def criterion(self, network: Network) -> Criterion:
-        """The loss of ``network`` on a batch."""
+    def criterion(self, network: Network, forward: Callable[..., Any] | None = None) -> Criterion:
+        """The loss of ``network`` on a batch, its forward pass through ``forward`` when given (the network
+        wrapped in ``DistributedDataParallel``)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -46,8 +47,8 @@ class DarknetTraining:
     def train_mode(self, network: Network) -> None:
         network.module.train()
 
-    def criterion(self, network: Network) -> Criterion:
-        net, yolo_loss = network.module, YoloLoss(network.module)
+    def criterion(self, network: Network, forward: Callable[..., Any] | None = None) -> Criterion:
+        net, yolo_loss = forward or network.module, YoloLoss(network.module)
 
         def loss(images, targets, device: torch.device, use_amp: bool):
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):

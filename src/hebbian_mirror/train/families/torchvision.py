@@ -3,8 +3,9 @@ batch-norm statistics frozen."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,8 +106,8 @@ class TorchvisionTraining:
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
 
-    def criterion(self, network: Network) -> Criterion:
-        model = network.module
+    def criterion(self, network: Network, forward: Callable[..., Any] | None = None) -> Criterion:
+        model = forward or network.module
 
         def loss(images, targets, device: torch.device, use_amp: bool):
             images = [i.to(device, non_blocking=True) for i in images]
