@@ -8,7 +8,7 @@ SHARED ?= $(abspath ../shared)
 # The product's weights cache, as the product itself finds it (HEBBIAN_MIRROR_WEIGHTS, else the default).
 WEIGHTS_CACHE ?= $(or $(HEBBIAN_MIRROR_WEIGHTS),$(HOME)/.cache/hebbian-mirror/weights)
 
-.PHONY: weights install install-dev serve up ui browser stream-tools test lint format models predict bench bench-serving clean
+.PHONY: weights install install-dev serve up ui browser stream-tools deploy-tools test lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,7 +75,16 @@ stream-tools:
 	    >/dev/null 2>&1 || { echo "error: the stream tests need the Debian packages$$missing and could not" \
 	    "install them. Install them (as root: apt-get install$$missing), then run make test again." >&2; exit 1; }; fi
 
-test: install-dev browser stream-tools
+# The deploy test validates the compose files with Debian's docker-compose (no Docker engine is needed or started).
+deploy-tools:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "Installing docker-compose for the deploy test (apt-get install --no-install-recommends docker-compose)..."; \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	      --no-install-recommends docker-compose ) >/dev/null 2>&1 || { \
+	    echo "error: the deploy test needs Debian's docker-compose and could not install it (as root: apt-get" \
+	         "install docker-compose), then run make test again." >&2; exit 1; }; }
+
+test: install-dev browser stream-tools deploy-tools
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

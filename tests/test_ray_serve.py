@@ -190,6 +190,8 @@ def test_serve_config_file_and_deployment_options():
     options = model_options(load_settings(**app["args"]))
     assert options["autoscaling_config"]["max_replicas"] == 4 and options["max_ongoing_requests"] == 16
     assert model_options(load_settings(ray_replicas=3))["num_replicas"] == 3
+    gpu = model_options(load_settings(ray_gpus_per_replica=1, ray_cpus_per_replica=2))["ray_actor_options"]
+    assert gpu == {"num_cpus": 2, "num_gpus": 1}
     assert model_options(load_settings(max_batch_size=8))["max_ongoing_requests"] == 16
     with pytest.raises(ConfigError, match="batches could never fill"):
         model_options(load_settings(max_batch_size=8, ray_max_ongoing_requests=4))

@@ -196,6 +196,7 @@ class Settings(BaseModel):
         json_schema_extra={"default_help": "2 × max-batch-size"},
     )
     ray_cpus_per_replica: float = Field(default=1.0, gt=0.0, description="CPUs Ray reserves per model replica.")
+    ray_gpus_per_replica: float = Field(default=0.0, ge=0.0, description="GPUs per model replica (1: one each).")
 
     @field_validator("models", "streams", "webhooks", mode="before")
     @classmethod

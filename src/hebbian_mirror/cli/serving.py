@@ -63,6 +63,7 @@ def serve(
     ray_target_ongoing_requests: float | None = setting("ray_target_ongoing_requests"),
     ray_max_ongoing_requests: int | None = setting("ray_max_ongoing_requests"),
     ray_cpus_per_replica: float | None = setting("ray_cpus_per_replica"),
+    ray_gpus_per_replica: float | None = setting("ray_gpus_per_replica"),
     config: Path | None = config_option(),
 ) -> None:
     """Serve detection over HTTP (native, DeepStack-compatible, Open Inference Protocol and original Hebbian

@@ -87,7 +87,7 @@ def model_options(settings: Settings) -> dict[str, Any]:
         )
     options: dict[str, Any] = {
         "max_ongoing_requests": ongoing,
-        "ray_actor_options": {"num_cpus": s.ray_cpus_per_replica},
+        "ray_actor_options": {"num_cpus": s.ray_cpus_per_replica, "num_gpus": s.ray_gpus_per_replica},
         "health_check_period_s": 2.0,
         "graceful_shutdown_timeout_s": s.request_timeout,
     }
