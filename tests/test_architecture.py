@@ -14,7 +14,7 @@ PACKAGE = "hebbian_mirror"
 # Bottom to top; a module may import its own layer or lower ones (docs/architecture.md draws this).
 LAYERS = [
     {"__init__", "errors", "classes", "meta", "runtime"},
-    {"config", "images", "detection", "network", "plots", "supervisor"},
+    {"config", "images", "detection", "network", "plots", "supervisor", "holding"},
     {"batches", "datasets", "darknet", "backends"},
     {"models", "tracking", "loadgen", "streams"},
     {"evaluation", "export"},

@@ -121,6 +121,16 @@ def test_hebbian_mirror_routes(client):
     assert len(demo["boxes"]) == len(demo["labels"]) == len(demo["scores"])
 
 
+def test_dangerous_detections_say_who_holds_them(client):
+    photo = {"image": ("knife.jpg", KNIFE.read_bytes(), "image/jpeg")}
+    native = client.post("/v1/detect", params={"conf": 0.03}, files=photo).json()["detections"]
+    deepstack = client.post("/v1/vision/detection", data={"min_confidence": "0.03"}, files=photo).json()
+    for found in (native, deepstack["predictions"]):
+        knife = next(d for d in found if d["label"] == "knife")  # COCO's yolov4-tiny: 0.05
+        assert found[knife["held_by"]]["label"] == "person"
+        assert all("held_by" not in d for d in found if d["label"] != "knife")  # only dangerous classes have it
+
+
 def test_deepstack_routes(server):
     with httpx.Client(base_url=server.url, timeout=60) as c:  # DeepStack clients send the key as a form field
         r = c.post(

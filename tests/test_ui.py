@@ -126,6 +126,16 @@ def test_thresholds_classes_and_alert(server):
     assert not at.error
 
 
+def test_the_alert_says_who_holds_the_knife(server):
+    at = page(server.url)  # the default dangerous classes: pistol, knife, gun, rifle
+    at.text_input(key="source").set_value(str(KNIFE))
+    at.slider(key="conf").set_value(0.03)  # COCO's yolov4-tiny sees the knife at 0.05
+    at.slider(key="alert_conf").set_value(0.03)
+    at.run()
+    (alert,) = texts(at.error)
+    assert "1 × knife" in alert and "Person holding a knife." in alert
+
+
 def test_compare_two_models(server):
     at = page(server.url)
     at.text_input(key="source").set_value(str(DOG))

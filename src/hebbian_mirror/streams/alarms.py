@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..classes import canonical_name
 from ..detection import Detection
+from ..holding import PERSON, held_by
 from .rules import AlarmRule
 
 UPDATE_STEP = 0.05  # a running alarm reports again when its top score rises by this much
@@ -56,6 +58,7 @@ class Alarm:
     reported_score: float = 0.0
     end_wall: float | None = None
     event_id: str | None = None  # set by whoever stores it
+    held_by: tuple[float, float, float, float] | None = None  # the box of the person holding the top object
 
     @property
     def label(self) -> str:
@@ -101,6 +104,7 @@ class AlarmTracker:
         self.suppressed = 0  # alarms held back by a cooldown
         self._held_back: set[int] = set()  # tracks whose alarm a cooldown held back (counted once)
         self._unconfirmed: list[Detection] = []  # last frame's counting detections not yet given a track id
+        self._people: list[Detection] = []  # this frame's person boxes (who holds what)
         self.fps = fps
         self._clock = 0.0  # seconds of stream time, always increasing (a looped file or a reconnect restarts pts)
         self._last_pts: float | None = None
@@ -134,6 +138,7 @@ class AlarmTracker:
         self._last_pts = pts
         pts = self._clock
         tracked = self._track(detections, pts)
+        self._people = [d for d in detections if canonical_name(d.label) == PERSON]
         self._n += 1
         n = self._n
         transitions: list[Transition] = []
@@ -196,6 +201,7 @@ class AlarmTracker:
             tracks={t.track_id for t in hits},
         )
         alarm.reported_score = alarm.top_score
+        alarm.held_by = self._holder(best.detection)
         self.active[rule.label] = alarm
         return [Transition("new", alarm)]
 
@@ -211,10 +217,16 @@ class AlarmTracker:
         best = max(hits, key=lambda t: t.detection.score)
         if best.detection.score > alarm.top_score:
             alarm.top_score, alarm.top_box, alarm.top_index = best.detection.score, best.detection.box, index
+            alarm.held_by = self._holder(best.detection)
         if alarm.top_score >= alarm.reported_score + UPDATE_STEP:
             alarm.reported_score = alarm.top_score
             return [Transition("update", alarm)]
         return []
+
+    def _holder(self, obj: Detection) -> tuple[float, float, float, float] | None:
+        """The box of the person in this frame who holds ``obj``, if any."""
+        found = held_by([obj, *self._people], dangerous=[obj.label]).get(0)
+        return tuple(self._people[found - 1].box) if found else None
 
     def _end(self, alarm: Alarm, pts: float, wall: float) -> Transition:
         alarm.end_wall = wall

@@ -176,6 +176,7 @@ class StreamWatcher:
         event.top_score, event.box, event.frames = alarm.top_score, tuple(alarm.top_box), alarm.frames
         event.end = alarm.end_wall
         event.extra = event.extra | {"tracks": sorted(alarm.tracks), "first_frame": alarm.start_index}
+        event.extra["held_by"] = list(alarm.held_by) if alarm.held_by else None  # the holder's person box
         alarm.event_id = event.id
         return event
 

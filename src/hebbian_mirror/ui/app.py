@@ -22,7 +22,15 @@ from hebbian_mirror.classes import DANGEROUS_CLASSES
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import InvalidImageError
 from hebbian_mirror.images import decode_image, draw_detections, encode_jpeg
-from hebbian_mirror.ui.client import Client, Detected, ServerError, alerts, digest, load_image_source
+from hebbian_mirror.ui.client import (
+    Client,
+    Detected,
+    ServerError,
+    alerts,
+    digest,
+    holdings,
+    load_image_source,
+)
 from hebbian_mirror.ui.connection import connection
 
 CONFIGURED_DANGEROUS = [
@@ -156,7 +164,11 @@ def show_result(slot: str, name: str, data: bytes, result: Detected, settings: d
     if found:
         total = sum(found.values())
         what = ", ".join(f"{n} × {names.get(label, label)}" for label, n in found.items())
-        st.error(f"## ALERT: {total} dangerous object{'s' if total > 1 else ''} — {what}", icon=":material/warning:")
+        held = holdings(result.detections, {c.lower() for c in settings["dangerous"]}, settings["alert_conf"], names)
+        who = ("\n\n" + "; ".join(dict.fromkeys(held)).capitalize() + ".") if held else ""
+        st.error(
+            f"## ALERT: {total} dangerous object{'s' if total > 1 else ''} — {what}{who}", icon=":material/warning:"
+        )
     picture_area, table_area = st.columns([3, 2]) if wide else (st.container(), st.container())
     boxes = [[d["box"], d["score"], d["class_id"], names.get(d["label"], d["label"])] for d in result.detections]
     png = data.startswith(PNG_SIGNATURE)

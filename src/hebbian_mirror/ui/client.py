@@ -13,6 +13,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from hebbian_mirror.detection import Detection
+from hebbian_mirror.holding import held_by
+
 MAX_FETCH_BYTES = 20_000_000
 MAX_REDIRECTS = 5
 
@@ -250,6 +253,16 @@ def _body(r: httpx.Response, url: str) -> bytes:
         if len(data) > MAX_FETCH_BYTES:
             raise ServerError(f"{url} is over {MAX_FETCH_BYTES // 1_000_000} MB.")
     return bytes(data)
+
+
+def holdings(detections: list[dict], dangerous: set[str], threshold: float, names: dict[str, str]) -> list[str]:
+    """ "person holding a pistol" for each dangerous object at or above ``threshold`` inside a person's box."""
+    found = [Detection(tuple(d["box"]), d["score"], d["class_id"], d["label"]) for d in detections]
+    out = []
+    for i, holder in held_by(found, dangerous).items():
+        if holder is not None and found[i].score >= threshold:
+            out.append(f"person holding a {names.get(found[i].label, found[i].label).lower()}")
+    return out
 
 
 def alerts(detections: list[dict], dangerous: set[str], threshold: float) -> dict[str, int]:

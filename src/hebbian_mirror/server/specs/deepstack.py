@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
+from ...holding import held_by
 from ..auth import api_key
 from ..errors import APIError
 from ..pipeline import Inputs, Outcome, run
@@ -56,6 +57,7 @@ def _inputs(request: Request, model: str | None) -> Inputs:
 
 def _encoder(command: str):
     async def encode(request: Request, out: Outcome) -> dict:
+        holders = held_by(out.result.detections)  # an extra field on dangerous predictions: who holds it
         predictions = [
             {
                 "label": d.label,
@@ -65,7 +67,8 @@ def _encoder(command: str):
                 "x_max": round(d.box[2]),
                 "y_max": round(d.box[3]),
             }
-            for d in out.result.detections
+            | ({"held_by": holders[i]} if i in holders else {})
+            for i, d in enumerate(out.result.detections)
         ]
         return {
             "success": True,

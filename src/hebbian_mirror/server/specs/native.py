@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from ...holding import held_by
 from ..auth import api_key
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
 from ..requests import image_body
@@ -43,13 +44,15 @@ DetectQuery = Annotated[Inputs, Depends(_inputs)]
 async def _json(request: Request, out: Outcome) -> dict:
     result = out.result
     width, height = result.size
+    holders = held_by(result.detections)
+    detections = []
+    for i, d in enumerate(result.detections):
+        entry = {"box": [round(v, 2) for v in d.box], "score": round(d.score, 5), "class_id": d.class_id}
+        detections.append(entry | {"label": d.label} | ({"held_by": holders[i]} if i in holders else {}))
     return {
         "model": out.host.name,
         "image": {"width": width, "height": height},
-        "detections": [
-            {"box": [round(v, 2) for v in d.box], "score": round(d.score, 5), "class_id": d.class_id, "label": d.label}
-            for d in result.detections
-        ],
+        "detections": detections,
         "timing": {
             "queue_ms": round(result.queue_ms, 2),
             "inference_ms": round(result.inference_ms, 2),
