@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hebbian_mirror.classes import COCO_CLASSES
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
 from hebbian_mirror.darknet.detector import DarknetDetector
@@ -44,6 +45,32 @@ def test_resized_heads_keep_every_other_weight():
             assert value.shape[0] == a * 8
         else:
             assert torch.equal(value, old_state[key]), key
+
+
+def test_an_extended_head_keeps_every_base_weight_and_its_classes_are_base_plus_new(tiny, tmp_path):
+    from hebbian_mirror.train.loop import prepare
+
+    cfg = TrainConfig(data=str(tiny), out=str(tmp_path / "x"), device="cpu", keep_classes=True)
+    p = prepare(cfg, load_settings(device="cpu"))
+    base = coco_net()
+    assert list(p.network.meta.classes) == [*COCO_CLASSES, "airpods", "phone", "wallet"]  # 80 + the new ones
+    assert p.train_ds.classes == list(p.network.meta.classes)  # labels point into the extended list
+    assert {p.train_ds.classes[b.class_id] for s in p.train_ds.samples for b in s.boxes} <= {
+        "airpods",
+        "phone",
+        "wallet",
+    }
+    assert p.val_ds.classes == ["airpods", "phone", "wallet"]  # evaluated on the dataset's own classes
+    old, new = base.state_dict(), p.network.module.state_dict()
+    heads = {f"layers.{i}." for i in head_convs(base)}
+    for key, value in new.items():
+        if any(key.startswith(h) for h in heads):
+            for k in range(3):  # per anchor: box, objectness and the 80 COCO class rows kept, 3 rows appended
+                assert torch.equal(value[k * 88 : k * 88 + 85], old[key][k * 85 : (k + 1) * 85]), key
+        else:
+            assert torch.equal(value, old[key]), key
+    with pytest.raises(Exception, match="cannot keep"):
+        resize_heads(base, 3, keep=80)
 
 
 def test_augmented_items_keep_boxes_inside(tiny):

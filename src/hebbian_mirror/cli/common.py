@@ -78,7 +78,7 @@ def config_option() -> Any:
     return typer.Option(None, "--config", help=env_help("TOML settings file.", "HEBBIAN_MIRROR_CONFIG"))
 
 
-def _typed(ctx: typer.Context, name: str) -> bool:
+def typed(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` was given on the command line (not its default); by name, as Typer may
     carry its own copy of click."""
     source = ctx.get_parameter_source(name)
@@ -88,7 +88,7 @@ def _typed(ctx: typer.Context, name: str) -> bool:
 def cli_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     """The settings for this command: defaults < TOML < environment < the command's own setting options
     given on the command line, then ``overrides``; sets up logging."""
-    given = {k: v for k, v in ctx.params.items() if k in Settings.model_fields and _typed(ctx, k)}
+    given = {k: v for k, v in ctx.params.items() if k in Settings.model_fields and typed(ctx, k)}
     settings = load_settings(ctx.params.get("config"), **(given | overrides))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from ..train.config import TrainConfig
 from .app import app
-from .common import Failure, cli_settings, config_option, console, setting
+from .common import Failure, cli_settings, config_option, console, setting, typed
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
@@ -31,7 +32,14 @@ def option(name: str, *decls: str, **kwargs: Any) -> Any:
 @app.command()
 def train(
     ctx: typer.Context,
-    data: Path = option("data"),
+    data: Path | None = typer.Option(None, "--data", help="Dataset with train and val splits (any format)."),
+    recipe: Path | None = typer.Option(
+        None,
+        "--recipe",
+        help="Training recipe (YAML: datasets, base model, schedule, augmentation); flags given here override it.",
+        exists=True,
+        dir_okay=False,
+    ),
     model: str = option("model", "--model", "-m"),
     out: Path = option("out"),
     epochs: int = option("epochs", min=1),
@@ -45,6 +53,7 @@ def train(
     workers: int = option("workers", min=0),
     amp: bool = option("amp"),
     freeze_backbone: bool = option("freeze_backbone", "--freeze-backbone"),
+    keep_classes: bool = option("keep_classes", "--keep-classes"),
     seed: int = option("seed"),
     patience: int = option("patience", min=1),
     max_steps: int | None = option("max_steps", min=1),
@@ -78,17 +87,31 @@ def train(
     from ..train.augment import AugmentConfig
     from ..train.loop import train as run_training
 
+    params = ctx.params
+    settings = cli_settings(ctx, device=device)
+    aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else None
+    plan = None
+    if recipe is not None:  # its data is prepared once, before any process of a --nproc run starts
+        from ..train import recipe as recipes
+
+        plan = recipes.read(recipe)
+        given = {k: params[k] for k in TrainConfig.option_names() if k in params and typed(ctx, k)}
+        base = given.get("model", plan.train.get("model", TrainConfig.model))
+        data_path, _ = recipes.prepare_data(plan, settings, base)
+        cfg = recipes.config(plan, data_path, given | ({"augment": aug} if aug else {}))
+        register = register or plan.register
+    elif data is None:
+        raise Failure("give --data DATASET or --recipe FILE")
+    else:
+        values = {k: params[k] for k in TrainConfig.option_names() if k in params}
+        cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug or AugmentConfig()}))
     if nproc > 1 and "LOCAL_RANK" not in os.environ:  # start the processes; each runs this command again
         from ..train.distributed import launch
 
         console.print(f"training in {nproc} processes (torchrun); rank 0 evaluates, logs and saves", style="dim")
         raise typer.Exit(launch(nproc, sys.argv[1:]))
     rank = int(os.environ.get("RANK", "0"))
-    params = ctx.params
-    settings = cli_settings(ctx, device=device)
-    aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else AugmentConfig()
-    values = {k: params[k] for k in TrainConfig.option_names() if k in params}
-    cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug}))
+    out = Path(cfg.out)
     registered = None
     if rank != 0:  # another process of a --nproc run: rank 0 tracks and reports
         run_training(cfg, settings, resume=resume)
@@ -113,6 +136,13 @@ def train(
         table.add_row(str(h["epoch"]), f"{h['loss']:.3f}", f"{h['AP']:.3f}", f"{h['AP50']:.3f}", str(h["seconds"]))
     console.print(table)
     console.print(f"best → {summary['best']}")
+    if plan is not None and plan.retention is not None and Path(summary["best"]).is_file():
+        kept = recipes.retention(Path(summary["best"]), cfg.model, plan.retention, settings)
+        (out / "retention.json").write_text(json.dumps(kept, indent=2) + "\n")
+        console.print(
+            f"base classes kept: COCO AP50 {kept['trained']:.3f} vs the base model's {kept['base']:.3f} "
+            f"({kept['retention']:.2f}×, {plan.retention.name})"
+        )
     console.print(f"serve it: hebbian-mirror serve --model {summary['best']}")
     if registered:
         verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"

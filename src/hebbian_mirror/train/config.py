@@ -45,6 +45,13 @@ class TrainConfig:
     workers: int = field(default=2, metadata={"help": "Data loading processes."})
     amp: bool = field(default=True, metadata={"help": "Mixed precision (on CUDA only)."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train only the neck and heads."})
+    keep_classes: bool = field(
+        default=False,
+        metadata={
+            "help": "Extend the base model: keep its classes (e.g. COCO's 80, their head rows kept) and add the "
+            "dataset's new ones, instead of replacing them with the dataset's."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})

@@ -36,9 +36,10 @@ def head_convs(net: DarknetNet) -> list[int]:
 
 
 @torch.no_grad()
-def resize_heads(net: DarknetNet, num_classes: int) -> DarknetNet:
+def resize_heads(net: DarknetNet, num_classes: int, keep: int = 0) -> DarknetNet:
     """A new network for ``num_classes`` with all of ``net``'s weights except the head convolutions' class
-    rows: their box and objectness rows are kept per anchor, the class rows start fresh (weights from the
+    rows: their box and objectness rows are kept per anchor, and so are the first ``keep`` class rows (the base
+    model's classes, when a model is extended rather than replaced); the others start fresh (weights from the
     default init, biases at the logit of a 1% prior)."""
     new = DarknetNet(with_num_classes(net.sections, num_classes))
     old_state, new_state = net.state_dict(), new.state_dict()
@@ -50,10 +51,14 @@ def resize_heads(net: DarknetNet, num_classes: int) -> DarknetNet:
         old = old_state[key]
         a = len(net.heads[0].anchors)
         c_old, c_new = old.shape[0] // a - 5, value.shape[0] // a - 5
+        if keep > min(c_old, c_new):
+            raise ModelFormatError(f"cannot keep {keep} classes of a head with {c_old} when resizing to {c_new}")
         for k in range(a):
-            value[k * (c_new + 5) : k * (c_new + 5) + 5] = old[k * (c_old + 5) : k * (c_old + 5) + 5]
+            new_at, old_at = k * (c_new + 5), k * (c_old + 5)
+            value[new_at : new_at + 5] = old[old_at : old_at + 5]
             if key.endswith("bias"):
-                value[k * (c_new + 5) + 5 : (k + 1) * (c_new + 5)] = -math.log((1 - CLASS_PRIOR) / CLASS_PRIOR)
+                value[new_at + 5 : new_at + 5 + c_new] = -math.log((1 - CLASS_PRIOR) / CLASS_PRIOR)
+            value[new_at + 5 : new_at + 5 + keep] = old[old_at + 5 : old_at + 5 + keep]
     return new
 
 

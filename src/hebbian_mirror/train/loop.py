@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..batches import decoded_batches
+from ..classes import canonical_name, class_index
 from ..config import Settings
 from ..datasets import DetectionDataset, Splits, load_splits
 from ..detection import resolve_device
@@ -62,7 +63,13 @@ def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, t
     except ModelNotFoundError as exc:
         raise ModelNotFoundError(str(exc).replace("unknown model", "unknown base model", 1)) from exc
     display = dict(train_ds.display_names)
-    return training_family(base.family).adapt(base, train_ds.classes, display, cfg.img_size, Path(cfg.out).name)
+    classes, keep = list(train_ds.classes), 0
+    if cfg.keep_classes:  # the base model's classes first, then the dataset's new ones
+        known = class_index(base.meta.classes)
+        classes = list(base.meta.classes) + [c for c in train_ds.classes if canonical_name(c) not in known]
+        display = dict(base.meta.display_names) | display
+        keep = len(base.meta.classes)
+    return training_family(base.family).adapt(base, classes, display, cfg.img_size, Path(cfg.out).name, keep)
 
 
 @dataclass
@@ -90,6 +97,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     last = checkpoint.read(last_path) if resume else None
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
+    if cfg.keep_classes:  # train on the extended class list; validation keeps the dataset's own
+        train_ds = train_ds.remapped(list(network.meta.classes), dict(network.meta.display_names))
     return Prepared(splits, train_ds, val_ds, network, last, device)
 
 

@@ -21,9 +21,16 @@ class TrainingFamily(Protocol):
     collate: Callable[[list], Any]
 
     def adapt(
-        self, network: Network, classes: Sequence[str], display: dict[str, str], img_size: int | None, name: str
+        self,
+        network: Network,
+        classes: Sequence[str],
+        display: dict[str, str],
+        img_size: int | None,
+        name: str,
+        keep: int = 0,
     ) -> Network:
-        """``network`` ready to learn ``classes`` (a new head where the class list differs), named ``name``."""
+        """``network`` ready to learn ``classes`` (a new head where the class list differs), named ``name``;
+        with ``keep``, the first ``keep`` classes are the network's own, whose head rows are kept."""
 
     def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig) -> Dataset: ...
 

@@ -24,7 +24,13 @@ class DarknetTraining:
     collate = staticmethod(collate)
 
     def adapt(
-        self, network: Network, classes: Sequence[str], display: dict[str, str], img_size: int | None, name: str
+        self,
+        network: Network,
+        classes: Sequence[str],
+        display: dict[str, str],
+        img_size: int | None,
+        name: str,
+        keep: int = 0,
     ) -> Network:
         net: DarknetNet = network.module
         if img_size:
@@ -33,7 +39,7 @@ class DarknetTraining:
             resized.load_state_dict(net.state_dict())
             net = resized
         if net.num_classes != len(classes):
-            net = resize_heads(net, len(classes))
+            net = resize_heads(net, len(classes), keep)
         meta = ModelMeta(name, tuple(classes), (net.width, net.height), network.meta.resize, display)
         return Network("darknet", net, meta)
 

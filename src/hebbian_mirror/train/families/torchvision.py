@@ -83,8 +83,19 @@ class TorchvisionTraining:
     collate = staticmethod(_lists)
 
     def adapt(
-        self, network: Network, classes: Sequence[str], display: dict[str, str], img_size: int | None, name: str
+        self,
+        network: Network,
+        classes: Sequence[str],
+        display: dict[str, str],
+        img_size: int | None,
+        name: str,
+        keep: int = 0,
     ) -> Network:
+        if keep:
+            raise DatasetError(
+                "keeping the base model's classes works for Darknet models only (a torchvision detector's box "
+                "classifier is replaced whole): train without --keep-classes"
+            )
         meta = network.meta.with_(name=name, classes=tuple(classes), display_names=display)
         arch = dict(network.arch)
         labels = arch.get("label_map", fine_tuned_label_map(len(network.meta.classes)))

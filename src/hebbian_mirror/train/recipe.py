@@ -1,0 +1,181 @@
+"""Training recipes: a YAML file naming the datasets (by path), the base model, the schedule, augmentation and
+alarm defaults, run end to end by ``train --recipe``: prepare the data (rename classes, pseudo-label the
+base model's classes on the new images, merge), train, check what the base model's classes kept, register.
+
+Relative paths in a recipe are resolved against its ``root`` (relative to the recipe file; default its
+folder), as Ultralytics' data files point at ``../datasets``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..batches import decoded_batches
+from ..classes import canonical_name, class_index
+from ..config import Settings
+from ..datasets import Box, DetectionDataset, Splits, load_splits, write_splits
+from ..datasets.tools import merge
+from ..detection import DetectOptions
+from ..errors import DatasetError
+from ..evaluation import EVAL_OPTIONS, evaluate
+from ..models.loader import load_detector
+from .augment import AugmentConfig
+from .config import TrainConfig
+
+
+@dataclass
+class DataSource:
+    """One dataset of a recipe."""
+
+    path: Path
+    rename: dict[str, str] = field(default_factory=dict)  # class → the name to train it under
+    splits: dict[str, str] = field(default_factory=dict)  # its split → ours (train2017: train)
+    pseudo_labels: bool = True  # add the base model's detections of classes nobody annotates
+
+
+@dataclass
+class Recipe:
+    name: str
+    sources: list[DataSource]
+    train: dict[str, Any]
+    augment: dict[str, Any] = field(default_factory=dict)
+    pseudo_conf: float = 0.5
+    retention: Path | None = None  # a COCO-style dataset the base model's classes are checked on
+    register: str | None = None
+    alarm: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.train.get("out", f"runs/{self.name}"))
+
+
+def read(path: str | Path) -> Recipe:
+    """The recipe in ``path``, its paths resolved; a clear :class:`DatasetError` for a bad file."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DatasetError(f"cannot read recipe {path}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), list) or not doc["datasets"]:
+        raise DatasetError(f"recipe {path}: needs a 'datasets' list")
+    root = (path.parent / doc.get("root", ".")).resolve()
+
+    def at(p: str | Path) -> Path:
+        return (root / p).resolve() if not Path(p).is_absolute() else Path(p)
+
+    sources = []
+    for entry in doc["datasets"]:
+        entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+        sources.append(DataSource(at(entry.pop("path")), **entry))
+    train = dict(doc.get("train") or {})
+    known = {f.name for f in fields(TrainConfig)} - {"data", "augment"}
+    if unknown := sorted(set(train) - known):
+        raise DatasetError(f"recipe {path}: unknown train settings {', '.join(unknown)}")
+    if "out" in train:
+        train["out"] = str(at(train["out"]))
+    pseudo = doc.get("pseudo_labels") or {}
+    return Recipe(
+        name=str(doc.get("name", path.stem)),
+        sources=sources,
+        train=train,
+        augment=dict(doc.get("augment") or {}),
+        pseudo_conf=float(pseudo.get("conf", 0.5)),
+        retention=at(doc["retention"]) if doc.get("retention") else None,
+        register=doc.get("register"),
+        alarm=dict(doc.get("alarm") or {}),
+    )
+
+
+def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's settings: the recipe's, then the flags given on the command line."""
+    values = {"out": str(recipe.out)} | recipe.train | overrides
+    augment = values.pop("augment", None) or AugmentConfig(**recipe.augment)
+    return TrainConfig(data=str(data), augment=augment, **values)
+
+
+def _renamed(ds: DetectionDataset, rename: dict[str, str]) -> DetectionDataset:
+    wanted = {canonical_name(k): v for k, v in rename.items()}
+    classes = [wanted.get(canonical_name(c), c) for c in ds.classes]
+    return replace(ds, classes=classes, category_ids=[], display_names={})
+
+
+def pseudo_label(ds: DetectionDataset, detector, skip: set[str], conf: float) -> tuple[DetectionDataset, int]:
+    """``ds`` with the base ``detector``'s detections (at ``conf`` or above) of its classes that nobody
+    annotates (not in ``skip``, canonical names) added as boxes; and how many were added."""
+    classes = list(ds.classes)
+    index = class_index(classes)
+    added = 0
+    samples = []
+    images = [s.image for s in ds.samples]
+    options = DetectOptions(conf=conf)
+    batches = decoded_batches(images, 8, progress=f"pseudo-labels {Path(ds.source).name}")
+    found: list[list] = [d for b in batches for d in detector.detect(b.images, options)]
+    for sample, dets in zip(ds.samples, found, strict=True):
+        boxes = list(sample.boxes)
+        for d in dets:
+            key = canonical_name(d.label)
+            if key in skip:
+                continue
+            if key not in index:
+                index[key] = len(classes)
+                classes.append(d.label)
+            boxes.append(Box(tuple(d.box), index[key]))
+            added += 1
+        samples.append(replace(sample, boxes=boxes))
+    return replace(ds, classes=classes, samples=samples, category_ids=[]), added
+
+
+def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[Path, dict[str, Any]]:
+    """The recipe's merged dataset in ``OUT/data`` (made once; a resumed run reuses it) and what was done."""
+    out = recipe.out / "data"
+    report_path = recipe.out / "data-report.json"
+    if (out / "data.yaml").is_file() and report_path.is_file():
+        return out / "data.yaml", json.loads(report_path.read_text())
+    loaded: list[tuple[DataSource, Splits]] = []
+    for source in recipe.sources:
+        splits = load_splits(source.path)
+        splits = {source.splits.get(k, k): _renamed(v, source.rename) for k, v in splits.items()}
+        splits = {k: v for k, v in splits.items() if k in ("train", "val")}  # test splits stay held out
+        if "train" not in splits:
+            raise DatasetError(f"{source.path}: no train split (map one with 'splits')")
+        loaded.append((source, splits))
+    annotated = {canonical_name(c) for _, splits in loaded for ds in splits.values() for c in ds.classes}
+    report: dict[str, Any] = {"sources": [], "pseudo_conf": recipe.pseudo_conf}
+    detector = None
+    for source, splits in loaded:
+        entry = {"path": str(source.path), "train": len(splits["train"].samples), "pseudo_boxes": 0}
+        if source.pseudo_labels:
+            detector = detector or load_detector(base_model, settings)
+            splits["train"], entry["pseudo_boxes"] = pseudo_label(
+                splits["train"], detector, annotated, recipe.pseudo_conf
+            )
+        report["sources"].append(entry)
+    merged = merge([splits for _, splits in loaded])
+    if "val" not in merged:
+        raise DatasetError("the recipe's datasets have no validation split")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)  # an interrupted earlier preparation
+    data = write_splits(merged, out, "yolo")
+    report["classes"] = merged["train"].classes
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    return data, report
+
+
+def retention(best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, float]:
+    """COCO AP50 of the trained model and of its base on ``data``: how much of the base classes it kept."""
+    images = data.parent / "images"
+    ds = load_splits(data, images if data.suffix == ".json" and images.is_dir() else None)
+    split = ds.get("val") or next(iter(ds.values()))
+    scores = {}
+    for name, model in (("base", base_model), ("trained", str(best))):
+        report = evaluate(load_detector(model, settings), split, EVAL_OPTIONS, progress=True)
+        scores[name] = report["AP50"]
+    scores["retention"] = scores["trained"] / scores["base"] if scores["base"] > 0 else float("nan")
+    return scores

@@ -1,0 +1,59 @@
+"""``train --recipe``: a recipe file runs end to end on a tiny subset (rename, pseudo-labels from the base model,
+merge, an extended head, training, the retention check), and the shipped weapons recipe reads."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from hebbian_mirror.classes import COCO_CLASSES
+from hebbian_mirror.datasets import load_splits
+from hebbian_mirror.models import checkpoint
+from hebbian_mirror.train import recipe as recipes
+
+from .conftest import COCO_VAL, REPO
+
+
+def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
+    path = tmp_path / "recipes" / "tiny.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "root": "..",
+                "datasets": [{"path": str(tiny), "rename": {"phone": "cell phone"}}],
+                "pseudo_labels": {"conf": 0.5},
+                "retention": str(COCO_VAL / "instances_val2017_subset.json"),
+                "train": {"model": "yolov4-tiny", "keep_classes": True, "out": "runs/tiny", "epochs": 3, "batch": 4,
+                          "img_size": 160, "workers": 0, "device": "cpu"},
+                "augment": {"mosaic": 0.0},
+            }
+        )
+    )  # fmt: skip
+    code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "2", "--no-track")
+    assert code == 0, out + err
+    run = tmp_path / "runs" / "tiny"  # relative to the recipe's root
+    report = json.loads((run / "data-report.json").read_text())
+    assert report["sources"][0]["pseudo_boxes"] > 0  # the base model's people on the hand-held photos
+    data = load_splits(run / "data" / "data.yaml")
+    train_labels = {data["train"].classes[b.class_id] for s in data["train"].samples for b in s.boxes}
+    val_labels = {data["val"].classes[b.class_id] for s in data["val"].samples for b in s.boxes}
+    assert "person" in train_labels and "cell phone" in data["train"].classes and "phone" not in data["train"].classes
+    assert val_labels <= {"airpods", "cell phone", "wallet"}  # pseudo-labels never become validation truth
+    best = checkpoint.read(run / "best.pt")
+    assert list(best["class_names"]) == [*COCO_CLASSES, "airpods", "wallet"]  # phone trains COCO's cell phone row
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] == 1 and summary["config"]["epochs"] == 1  # the flag beat the recipe's 3
+    kept = json.loads((run / "retention.json").read_text())
+    assert kept["base"] > 0.3 and 0 < kept["retention"] <= 1.2
+    assert "base classes kept: COCO AP50" in out
+
+
+def test_the_weapons_recipe_reads():
+    plan = recipes.read(REPO / "recipes" / "weapons.yaml")
+    assert [s.path.name for s in plan.sources] == ["pistols", "knives", "handheld", "coco128"]
+    assert all(s.path.is_dir() for s in plan.sources)
+    assert plan.train["keep_classes"] and plan.retention.is_file() and plan.register == "weapons"
+    assert plan.out == REPO / "runs" / "weapons"
