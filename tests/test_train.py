@@ -246,3 +246,29 @@ def test_torchvision_fine_tuning(tiny, tmp_path):
     a = checkpoint.read(tmp_path / "straight" / "last.pt")["state_dict"]
     b = checkpoint.read(tmp_path / "resumed" / "last.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frozen_first_epochs_cached_images_channels_last_and_the_curve(tiny, tmp_path):
+    from hebbian_mirror.train.heads import backbone_layers
+
+    class Stop(Exception):
+        pass
+
+    def check_frozen(epoch, metrics):
+        if epoch == 0:
+            raise Stop
+
+    fast = {"freeze_epochs": 1, "cache_images": True, "channels_last": True}
+    cfg = config(tiny, tmp_path / "run", **fast)
+    with pytest.raises(Stop):
+        train(cfg, load_settings(device="cpu"), on_epoch=check_frozen)
+    base = resize_heads(coco_net(), 3).state_dict()
+    first = checkpoint.read(tmp_path / "run" / "last.pt")["state_dict"]
+    backbone = [k for k in base if int(k.split(".")[1]) < backbone_layers(coco_net()) and "running" not in k]
+    assert backbone and all(torch.equal(first[k], base[k]) for k in backbone if k.endswith("weight"))
+    summary = train(cfg, load_settings(device="cpu"), resume=True)  # epoch 2: everything trains
+    last = checkpoint.read(tmp_path / "run" / "last.pt")["state_dict"]
+    assert any(not torch.equal(last[k], first[k]) for k in backbone if k.endswith("conv.weight"))
+    minutes = [h["minutes"] for h in summary["history"]]
+    assert len(minutes) == 2 and 0 < minutes[0] < minutes[1]
+    assert (tmp_path / "run" / "ap-by-minutes.png").stat().st_size > 10_000

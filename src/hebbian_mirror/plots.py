@@ -72,3 +72,19 @@ def confusion_matrix(report: dict, path: Path) -> Path:
 def write_plots(report: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     return [pr_curves(report, out / "pr_curve.png"), confusion_matrix(report, out / "confusion_matrix.png")]
+
+
+def learning_curve(history: list[dict], path: Path) -> Path:
+    """Validation AP50 per class (and over all) against the run's minutes so far, one point per epoch."""
+    minutes = [h.get("minutes", 0.0) for h in history]
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    ax.plot(minutes, [h["AP50"] for h in history], "k-o", label="all classes", linewidth=2)
+    for name in history[-1].get("per_class", {}):
+        ax.plot(minutes, [h.get("per_class", {}).get(name, {}).get("AP50", np.nan) for h in history], "-o", label=name)
+    ax.set(xlabel="minutes of training and validation", ylabel="validation AP50", ylim=(0, 1.02), title="AP50 by time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

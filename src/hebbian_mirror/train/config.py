@@ -45,12 +45,22 @@ class TrainConfig:
     workers: int = field(default=2, metadata={"help": "Data loading processes."})
     amp: bool = field(default=True, metadata={"help": "Mixed precision (on CUDA only)."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train only the neck and heads."})
+    freeze_epochs: int = field(
+        default=0,
+        metadata={"help": "Train only the neck and heads for the first N epochs (about 2× faster), then all."},
+    )
     keep_classes: bool = field(
         default=False,
         metadata={
             "help": "Extend the base model: keep its classes (e.g. COCO's 80, their head rows kept) and add the "
             "dataset's new ones, instead of replacing them with the dataset's."
         },
+    )
+    cache_images: bool = field(
+        default=False, metadata={"help": "Decode the training images once, into RAM (3 bytes a pixel)."}
+    )
+    channels_last: bool = field(
+        default=False, metadata={"help": "Channels-last tensors: faster convolutions on CPUs (Darknet models)."}
     )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
 from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
@@ -25,7 +27,7 @@ from ..images import draw_detections
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
 from ..network import Network
-from ..plots import write_plots
+from ..plots import learning_curve, write_plots
 from . import distributed, engine
 from .config import TrainConfig
 from .data import seed_worker
@@ -127,8 +129,15 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     network.module.to(device)
     if cfg.freeze_backbone:
         fam.freeze_backbone(network)
+    if cfg.freeze_epochs and world.distributed:
+        raise DatasetError(
+            "--freeze-epochs cannot change what trains under --nproc: use --freeze-backbone, or one process"
+        )
+    trainable = [p.requires_grad for p in network.module.parameters()]
     forward = None
-    train_set = fam.train_set(network, train_ds, cfg.augment)
+    train_set = fam.train_set(network, train_ds, cfg.augment, cfg.cache_images)
+    if cfg.channels_last:
+        network.module.to(memory_format=torch.channels_last)
     global_batch = cfg.batch * world.size
     # the epoch's permutation (one process draws it all; N processes each take every N-th image of it)
     sampler = DistributedSampler(
@@ -142,13 +151,14 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
     use_amp = cfg.amp and device.type == "cuda"
-    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale=world.size)
+    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale=world.size)  # every trainable weight
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
-    criterion = fam.criterion(network, forward)
+    criterion = fam.criterion(network, forward, cfg.channels_last)
     for epoch in range(progress.next_epoch, cfg.epochs):
         if progress.stale >= cfg.patience:
             log.info("early stop: no better validation AP for %d epochs", progress.stale)
             break
+        started = time.monotonic()
         seed_everything(cfg.seed * 1000 + epoch)  # the epoch's shuffling and augmentation, resumable exactly
         sampler.set_epoch(epoch)
         loader = DataLoader(
@@ -162,6 +172,10 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
             persistent_workers=False,
         )
+        for p, on in zip(network.module.parameters(), trainable, strict=True):
+            p.requires_grad_(on)  # frozen ones get no gradient, and SGD / AdamW leave them as they are
+        if epoch < cfg.freeze_epochs:
+            fam.freeze_backbone(network)
         fam.train_mode(network)
         trained = engine.train_one_epoch(
             network,
@@ -177,6 +191,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         )
         progress.next_epoch = epoch + 1
         if world.main:
+            trained["started"] = started  # when the epoch began: its minutes count validation too
             _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progress, on_epoch)
         progress.stale = distributed.broadcast(progress.stale)  # every process stops early together
     if not world.main:
@@ -203,7 +218,11 @@ def _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progre
     out = Path(cfg.out)
     report = engine.validate(network, val_ds, device, cfg.eval_batch)
     metrics = engine.epoch_metrics(epoch, trained, report, opt.scheduler.get_last_lr()[0])
+    before = progress.history[-1].get("minutes", 0.0) if progress.history else 0.0
+    metrics["minutes"] = round(before + (time.monotonic() - trained["started"]) / 60, 2)
     progress.history.append(metrics)
+    learning_curve(progress.history, out / "ap-by-minutes.png")
+    _time_left(cfg, progress.history)
     if report["AP"] > progress.best_ap:
         progress.best_ap, progress.stale = report["AP"], 0
         engine.save_best(out / "best.pt", network, epoch, metrics)
@@ -222,6 +241,23 @@ def _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progre
     )
     if on_epoch is not None:
         on_epoch(epoch, metrics)
+
+
+def _time_left(cfg: TrainConfig, history: list[dict]) -> None:
+    """The line that says how long the rest of the run should take (epochs with a frozen backbone and the
+    others estimated apart, each from the last one of its kind; an unfrozen one never seen counts 2×)."""
+    done = len(history)
+    took = [h["minutes"] - (history[i - 1]["minutes"] if i else 0.0) for i, h in enumerate(history)]
+    frozen = [t for i, t in enumerate(took) if history[i]["epoch"] <= cfg.freeze_epochs]
+    full = [t for i, t in enumerate(took) if history[i]["epoch"] > cfg.freeze_epochs]
+    per_full = full[-1] if full else (frozen[-1] * 2 if frozen else 0.0)
+    left = sum(
+        (frozen[-1] if frozen else per_full) if e < cfg.freeze_epochs else per_full for e in range(done, cfg.epochs)
+    )
+    tqdm.write(
+        f"epoch {done}/{cfg.epochs} done after {history[-1]['minutes']:.1f} min: about {left:.0f} min left"
+        f" (AP50 {history[-1]['AP50']:.3f})"
+    )
 
 
 def draw_predictions(best: Path, ds: DetectionDataset, out: Path, device, count: int = 6) -> None:

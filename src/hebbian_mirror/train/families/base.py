@@ -32,12 +32,15 @@ class TrainingFamily(Protocol):
         """``network`` ready to learn ``classes`` (a new head where the class list differs), named ``name``;
         with ``keep``, the first ``keep`` classes are the network's own, whose head rows are kept."""
 
-    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig) -> Dataset: ...
+    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
+        """The training items; ``cache``: decode every image once, into RAM."""
 
     def freeze_backbone(self, network: Network) -> None: ...
 
     def train_mode(self, network: Network) -> None: ...
 
-    def criterion(self, network: Network, forward: Callable[..., Any] | None = None) -> Criterion:
+    def criterion(
+        self, network: Network, forward: Callable[..., Any] | None = None, channels_last: bool = False
+    ) -> Criterion:
         """The loss of ``network`` on a batch, its forward pass through ``forward`` when given (the network
-        wrapped in ``DistributedDataParallel``)."""
+        wrapped in ``DistributedDataParallel``), its images in channels-last layout when asked."""

@@ -43,8 +43,8 @@ class DarknetTraining:
         meta = ModelMeta(name, tuple(classes), (net.width, net.height), network.meta.resize, display)
         return Network("darknet", net, meta)
 
-    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig) -> Dataset:
-        return YoloTrainSet(ds, network.meta.input_size, network.meta.letterbox, augment)
+    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
+        return YoloTrainSet(ds, network.meta.input_size, network.meta.letterbox, augment, cache)
 
     def freeze_backbone(self, network: Network) -> None:
         for layer in list(network.module.layers)[: backbone_layers(network.module)]:
@@ -53,12 +53,15 @@ class DarknetTraining:
     def train_mode(self, network: Network) -> None:
         network.module.train()
 
-    def criterion(self, network: Network, forward: Callable[..., Any] | None = None) -> Criterion:
+    def criterion(
+        self, network: Network, forward: Callable[..., Any] | None = None, channels_last: bool = False
+    ) -> Criterion:
         net, yolo_loss = forward or network.module, YoloLoss(network.module)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
 
         def loss(images, targets, device: torch.device, use_amp: bool):
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = net(images.to(device, non_blocking=True))
+                outputs = net(images.to(device, non_blocking=True).contiguous(memory_format=layout))
             return yolo_loss([o.float() for o in outputs], targets)
 
         return loss

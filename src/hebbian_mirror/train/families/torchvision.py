@@ -22,7 +22,7 @@ from ...datasets import DetectionDataset
 from ...errors import DatasetError
 from ...network import Network
 from ..augment import AugmentConfig, build
-from ..data import apply, load_sample
+from ..data import apply, cache_samples, load_sample
 from .base import Criterion
 
 
@@ -56,17 +56,18 @@ def replace_head(model: nn.Module, builder: str, num_classes: int) -> None:
 class TorchvisionTrainSet(Dataset):
     """Items: ``(3×H×W float image in [0, 1], {"boxes", "labels"})`` with labels 1..C (0 is background)."""
 
-    def __init__(self, ds: DetectionDataset, augment: AugmentConfig | None) -> None:
+    def __init__(self, ds: DetectionDataset, augment: AugmentConfig | None, cache: bool = False) -> None:
         if not ds.samples:
             raise DatasetError(f"{ds.source} has no images to train on")
         self.ds = ds
         self.transform = build(AugmentConfig(**{**augment.to_dict(), "mosaic": 0.0})) if augment else None
+        self.cached = cache_samples(ds) if cache else None
 
     def __len__(self) -> int:
         return len(self.ds.samples)
 
     def __getitem__(self, index: int):
-        image, boxes, labels = load_sample(self.ds.samples[index])
+        image, boxes, labels = self.cached[index] if self.cached is not None else load_sample(self.ds.samples[index])
         labels = labels + 1  # 0 is background for torchvision
         if self.transform is not None:
             image, boxes, labels = apply(self.transform, image, boxes, labels)
@@ -104,8 +105,8 @@ class TorchvisionTraining:
             arch |= {"num_classes": len(classes) + 1, "label_map": fine_tuned_label_map(len(classes))}
         return Network("torchvision", network.module, meta, arch)
 
-    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig) -> Dataset:
-        return TorchvisionTrainSet(ds, augment)
+    def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
+        return TorchvisionTrainSet(ds, augment, cache)
 
     def freeze_backbone(self, network: Network) -> None:
         network.module.backbone.requires_grad_(False)
@@ -117,7 +118,9 @@ class TorchvisionTraining:
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
 
-    def criterion(self, network: Network, forward: Callable[..., Any] | None = None) -> Criterion:
+    def criterion(
+        self, network: Network, forward: Callable[..., Any] | None = None, channels_last: bool = False
+    ) -> Criterion:
         model = forward or network.module
 
         def loss(images, targets, device: torch.device, use_amp: bool):
