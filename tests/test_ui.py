@@ -109,6 +109,9 @@ def test_status_models_and_detection_table(server):
     assert any("found by `yolov4-tiny`" in m for m in texts(at.markdown))
     assert any(c.startswith("server timing: queue") for c in texts(at.caption))
     assert any("knows: knife" in c for c in texts(at.sidebar.caption))  # of pistol, knife, gun, rifle
+    dangerous = at.multiselect(key="dangerous")  # only what the chosen model can find is offered, and said so
+    assert dangerous.value == ["knife"] and "pistol" not in dangerous.options
+    assert "Not known to the chosen model(s), so never alerted: pistol, gun, rifle" in texts(at.sidebar.caption)
 
 
 def test_thresholds_classes_and_alert(server):

@@ -87,14 +87,26 @@ def sidebar() -> tuple[Client | None, list[dict], dict]:
         "Only these classes", known, key="classes", format_func=lambda c: shown.get(c, c)
     )
     st.sidebar.divider()
+    known_keys = {c.lower() for c in known}
+    unknown = [c for c in CONFIGURED_DANGEROUS if c.lower() not in known_keys]  # no chosen model can find them
+    configured = [c for c in known if c.lower() in {d.lower() for d in CONFIGURED_DANGEROUS}]
+    offered = st.session_state.setdefault("dangerous_offered", set())
+    if "dangerous" in st.session_state:  # another model chosen: keep what it knows, add its configured classes
+        kept = [c for c in st.session_state["dangerous"] if c in known]
+        st.session_state["dangerous"] = kept + [c for c in configured if c not in offered and c not in kept]
+    else:
+        st.session_state["dangerous"] = configured
+    offered.update(configured)
     settings["dangerous"] = st.sidebar.multiselect(
         "Dangerous classes",
-        sorted(set(CONFIGURED_DANGEROUS) | set(known)),
-        default=CONFIGURED_DANGEROUS,
+        sorted(known),
         key="dangerous",
         format_func=lambda c: shown.get(c, c),
-        help="Finding one of these above the alert threshold raises the alert.",
+        help="Finding one of these above the alert threshold raises the alert. Only classes the chosen model(s) "
+        "know are offered.",
     )
+    if unknown:
+        st.sidebar.caption(f"Not known to the chosen model(s), so never alerted: {', '.join(unknown)}")
     dangerous = {c.lower() for c in settings["dangerous"]}
     for info in infos:
         names_of = info.get("display_names") or {}
