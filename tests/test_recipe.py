@@ -29,6 +29,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
                 "train": {"model": "yolov4-tiny", "keep_classes": True, "out": "runs/tiny", "epochs": 3, "batch": 4,
                           "img_size": 160, "workers": 0, "device": "cpu"},
                 "augment": {"mosaic": 0.0},
+                "alarm": {"classes": ["wallet"], "min_score": 0.6, "frames": 3},
             }
         )
     )  # fmt: skip
@@ -49,6 +50,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
     kept = json.loads((run / "retention.json").read_text())
     assert kept["base"] > 0.3 and 0 < kept["retention"] <= 1.2
     assert "base classes kept: COCO AP50" in out
+    assert "--alarm wallet --alarm-min-score 0.6 --alarm-frames 3" in out  # the recipe's alarm defaults
 
 
 def test_the_weapons_recipe_reads():

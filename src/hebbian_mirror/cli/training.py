@@ -146,7 +146,12 @@ def train(
             f"base classes kept: COCO AP50 {kept['trained']:.3f} vs the base model's {kept['base']:.3f} "
             f"({kept['retention']:.2f}×, {plan.retention.name})"
         )
-    console.print(f"serve it: hebbian-mirror serve --model {summary['best']}")
+    alarm = ""
+    if plan is not None and plan.alarm:  # the recipe's alarm defaults, as serve and watch take them
+        a = plan.alarm
+        alarm = "".join(f" --alarm {c}" for c in a.get("classes", []))
+        alarm += "".join(f" --alarm-{k.replace('_', '-')} {a[k]}" for k in ("min_score", "frames") if k in a)
+    console.print(f"serve it: hebbian-mirror serve --model {summary['best']}{alarm}", highlight=False)
     if registered:
         verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
         console.print(f"registered {registered['name']} v{registered['version']}: {verdict}")
