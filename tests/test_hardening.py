@@ -160,7 +160,9 @@ def test_every_bad_upload_is_its_own_4xx_and_its_batch_mates_get_200(server, doc
         assert 400 <= r.status_code < 500, (route, name, r.status_code, r.text[:300])
         documented(r, route)
         want = 413 if name == "pixel-bomb.png" else 400
-        assert r.status_code == want, (route, name, r.text[:300])
+        # on a busy machine a damaged file can also run past this server's 0.5 s decode budget: its own 422
+        slow = r.status_code == 422 and "to decode" in r.text
+        assert r.status_code == want or slow, (route, name, r.text[:300])
     scans = next(r for route, name, r in answers if name == "scan-bomb.jpg" and route == "/v1/detect")
     assert "scans" in scans.json()["error"]
     deepstack = next(r for route, name, r in answers if name and route == "/v1/vision/detection")

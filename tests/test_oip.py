@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import httpx
 import numpy as np
@@ -104,6 +105,12 @@ def test_plain_json_with_base64_and_bad_requests(server):
         ({"nothing": 1}, 400, "inputs"),
         ({"inputs": [image], "parameters": {"conf": "high"}}, 422, "conf"),
         ({"inputs": [image], "outputs": [{"name": "masks"}]}, 400, "unknown output"),
+        ({"inputs": [image | {"data": ["é"]}]}, 400, "base64"),
+        ({"inputs": [image], "parameters": {"max_det": 0}}, 422, "max_det"),
+        ({"inputs": [image], "parameters": [1]}, 400, "parameters"),
+        ({"inputs": [image | {"parameters": [1]}]}, 400, "parameters"),
+        ({"inputs": [image], "outputs": 5}, 400, "outputs"),
+        ({"inputs": [image], "outputs": [{"name": "boxes", "parameters": [1]}]}, 400, "parameters"),
     ]
     for doc, status, words in bad:
         r = post(server, doc)
@@ -112,6 +119,12 @@ def test_plain_json_with_base64_and_bad_requests(server):
     assert post(server, {"inputs": [image]}, {"X-API-Key": "wrong"}).status_code == 401
     r = httpx.post(server.url + "/v2/models/nope/infer", json={"inputs": [image]}, headers=AUTH)
     assert r.status_code == 404 and "unknown model" in r.json()["error"]
+    huge = json.dumps({"inputs": [image]})[:-1] + ', "parameters": {"max_det": 1e999}}'  # infinity
+    r = httpx.post(server.url + "/v2/models/yolov4-tiny/infer", content=huge, headers=AUTH)
+    assert r.status_code == 422 and "max_det" in r.json()["error"]
+    nested = b'{"inputs":' + b"[" * 5000 + b"]" * 5000 + b"}"  # deeper than Python's JSON parser goes
+    r = httpx.post(server.url + "/v2/models/yolov4-tiny/infer", content=nested, headers=AUTH)
+    assert r.status_code == 400 and "malformed" in r.json()["error"]
     r = httpx.post(
         server.url + "/v2/models/yolov4-tiny/infer",
         content=b'{"inputs": []}',

@@ -68,7 +68,7 @@ def train(
         "--nproc",
         min=1,
         help="Training processes on this machine (torchrun, DistributedDataParallel): each takes --batch images "
-        "of every step, the learning rate is scaled by their number; one per GPU on CUDA.",
+        "of every step (as one process with N times the batch); one per GPU on CUDA.",
     ),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
     experiment: str | None = typer.Option(
@@ -94,6 +94,8 @@ def train(
     settings = cli_settings(ctx, device=device)
     aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else None
     plan = None
+    if recipe is not None and data is not None:
+        raise Failure("give --data or --recipe, not both: the recipe names its datasets")
     if recipe is not None:  # its data is prepared once, before any process of a --nproc run starts
         from ..train import recipe as recipes
 
@@ -109,7 +111,9 @@ def train(
         values = {k: params[k] for k in TrainConfig.option_names() if k in params}
         cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug or AugmentConfig()}))
     if nproc > 1 and "LOCAL_RANK" not in os.environ:  # start the processes; each runs this command again
-        from ..train.distributed import launch
+        from ..train.distributed import check_launch, launch
+
+        check_launch(nproc, cfg)
 
         console.print(f"training in {nproc} processes (torchrun); rank 0 evaluates, logs and saves", style="dim")
         raise typer.Exit(launch(nproc, sys.argv[1:]))

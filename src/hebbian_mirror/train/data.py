@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 from tqdm import tqdm
 
@@ -91,6 +91,33 @@ def apply(transform, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Ten
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     images, targets = zip(*batch, strict=True)
     return torch.stack(images), list(targets)
+
+
+class EpochSampler(Sampler[int]):
+    """The epoch's order of images, shared out among ``size`` processes: each takes every ``size``-th image of
+    one permutation, so together they see what one process would, batch by batch. The permutation is the one
+    a one-process run always drew (a ``DataLoader`` with ``shuffle`` and a generator seeded ``seed + epoch``
+    takes its worker seed from the generator first, then the permutation), so runs resume across versions."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, size: int = 1, drop_last: bool = True) -> None:
+        self.n, self.seed, self.rank, self.size, self.drop_last = n, seed, rank, size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _usable(self) -> int:
+        return (self.n // self.size) * self.size if self.drop_last else -(-self.n // self.size) * self.size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=g)  # the worker seed a DataLoader draws first
+        order = torch.randperm(self.n, generator=g).tolist()
+        order += order[: self._usable() - self.n]  # without drop_last, some images twice so all get a share
+        return iter(order[self.rank : self._usable() : self.size])
+
+    def __len__(self) -> int:
+        return self._usable() // self.size
 
 
 def seed_worker(worker_id: int) -> None:

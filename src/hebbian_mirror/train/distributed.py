@@ -1,5 +1,5 @@
 """Multi-process training: ``train --nproc N`` relaunches itself under torchrun; each process trains on its share
-of every global batch (``DistributedSampler``) with gradients averaged by ``DistributedDataParallel``, batch
+of every global batch (``data.EpochSampler``) with gradients averaged by ``DistributedDataParallel``, batch
 norm synchronised across processes, and the loss normalised over the global batch, so that N processes with
 batch B step exactly as one process with batch N×B. Only rank 0 evaluates, logs and writes checkpoints."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -50,8 +51,8 @@ def init(device: torch.device) -> tuple[World, torch.device]:
     if device.type == "cuda":
         torch.cuda.set_device(world.local_rank)
         device = torch.device("cuda", world.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():  # the others wait while rank 0 validates and saves: a long timeout
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=6))
     return world, device
 
 
@@ -122,12 +123,26 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
+def check_launch(nproc: int, cfg: Any) -> None:
+    """What would stop every process of an ``nproc`` run, said once before any starts."""
+    from ..detection import resolve_device
+    from ..errors import DatasetError
+
+    if cfg.freeze_epochs:
+        raise DatasetError("--freeze-epochs cannot change what trains under --nproc: use --freeze-backbone")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise DatasetError(f"--nproc {nproc} on CUDA needs a GPU each; this machine has {torch.cuda.device_count()}")
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """Run ``hebbian-mirror argv`` in ``nproc`` processes on this machine under torch's elastic launcher (what
     ``torchrun --standalone`` runs); its exit status."""
     import sys
     import uuid
 
+    # as torchrun does: the processes share the cores instead of each starting a thread per core
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..batches import decoded_batches
@@ -30,7 +30,7 @@ from ..network import Network
 from ..plots import learning_curve, write_plots
 from . import distributed, engine
 from .config import TrainConfig
-from .data import seed_worker
+from .data import EpochSampler, seed_worker
 from .families import training_family
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,10 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     last = checkpoint.read(last_path) if resume else None
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
-    if cfg.keep_classes:  # train on the extended class list; validation keeps the dataset's own
+    if list(network.meta.classes) != train_ds.classes:  # an extended head (now or when it was started)
+        missing = set(map(canonical_name, train_ds.classes)) - set(map(canonical_name, network.meta.classes))
+        if missing:
+            raise DatasetError(f"the model does not have the dataset's classes {', '.join(sorted(missing))}")
         train_ds = train_ds.remapped(list(network.meta.classes), dict(network.meta.display_names))
     return Prepared(splits, train_ds, val_ds, network, last, device)
 
@@ -140,9 +143,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         network.module.to(memory_format=torch.channels_last)
     global_batch = cfg.batch * world.size
     # the epoch's permutation (one process draws it all; N processes each take every N-th image of it)
-    sampler = DistributedSampler(
-        train_set, world.size, world.rank, seed=cfg.seed * 1000, drop_last=len(train_set) >= global_batch
-    )
+    sampler = EpochSampler(len(train_set), cfg.seed * 1000, world.rank, world.size, len(train_set) >= global_batch)
     if world.distributed:  # each process a share of every global batch of world.size × batch images
         distributed.sync_batchnorm(network.module, device)
         ids = [device.index] if device.type == "cuda" else None
@@ -151,7 +152,15 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
     use_amp = cfg.amp and device.type == "cuda"
-    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale=world.size)  # every trainable weight
+    # N processes, N times the batch: the rate N times larger, where the family's loss is a mean over the batch
+    # (torchvision's); the YOLO loss is summed over the batch, so its gradient already grows N times
+    lr_scale = 1 if fam.name == "darknet" else world.size
+    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale=lr_scale)  # every trainable weight
+    if last is not None and last.get("config", {}).get("processes", 1) != world.size:
+        raise DatasetError(
+            f"{cfg.out}/last.pt was trained by {last['config'].get('processes', 1)} process(es): resume it with "
+            f"as many (--nproc), its schedule and batch depend on them"
+        )
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
     criterion = fam.criterion(network, forward, cfg.channels_last)
     for epoch in range(progress.next_epoch, cfg.epochs):
@@ -159,7 +168,8 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             log.info("early stop: no better validation AP for %d epochs", progress.stale)
             break
         started = time.monotonic()
-        seed_everything(cfg.seed * 1000 + epoch)  # the epoch's shuffling and augmentation, resumable exactly
+        # the epoch's augmentation, resumable exactly; each process its own draws (rank 0's are one process's)
+        seed_everything(cfg.seed * 1000 + epoch + 7919 * world.rank)
         sampler.set_epoch(epoch)
         loader = DataLoader(
             train_set,
@@ -169,7 +179,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             num_workers=cfg.workers,
             collate_fn=fam.collate,
             worker_init_fn=seed_worker,
-            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * world.rank),
             persistent_workers=False,
         )
         for p, on in zip(network.module.parameters(), trainable, strict=True):
@@ -230,7 +240,7 @@ def _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progre
         write_plots(report, out / "best-eval")
     else:
         progress.stale += 1
-    engine.save_last(out / "last.pt", network, opt, progress, cfg.to_dict())
+    engine.save_last(out / "last.pt", network, opt, progress, cfg.to_dict() | {"processes": distributed.size()})
     log.info(
         "epoch %d: loss %.3f, val AP %.3f AP50 %.3f (%.0f s)",
         epoch + 1,
@@ -247,7 +257,8 @@ def _time_left(cfg: TrainConfig, history: list[dict]) -> None:
     """The line that says how long the rest of the run should take (epochs with a frozen backbone and the
     others estimated apart, each from the last one of its kind; an unfrozen one never seen counts 2×)."""
     done = len(history)
-    took = [h["minutes"] - (history[i - 1]["minutes"] if i else 0.0) for i, h in enumerate(history)]
+    mins = [h.get("minutes", 0.0) for h in history]  # runs written before this line existed have none
+    took = [m - (mins[i - 1] if i else 0.0) for i, m in enumerate(mins)]
     frozen = [t for i, t in enumerate(took) if history[i]["epoch"] <= cfg.freeze_epochs]
     full = [t for i, t in enumerate(took) if history[i]["epoch"] > cfg.freeze_epochs]
     per_full = full[-1] if full else (frozen[-1] * 2 if frozen else 0.0)
@@ -255,7 +266,7 @@ def _time_left(cfg: TrainConfig, history: list[dict]) -> None:
         (frozen[-1] if frozen else per_full) if e < cfg.freeze_epochs else per_full for e in range(done, cfg.epochs)
     )
     tqdm.write(
-        f"epoch {done}/{cfg.epochs} done after {history[-1]['minutes']:.1f} min: about {left:.0f} min left"
+        f"epoch {done}/{cfg.epochs} done after {mins[-1]:.1f} min: about {left:.0f} min left"
         f" (AP50 {history[-1]['AP50']:.3f})"
     )
 

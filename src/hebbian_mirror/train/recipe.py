@@ -22,6 +22,7 @@ from ..datasets.tools import merge
 from ..detection import DetectOptions
 from ..errors import DatasetError
 from ..evaluation import EVAL_OPTIONS, evaluate
+from ..images import decode_image
 from ..models.loader import load_detector
 from .augment import AugmentConfig
 from .config import TrainConfig
@@ -103,18 +104,24 @@ def _renamed(ds: DetectionDataset, rename: dict[str, str]) -> DetectionDataset:
     return replace(ds, classes=classes, category_ids=[], display_names={})
 
 
-def pseudo_label(ds: DetectionDataset, detector, skip: set[str], conf: float) -> tuple[DetectionDataset, int]:
+def pseudo_label(
+    ds: DetectionDataset, detector, skip: set[str], conf: float, label: str = "pseudo-labels"
+) -> tuple[DetectionDataset, int]:
     """``ds`` with the base ``detector``'s detections (at ``conf`` or above) of its classes that nobody
     annotates (not in ``skip``, canonical names) added as boxes; and how many were added."""
     classes = list(ds.classes)
     index = class_index(classes)
     added = 0
     samples = []
-    images = [s.image for s in ds.samples]
     options = DetectOptions(conf=conf)
-    batches = decoded_batches(images, 8, progress=f"pseudo-labels {Path(ds.source).name}")
-    found: list[list] = [d for b in batches for d in detector.detect(b.images, options)]
-    for sample, dets in zip(ds.samples, found, strict=True):
+    found: dict[int, list] = {}  # by sample index: an image that cannot be decoded gets none
+    batches = decoded_batches(
+        list(range(len(ds.samples))), 8, decode=lambda i: decode_image(ds.samples[i].image), progress=label
+    )
+    for b in batches:
+        found.update(zip(b.items, detector.detect(b.images, options), strict=True))
+    for i, sample in enumerate(ds.samples):
+        dets = found.get(i, [])
         boxes = list(sample.boxes)
         for d in dets:
             key = canonical_name(d.label)
@@ -150,8 +157,9 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
         entry = {"path": str(source.path), "train": len(splits["train"].samples), "pseudo_boxes": 0}
         if source.pseudo_labels:
             detector = detector or load_detector(base_model, settings)
+            label = f"pseudo-labels for {source.path.name}"
             splits["train"], entry["pseudo_boxes"] = pseudo_label(
-                splits["train"], detector, annotated, recipe.pseudo_conf
+                splits["train"], detector, annotated, recipe.pseudo_conf, label
             )
         report["sources"].append(entry)
     merged = merge([splits for _, splits in loaded])

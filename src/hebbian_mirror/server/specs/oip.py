@@ -10,7 +10,6 @@ data extension (``Inference-Header-Content-Length``); request parameters ``conf`
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import struct
 from typing import Any
@@ -38,6 +37,7 @@ OUTPUTS = [
     {"name": "class_ids", "datatype": "INT32", "shape": [-1]},
     {"name": "labels", "datatype": "BYTES", "shape": [-1]},
 ]
+OUTPUT_NAMES = [o["name"] for o in OUTPUTS]
 
 
 def _error(status: int, message: str) -> dict:
@@ -96,17 +96,18 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         if not 0 <= length <= len(body):
             raise ValueError(f"{HEADER_LENGTH} {length} is outside the body's {len(body)} bytes")
         doc = json.loads(body[:length])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"malformed inference request: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise APIError(400, f"malformed inference request: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise APIError(400, "malformed inference request: a JSON object with an 'inputs' list is required")
     return doc, body[length:]
 
 
-def _bytes_elements(raw: bytes) -> list[bytes]:
-    """Triton's BYTES serialisation: each element a little-endian uint32 length, then its bytes."""
+def _bytes_elements(raw: bytes, most: int = 2) -> list[bytes]:
+    """Triton's BYTES serialisation: each element a little-endian uint32 length, then its bytes (at most
+    ``most`` are read: one image is expected, and a second says there are too many)."""
     out, pos = [], 0
-    while pos < len(raw):
+    while pos < len(raw) and len(out) < most:
         if pos + 4 > len(raw):
             raise APIError(400, "malformed BYTES tensor: truncated length prefix")
         (n,) = struct.unpack_from("<I", raw, pos)
@@ -128,7 +129,10 @@ def read_tensor(spec: dict, binary: bytes, offset: int) -> tuple[str, Any, int]:
         raise APIError(400, f"input {name!r} must be {want}, got {datatype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise APIError(400, f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    params = spec.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise APIError(400, f"input {name!r}: 'parameters' must be an object")
+    size = params.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise APIError(400, f"input {name!r}: binary_data_size {size!r} runs past the end of the body")
@@ -148,7 +152,7 @@ def _one_image(values: Any) -> bytes:
     while len(items) == 1 and isinstance(items[0], list):
         items = items[0]
     if len(items) != 1:
-        raise APIError(400, f"one image per request, got {len(items)}: send them as concurrent requests")
+        raise APIError(400, "one image per request, got several: send them as concurrent requests")
     item = items[0]
     if isinstance(item, bytes):
         return item
@@ -156,7 +160,7 @@ def _one_image(values: Any) -> bytes:
         raise APIError(400, "input 'image': JSON data must be the file as a base64 string")
     try:
         return base64.b64decode(item, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a string that is not ASCII
         raise APIError(400, "input 'image': JSON data must be the file as a base64 string") from None
 
 
@@ -174,14 +178,18 @@ def _pixels(values: Any, shape: list[int]) -> np.ndarray:
 
 
 def _parameters(inputs: Inputs, params: Any) -> None:
-    if not isinstance(params, dict):
+    if params is None:
         return
+    if not isinstance(params, dict):
+        raise APIError(400, "malformed inference request: 'parameters' must be an object")
     for key, kind in (("conf", float), ("iou", float), ("max_det", int)):
         if key in params:
             try:
                 setattr(inputs, key, kind(params[key]))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise APIError(422, f"invalid parameter: {key} must be a number, got {params[key]!r}") from None
+    if inputs.max_det is not None and not 1 <= inputs.max_det <= 10_000:
+        raise APIError(422, f"invalid parameter: max_det must be in [1, 10000], got {inputs.max_det}")
     if "classes" in params:
         inputs.classes = str(params["classes"])
 
@@ -191,8 +199,22 @@ async def _read(request: Request, inputs: Inputs) -> bytes | np.ndarray:
     if len(doc["inputs"]) != 1 or not isinstance(doc["inputs"][0], dict):
         raise APIError(400, f"one input per request ('image' or 'pixels'), got {len(doc['inputs'])}")
     _parameters(inputs, doc.get("parameters"))
+    _check_outputs(doc.get("outputs"))
     request.state.oip = doc
     return read_tensor(doc["inputs"][0], binary, 0)[1]
+
+
+def _check_outputs(wanted: Any) -> None:
+    """The requested outputs, checked before the model runs."""
+    if wanted is None:
+        return
+    if not isinstance(wanted, list) or not all(isinstance(w, dict) for w in wanted):
+        raise APIError(400, "malformed inference request: 'outputs' must be a list of objects")
+    for w in wanted:
+        if w.get("name") not in OUTPUT_NAMES:
+            raise APIError(400, f"unknown output {w.get('name')!r}; this model answers {', '.join(OUTPUT_NAMES)}")
+        if not isinstance(w.get("parameters") or {}, dict):
+            raise APIError(400, f"output {w['name']!r}: 'parameters' must be an object")
 
 
 def _tensors(out: Outcome) -> dict[str, tuple[str, list[int], np.ndarray | list[bytes]]]:
@@ -214,14 +236,12 @@ def _serialise(datatype: str, value: np.ndarray | list[bytes]) -> bytes:
 
 async def _encode(request: Request, out: Outcome) -> Response:
     doc = request.state.oip
-    binary_default = bool((doc.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool((doc.get("parameters") or {}).get("binary_data_output", False))  # checked in _read
     tensors = _tensors(out)
     wanted = doc.get("outputs") or [{"name": name} for name in tensors]
     answers, chunks = [], []
-    for spec in wanted:
-        name = spec.get("name") if isinstance(spec, dict) else None
-        if name not in tensors:
-            raise APIError(400, f"unknown output {name!r}; this model answers {', '.join(tensors)}")
+    for spec in wanted:  # checked in _read
+        name = spec["name"]
         datatype, shape, value = tensors[name]
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
         if (spec.get("parameters") or {}).get("binary_data", binary_default):

@@ -115,7 +115,7 @@ class TorchvisionTraining:
         """Train, with batch-norm statistics frozen (small batches would ruin the pretrained ones)."""
         network.module.train()
         for m in network.module.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):  # SyncBatchNorm (--nproc on CUDA) too
                 m.eval()
 
     def criterion(
