@@ -136,7 +136,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         raise DatasetError(
             "--freeze-epochs cannot change what trains under --nproc: use --freeze-backbone, or one process"
         )
-    trainable = [p.requires_grad for p in network.module.parameters()]
+    trainable = [param.requires_grad for param in network.module.parameters()]
     forward = None
     train_set = fam.train_set(network, train_ds, cfg.augment, cfg.cache_images)
     if cfg.channels_last:
@@ -182,8 +182,8 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * world.rank),
             persistent_workers=False,
         )
-        for p, on in zip(network.module.parameters(), trainable, strict=True):
-            p.requires_grad_(on)  # frozen ones get no gradient, and SGD / AdamW leave them as they are
+        for param, on in zip(network.module.parameters(), trainable, strict=True):
+            param.requires_grad_(on)  # frozen ones get no gradient, and SGD / AdamW leave them as they are
         if epoch < cfg.freeze_epochs:
             fam.freeze_backbone(network)
         fam.train_mode(network)
