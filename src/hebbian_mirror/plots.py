@@ -79,11 +79,15 @@ def learning_curve(history: list[dict], path: Path) -> Path:
     minutes = [h.get("minutes", 0.0) for h in history]
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     ax.plot(minutes, [h["AP50"] for h in history], "k-o", label="all classes", linewidth=2)
-    for name in history[-1].get("per_class", {}):
-        ax.plot(minutes, [h.get("per_class", {}).get(name, {}).get("AP50", np.nan) for h in history], "-o", label=name)
+    for name, last in history[-1].get("per_class", {}).items():
+        if last.get("AP50") is None:  # a class with no validation boxes (an extended model's base classes)
+            continue
+        values = [(h.get("per_class", {}).get(name) or {}).get("AP50") for h in history]
+        ax.plot(minutes, [np.nan if v is None else v for v in values], "-o", label=name)
     ax.set(xlabel="minutes of training and validation", ylabel="validation AP50", ylim=(0, 1.02), title="AP50 by time")
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
