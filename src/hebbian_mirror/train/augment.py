@@ -63,9 +63,22 @@ class RandomRot90(v2.Transform):
         return {"angle": random.choice((90, 180, 270)) if random.random() < self.p else 0}
 
     def transform(self, inpt, params):
-        if not params["angle"]:
+        k = params["angle"] // 90  # counter-clockwise quarter turns, exact (no resampling, no rounding)
+        if not k:
             return inpt
-        return v2.functional.rotate(inpt, params["angle"], expand=True)
+        if isinstance(inpt, tv_tensors.Image):
+            return tv_tensors.wrap(torch.rot90(inpt, k, dims=(-2, -1)), like=inpt)
+        if isinstance(inpt, tv_tensors.BoundingBoxes):  # XYXY on an H×W canvas
+            h, w = inpt.canvas_size
+            x1, y1, x2, y2 = inpt.unbind(-1)
+            if k == 1:
+                boxes, canvas = torch.stack((y1, w - x2, y2, w - x1), -1), (w, h)
+            elif k == 2:
+                boxes, canvas = torch.stack((w - x2, h - y2, w - x1, h - y1), -1), (h, w)
+            else:
+                boxes, canvas = torch.stack((h - y2, x1, h - y1, x2), -1), (w, h)
+            return tv_tensors.wrap(boxes, like=inpt, canvas_size=canvas)
+        return inpt
 
 
 class MedianBlur(v2.Transform):
