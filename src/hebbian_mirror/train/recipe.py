@@ -8,6 +8,7 @@ folder), as Ultralytics' data files point at ``../datasets``."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,6 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     if "val" not in merged:
         raise DatasetError("the recipe's datasets have no validation split")
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)  # an interrupted earlier preparation
     data = write_splits(merged, out, "yolo")
     report["classes"] = merged["train"].classes
