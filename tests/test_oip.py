@@ -131,3 +131,51 @@ def test_plain_json_with_base64_and_bad_requests(server):
         headers=AUTH | {"Inference-Header-Content-Length": "999"},
     )
     assert r.status_code == 400 and "outside the body" in r.json()["error"]
+
+
+def test_pixel_tensors_count_against_the_servers_pixel_budget(tmp_path):
+    """UINT8 pixels skip decoding but not the budget of decoded pixels in flight: with room for one image at a
+    time, concurrent pixel requests all answer and the held pixels never exceed one image's."""
+    import re
+    import threading
+
+    pixels = np.asarray(Image.open(DOG).convert("RGB"))
+    size = pixels.shape[0] * pixels.shape[1]
+    srv = ServerProcess(
+        "--workers", "1", "--max-pixels", str(size), "--max-pixels-in-flight", str(size), log=tmp_path / "server.log"
+    )
+    seen: list[int] = []
+    codes: list[object] = []
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.is_set():
+            text = httpx.get(srv.url + "/metrics", timeout=10).text
+            seen.append(int(float(re.search(r"^hm_decoded_pixels (\S+)$", text, re.M).group(1))))
+
+    def infer() -> None:
+        c = triton.InferenceServerClient(srv.url.removeprefix("http://"), network_timeout=120.0)
+        tensor = triton.InferInput("pixels", list(pixels.shape), "UINT8")
+        tensor.set_data_from_numpy(pixels)
+        for _ in range(3):
+            try:
+                codes.append(labels(c.infer("yolov4-tiny", [tensor])))
+            except InferenceServerException as exc:
+                codes.append(exc)
+        c.close()
+
+    try:
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        clients = [threading.Thread(target=infer) for _ in range(4)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(120)
+        done.set()
+        scraper.join(30)
+    finally:
+        assert srv.stop(), srv.log()
+    assert len(codes) == 12 and all(isinstance(c, list) and "dog" in c for c in codes), codes
+    assert max(seen) == size, "pixel requests were not counted"
+    assert set(seen) <= {0, size}, sorted(set(seen))

@@ -73,8 +73,10 @@ async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
             async with host.batcher.admit():
                 data = await inputs.read(inputs)
                 options = detect_options(state, host.detector, inputs)
-                if isinstance(data, np.ndarray):
+                if isinstance(data, np.ndarray):  # pixels sent as such count against the same budget
                     check_pixels(data, state.settings.max_pixels)
+                    pixels = data.shape[0] * data.shape[1]
+                    await held.enter_async_context(state.decoder.pixels.hold(pixels, deadline))
                 elif not data:
                     raise APIError(400, "empty image: the request carried no image bytes")
                 else:
