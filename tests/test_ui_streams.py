@@ -9,6 +9,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from .conftest import KNIFE as KNIFE_PHOTO
 from .conftest import REPO
 from .server_process import ServerProcess
 from .stream_peers import WEAPONS_MODEL, alarm_clip
@@ -107,6 +108,30 @@ def test_events_page_lists_events_with_snapshots_and_filters(watched):
     at.run()
     assert not at.exception and "pistol on door" not in texts(at.subheader)
     assert any("No event matches" in i for i in texts(at.info))
+
+
+def test_an_event_whose_object_was_held_says_who_holds_it(tmp_path):
+    """An alarm stored with its holder (``extra.held_by``, as the watcher writes it) reads "Person holding a knife"
+    after a restart; one without a holder keeps the bare label."""
+    from hebbian_mirror.streams.events import Event, EventStore, new_event_id
+
+    store = EventStore(tmp_path / "events")
+    now = time.time()
+    for label, held in (("knife", [10.0, 5.0, 400.0, 470.0]), ("pistol", None)):
+        event = Event(new_event_id(now), "shop", label, 0, 1, now - 5, None, 0.8, (1, 2, 3, 4), 9, {"held_by": held})
+        store.begin(event, KNIFE_PHOTO.read_bytes())
+        event.end = now
+        store.end(event)
+    store.close()
+    srv = ServerProcess(
+        "--workers", "0", "--api-key", KEY, "--events-dir", str(tmp_path / "events"), log=tmp_path / "server.log"
+    )
+    try:
+        at = page("events.py", srv.url)
+        assert not at.exception
+        assert {"Person holding a knife on shop", "pistol on shop"} <= set(texts(at.subheader)), texts(at.subheader)
+    finally:
+        assert srv.stop(), srv.log()
 
 
 def test_pages_say_when_the_server_is_down():

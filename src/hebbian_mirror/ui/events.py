@@ -18,6 +18,12 @@ def when(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def headline(event: dict) -> str:
+    """ "knife on door", or "Person holding a knife on door" when the alarm's object was in a person's hands."""
+    held = (event.get("extra") or {}).get("held_by")
+    return f"{'Person holding a ' if held else ''}{event['label']} on {event['stream']}"
+
+
 def event_row(client: Client, event: dict) -> None:
     left, right = st.columns([1, 2])
     with left:
@@ -27,7 +33,7 @@ def event_row(client: Client, event: dict) -> None:
         else:
             st.caption("no snapshot")
     with right:
-        st.subheader(f"{event['label']} on {event['stream']}")
+        st.subheader(headline(event))
         if event["active"]:
             st.error("Running now", icon=":material/warning:")
             length = "running"
