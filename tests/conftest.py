@@ -16,6 +16,7 @@ PHOTOS = SHARED / "data" / "photos"
 DOG = PHOTOS / "darknet-samples" / "dog.jpg"
 KNIFE = PHOTOS / "weapons-in-hands" / "before1.jpg"
 COCO_VAL = SHARED / "data" / "coco-val2017"
+COCO128 = SHARED / "data" / "coco128"
 DARKNET_MODELS = ["yolov4-tiny", "yolov3-tiny", "yolo-fastest-1.1", "yolo-fastest-1.1-xl"]
 
 if not WEIGHTS.is_dir():  # never skip: without ../shared the suite cannot mean anything

@@ -12,7 +12,7 @@ from hebbian_mirror.datasets import load_splits
 from hebbian_mirror.models import checkpoint
 from hebbian_mirror.train import recipe as recipes
 
-from .conftest import COCO_VAL, REPO
+from .conftest import COCO128, COCO_VAL, REPO
 
 
 def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
@@ -23,7 +23,10 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
             {
                 "name": "tiny",
                 "root": "..",
-                "datasets": [{"path": str(tiny), "rename": {"phone": "cell phone"}}],
+                "datasets": [
+                    {"path": str(tiny), "rename": {"phone": "cell phone"}},
+                    {"path": str(COCO128), "splits": {"train2017": "train"}, "pseudo_labels": False},
+                ],
                 "pseudo_labels": {"conf": 0.5},
                 "retention": str(COCO_VAL / "instances_val2017_subset.json"),
                 "train": {"model": "yolov4-tiny", "keep_classes": True, "out": "runs/tiny", "epochs": 3, "batch": 4,
@@ -37,7 +40,11 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
     assert code == 0, out + err
     run = tmp_path / "runs" / "tiny"  # relative to the recipe's root
     report = json.loads((run / "data-report.json").read_text())
-    assert report["sources"][0]["pseudo_boxes"] > 0  # the base model's people on the hand-held photos
+    # the base model's people on the hand-held photos, though COCO (annotated, not pseudo-labelled) has people too;
+    # never a class the new data teaches ("cell phone" on a wallet)
+    assert report["sources"][0]["pseudo_boxes"] > 0 and report["sources"][0]["pseudo_classes"]["person"] > 0
+    assert not {"cell phone", "airpods", "wallet"} & set(report["sources"][0]["pseudo_classes"])
+    assert report["sources"][1]["pseudo_boxes"] == 0 and report["sources"][1]["train"] == 128
     data = load_splits(run / "data" / "data.yaml")
     train_labels = {data["train"].classes[b.class_id] for s in data["train"].samples for b in s.boxes}
     val_labels = {data["val"].classes[b.class_id] for s in data["val"].samples for b in s.boxes}

@@ -151,7 +151,12 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
         if "train" not in splits:
             raise DatasetError(f"{source.path}: no train split (map one with 'splits')")
         loaded.append((source, splits))
-    annotated = {canonical_name(c) for _, splits in loaded for ds in splits.values() for c in ds.classes}
+    # The base model labels what the new images' own datasets leave out (the people holding the knives), never a
+    # class those datasets teach (its "cell phone" on a pistol would teach the look-alike). A dataset that is not
+    # pseudo-labelled (COCO itself, annotated in full) adds no class to skip: else nothing would be labelled.
+    taught = {
+        canonical_name(c) for s, splits in loaded if s.pseudo_labels for ds in splits.values() for c in ds.classes
+    }
     report: dict[str, Any] = {"sources": [], "pseudo_conf": recipe.pseudo_conf}
     detector = None
     for source, splits in loaded:
@@ -160,8 +165,9 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
             detector = detector or load_detector(base_model, settings)
             label = f"pseudo-labels for {source.path.name}"
             splits["train"], entry["pseudo_boxes"] = pseudo_label(
-                splits["train"], detector, annotated, recipe.pseudo_conf, label
+                splits["train"], detector, taught, recipe.pseudo_conf, label
             )
+            entry["pseudo_classes"] = _counts(splits["train"], taught)
         report["sources"].append(entry)
     merged = merge([splits for _, splits in loaded])
     if "val" not in merged:
@@ -173,6 +179,17 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     return data, report
+
+
+def _counts(ds: DetectionDataset, taught: set[str]) -> dict[str, int]:
+    """Boxes per class in ``ds`` that are not of a ``taught`` class (the pseudo-labels), most first."""
+    counts: dict[str, int] = {}
+    for sample in ds.samples:
+        for box in sample.boxes:
+            name = ds.classes[box.class_id]
+            if canonical_name(name) not in taught:
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def retention(best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, float]:
