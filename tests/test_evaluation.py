@@ -86,6 +86,18 @@ def test_yolo_dataset_evaluates_with_coco_names(tmp_path):
     assert report["images"] == 16 and 0.2 < report["AP50"] <= 1.0
 
 
+def test_a_coco_json_finds_its_images_folder_and_unreadable_images_are_an_error(cli, tmp_path):
+    """``instances.json`` beside ``images/`` needs no --images; a json whose images are all missing is a clear error,
+    not a table of zeros."""
+    ds = load_dataset(ANNOTATIONS)
+    assert len(ds.samples) == 82 and all(s.image.is_file() for s in ds.samples)
+    alone = tmp_path / "alone.json"
+    alone.write_text(ANNOTATIONS.read_text())
+    code, stdout, stderr = cli("evaluate", "--model", "yolov4-tiny", "--data", alone, "--device", "cpu")
+    assert code != 0 and "none of the 82 images could be read" in stdout + stderr, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+
+
 def test_bad_datasets(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         load_dataset(tmp_path / "nope.json")

@@ -220,6 +220,10 @@ def evaluate(
                         }
                     )
     elapsed = time.perf_counter() - start
+    if skipped and len(skipped) == len(ds.samples):
+        raise DatasetError(
+            f"none of the {len(skipped)} images could be read (first: {skipped[0]}): wrong image folder?"
+        )
     if skipped:
         log.warning("%d images could not be read and were skipped: %s", len(skipped), "; ".join(skipped[:3]))
     gt = coco_ground_truth(ds)

@@ -194,8 +194,7 @@ def _counts(ds: DetectionDataset, taught: set[str]) -> dict[str, int]:
 
 def retention(best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, float]:
     """COCO AP50 of the trained model and of its base on ``data``: how much of the base classes it kept."""
-    images = data.parent / "images"
-    ds = load_splits(data, images if data.suffix == ".json" and images.is_dir() else None)
+    ds = load_splits(data)
     split = ds.get("val") or next(iter(ds.values()))
     scores = {}
     for name, model in (("base", base_model), ("trained", str(best))):
