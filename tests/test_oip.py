@@ -157,12 +157,14 @@ def test_pixel_tensors_count_against_the_servers_pixel_budget(tmp_path):
         c = triton.InferenceServerClient(srv.url.removeprefix("http://"), network_timeout=120.0)
         tensor = triton.InferInput("pixels", list(pixels.shape), "UINT8")
         tensor.set_data_from_numpy(pixels)
-        for _ in range(3):
-            try:
-                codes.append(labels(c.infer("yolov4-tiny", [tensor])))
-            except InferenceServerException as exc:
-                codes.append(exc)
-        c.close()
+        try:
+            for _ in range(3):
+                try:
+                    codes.append(labels(c.infer("yolov4-tiny", [tensor])))
+                except InferenceServerException as exc:
+                    codes.append(exc)
+        finally:
+            c.close()
 
     try:
         scraper = threading.Thread(target=scrape)

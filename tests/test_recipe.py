@@ -15,40 +15,48 @@ from hebbian_mirror.train import recipe as recipes
 from .conftest import COCO128, COCO_VAL, REPO
 
 
+def tiny_recipe(path, tiny, **changes) -> None:
+    doc = {
+        "name": "tiny",
+        "root": "..",
+        "datasets": [
+            {"path": str(tiny), "rename": {"phone": "cell phone"}},
+            {"path": str(COCO128), "splits": {"train2017": "train"}, "pseudo_labels": False},
+        ],
+        "pseudo_labels": {"conf": 0.5},
+        "retention": str(COCO_VAL / "instances_val2017_subset.json"),
+        "train": {"model": "yolov4-tiny", "keep_classes": True, "out": "runs/tiny", "epochs": 3, "batch": 4,
+                  "img_size": 160, "workers": 0, "device": "cpu"},
+        "augment": {"mosaic": 0.0},
+        "alarm": {"classes": ["wallet"], "min_score": 0.6, "frames": 3},
+    }  # fmt: skip
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(doc | changes))
+
+
+def boxes_of(ds, name: str) -> int:
+    return sum(1 for s in ds.samples for b in s.boxes if ds.classes[b.class_id] == name)
+
+
 def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
     path = tmp_path / "recipes" / "tiny.yaml"
-    path.parent.mkdir()
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "name": "tiny",
-                "root": "..",
-                "datasets": [
-                    {"path": str(tiny), "rename": {"phone": "cell phone"}},
-                    {"path": str(COCO128), "splits": {"train2017": "train"}, "pseudo_labels": False},
-                ],
-                "pseudo_labels": {"conf": 0.5},
-                "retention": str(COCO_VAL / "instances_val2017_subset.json"),
-                "train": {"model": "yolov4-tiny", "keep_classes": True, "out": "runs/tiny", "epochs": 3, "batch": 4,
-                          "img_size": 160, "workers": 0, "device": "cpu"},
-                "augment": {"mosaic": 0.0},
-                "alarm": {"classes": ["wallet"], "min_score": 0.6, "frames": 3},
-            }
-        )
-    )  # fmt: skip
+    tiny_recipe(path, tiny)
     code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "2", "--no-track")
     assert code == 0, out + err
     run = tmp_path / "runs" / "tiny"  # relative to the recipe's root
     report = json.loads((run / "data-report.json").read_text())
+    hand, coco = report["sources"]
     # the base model's people on the hand-held photos, though COCO (annotated, not pseudo-labelled) has people too;
     # never a class the new data teaches ("cell phone" on a wallet)
-    assert report["sources"][0]["pseudo_boxes"] > 0 and report["sources"][0]["pseudo_classes"]["person"] > 0
-    assert not {"cell phone", "airpods", "wallet"} & set(report["sources"][0]["pseudo_classes"])
-    assert report["sources"][1]["pseudo_boxes"] == 0 and report["sources"][1]["train"] == 128
+    assert hand["pseudo_boxes"] > 0 and hand["pseudo_classes"]["person"] > 0
+    assert sum(hand["pseudo_classes"].values()) == hand["pseudo_boxes"]
+    assert coco["pseudo_boxes"] == 0 and coco["train"] == 128
     data = load_splits(run / "data" / "data.yaml")
-    train_labels = {data["train"].classes[b.class_id] for s in data["train"].samples for b in s.boxes}
+    coco128, own = load_splits(COCO128)["train2017"], load_splits(tiny)
+    assert boxes_of(data["train"], "person") == boxes_of(coco128, "person") + hand["pseudo_classes"]["person"]
+    assert boxes_of(data["train"], "cell phone") == boxes_of(coco128, "cell phone") + boxes_of(own["train"], "phone")
     val_labels = {data["val"].classes[b.class_id] for s in data["val"].samples for b in s.boxes}
-    assert "person" in train_labels and "cell phone" in data["train"].classes and "phone" not in data["train"].classes
+    assert "cell phone" in data["train"].classes and "phone" not in data["train"].classes
     assert val_labels <= {"airpods", "cell phone", "wallet"}  # pseudo-labels never become validation truth
     best = checkpoint.read(run / "best.pt")
     assert list(best["class_names"]) == [*COCO_CLASSES, "airpods", "wallet"]  # phone trains COCO's cell phone row
@@ -58,6 +66,17 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
     assert kept["base"] > 0.3 and 0 < kept["retention"] <= 1.2
     assert "base classes kept: COCO AP50" in out
     assert "--alarm wallet --alarm-min-score 0.6 --alarm-frames 3" in out  # the recipe's alarm defaults
+
+    # the same run with other data is refused, not trained on the old data; a bad retention set fails up front
+    tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
+    code, out, err = cli("train", "--recipe", path, "--resume", "--no-track")
+    assert code != 0 and "prepared from another recipe" in out + err, out + err
+    alone = tmp_path / "alone.json"
+    alone.write_text((COCO_VAL / "instances_val2017_subset.json").read_text())
+    tiny_recipe(path, tiny, retention=str(alone), train={"out": "runs/other", "epochs": 1})
+    code, out, err = cli("train", "--recipe", path, "--no-track")
+    assert code != 0 and "none of its 82 images is there" in out + err, out + err
+    assert not (tmp_path / "runs" / "other").exists()
 
 
 def test_the_weapons_recipe_reads():

@@ -119,7 +119,7 @@ class Settings(BaseModel):
     max_pixels_in_flight: int | None = Field(
         default=None,
         ge=1,
-        description="Decoded pixels all requests may hold at once.",
+        description="Decoded pixels all requests may hold at once (images and raw pixel tensors).",
         json_schema_extra={"default_help": "4 × max-pixels"},
     )
     header_timeout: float = Field(default=10.0, gt=0.0, description="Seconds to send a request's headers (408).")

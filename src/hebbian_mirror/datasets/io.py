@@ -12,15 +12,18 @@ FORMATS = ("yolo", "coco", "voc")
 
 
 def load_splits(data: str | Path, images: str | Path | None = None) -> Splits:
-    """Every split of ``data``: a COCO json (images from ``images``, default the json's folder, or its ``images``
-    subfolder when there is one), a folder of Roboflow-style COCO splits, a YOLO ``data.yaml``, a YOLO folder, or
-    a Pascal VOC folder (incl. Sohas)."""
+    """Every split of ``data``: a COCO json (images from ``images``, default the json's folder, or the ``images``
+    folder beside it when that is where its files are), a folder of Roboflow-style COCO splits, a YOLO
+    ``data.yaml``, a YOLO folder, or a Pascal VOC folder (incl. Sohas)."""
     path = Path(data)
     if not path.exists():
         raise DatasetError(f"dataset not found: {path}")
     if path.suffix.lower() == ".json":
-        beside = path.parent / "images"
-        ds = coco.read(path, Path(images) if images else beside if beside.is_dir() else path.parent)
+        ds = coco.read(path, Path(images) if images else path.parent)
+        beside = path.parent / "images"  # the json beside an images/ folder that holds its files
+        first = ds.samples[0].image if ds.samples and not images else None
+        if first is not None and not first.exists() and (beside / first.relative_to(path.parent)).exists():
+            ds = coco.read(path, beside)
         return {normalize_split(path.parent.name) if path.name == coco.SPLIT_FILE else "train": ds}
     if path.suffix.lower() in (".yaml", ".yml"):
         return yolo.read_yaml(path)

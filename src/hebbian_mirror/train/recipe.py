@@ -28,6 +28,8 @@ from ..models.loader import load_detector
 from .augment import AugmentConfig
 from .config import TrainConfig
 
+DATA_FORMAT = 2  # what prepare_data writes; 2: pseudo-labels skip only the classes the new datasets teach
+
 
 @dataclass
 class DataSource:
@@ -137,12 +139,33 @@ def pseudo_label(
     return replace(ds, classes=classes, samples=samples, category_ids=[]), added
 
 
+def fingerprint(recipe: Recipe, base_model: str) -> dict[str, Any]:
+    """What the prepared data depends on: a run prepared from anything else is not reused."""
+    sources = [
+        {"path": str(s.path), "rename": s.rename, "splits": s.splits, "pseudo_labels": s.pseudo_labels}
+        for s in recipe.sources
+    ]
+    return {"format": DATA_FORMAT, "base_model": base_model, "pseudo_conf": recipe.pseudo_conf, "sources": sources}
+
+
 def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[Path, dict[str, Any]]:
-    """The recipe's merged dataset in ``OUT/data`` (made once; a resumed run reuses it) and what was done."""
+    """The recipe's merged dataset in ``OUT/data`` (made once; a resumed run reuses it) and what was done.
+    Data prepared from another recipe (or by an older version) is made again, unless a run already trained on it:
+    then it is an error."""
+    if recipe.retention is not None:
+        _retention_split(recipe.retention)  # a bad retention set fails now, not after hours of training
     out = recipe.out / "data"
     report_path = recipe.out / "data-report.json"
+    wanted = fingerprint(recipe, base_model)
     if (out / "data.yaml").is_file() and report_path.is_file():
-        return out / "data.yaml", json.loads(report_path.read_text())
+        report = json.loads(report_path.read_text())
+        if report.get("recipe") == wanted:
+            return out / "data.yaml", report
+        if (recipe.out / "last.pt").is_file():
+            raise DatasetError(
+                f"{recipe.out} was trained on data prepared from another recipe or by an older version: "
+                f"give this run another 'out', or remove {recipe.out}"
+            )
     loaded: list[tuple[DataSource, Splits]] = []
     for source in recipe.sources:
         splits = load_splits(source.path)
@@ -157,7 +180,7 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     taught = {
         canonical_name(c) for s, splits in loaded if s.pseudo_labels for ds in splits.values() for c in ds.classes
     }
-    report: dict[str, Any] = {"sources": [], "pseudo_conf": recipe.pseudo_conf}
+    report: dict[str, Any] = {"recipe": wanted, "sources": [], "pseudo_conf": recipe.pseudo_conf}
     detector = None
     for source, splits in loaded:
         entry = {"path": str(source.path), "train": len(splits["train"].samples), "pseudo_boxes": 0}
@@ -192,10 +215,18 @@ def _counts(ds: DetectionDataset, taught: set[str]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def _retention_split(data: Path) -> DetectionDataset:
+    """The retention check's dataset (its val split, else its only one), with images that exist."""
+    splits = load_splits(data)
+    split = splits.get("val") or next(iter(splits.values()))
+    if not any(s.image.is_file() for s in split.samples):
+        raise DatasetError(f"retention dataset {data}: none of its {len(split.samples)} images is there")
+    return split
+
+
 def retention(best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, float]:
     """COCO AP50 of the trained model and of its base on ``data``: how much of the base classes it kept."""
-    ds = load_splits(data)
-    split = ds.get("val") or next(iter(ds.values()))
+    split = _retention_split(data)
     scores = {}
     for name, model in (("base", base_model), ("trained", str(best))):
         report = evaluate(load_detector(model, settings), split, EVAL_OPTIONS, progress=True)

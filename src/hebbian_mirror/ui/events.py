@@ -20,8 +20,10 @@ def when(ts: float) -> str:
 
 def headline(event: dict) -> str:
     """ "knife on door", or "Person holding a knife on door" when the alarm's object was in a person's hands."""
-    held = (event.get("extra") or {}).get("held_by")
-    return f"{'Person holding a ' if held else ''}{event['label']} on {event['stream']}"
+    label = event["label"]
+    if (event.get("extra") or {}).get("held_by"):
+        label = f"Person holding {'an' if label[:1].lower() in 'aeiou' else 'a'} {label}"
+    return f"{label} on {event['stream']}"
 
 
 def event_row(client: Client, event: dict) -> None:
