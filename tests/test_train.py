@@ -293,3 +293,30 @@ def test_quarter_turns_move_boxes_with_the_pixels_on_a_landscape_image():
         empty = tv_tensors.BoundingBoxes(torch.zeros((0, 4)), format="XYXY", canvas_size=(40, 60))  # a negative
         img, box = (turn.transform(x, {"angle": angle}) for x in (tv_tensors.Image(image), empty))
         assert tuple(box.canvas_size) == tuple(img.shape[-2:]) and box.shape == (0, 4)
+
+
+def test_class_balanced_sampling_draws_rare_classes_more_and_keeps_the_epoch_length(tiny, tmp_path, caplog):
+    from hebbian_mirror.train.data import EpochSampler, repeat_factors
+
+    found = [{0}] * 8 + [{0, 1}] + [set()]  # class 1 in 1 image of 10; one image with no box
+    factors = repeat_factors(found, threshold=0.5)
+    assert factors[:8] == [1.0] * 8 and factors[9] == 1.0 and factors[8] == pytest.approx(5**0.5)
+    plain = EpochSampler(10, seed=3)
+    assert sorted(plain) == list(range(10))  # no weights: a permutation, as before
+    balanced = EpochSampler(10, seed=3, weights=factors)
+    draws = []
+    for epoch in range(400):
+        balanced.set_epoch(epoch)
+        order = list(balanced)
+        assert len(order) == len(balanced) == 10
+        draws += order
+    expected = 10 * 5**0.5 / (9 + 5**0.5)  # the rare image's draws per epoch
+    assert draws.count(8) / 400 == pytest.approx(expected, rel=0.05)
+    halves = [EpochSampler(10, seed=3, rank=r, size=2, weights=factors) for r in (0, 1)]
+    for s in [*halves, balanced]:
+        s.set_epoch(7)
+    assert sorted([*halves[0], *halves[1]]) == sorted(balanced)  # two processes share one epoch's draws
+
+    with caplog.at_level("INFO", logger="hebbian_mirror.train.loop"):
+        train(config(tiny, tmp_path / "run", epochs=1, max_steps=1, repeat_threshold=0.3), load_settings(device="cpu"))
+    assert "class-balanced sampling (threshold 0.3)" in caplog.text

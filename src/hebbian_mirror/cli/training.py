@@ -57,6 +57,7 @@ def train(
     keep_classes: bool = option("keep_classes", "--keep-classes"),
     cache_images: bool = option("cache_images", "--cache-images"),
     channels_last: bool = option("channels_last", "--channels-last"),
+    repeat_threshold: float | None = option("repeat_threshold", min=0.0, max=1.0),
     seed: int = option("seed"),
     patience: int = option("patience", min=1),
     max_steps: int | None = option("max_steps", min=1),

@@ -62,6 +62,14 @@ class TrainConfig:
     channels_last: bool = field(
         default=False, metadata={"help": "Channels-last tensors: faster convolutions on CPUs (Darknet models)."}
     )
+    repeat_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Class-balanced sampling (LVIS repeat factors): an image with a class found in fewer than this "
+            "share of the training images is drawn sqrt(share/its) times as often; an epoch keeps its length.",
+            "default_help": "off",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})

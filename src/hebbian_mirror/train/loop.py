@@ -30,7 +30,7 @@ from ..network import Network
 from ..plots import learning_curve, write_plots
 from . import distributed, engine
 from .config import TrainConfig
-from .data import EpochSampler, seed_worker
+from .data import EpochSampler, repeat_factors, seed_worker
 from .families import training_family
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,10 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         network.module.to(memory_format=torch.channels_last)
     global_batch = cfg.batch * world.size
     # the epoch's permutation (one process draws it all; N processes each take every N-th image of it)
-    sampler = EpochSampler(len(train_set), cfg.seed * 1000, world.rank, world.size, len(train_set) >= global_batch)
+    weights = _balance(cfg, train_ds) if cfg.repeat_threshold else None
+    sampler = EpochSampler(
+        len(train_set), cfg.seed * 1000, world.rank, world.size, len(train_set) >= global_batch, weights
+    )
     if world.distributed:  # each process a share of every global batch of world.size × batch images
         distributed.sync_batchnorm(network.module, device)
         ids = [device.index] if device.type == "cuda" else None
@@ -251,6 +254,27 @@ def _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progre
     )
     if on_epoch is not None:
         on_epoch(epoch, metrics)
+
+
+def _balance(cfg: TrainConfig, train_ds: DetectionDataset) -> list[float]:
+    """Repeat factors for class-balanced sampling; logs how the rarest classes' share of draws changes."""
+    found = [{b.class_id for b in s.boxes} for s in train_ds.samples]
+    factors = repeat_factors(found, cfg.repeat_threshold)
+    total, n = sum(factors), max(len(found), 1)
+    before: dict[int, float] = {}
+    after: dict[int, float] = {}
+    for classes, f in zip(found, factors, strict=True):
+        for c in classes:
+            before[c] = before.get(c, 0.0) + 1 / n
+            after[c] = after.get(c, 0.0) + f / total
+    rarest = sorted(before, key=before.get)[:3]
+    log.info(
+        "class-balanced sampling (threshold %g), images drawn up to %.1f× as often: %s",
+        cfg.repeat_threshold,
+        max(factors, default=1.0),
+        "; ".join(f"{train_ds.classes[c]} in {before[c]:.1%} → {after[c]:.1%} of draws" for c in rarest),
+    )
+    return factors
 
 
 def _time_left(cfg: TrainConfig, history: list[dict]) -> None:
