@@ -62,6 +62,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
     assert list(best["class_names"]) == [*COCO_CLASSES, "airpods", "wallet"]  # phone trains COCO's cell phone row
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 1 and summary["config"]["epochs"] == 1  # the flag beat the recipe's 3
+    assert summary["history"][0]["retention_AP50"] > 0.05  # the retention set, evaluated after each epoch too
     kept = json.loads((run / "retention.json").read_text())
     assert kept["base"] > 0.3 and 0 < kept["retention"] <= 1.2
     assert "base classes kept: COCO AP50" in out

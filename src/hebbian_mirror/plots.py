@@ -84,6 +84,10 @@ def learning_curve(history: list[dict], path: Path) -> Path:
             continue
         values = [(h.get("per_class", {}).get(name) or {}).get("AP50") for h in history]
         ax.plot(minutes, [np.nan if v is None else v for v in values], "-o", label=name)
+    kept = [h.get("retention_AP50") for h in history]
+    if any(v is not None for v in kept):  # the base classes on their own dataset (train --retention-data)
+        values = [np.nan if v is None else v for v in kept]
+        ax.plot(minutes, values, "--s", color="0.45", label="base classes (retention set)")
     ax.set(xlabel="minutes of training and validation", ylabel="validation AP50", ylim=(0, 1.02), title="AP50 by time")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)

@@ -58,6 +58,7 @@ def train(
     cache_images: bool = option("cache_images", "--cache-images"),
     channels_last: bool = option("channels_last", "--channels-last"),
     repeat_threshold: float | None = option("repeat_threshold", min=0.0, max=1.0),
+    retention_data: str | None = option("retention_data"),
     seed: int = option("seed"),
     patience: int = option("patience", min=1),
     max_steps: int | None = option("max_steps", min=1),

@@ -70,6 +70,14 @@ class TrainConfig:
             "default_help": "off",
         },
     )
+    retention_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "A labelled dataset of the base model's classes (e.g. COCO val) also evaluated after each "
+            "epoch: its AP50 is in the history and the curve (what an extended model keeps).",
+            "default_help": "none",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
 from ..config import Settings
-from ..datasets import DetectionDataset, Splits, load_splits
+from ..datasets import DetectionDataset, Splits, load_dataset, load_splits
 from ..detection import resolve_device
 from ..errors import DatasetError, ModelNotFoundError
 from ..evaluation import write_report
@@ -166,6 +166,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         )
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
     criterion = fam.criterion(network, forward, cfg.channels_last)
+    kept_ds = load_dataset(cfg.retention_data) if cfg.retention_data and world.main else None
     for epoch in range(progress.next_epoch, cfg.epochs):
         if progress.stale >= cfg.patience:
             log.info("early stop: no better validation AP for %d epochs", progress.stale)
@@ -205,7 +206,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         progress.next_epoch = epoch + 1
         if world.main:
             trained["started"] = started  # when the epoch began: its minutes count validation too
-            _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progress, on_epoch)
+            _evaluate_and_save(cfg, network, (val_ds, kept_ds), device, epoch, trained, opt, progress, on_epoch)
         progress.stale = distributed.broadcast(progress.stale)  # every process stops early together
     if not world.main:
         return {"best_ap": None, "history": [], "best": str(best_path), "last": str(last_path)}
@@ -226,11 +227,15 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     return summary
 
 
-def _evaluate_and_save(cfg, network, val_ds, device, epoch, trained, opt, progress, on_epoch) -> None:
-    """Rank 0's end of an epoch: validation, best.pt / last.pt, the log line and ``on_epoch``."""
+def _evaluate_and_save(cfg, network, datasets, device, epoch, trained, opt, progress, on_epoch) -> None:
+    """Rank 0's end of an epoch: validation (and the retention set's AP50), best.pt / last.pt, the log line and
+    ``on_epoch``."""
     out = Path(cfg.out)
+    val_ds, kept_ds = datasets
     report = engine.validate(network, val_ds, device, cfg.eval_batch)
     metrics = engine.epoch_metrics(epoch, trained, report, opt.scheduler.get_last_lr()[0])
+    if kept_ds is not None:  # the base classes, on their own dataset: best.pt is still chosen by validation
+        metrics["retention_AP50"] = engine.validate(network, kept_ds, device, cfg.eval_batch)["AP50"]
     before = progress.history[-1].get("minutes", 0.0) if progress.history else 0.0
     metrics["minutes"] = round(before + (time.monotonic() - trained["started"]) / 60, 2)
     progress.history.append(metrics)

@@ -97,6 +97,8 @@ def read(path: str | Path) -> Recipe:
 def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's settings: the recipe's, then the flags given on the command line."""
     values = {"out": str(recipe.out)} | recipe.train | overrides
+    if recipe.retention is not None and "retention_data" not in values:  # its AP50 after every epoch too
+        values["retention_data"] = str(recipe.retention)
     augment = values.pop("augment", None) or AugmentConfig(**recipe.augment)
     return TrainConfig(data=str(data), augment=augment, **values)
 
