@@ -18,7 +18,7 @@ import yaml
 from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
 from ..config import Settings
-from ..datasets import Box, DetectionDataset, Splits, load_splits, write_splits
+from ..datasets import Box, DetectionDataset, Splits, load_dataset, load_splits, write_splits
 from ..datasets.tools import merge
 from ..detection import DetectOptions
 from ..errors import DatasetError
@@ -219,8 +219,7 @@ def _counts(ds: DetectionDataset, taught: set[str]) -> dict[str, int]:
 
 def _retention_split(data: Path) -> DetectionDataset:
     """The retention check's dataset (its val split, else its only one), with images that exist."""
-    splits = load_splits(data)
-    split = splits.get("val") or next(iter(splits.values()))
+    split = load_dataset(data)  # as train --retention-data loads it
     if not any(s.image.is_file() for s in split.samples):
         raise DatasetError(f"retention dataset {data}: none of its {len(split.samples)} images is there")
     return split
