@@ -264,8 +264,9 @@ def test_frozen_first_epochs_cached_images_channels_last_and_the_curve(tiny, tmp
         train(cfg, load_settings(device="cpu"), on_epoch=check_frozen)
     base = resize_heads(coco_net(), 3).state_dict()
     first = checkpoint.read(tmp_path / "run" / "last.pt")["state_dict"]
-    backbone = [k for k in base if int(k.split(".")[1]) < backbone_layers(coco_net()) and "running" not in k]
-    assert backbone and all(torch.equal(first[k], base[k]) for k in backbone if k.endswith("weight"))
+    backbone = [k for k in base if int(k.split(".")[1]) < backbone_layers(coco_net())]
+    # frozen entirely: weights, and the batch-norm statistics too (what the base model's classes rely on)
+    assert backbone and all(torch.equal(first[k], base[k]) for k in backbone if "num_batches" not in k)
     summary = train(cfg, load_settings(device="cpu"), resume=True)  # epoch 2: everything trains
     last = checkpoint.read(tmp_path / "run" / "last.pt")["state_dict"]
     assert any(not torch.equal(last[k], first[k]) for k in backbone if k.endswith("conv.weight"))
@@ -320,3 +321,28 @@ def test_class_balanced_sampling_draws_rare_classes_more_and_keeps_the_epoch_len
     with caplog.at_level("INFO", logger="hebbian_mirror.train.loop"):
         train(config(tiny, tmp_path / "run", epochs=1, max_steps=1, repeat_threshold=0.3), load_settings(device="cpu"))
     assert "class-balanced sampling (threshold 0.3)" in caplog.text
+
+
+def test_a_slower_backbone_learning_rate_holds_through_the_schedule(tiny):
+    from hebbian_mirror.network import Network
+    from hebbian_mirror.train import engine
+    from hebbian_mirror.train.families import training_family
+
+    cfg = TrainConfig(data=str(tiny), lr=0.02, backbone_lr=0.1, warmup_epochs=0)
+    net = resize_heads(coco_net(), 3)
+    network = Network("darknet", net, ModelMeta("x", ("a", "b", "c"), (416, 416)))
+    backbone = training_family("darknet").backbone(network)
+    opt = engine.optimisation(cfg, net, steps_per_epoch=10, use_amp=False, backbone=backbone)
+    slow = {id(p) for p in backbone}
+    assert 0 < len(slow) < len(list(net.parameters()))
+    for _ in range(3):
+        opt.optimizer.step()  # no gradients: nothing moves, the schedule advances
+        opt.scheduler.step()
+    for group in opt.optimizer.param_groups:
+        in_backbone = {id(p) in slow for p in group["params"]}
+        assert len(in_backbone) == 1  # a group is all backbone or none of it
+        peak = 0.02 * (0.1 if in_backbone.pop() else 1)
+        assert group["lr"] == pytest.approx(peak * opt.scheduler.lr_lambdas[0](3))
+    assert sum(len(g["params"]) for g in opt.optimizer.param_groups) == len(list(net.parameters()))
+    plain = engine.optimisation(TrainConfig(data=str(tiny)), net, 10, False, backbone=backbone)
+    assert len(plain.optimizer.param_groups) == 2  # as before: checkpoints of earlier runs resume

@@ -49,6 +49,13 @@ class TrainConfig:
         default=0,
         metadata={"help": "Train only the neck and heads for the first N epochs (about 2× faster), then all."},
     )
+    backbone_lr: float = field(
+        default=1.0,
+        metadata={
+            "help": "The backbone's learning rate as a share of --lr once it trains: below 1 it drifts less from "
+            "the base model (what an extended model keeps of its classes)."
+        },
+    )
     keep_classes: bool = field(
         default=False,
         metadata={
@@ -76,6 +83,14 @@ class TrainConfig:
             "help": "A labelled dataset of the base model's classes (e.g. COCO val) also evaluated after each "
             "epoch: its AP50 is in the history and the curve (what an extended model keeps).",
             "default_help": "none",
+        },
+    )
+    distill: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning without Forgetting for an extended model (--keep-classes): on every image the base "
+            "model's objectness, class scores and boxes teach its own classes, with this weight.",
+            "default_help": "off",
         },
     )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,19 +57,30 @@ class Optimisation:
 
 
 def optimisation(
-    cfg: TrainConfig, module: torch.nn.Module, steps_per_epoch: int, use_amp: bool, lr_scale: float = 1.0
+    cfg: TrainConfig,
+    module: torch.nn.Module,
+    steps_per_epoch: int,
+    use_amp: bool,
+    lr_scale: float = 1.0,
+    backbone: Collection[torch.nn.Parameter] = (),
 ) -> Optimisation:
     """SGD (Nesterov) or AdamW, weights decayed but not biases and norms; warm-up then cosine or step. The peak
-    learning rate is ``lr_scale`` × the configured one (N processes: N times the batch, N times the rate)."""
-    decay, no_decay = [], []
+    learning rate is ``lr_scale`` × the configured one (N processes: N times the batch, N times the rate), and
+    ``cfg.backbone_lr`` times that for the ``backbone`` parameters."""
+    lr = cfg.learning_rate() * lr_scale
+    slow = {id(p) for p in backbone} if cfg.backbone_lr != 1.0 else set()
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for p in module.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((p.ndim > 1, id(p) in slow), []).append(p)
+    params = [
+        {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr * (cfg.backbone_lr if s else 1)}
+        for (decay, s), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
+    ]
     if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate() * lr_scale, momentum=0.937, nesterov=True)
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=0.937, nesterov=True)
     elif cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate() * lr_scale)
+        optimizer = torch.optim.AdamW(params, lr=lr)
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
     if cfg.schedule not in ("cosine", "step"):

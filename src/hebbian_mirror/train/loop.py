@@ -84,6 +84,7 @@ class Prepared:
     network: Network
     last: dict | None  # last.pt's record when resuming
     device: torch.device
+    teacher: Network | None = None  # the base model, to distil from (--distill)
 
 
 def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepared:
@@ -104,7 +105,18 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
         if missing:
             raise DatasetError(f"the model does not have the dataset's classes {', '.join(sorted(missing))}")
         train_ds = train_ds.remapped(list(network.meta.classes), dict(network.meta.display_names))
-    return Prepared(splits, train_ds, val_ds, network, last, device)
+    teacher = _teacher(cfg, settings, network) if cfg.distill else None
+    return Prepared(splits, train_ds, val_ds, network, last, device, teacher)
+
+
+def _teacher(cfg: TrainConfig, settings: Settings, network: Network) -> Network:
+    """The base model an extended network distils from: the same family, whose classes its first rows are."""
+    if not cfg.keep_classes:
+        raise DatasetError("--distill teaches an extended model its base classes: it needs --keep-classes")
+    base = load_network(cfg.model, settings)
+    if base.family != network.family or tuple(network.meta.classes[: len(base.meta.classes)]) != base.meta.classes:
+        raise DatasetError(f"--distill: {cfg.out} does not extend {cfg.model} (its first classes are not the base's)")
+    return base  # fully convolutional: it reads the training input at any --img-size
 
 
 def train(
@@ -158,14 +170,16 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     # N processes, N times the batch: the rate N times larger, where the family's loss is a mean over the batch
     # (torchvision's); the YOLO loss is summed over the batch, so its gradient already grows N times
     lr_scale = 1 if fam.name == "darknet" else world.size
-    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale=lr_scale)  # every trainable weight
+    opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale, fam.backbone(network))  # all trainable
     if last is not None and last.get("config", {}).get("processes", 1) != world.size:
         raise DatasetError(
             f"{cfg.out}/last.pt was trained by {last['config'].get('processes', 1)} process(es): resume it with "
             f"as many (--nproc), its schedule and batch depend on them"
         )
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
-    criterion = fam.criterion(network, forward, cfg.channels_last)
+    if p.teacher is not None:
+        p.teacher.module.to(device)
+    criterion = fam.criterion(network, forward, cfg.channels_last, p.teacher, cfg.distill or 0.0)
     kept_ds = load_dataset(cfg.retention_data) if cfg.retention_data and world.main else None
     for epoch in range(progress.next_epoch, cfg.epochs):
         if progress.stale >= cfg.patience:

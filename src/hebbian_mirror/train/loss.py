@@ -1,4 +1,5 @@
-"""Our YOLO loss: Darknet's anchor assignment, CIoU box loss, objectness and class BCE."""
+"""Our YOLO loss: Darknet's anchor assignment, CIoU box loss, objectness and class BCE; optionally distilled
+from the base model an extended head started from (Learning without Forgetting)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,19 @@ class LossWeights:
     box: float = 0.05
     obj: float = 1.0
     cls: float = 0.5
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The base model's raw outputs on the same batch, for an extended head whose first ``keep`` class rows
+    are the base model's. Anchors no label claims learn its objectness as their target, and, weighted by that
+    objectness and ``weight``, its class scores (kept rows) and its box; anchors whose teacher box overlaps a
+    label by more than ``overlap`` follow the labels alone (a pistol the base model called a hair drier)."""
+
+    outputs: list[torch.Tensor]
+    keep: int
+    weight: float = 1.0
+    overlap: float = 0.5
 
 
 def _wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
@@ -47,9 +61,47 @@ class YoloLoss:
             offsets.append(offsets[-1] + len(head.anchors))
         self.offsets = offsets
 
-    def __call__(self, outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    def _boxes(self, p: torch.Tensor, h: int) -> torch.Tensor:
+        """``B×A×H×W×4`` boxes (x1, y1, x2, y2, network-input pixels) of head ``h``'s permuted raw output."""
+        _, a, gh, gw, _ = p.shape
+        head, device = self.net.heads[h], p.device
+        stride_x, stride_y = self.net.width / gw, self.net.height / gh
+        ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
+        s = head.scale_x_y
+        head_anchors = self.anchors.to(device)[self.offsets[h] : self.offsets[h + 1]]
+        cx = (torch.sigmoid(p[..., 0]) * s - 0.5 * (s - 1) + xs) * stride_x
+        cy = (torch.sigmoid(p[..., 1]) * s - 0.5 * (s - 1) + ys) * stride_y
+        w = torch.exp(p[..., 2].clamp(max=8)) * head_anchors[:, 0].view(1, a, 1, 1)
+        hh = torch.exp(p[..., 3].clamp(max=8)) * head_anchors[:, 1].view(1, a, 1, 1)
+        return torch.stack((cx - w / 2, cy - hh / 2, cx + w / 2, cy + hh / 2), -1)
+
+    def _distill(
+        self, p: torch.Tensor, h: int, teacher: Teacher, gt_all: list[torch.Tensor], free: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """On the ``free`` anchors (neither assigned nor ignored), those whose teacher box overlaps no label:
+        the objectness target (the teacher's), its weight mask, and the summed class + box distillation."""
+        b, a, gh, gw, _ = p.shape
+        t = teacher.outputs[h].view(b, a, teacher.keep + 5, gh, gw).permute(0, 1, 3, 4, 2).float()
+        t_boxes = self._boxes(t, h)
+        for i, gt in enumerate(gt_all):
+            if len(gt):
+                near = box_iou(t_boxes[i].reshape(-1, 4), gt[:, 1:]).max(1).values.view(a, gh, gw)
+                free[i] &= near <= teacher.overlap
+        t_obj = torch.sigmoid(t[..., 4])
+        weight = t_obj * free
+        cls = F.binary_cross_entropy_with_logits(
+            p[..., 5 : 5 + teacher.keep], torch.sigmoid(t[..., 5:]), reduction="none"
+        ).mean(-1)
+        box = (torch.sigmoid(p[..., :2]) - torch.sigmoid(t[..., :2])).square().sum(-1)
+        box = box + (p[..., 2:4] - t[..., 2:4]).square().sum(-1)
+        return t_obj, free, (weight * (cls + box)).sum()
+
+    def __call__(
+        self, outputs: list[torch.Tensor], targets: list[torch.Tensor], teacher: Teacher | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """``outputs``: raw head outputs; ``targets``: per image an ``N×5`` tensor (class, x1, y1, x2, y2) in
-        network-input pixels. Returns the total (scaled by batch size) and its parts."""
+        network-input pixels; ``teacher``: the base model's outputs to distil from. Returns the total (scaled by
+        batch size) and its parts."""
         device = outputs[0].device
         anchors = self.anchors.to(device)
         batch = outputs[0].shape[0]
@@ -57,20 +109,14 @@ class YoloLoss:
         lbox = torch.zeros((), device=device)
         lcls = torch.zeros((), device=device)
         obj_sums, obj_counts = [], []  # per head: the weighted objectness loss and its weight
+        distilled, distill_weight = torch.zeros((), device=device), torch.zeros((), device=device)
         n_pos = 0
         for h, (raw, head) in enumerate(zip(outputs, self.net.heads, strict=True)):
             b, _, gh, gw = raw.shape
             a = len(head.anchors)
             p = raw.view(b, a, head.classes + 5, gh, gw).permute(0, 1, 3, 4, 2).float()
             stride_x, stride_y = self.net.width / gw, self.net.height / gh
-            ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
-            s = head.scale_x_y
-            head_anchors = anchors[self.offsets[h] : self.offsets[h + 1]]
-            cx = (torch.sigmoid(p[..., 0]) * s - 0.5 * (s - 1) + xs) * stride_x
-            cy = (torch.sigmoid(p[..., 1]) * s - 0.5 * (s - 1) + ys) * stride_y
-            w = torch.exp(p[..., 2].clamp(max=8)) * head_anchors[:, 0].view(1, a, 1, 1)
-            hh = torch.exp(p[..., 3].clamp(max=8)) * head_anchors[:, 1].view(1, a, 1, 1)
-            pred = torch.stack((cx - w / 2, cy - hh / 2, cx + w / 2, cy + hh / 2), -1)  # B×A×H×W×4
+            pred = self._boxes(p, h)  # B×A×H×W×4
             obj_target = torch.zeros(p.shape[:4], device=device)
             obj_weight = torch.ones(p.shape[:4], device=device)
             pos_pred, pos_gt, pos_logits, pos_cls = [], [], [], []
@@ -97,6 +143,12 @@ class YoloLoss:
                     pos_gt.append(gt[chosen, 1:])
                     pos_logits.append(p[i, k, jj, ii, 5:])
                     pos_cls.append(gt[chosen, 0].long())
+            if teacher is not None:
+                free = (obj_target == 0) & (obj_weight > 0)
+                t_obj, free, d_sum = self._distill(p, h, teacher, gt_all, free)
+                obj_target = torch.where(free, t_obj, obj_target)
+                distilled = distilled + d_sum
+                distill_weight = distill_weight + (t_obj * free).sum().detach()
             bce = F.binary_cross_entropy_with_logits(p[..., 4], obj_target, reduction="none")
             obj_sums.append((bce * obj_weight).sum())
             obj_counts.append(obj_weight.sum().detach())
@@ -109,12 +161,17 @@ class YoloLoss:
                 n_pos += len(pp)
         # normalised over the global batch: with N processes (DDP averages their gradients) each process's
         # share times N sums to the loss one process would compute on the whole batch
-        counts = distributed.all_sum(torch.tensor([batch, n_pos, *obj_counts], dtype=torch.float64, device=device))
+        sums = torch.tensor([batch, n_pos, float(distill_weight), *obj_counts], dtype=torch.float64, device=device)
+        counts = distributed.all_sum(sums)
         n = float(counts[1].clamp(min=1))
         lobj = torch.zeros((), device=device)
-        for head_sum, head_count in zip(obj_sums, counts[2:], strict=True):
+        for head_sum, head_count in zip(obj_sums, counts[3:], strict=True):
             lobj = lobj + head_sum / float(head_count.clamp(min=1))
         wts = self.weights
-        total = (wts.box * lbox / n + wts.obj * lobj + wts.cls * lcls / n) * float(counts[0]) * distributed.size()
+        total = wts.box * lbox / n + wts.obj * lobj + wts.cls * lcls / n
         parts = {"box": float(lbox.detach()) / n, "obj": float(lobj.detach()), "cls": float(lcls.detach()) / n}
-        return total, parts | {"positives": n_pos}
+        if teacher is not None:  # per unit of the teacher's objectness on the anchors it teaches
+            ldistill = distilled / float(counts[2].clamp(min=1e-6))
+            total = total + teacher.weight * wts.cls * ldistill
+            parts["distill"] = float(ldistill.detach())
+        return total * float(counts[0]) * distributed.size(), parts | {"positives": n_pos}

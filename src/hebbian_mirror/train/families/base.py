@@ -35,12 +35,21 @@ class TrainingFamily(Protocol):
     def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
         """The training items; ``cache``: decode every image once, into RAM."""
 
+    def backbone(self, network: Network) -> list[torch.nn.Parameter]:
+        """The backbone's parameters: what ``--freeze-backbone`` freezes and ``--backbone-lr`` slows."""
+
     def freeze_backbone(self, network: Network) -> None: ...
 
     def train_mode(self, network: Network) -> None: ...
 
     def criterion(
-        self, network: Network, forward: Callable[..., Any] | None = None, channels_last: bool = False
+        self,
+        network: Network,
+        forward: Callable[..., Any] | None = None,
+        channels_last: bool = False,
+        teacher: Network | None = None,
+        distill: float = 1.0,
     ) -> Criterion:
         """The loss of ``network`` on a batch, its forward pass through ``forward`` when given (the network
-        wrapped in ``DistributedDataParallel``), its images in channels-last layout when asked."""
+        wrapped in ``DistributedDataParallel``), its images in channels-last layout when asked; with
+        ``teacher`` (the base model of an extended head), distilled from its outputs with weight ``distill``."""

@@ -15,7 +15,7 @@ from ...network import Network
 from ..augment import AugmentConfig
 from ..data import YoloTrainSet, collate
 from ..heads import backbone_layers, resize_heads
-from ..loss import YoloLoss
+from ..loss import Teacher, YoloLoss
 from .base import Criterion
 
 
@@ -46,22 +46,45 @@ class DarknetTraining:
     def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
         return YoloTrainSet(ds, network.meta.input_size, network.meta.letterbox, augment, cache)
 
+    def backbone(self, network: Network) -> list[torch.nn.Parameter]:
+        return [
+            p for layer in list(network.module.layers)[: backbone_layers(network.module)] for p in layer.parameters()
+        ]
+
     def freeze_backbone(self, network: Network) -> None:
-        for layer in list(network.module.layers)[: backbone_layers(network.module)]:
-            layer.requires_grad_(False)
+        for p in self.backbone(network):
+            p.requires_grad_(False)
 
     def train_mode(self, network: Network) -> None:
+        """Training mode, except layers that learn nothing now (a frozen backbone): their batch-norm statistics
+        stay the base model's too."""
         network.module.train()
+        for layer in network.module.layers:
+            params = list(layer.parameters())
+            if params and not any(p.requires_grad for p in params):
+                layer.eval()
 
     def criterion(
-        self, network: Network, forward: Callable[..., Any] | None = None, channels_last: bool = False
+        self,
+        network: Network,
+        forward: Callable[..., Any] | None = None,
+        channels_last: bool = False,
+        teacher: Network | None = None,
+        distill: float = 1.0,
     ) -> Criterion:
         net, yolo_loss = forward or network.module, YoloLoss(network.module)
         layout = torch.channels_last if channels_last else torch.contiguous_format
+        base = teacher.module.eval().requires_grad_(False) if teacher is not None else None
+        if base is not None and channels_last:
+            base.to(memory_format=torch.channels_last)
 
         def loss(images, targets, device: torch.device, use_amp: bool):
+            images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = net(images.to(device, non_blocking=True).contiguous(memory_format=layout))
-            return yolo_loss([o.float() for o in outputs], targets)
+                outputs = net(images)
+                if base is not None:
+                    with torch.no_grad():
+                        taught = Teacher([o.float() for o in base(images)], base.num_classes, distill)
+            return yolo_loss([o.float() for o in outputs], targets, taught if base is not None else None)
 
         return loss

@@ -108,6 +108,9 @@ class TorchvisionTraining:
     def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
         return TorchvisionTrainSet(ds, augment, cache)
 
+    def backbone(self, network: Network) -> list[torch.nn.Parameter]:
+        return list(network.module.backbone.parameters())
+
     def freeze_backbone(self, network: Network) -> None:
         network.module.backbone.requires_grad_(False)
 
@@ -119,8 +122,15 @@ class TorchvisionTraining:
                 m.eval()
 
     def criterion(
-        self, network: Network, forward: Callable[..., Any] | None = None, channels_last: bool = False
+        self,
+        network: Network,
+        forward: Callable[..., Any] | None = None,
+        channels_last: bool = False,
+        teacher: Network | None = None,
+        distill: float = 1.0,
     ) -> Criterion:
+        if teacher is not None:
+            raise DatasetError("--distill is for Darknet models: torchvision detectors are fine-tuned without it")
         model = forward or network.module
 
         def loss(images, targets, device: torch.device, use_amp: bool):
