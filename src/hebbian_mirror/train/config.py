@@ -53,7 +53,7 @@ class TrainConfig:
         default=1.0,
         metadata={
             "help": "The backbone's learning rate as a share of --lr once it trains: below 1 it drifts less from "
-            "the base model (what an extended model keeps of its classes)."
+            "the base model (what an extended model keeps of its classes); 0 freezes it."
         },
     )
     keep_classes: bool = field(

@@ -98,6 +98,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     if resume and not last_path.is_file():
         raise DatasetError(f"nothing to resume: {last_path} does not exist")
     last = checkpoint.read(last_path) if resume else None
+    if last is not None and (was := last.get("config", {}).get("backbone_lr", 1.0)) != cfg.backbone_lr:
+        raise DatasetError(f"{last_path} was trained with --backbone-lr {was}: resume it with the same rate")
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
     if list(network.meta.classes) != train_ds.classes:  # an extended head (now or when it was started)
@@ -111,11 +113,11 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
 
 def _teacher(cfg: TrainConfig, settings: Settings, network: Network) -> Network:
     """The base model an extended network distils from: the same family, whose classes its first rows are."""
-    if not cfg.keep_classes:
-        raise DatasetError("--distill teaches an extended model its base classes: it needs --keep-classes")
+    if network.family != "darknet":
+        raise DatasetError("--distill is for Darknet models: torchvision detectors are fine-tuned without it")
     base = load_network(cfg.model, settings)
     if base.family != network.family or tuple(network.meta.classes[: len(base.meta.classes)]) != base.meta.classes:
-        raise DatasetError(f"--distill: {cfg.out} does not extend {cfg.model} (its first classes are not the base's)")
+        raise DatasetError(f"--distill needs --keep-classes: the model's first classes must be {cfg.model}'s own")
     return base  # fully convolutional: it reads the training input at any --img-size
 
 
@@ -142,7 +144,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     last_path, best_path = out / "last.pt", out / "best.pt"
     fam = training_family(network.family)
     network.module.to(device)
-    if cfg.freeze_backbone:
+    if cfg.freeze_backbone or cfg.backbone_lr == 0:
         fam.freeze_backbone(network)
     if cfg.freeze_epochs and world.distributed:
         raise DatasetError(

@@ -129,8 +129,6 @@ class TorchvisionTraining:
         teacher: Network | None = None,
         distill: float = 1.0,
     ) -> Criterion:
-        if teacher is not None:
-            raise DatasetError("--distill is for Darknet models: torchvision detectors are fine-tuned without it")
         model = forward or network.module
 
         def loss(images, targets, device: torch.device, use_amp: bool):
