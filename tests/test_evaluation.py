@@ -176,3 +176,22 @@ def test_precision_recall_and_confusion_at_threshold(tmp_path):
     report = coco_metrics(gt, results) | {"at_threshold": r, "model": "test"}
     for png in write_plots(report, tmp_path):
         assert png.stat().st_size > 5000
+
+
+def test_evaluate_renames_a_datasets_class_to_the_models_name(cli):
+    """The hand-held set calls COCO's `cell phone` `phone`: without --rename a COCO model knows none of its
+    classes, with it the phones are scored as the model's own class; a bad --rename is a clear error."""
+    handheld = SHARED / "data" / "weapons" / "handheld" / "data.yaml"
+    args = ("evaluate", "--model", "yolov4-tiny", "--data", handheld, "--split", "test", "--device", "cpu")
+    code, stdout, stderr = cli(*args)  # COCO's yolov4-tiny knows no airpods, phone or wallet
+    assert code != 0 and "none of the dataset's classes (airpods, phone, wallet" in stdout + stderr
+    code, stdout, stderr = cli(*args, "--rename", "phone=cell phone")
+    assert code == 0, stdout + stderr
+    row = next(line for line in stdout.splitlines() if "cell phone" in line)
+    instances = int(row.split("│")[2])
+    test = load_dataset(handheld, split="test")
+    assert instances == sum(test.classes[b.class_id] == "phone" for s in test.samples for b in s.boxes) > 0
+    for bad in ("phone", "=cell phone", "knife=dagger"):
+        code, stdout, stderr = cli(*args, "--rename", bad)
+        assert code != 0 and "Traceback" not in stdout + stderr
+        assert ("OLD=NEW" if "knife" not in bad else "cannot rename knife") in stdout + stderr, stdout + stderr

@@ -352,7 +352,7 @@ def test_resuming_with_another_backbone_rate_is_refused(tiny, tmp_path):
     cfg = config(tiny, tmp_path / "run", epochs=2, max_steps=1, backbone_lr=0.5)
     with pytest.raises(Stop):
         train(cfg, load_settings(device="cpu"), on_epoch=lambda epoch, metrics: (_ for _ in ()).throw(Stop()))
-    with pytest.raises(DatasetError, match="trained with --backbone-lr 0.5: resume it with the same"):
+    with pytest.raises(DatasetError, match=r"trained with --backbone-lr 0\.5: resume it with the same"):
         train(config(tiny, tmp_path / "run", epochs=2, max_steps=1), load_settings(device="cpu"), resume=True)
     summary = train(cfg, load_settings(device="cpu"), resume=True)
     assert [h["epoch"] for h in summary["history"]] == [1, 2]

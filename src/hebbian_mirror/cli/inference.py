@@ -162,6 +162,11 @@ def evaluate(
     iou: float = typer.Option(DEFAULT_IOU, "--iou", help="NMS IoU threshold."),
     max_det: int = typer.Option(EVAL_MAX_DET, "--max-det", min=1, help="Most detections per image."),
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
+    rename: list[str] = typer.Option(
+        [],
+        "--rename",
+        help="OLD=NEW: the dataset's class OLD is the model's NEW (e.g. phone='cell phone'); repeatable.",
+    ),
     device: str | None = setting("device"),
     half: bool | None = setting("half"),
     weights_dir: Path | None = setting("weights_dir"),
@@ -177,7 +182,13 @@ def evaluate(
 
     options = DetectOptions(fraction("--conf", conf), fraction("--iou", iou), max_det)
     settings = cli_settings(ctx)
+    pairs = [r.split("=", 1) for r in rename]
+    for given, pair in zip(rename, pairs, strict=True):
+        if len(pair) != 2 or not pair[0].strip() or not pair[1].strip():
+            raise Failure(f"--rename takes OLD=NEW (e.g. phone='cell phone'), got {given!r}")
     ds = load_dataset(data, images, split)
+    if pairs:
+        ds = ds.renamed({old.strip(): new.strip() for old, new in pairs})
     detector = load_detector(settings.model, settings)
     report = run_evaluation(detector, ds, options, batch_size=batch)
     console.print(f"{detector.name} on {ds.source}: {report['images']} images", highlight=False)

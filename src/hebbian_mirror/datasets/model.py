@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..classes import KNOWN_DISPLAY_NAMES, canonical_name, class_index
+from ..errors import DatasetError
 
 # Spellings of split names → the name we use.
 SPLIT_ALIASES = {"valid": "val", "validation": "val", "training": "train", "testing": "test"}
@@ -68,6 +69,18 @@ class DetectionDataset:
     def display_name(self, class_id: int) -> str:
         name = self.classes[class_id]
         return self.display_names.get(name, name)
+
+    def renamed(self, rename: dict[str, str]) -> DetectionDataset:
+        """The same samples with classes renamed (``{"phone": "cell phone"}``, old names matched by
+        :func:`canonical_name`): a dataset's name for a class a model knows by another."""
+        wanted = {canonical_name(k): v for k, v in rename.items()}
+        unknown = set(wanted) - {canonical_name(c) for c in self.classes}
+        if unknown:
+            raise DatasetError(
+                f"cannot rename {', '.join(sorted(unknown))}: {self.source} has {', '.join(self.classes)}"
+            )
+        classes = [wanted.get(canonical_name(c), c) for c in self.classes]
+        return replace(self, classes=classes, category_ids=[], display_names={})
 
     def remapped(self, classes: list[str], display_names: dict[str, str] | None = None) -> DetectionDataset:
         """The same samples with class ids into ``classes`` (matched by :func:`canonical_name`)."""

@@ -103,12 +103,6 @@ def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig
     return TrainConfig(data=str(data), augment=augment, **values)
 
 
-def _renamed(ds: DetectionDataset, rename: dict[str, str]) -> DetectionDataset:
-    wanted = {canonical_name(k): v for k, v in rename.items()}
-    classes = [wanted.get(canonical_name(c), c) for c in ds.classes]
-    return replace(ds, classes=classes, category_ids=[], display_names={})
-
-
 def pseudo_label(
     ds: DetectionDataset, detector, skip: set[str], conf: float, label: str = "pseudo-labels"
 ) -> tuple[DetectionDataset, int]:
@@ -171,7 +165,7 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     loaded: list[tuple[DataSource, Splits]] = []
     for source in recipe.sources:
         splits = load_splits(source.path)
-        splits = {source.splits.get(k, k): _renamed(v, source.rename) for k, v in splits.items()}
+        splits = {source.splits.get(k, k): v.renamed(source.rename) for k, v in splits.items()}
         splits = {k: v for k, v in splits.items() if k in ("train", "val")}  # test splits stay held out
         if "train" not in splits:
             raise DatasetError(f"{source.path}: no train split (map one with 'splits')")
