@@ -96,3 +96,26 @@ def learning_curve(history: list[dict], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def tradeoff(rows: list[dict], path: Path, chosen: float | None = None) -> Path:
+    """Validation AP50 of the new classes (overall and per class) against what the base classes keep, one point
+    per interpolation α (``train/interpolate.py``'s sweep)."""
+    kept = [r["retention"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    ax.plot(kept, [r["AP50"] for r in rows], "k-o", label="new data, all classes", linewidth=2)
+    for name in rows[0]["per_class"]:
+        ax.plot(kept, [r["per_class"].get(name, np.nan) for r in rows], "-o", alpha=0.7, label=name)
+    for r in rows:
+        ax.annotate(f"α {r['alpha']:g}", (r["retention"], r["AP50"]), textcoords="offset points", xytext=(4, 6))
+    if chosen is not None:
+        pick = next(r for r in rows if r["alpha"] == chosen)
+        ax.plot([pick["retention"]], [pick["AP50"]], "r*", markersize=16, label=f"chosen: α {chosen:g}")
+    ax.set(xlabel="base classes kept (AP50 × the base model's)", ylabel="validation AP50", ylim=(0, 1.02))
+    ax.set_title("Interpolated with the base model: what each α keeps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

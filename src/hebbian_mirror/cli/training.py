@@ -164,3 +164,72 @@ def train(
         verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
         console.print(f"registered {registered['name']} v{registered['version']}: {verdict}")
         console.print(f"serve it: hebbian-mirror serve --model models:/{registered['name']}@champion")
+
+
+@app.command()
+def interpolate(
+    ctx: typer.Context,
+    tuned: str = typer.Argument(..., help="The extended model: a checkpoint trained with --keep-classes."),
+    base: str = typer.Option(..., "--base", help="The model it was extended from (e.g. yolov4-tiny)."),
+    out: Path = typer.Option(..., "--out", help="The interpolated checkpoint to write (.pt)."),
+    alpha: float | None = typer.Option(
+        None, "--alpha", min=0.0, max=1.0, help="Share of the fine-tuned weights: 1 is the model as trained."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Its validation data, to choose α by a sweep."),
+    split: str = typer.Option("val", "--split", help="Split of --data to evaluate."),
+    retention_data: Path | None = typer.Option(
+        None, "--retention-data", help="A dataset of the base classes (e.g. COCO val): what each α keeps."
+    ),
+    alphas: str = typer.Option("1,0.9,0.8,0.7,0.6,0.5,0.4", "--alphas", help="The α values a sweep tries."),
+    min_retention: float = typer.Option(
+        0.9, "--min-retention", min=0.0, help="A sweep picks the best validation AP50 keeping this × the base."
+    ),
+    device: str | None = setting("device"),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Move an extended model's weights part of the way back to its base model's: the base classes come back,
+    the new ones fade (no training). Give --alpha, or --data and --retention-data to sweep and choose."""
+    from ..datasets import load_dataset
+    from ..detection import resolve_device
+    from ..models import checkpoint
+    from ..models.loader import load_network
+    from ..plots import tradeoff
+    from ..train import interpolate as wise
+
+    if (alpha is None) == (data is None or retention_data is None):
+        raise Failure("give either --alpha, or --data with --retention-data (to sweep α and choose)")
+    try:
+        tried = [float(a) for a in alphas.split(",")]
+    except ValueError:
+        raise Failure(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}") from None
+    if not tried or any(not 0 <= a <= 1 for a in tried):
+        raise Failure(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}")
+    settings = cli_settings(ctx, device=device)
+    tuned_net, base_net = load_network(tuned, settings), load_network(base, settings)
+    record: dict[str, Any] = {"interpolation": {"alpha": alpha, "base": base, "tuned": tuned}}
+    if alpha is None:
+        dev = resolve_device(settings.device)
+        val, kept = load_dataset(data, split=split), load_dataset(retention_data)
+        base_net.module.to(dev)
+        rows = wise.sweep(tuned_net, base_net, tried, val, kept, dev)
+        table = Table(title=f"{tuned} interpolated with {base}")
+        for col in ("α", "val AP50", "base classes AP50", "kept", *rows[0]["per_class"]):
+            table.add_column(col, justify="right")
+        for r in rows:
+            per_class = [f"{r['per_class'].get(c, float('nan')):.2f}" for c in rows[0]["per_class"]]
+            ap = [f"{r['AP50']:.3f}", f"{r['retention_AP50']:.3f}", f"{r['retention']:.2f}×"]
+            table.add_row(f"{r['alpha']:g}", *ap, *per_class)
+        console.print(table)
+        chosen = wise.choose(rows, min_retention)
+        alpha = chosen["alpha"]
+        plot = tradeoff(rows, out.with_name(out.stem + "-tradeoff.png"), alpha)
+        (out.with_name(out.stem + "-sweep.json")).write_text(json.dumps(rows, indent=2) + "\n")
+        console.print(f"the sweep → {plot}", style="dim")
+        record["interpolation"] |= {"alpha": alpha, "AP50": chosen["AP50"], "retention": chosen["retention"]}
+    merged = wise.interpolate(tuned_net, base_net, alpha)
+    merged.module.cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(checkpoint.to_record(merged) | record, out)
+    console.print(f"α {alpha:g} → {out}; serve it: hebbian-mirror serve --model {out}", highlight=False)
