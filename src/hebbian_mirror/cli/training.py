@@ -206,8 +206,12 @@ def interpolate(
         raise Failure(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}") from None
     if not tried or any(not 0 <= a <= 1 for a in tried):
         raise Failure(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}")
+    if out.suffix != ".pt":
+        raise Failure(f"--out is a checkpoint: a .pt file, got {out}")
     settings = cli_settings(ctx, device=device)
     tuned_net, base_net = load_network(tuned, settings), load_network(base, settings)
+    wise.interpolate(tuned_net, base_net, 1.0)  # a model that does not extend the base fails now, not after a sweep
+    out.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"interpolation": {"alpha": alpha, "base": base, "tuned": tuned}}
     if alpha is None:
         dev = resolve_device(settings.device)
@@ -222,14 +226,15 @@ def interpolate(
             ap = [f"{r['AP50']:.3f}", f"{r['retention_AP50']:.3f}", f"{r['retention']:.2f}×"]
             table.add_row(f"{r['alpha']:g}", *ap, *per_class)
         console.print(table)
+        (out.with_name(out.stem + "-sweep.json")).write_text(json.dumps(rows, indent=2) + "\n")
+        plot = out.with_name(out.stem + "-tradeoff.png")
+        tradeoff(rows, plot)  # kept even when no α keeps enough
         chosen = wise.choose(rows, min_retention)
         alpha = chosen["alpha"]
-        plot = tradeoff(rows, out.with_name(out.stem + "-tradeoff.png"), alpha)
-        (out.with_name(out.stem + "-sweep.json")).write_text(json.dumps(rows, indent=2) + "\n")
-        console.print(f"the sweep → {plot}", style="dim")
+        tradeoff(rows, plot, alpha)
+        console.print(f"the sweep → {plot}, {plot.with_name(out.stem + '-sweep.json')}", style="dim")
         record["interpolation"] |= {"alpha": alpha, "AP50": chosen["AP50"], "retention": chosen["retention"]}
     merged = wise.interpolate(tuned_net, base_net, alpha)
     merged.module.cpu()
-    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.save(checkpoint.to_record(merged) | record, out)
     console.print(f"α {alpha:g} → {out}; serve it: hebbian-mirror serve --model {out}", highlight=False)

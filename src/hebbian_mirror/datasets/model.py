@@ -80,6 +80,10 @@ class DetectionDataset:
                 f"cannot rename {', '.join(sorted(unknown))}: {self.source} has {', '.join(self.classes)}"
             )
         classes = [wanted.get(canonical_name(c), c) for c in self.classes]
+        if len({canonical_name(c) for c in classes}) < len(classes):
+            raise DatasetError(
+                f"renaming {', '.join(rename)} gives {self.source} one class twice: {', '.join(classes)}"
+            )
         return replace(self, classes=classes, category_ids=[], display_names={})
 
     def remapped(self, classes: list[str], display_names: dict[str, str] | None = None) -> DetectionDataset:

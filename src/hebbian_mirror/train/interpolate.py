@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from ..datasets import DetectionDataset
-from ..errors import ModelFormatError
+from ..errors import DatasetError, ModelFormatError
 from ..network import Network
 from . import engine
 from .heads import head_convs, resize_heads
@@ -67,6 +67,8 @@ def sweep(
     """For each α: validation AP50 (all and per class) of the new data, and the base classes' AP50 on ``kept``
     against the base model's own (``retention``)."""
     base_ap50 = engine.validate(base, kept, device, batch)["AP50"]
+    if not base_ap50 > 0:
+        raise DatasetError(f"{kept.source}: the base model scores AP50 0 there (none of its classes?): nothing to keep")
     rows = []
     for alpha in alphas:
         merged = interpolate(tuned, base, alpha)

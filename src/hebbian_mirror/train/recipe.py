@@ -164,11 +164,17 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
             )
     loaded: list[tuple[DataSource, Splits]] = []
     for source in recipe.sources:
-        splits = load_splits(source.path)
-        splits = {source.splits.get(k, k): v.renamed(source.rename) for k, v in splits.items()}
+        splits = {source.splits.get(k, k): v for k, v in load_splits(source.path).items()}
         splits = {k: v for k, v in splits.items() if k in ("train", "val")}  # test splits stay held out
         if "train" not in splits:
             raise DatasetError(f"{source.path}: no train split (map one with 'splits')")
+        has = {k: {canonical_name(c) for c in v.classes} for k, v in splits.items()}
+        for old in {canonical_name(o) for o in source.rename} - set().union(*has.values()):
+            raise DatasetError(f"{source.path}: cannot rename {old!r}, none of its splits has that class")
+        splits = {  # a split without the class (a COCO json listing only its own) keeps its names
+            k: v.renamed({o: n for o, n in source.rename.items() if canonical_name(o) in has[k]})
+            for k, v in splits.items()
+        }
         loaded.append((source, splits))
     # The base model labels what the new images' own datasets leave out (the people holding the knives), never a
     # class those datasets teach (its "cell phone" on a pistol would teach the look-alike). A dataset that is not
