@@ -64,9 +64,8 @@ def corpus() -> dict[str, bytes]:
     return files
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = ServerProcess(
+def hardened(log, decode_timeout: str) -> ServerProcess:
+    return ServerProcess(
         "--api-key",
         KEY,
         "--max-upload-mb",
@@ -78,11 +77,26 @@ def server(tmp_path_factory):
         "--body-timeout",
         "2",
         "--decode-timeout",
-        "0.5",
+        decode_timeout,
         "--request-timeout",  # correctness, not speed: a busy machine must not cause 504s
         "120",
-        log=tmp_path_factory.mktemp("hardening") / "server.log",
+        log=log,
     )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = hardened(tmp_path_factory.mktemp("hardening") / "server.log", "0.5")
+    yield srv
+    assert srv.stop(), srv.log()
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory):
+    """The same server with the default 10 s decode budget: a burst of bad files on 2 busy cores can stretch a
+    valid photo's wall-clock decode past 0.5 s (it did once in a fresh-clone run), which is the budget's test,
+    not this one's."""
+    srv = hardened(tmp_path_factory.mktemp("hardening-roomy") / "server.log", "10")
     yield srv
     assert srv.stop(), srv.log()
 
@@ -134,7 +148,8 @@ def read_all(s: socket.socket) -> bytes:
 # --------------------------------------------------------------------------------------- bad uploads
 
 
-def test_every_bad_upload_is_its_own_4xx_and_its_batch_mates_get_200(server, documented):
+def test_every_bad_upload_is_its_own_4xx_and_its_batch_mates_get_200(roomy, documented):
+    server = roomy
     bad = corpus()
 
     async def fire():
@@ -160,7 +175,7 @@ def test_every_bad_upload_is_its_own_4xx_and_its_batch_mates_get_200(server, doc
         assert 400 <= r.status_code < 500, (route, name, r.status_code, r.text[:300])
         documented(r, route)
         want = 413 if name == "pixel-bomb.png" else 400
-        # on a busy machine a damaged file can also run past this server's 0.5 s decode budget: its own 422
+        # a damaged file that runs past the decode budget gets its own 422
         slow = r.status_code == 422 and "to decode" in r.text
         assert r.status_code == want or slow, (route, name, r.text[:300])
     scans = next(r for route, name, r in answers if name == "scan-bomb.jpg" and route == "/v1/detect")
