@@ -13,6 +13,16 @@ import numpy as np
 RECALL_POINTS = np.linspace(0, 1, 101)
 
 
+def _save_lines(fig, ax, path: Path, legend: str) -> Path:
+    """A line chart's common finish: grid, legend, tight layout, written to ``path`` and closed."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc=legend)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def pr_curves(report: dict, path: Path, top: int = 12) -> Path:
     """Precision against recall at IoU 0.5, per class (the ``top`` classes with the most instances)."""
     classes = sorted(report["per_class"].items(), key=lambda kv: -kv[1].get("instances", 0))[:top]
@@ -28,12 +38,7 @@ def pr_curves(report: dict, path: Path, top: int = 12) -> Path:
         ylim=(0, 1.02),
         title=f"{report.get('model', '')}: precision-recall at IoU 0.5 (AP50 {report['AP50']:.3f})",
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_lines(fig, ax, path, "lower left")
 
 
 def confusion_matrix(report: dict, path: Path) -> Path:
@@ -90,12 +95,7 @@ def learning_curve(history: list[dict], path: Path) -> Path:
         ax.plot(minutes, values, "--s", color="0.45", label="base classes (retention set)")
     ax.set(xlabel="minutes of training and validation", ylabel="validation AP50", ylim=(0, 1.02), title="AP50 by time")
     ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_lines(fig, ax, path, "best")
 
 
 def tradeoff(rows: list[dict], path: Path, chosen: float | None = None) -> Path:
@@ -113,9 +113,4 @@ def tradeoff(rows: list[dict], path: Path, chosen: float | None = None) -> Path:
         ax.plot([pick["retention"]], [pick["AP50"]], "r*", markersize=16, label=f"chosen: α {chosen:g}")
     ax.set(xlabel="base classes kept (AP50 × the base model's)", ylabel="validation AP50", ylim=(0, 1.02))
     ax.set_title("Interpolated with the base model: what each α keeps")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_lines(fig, ax, path, "best")

@@ -210,7 +210,7 @@ def interpolate(
         raise Failure(f"--out is a checkpoint: a .pt file, got {out}")
     settings = cli_settings(ctx, device=device)
     tuned_net, base_net = load_network(tuned, settings), load_network(base, settings)
-    wise.interpolate(tuned_net, base_net, 1.0)  # a model that does not extend the base fails now, not after a sweep
+    start = wise.base_state(tuned_net, base_net)  # a model that does not extend the base fails now, not after a sweep
     out.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"interpolation": {"alpha": alpha, "base": base, "tuned": tuned}}
     if alpha is None:
@@ -234,7 +234,7 @@ def interpolate(
         tradeoff(rows, plot, alpha)
         console.print(f"the sweep → {plot}, {plot.with_name(out.stem + '-sweep.json')}", style="dim")
         record["interpolation"] |= {"alpha": alpha, "AP50": chosen["AP50"], "retention": chosen["retention"]}
-    merged = wise.interpolate(tuned_net, base_net, alpha)
+    merged = wise.interpolate(tuned_net, base_net, alpha, start)
     merged.module.cpu()
     checkpoint.save(checkpoint.to_record(merged) | record, out)
     console.print(f"α {alpha:g} → {out}; serve it: hebbian-mirror serve --model {out}", highlight=False)

@@ -27,20 +27,28 @@ def _check(tuned: Network, base: Network) -> None:
         )
 
 
-@torch.no_grad()
-def interpolate(tuned: Network, base: Network, alpha: float) -> Network:
-    """A copy of ``tuned`` (extended from ``base``: its first classes are the base's) with every weight the base
-    has moved to ``alpha × tuned + (1 − alpha) × base``."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+def base_state(tuned: Network, base: Network) -> dict[str, torch.Tensor]:
+    """``base``'s weights in ``tuned``'s shape (its head extended as ``tuned``'s was); a ``tuned`` that does not
+    extend ``base`` is refused."""
     _check(tuned, base)
-    n_base, n_tuned = len(base.meta.classes), len(tuned.meta.classes)
-    start = resize_heads(base.module, n_tuned, keep=n_base).state_dict()  # the base, in the tuned model's shape
-    heads = tuple(f"layers.{i}." for i in head_convs(tuned.module))
-    state = {}
+    start = resize_heads(base.module, len(tuned.meta.classes), keep=len(base.meta.classes)).state_dict()
     for key, value in tuned.module.state_dict().items():
         if key not in start or start[key].shape != value.shape:
             raise ModelFormatError(f"{tuned.meta.name} and {base.meta.name} differ at {key}: not the same network")
+    return start
+
+
+@torch.no_grad()
+def interpolate(tuned: Network, base: Network, alpha: float, start: dict[str, torch.Tensor] | None = None) -> Network:
+    """A copy of ``tuned`` (extended from ``base``: its first classes are the base's) with every weight the base
+    has moved to ``alpha × tuned + (1 − alpha) × base``; ``start``: :func:`base_state`'s, when the caller has it."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    start = start if start is not None else base_state(tuned, base)
+    n_base, n_tuned = len(base.meta.classes), len(tuned.meta.classes)
+    heads = tuple(f"layers.{i}." for i in head_convs(tuned.module))
+    state = {}
+    for key, value in tuned.module.state_dict().items():
         if not value.is_floating_point():
             state[key] = value  # batch-norm counters
             continue
@@ -69,9 +77,9 @@ def sweep(
     base_ap50 = engine.validate(base, kept, device, batch)["AP50"]
     if not base_ap50 > 0:
         raise DatasetError(f"{kept.source}: the base model scores AP50 0 there (none of its classes?): nothing to keep")
-    rows = []
+    start, rows = base_state(tuned, base), []
     for alpha in alphas:
-        merged = interpolate(tuned, base, alpha)
+        merged = interpolate(tuned, base, alpha, start)
         merged.module.to(device)
         report = engine.validate(merged, val, device, batch)
         kept_ap50 = engine.validate(merged, kept, device, batch)["AP50"]

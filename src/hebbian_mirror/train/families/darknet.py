@@ -82,9 +82,10 @@ class DarknetTraining:
             images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = net(images)
+                taught = None
                 if base is not None:
                     with torch.no_grad():
                         taught = Teacher([o.float() for o in base(images)], base.num_classes, distill)
-            return yolo_loss([o.float() for o in outputs], targets, taught if base is not None else None)
+            return yolo_loss([o.float() for o in outputs], targets, taught)
 
         return loss
