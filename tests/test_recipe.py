@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import mlflow
+import pytest
 import yaml
 
 from hebbian_mirror.classes import COCO_CLASSES
@@ -29,6 +31,7 @@ def tiny_recipe(path, tiny, **changes) -> None:
                   "img_size": 160, "workers": 0, "device": "cpu"},
         "augment": {"mosaic": 0.0},
         "alarm": {"classes": ["wallet"], "min_score": 0.6, "frames": 3},
+        "combine": True,
     }  # fmt: skip
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc | changes))
@@ -38,10 +41,11 @@ def boxes_of(ds, name: str) -> int:
     return sum(1 for s in ds.samples for b in s.boxes if ds.classes[b.class_id] == name)
 
 
-def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
+def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypatch):
     path = tmp_path / "recipes" / "tiny.yaml"
     tiny_recipe(path, tiny)
-    code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "2", "--no-track")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "2", "--register", "hm-tiny")
     assert code == 0, out + err
     run = tmp_path / "runs" / "tiny"  # relative to the recipe's root
     report = json.loads((run / "data-report.json").read_text())
@@ -68,6 +72,20 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path):
     assert "base classes kept: COCO AP50" in out
     assert "--alarm wallet --alarm-min-score 0.6 --alarm-frames 3" in out  # the recipe's alarm defaults
 
+    # combined with its base: served, registered and measured as the recipe's model
+    combined = checkpoint.read(run / "combined.pt")
+    assert combined["combined"]["taught"] == [COCO_CLASSES.index("cell phone")]  # the base class the data labels
+    assert combined["combined"]["tuned"] == str(run / "best.pt") and combined["class_names"] == best["class_names"]
+    assert kept["model"] == str(run / "combined.pt") and 0 < kept["combined_retention"] <= 1.2
+    assert abs(kept["combined_val"] - summary["history"][0]["AP50"]) < 0.05  # the new classes as trained
+    assert f"serve it: hebbian-mirror serve --model {run / 'combined.pt'}" in out.replace("\n", "")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("hm-tiny", "champion")
+    model_id = version.source.removeprefix("models:/")
+    assert [a.path for a in client.list_logged_model_artifacts(model_id)] == ["combined.pt"]
+    metrics = client.get_run(version.run_id).data.metrics
+    assert metrics["final.combined_retention"] == pytest.approx(kept["combined_retention"])
+
     # the same run with other data is refused, not trained on the old data; a bad retention set fails up front
     tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
     code, out, err = cli("train", "--recipe", path, "--resume", "--no-track")
@@ -84,5 +102,5 @@ def test_the_weapons_recipe_reads():
     plan = recipes.read(REPO / "recipes" / "weapons.yaml")
     assert [s.path.name for s in plan.sources] == ["pistols", "knives", "handheld", "coco128"]
     assert all(s.path.is_dir() for s in plan.sources)
-    assert plan.train["keep_classes"] and plan.retention.is_file() and plan.register == "weapons"
+    assert plan.train["keep_classes"] and plan.retention.is_file() and plan.register == "weapons" and plan.combine
     assert plan.out == REPO / "runs" / "weapons"

@@ -127,11 +127,20 @@ def train(
     if rank != 0:  # another process of a --nproc run: rank 0 tracks and reports
         run_training(cfg, settings, resume=resume)
         return
+    finish = None
+    if plan is not None:  # after training: the retention check, the combined model (recipes.finish)
+
+        def finish(summary: dict) -> dict:
+            best = Path(summary["best"])
+            return recipes.finish(plan, best, cfg.model, Path(cfg.data), settings) if best.is_file() else {}
+
+    finished: dict = {}
     if track:
         from ..tracking import run_page
         from ..train.tracked import train_tracked
 
-        run = train_tracked(cfg, settings, resume, experiment, register)
+        run = train_tracked(cfg, settings, resume, experiment, register, finish)
+        finished = run.finished
         summary, registered = run.summary, run.registered
         command, page = run_page(run.experiment_id, run.run_id)
         console.print(f"MLflow run {run.run_name} ({run.run_id}) in experiment {run.experiment!r}", style="dim")
@@ -140,6 +149,7 @@ def train(
         raise Failure("--register needs tracking (drop --no-track)")
     else:
         summary = run_training(cfg, settings, resume=resume)
+        finished = finish(summary) if finish else {}
     table = Table(title=f"{out}: best AP {summary['best_ap']:.3f}")
     for col in ("epoch", "loss", "AP", "AP50", "seconds"):
         table.add_column(col, justify="right")
@@ -147,19 +157,23 @@ def train(
         table.add_row(str(h["epoch"]), f"{h['loss']:.3f}", f"{h['AP']:.3f}", f"{h['AP50']:.3f}", str(h["seconds"]))
     console.print(table)
     console.print(f"best → {summary['best']}")
-    if plan is not None and plan.retention is not None and Path(summary["best"]).is_file():
-        kept = recipes.retention(Path(summary["best"]), cfg.model, plan.retention, settings)
-        (out / "retention.json").write_text(json.dumps(kept, indent=2) + "\n")
+    if "retention" in finished:
         console.print(
-            f"base classes kept: COCO AP50 {kept['trained']:.3f} vs the base model's {kept['base']:.3f} "
-            f"({kept['retention']:.2f}×, {plan.retention.name})"
+            f"base classes kept: COCO AP50 {finished['trained']:.3f} vs the base model's {finished['base']:.3f} "
+            f"({finished['retention']:.2f}×, {plan.retention.name})"
         )
+    if "model" in finished:
+        kept = f", base classes kept {finished['combined_retention']:.2f}×" if "combined_retention" in finished else ""
+        console.print(
+            f"combined with {cfg.model} → {finished['model']}: validation AP50 {finished['combined_val']:.3f}{kept}"
+        )
+    served = finished.get("model", summary["best"])
     alarm = ""
     if plan is not None and plan.alarm:  # the recipe's alarm defaults, as serve and watch take them
         a = plan.alarm
         alarm = "".join(f" --alarm {c}" for c in a.get("classes", []))
         alarm += "".join(f" --alarm-{k.replace('_', '-')} {a[k]}" for k in ("min_score", "frames") if k in a)
-    console.print(f"serve it: hebbian-mirror serve --model {summary['best']}{alarm}", highlight=False)
+    console.print(f"serve it: hebbian-mirror serve --model {served}{alarm}", highlight=False)
     if registered:
         verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
         console.print(f"registered {registered['name']} v{registered['version']}: {verdict}")
@@ -238,3 +252,40 @@ def interpolate(
     merged.module.cpu()
     checkpoint.save(checkpoint.to_record(merged) | record, out)
     console.print(f"α {alpha:g} → {out}; serve it: hebbian-mirror serve --model {out}", highlight=False)
+
+
+@app.command()
+def combine(
+    ctx: typer.Context,
+    tuned: str = typer.Argument(..., help="The extended model: a checkpoint trained with --keep-classes."),
+    base: str = typer.Option(..., "--base", help="The model it was extended from (e.g. yolov4-tiny)."),
+    out: Path = typer.Option(..., "--out", help="The combined checkpoint to write (.pt)."),
+    taught: list[str] = typer.Option(
+        [], "--taught", help="A base class the extended model's data labels (e.g. knife): scored by it. Repeatable."
+    ),
+    weights_dir: Path | None = setting("weights_dir"),
+    offline: bool | None = setting("offline", "--offline/--online"),
+    config: Path | None = config_option(),
+) -> None:
+    """Run an extended model and its base as one model: the base classes exactly as the base model scores them,
+    the new classes (and the --taught ones) as the extended model does. It costs both networks' inference, less
+    the leading layers they share (a backbone frozen in training runs once)."""
+    from ..darknet.combined import combine as combined
+    from ..darknet.combined import shared_layers
+    from ..models import checkpoint
+    from ..models.loader import load_network
+
+    if out.suffix != ".pt":
+        raise Failure(f"--out is a checkpoint: a .pt file, got {out}")
+    settings = cli_settings(ctx)
+    network = combined(load_network(tuned, settings), load_network(base, settings), taught)
+    record = checkpoint.to_record(network)
+    record["combined"] |= {"base": base, "tuned": tuned}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(record, out)
+    module, classes = network.module, network.meta.classes
+    new = [classes[i] for i in (*module.taught, *range(module.base.num_classes, len(classes)))]
+    shared = shared_layers(module.base, module.tuned)
+    console.print(f"{out}: {', '.join(new)} from {tuned}; the other {len(classes) - len(new)} classes from {base}")
+    console.print(f"layers run once for both: {shared} of {len(module.tuned.layers)}", style="dim")
+    console.print(f"serve it: hebbian-mirror serve --model {out}", highlight=False)

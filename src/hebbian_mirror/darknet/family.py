@@ -1,5 +1,5 @@
 """Darknet YOLO as a model family: a :class:`~hebbian_mirror.network.Network` holding a
-:class:`DarknetNet`, stored in checkpoints as its cfg text."""
+:class:`DarknetNet` (or a :class:`CombinedNet` pair), stored in checkpoints as its cfg text."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from ..meta import ModelMeta
 from ..network import Network
 from .cfg import parse_cfg, to_text
+from .combined import CombinedNet
 from .detector import DarknetDetector
 from .model import DarknetNet
 from .weights import load_net
@@ -21,10 +22,18 @@ class DarknetFamily:
     name = "darknet"
 
     def architecture(self, network: Network) -> dict[str, Any]:
-        return {"cfg": to_text(network.module.sections)}
+        module = network.module
+        if isinstance(module, CombinedNet):  # the extended network's cfg, and its base's beside it
+            both = {"base_cfg": to_text(module.base.sections), "taught": list(module.taught)}
+            return {"cfg": to_text(module.tuned.sections), "combined": both}
+        return {"cfg": to_text(module.sections)}
 
-    def build(self, arch: Mapping[str, Any]) -> tuple[DarknetNet, dict[str, Any]]:
-        return DarknetNet(parse_cfg(arch["cfg"], source="checkpoint cfg")), {}
+    def build(self, arch: Mapping[str, Any]) -> tuple[DarknetNet | CombinedNet, dict[str, Any]]:
+        net = DarknetNet(parse_cfg(arch["cfg"], source="checkpoint cfg"))
+        if both := arch.get("combined"):
+            base = DarknetNet(parse_cfg(both["base_cfg"], source="checkpoint base cfg"))
+            return CombinedNet(base, net, both["taught"]), {}
+        return net, {}
 
     def from_files(self, meta: ModelMeta, arch: Mapping[str, Any], paths: list[Path]) -> Network:
         """``paths``: the ``.weights`` then the ``.cfg``; the input size is the cfg's."""

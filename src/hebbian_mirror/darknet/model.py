@@ -244,19 +244,33 @@ class DarknetNet(nn.Module):
         return self.heads[0].classes
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs: list[torch.Tensor | None] = []
-        heads: list[torch.Tensor] = []
-        for i, layer in enumerate(self.layers):
+        outputs = self.run(x, [], 0, len(self.layers))
+        return [outputs[i] for i in self.head_layers]
+
+    def run(
+        self, x: torch.Tensor, outputs: list[torch.Tensor | None], start: int, end: int, keep_all: bool = False
+    ) -> list[torch.Tensor | None]:
+        """Layers ``start`` to ``end`` (exclusive) on ``x``, the output of layer ``start - 1`` (or the input),
+        ``outputs`` holding the earlier layers' (appended to). Only the outputs a later layer reads are kept,
+        unless ``keep_all`` (a prefix that another network's tail continues from)."""
+        for i in range(start, end):
+            layer = self.layers[i]
             if isinstance(layer, Route):
                 x = layer(outputs)
             elif isinstance(layer, Shortcut):
                 x = layer(x, outputs)
             else:
                 x = layer(x)
-            outputs.append(x if self._keep[i] else None)
-        for i in self.head_layers:
-            heads.append(outputs[i])
-        return heads
+            outputs.append(x if keep_all or self._keep[i] else None)
+        return outputs
+
+    def with_input_size(self, width: int, height: int) -> DarknetNet:
+        """This network (fully convolutional) for another input size: a new module, the same weights."""
+        sections = copy.deepcopy(self.sections)
+        sections[0].options["width"], sections[0].options["height"] = str(width), str(height)
+        out = DarknetNet(sections)
+        out.load_state_dict(self.state_dict())
+        return out.train(self.training)
 
     def fuse(self) -> DarknetNet:
         """Fold every batch norm into its convolution, for inference."""

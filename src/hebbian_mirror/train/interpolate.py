@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..darknet.combined import check_extends
 from ..datasets import DetectionDataset
 from ..errors import DatasetError, ModelFormatError
 from ..network import Network
@@ -17,20 +18,10 @@ from . import engine
 from .heads import head_convs, resize_heads
 
 
-def _check(tuned: Network, base: Network) -> None:
-    if tuned.family != "darknet" or base.family != "darknet":
-        raise ModelFormatError("interpolation is for Darknet models extended from a Darknet base model")
-    if tuple(tuned.meta.classes[: len(base.meta.classes)]) != tuple(base.meta.classes):
-        raise ModelFormatError(
-            f"{tuned.meta.name} does not extend {base.meta.name}: its first classes are not the base model's "
-            "(train it with --keep-classes)"
-        )
-
-
 def base_state(tuned: Network, base: Network) -> dict[str, torch.Tensor]:
     """``base``'s weights in ``tuned``'s shape (its head extended as ``tuned``'s was); a ``tuned`` that does not
     extend ``base`` is refused."""
-    _check(tuned, base)
+    check_extends(tuned, base)
     start = resize_heads(base.module, len(tuned.meta.classes), keep=len(base.meta.classes)).state_dict()
     for key, value in tuned.module.state_dict().items():
         if key not in start or start[key].shape != value.shape:

@@ -1,6 +1,7 @@
 """Training recipes: a YAML file naming the datasets (by path), the base model, the schedule, augmentation and
 alarm defaults, run end to end by ``train --recipe``: prepare the data (rename classes, pseudo-label the
-base model's classes on the new images, merge), train, check what the base model's classes kept, register.
+base model's classes on the new images, merge), train, check what the base model's classes kept, combine the
+result with its base (``combine: true``), register.
 
 Relative paths in a recipe are resolved against its ``root`` (relative to the recipe file; default its
 folder), as Ultralytics' data files point at ``../datasets``."""
@@ -18,13 +19,16 @@ import yaml
 from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
 from ..config import Settings
+from ..darknet.combined import combine
 from ..datasets import Box, DetectionDataset, Splits, load_dataset, load_splits, write_splits
 from ..datasets.tools import merge
 from ..detection import DetectOptions
 from ..errors import DatasetError
 from ..evaluation import EVAL_OPTIONS, evaluate
 from ..images import decode_image
-from ..models.loader import load_detector
+from ..models import checkpoint
+from ..models.loader import load_detector, load_network
+from ..models.registry import get_spec, registry
 from .augment import AugmentConfig
 from .config import TrainConfig
 
@@ -51,6 +55,7 @@ class Recipe:
     retention: Path | None = None  # a COCO-style dataset the base model's classes are checked on
     register: str | None = None
     alarm: dict[str, Any] = field(default_factory=dict)
+    combine: bool = False  # serve the trained model combined with its base (darknet/combined.py)
 
     @property
     def out(self) -> Path:
@@ -91,12 +96,18 @@ def read(path: str | Path) -> Recipe:
         retention=at(doc["retention"]) if doc.get("retention") else None,
         register=doc.get("register"),
         alarm=dict(doc.get("alarm") or {}),
+        combine=bool(doc.get("combine", False)),
     )
 
 
 def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's settings: the recipe's, then the flags given on the command line."""
     values = {"out": str(recipe.out)} | recipe.train | overrides
+    if recipe.combine and not values.get("keep_classes"):
+        raise DatasetError("a recipe with 'combine' extends its base model: it needs keep_classes: true")
+    model = values.get("model", TrainConfig.model)
+    if recipe.combine and model in registry() and get_spec(model).family != "darknet":
+        raise DatasetError(f"'combine' is for Darknet models; {model} is a {get_spec(model).family} model")
     if recipe.retention is not None and "retention_data" not in values:  # its AP50 after every epoch too
         values["retention_data"] = str(recipe.retention)
     augment = values.pop("augment", None) or AugmentConfig(**recipe.augment)
@@ -201,6 +212,7 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
         shutil.rmtree(out)  # an interrupted earlier preparation
     data = write_splits(merged, out, "yolo")
     report["classes"] = merged["train"].classes
+    report["taught"] = sorted(taught)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     return data, report
@@ -225,12 +237,38 @@ def _retention_split(data: Path) -> DetectionDataset:
     return split
 
 
-def retention(best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, float]:
-    """COCO AP50 of the trained model and of its base on ``data``: how much of the base classes it kept."""
-    split = _retention_split(data)
-    scores = {}
-    for name, model in (("base", base_model), ("trained", str(best))):
-        report = evaluate(load_detector(model, settings), split, EVAL_OPTIONS, progress=True)
-        scores[name] = report["AP50"]
-    scores["retention"] = scores["trained"] / scores["base"] if scores["base"] > 0 else float("nan")
-    return scores
+def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, Any]:
+    """After training: COCO AP50 of ``best`` and of its base on the retention set (``retention``: how much of the
+    base classes it kept); with ``combine``, the combined model (``OUT/combined.pt``: what to serve and register),
+    its validation AP50 on ``data`` and its retention. Written to ``OUT/retention.json``."""
+    result: dict[str, Any] = {}
+    models = {"base": base_model, "trained": str(best)}
+    if recipe.combine:
+        val = load_dataset(data, split="val")
+        models["combined"] = str(_combined(recipe, best, base_model, settings, val))
+        result["model"] = models["combined"]
+        result["combined_val"] = evaluate(load_detector(models["combined"], settings), val, EVAL_OPTIONS, True)["AP50"]
+    if recipe.retention is not None:
+        split = _retention_split(recipe.retention)
+        for name, model in models.items():
+            result[name] = evaluate(load_detector(model, settings), split, EVAL_OPTIONS, progress=True)["AP50"]
+        for name in ("trained", "combined"):
+            if name in result:
+                key = "retention" if name == "trained" else "combined_retention"
+                result[key] = result[name] / result["base"] if result["base"] > 0 else float("nan")
+    (recipe.out / "retention.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _combined(recipe: Recipe, best: Path, base_model: str, settings: Settings, val: DetectionDataset) -> Path:
+    """``best`` combined with its base: the base classes the recipe's new datasets label (its knives) from ``best``
+    (data prepared before the report listed them: the classes its validation split annotates)."""
+    report = json.loads((recipe.out / "data-report.json").read_text())
+    labelled = report.get("taught") or {canonical_name(val.classes[b.class_id]) for s in val.samples for b in s.boxes}
+    base, tuned = load_network(base_model, settings), load_network(best, settings)
+    taught = [c for c in base.meta.classes if canonical_name(c) in set(labelled)]
+    record = checkpoint.to_record(combine(tuned, base, taught))
+    record["combined"] |= {"base": base_model, "tuned": str(best)}
+    path = recipe.out / "combined.pt"
+    checkpoint.save(record, path)
+    return path

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings, default_model_name
 from ..datasets.tools import stats
-from ..tracking import TrainingRun
+from ..tracking import METRIC, TrainingRun
 from .loop import TrainConfig, prepare, train
 
 
@@ -20,6 +21,7 @@ class TrackedRun:
     experiment: str
     experiment_id: str
     registered: dict | None = None  # what :meth:`TrainingRun.register` reported
+    finished: dict = field(default_factory=dict)  # what the ``finish`` step reported
 
 
 def dataset_name(data: str | Path) -> str:
@@ -39,10 +41,12 @@ def train_tracked(
     resume: bool = False,
     experiment: str | None = None,
     register: str | None = None,
+    finish: Callable[[dict], dict] | None = None,
 ) -> TrackedRun:
     """Train inside an MLflow run (experiment: ``experiment``, default the dataset's name); register the best
-    model under ``register`` when given. The dataset and the base model are loaded first: a run that cannot
-    start leaves nothing in MLflow."""
+    model under ``register`` when given. ``finish(summary)``, when given, runs after training inside the run: its
+    numbers are logged as metrics, and a ``model`` it names (a combined model) is logged and registered instead.
+    The dataset and the base model are loaded first: a run that cannot start leaves nothing in MLflow."""
     prepared = prepare(cfg, settings, resume)
     name = experiment or dataset_name(cfg.data)
     tags = {"out": str(Path(cfg.out).resolve()), "base_model": cfg.model, "data": str(Path(cfg.data).resolve())}
@@ -50,5 +54,9 @@ def train_tracked(
         run.log_params(cfg.to_dict())
         summary = train(cfg, settings, resume=resume, on_epoch=run.log_epoch, prepared=prepared)
         run.log_results(Path(cfg.out), summary, stats(prepared.splits))
+        finished = finish(summary) if finish else {}
+        run.mlflow.log_metrics({f"final.{k}": v for k, v in finished.items() if isinstance(v, float)})
+        if "model" in finished:
+            run.log_model(Path(finished["model"]), {METRIC: float(summary["best_ap"])})
         registered = run.register(register) if register else None
-        return TrackedRun(summary, run.run_id, run.run.info.run_name, name, run.experiment_id, registered)
+        return TrackedRun(summary, run.run_id, run.run.info.run_name, name, run.experiment_id, registered, finished)

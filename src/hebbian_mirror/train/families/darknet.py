@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from ...darknet.model import DarknetNet
 from ...datasets import DetectionDataset
+from ...errors import ModelFormatError
 from ...meta import ModelMeta
 from ...network import Network
 from ..augment import AugmentConfig
@@ -32,12 +33,14 @@ class DarknetTraining:
         name: str,
         keep: int = 0,
     ) -> Network:
-        net: DarknetNet = network.module
+        net = network.module
+        if not isinstance(net, DarknetNet):
+            raise ModelFormatError(
+                f"{network.meta.name} is a combined model (a base model and one extended from it): train the "
+                "extended model, then combine it again"
+            )
         if img_size:
-            net.sections[0].options["width"] = net.sections[0].options["height"] = str(img_size)
-            resized = DarknetNet(net.sections)
-            resized.load_state_dict(net.state_dict())
-            net = resized
+            net = net.with_input_size(img_size, img_size)
         if net.num_classes != len(classes):
             net = resize_heads(net, len(classes), keep)
         meta = ModelMeta(name, tuple(classes), (net.width, net.height), network.meta.resize, display)
