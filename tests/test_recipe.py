@@ -10,8 +10,13 @@ import pytest
 import yaml
 
 from hebbian_mirror.classes import COCO_CLASSES
+from hebbian_mirror.config import load_settings
 from hebbian_mirror.datasets import load_splits
+from hebbian_mirror.detection import DetectOptions
+from hebbian_mirror.images import decode_image
 from hebbian_mirror.models import checkpoint
+from hebbian_mirror.models.loader import load_detector
+from hebbian_mirror.tracking import resolve
 from hebbian_mirror.train import recipe as recipes
 
 from .conftest import COCO128, COCO_VAL, REPO
@@ -35,6 +40,12 @@ def tiny_recipe(path, tiny, **changes) -> None:
     }  # fmt: skip
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc | changes))
+
+
+def found(model, image, labels: set[str]) -> set[tuple[str, float]]:
+    detector = load_detector(model, load_settings(device="cpu"))
+    options = DetectOptions(conf=0.001, classes=frozenset(i for i, c in enumerate(detector.class_names) if c in labels))
+    return {(d.label, round(d.score, 4)) for d in detector.detect([image], [options])[0]}
 
 
 def boxes_of(ds, name: str) -> int:
@@ -78,6 +89,10 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert combined["combined"]["tuned"] == str(run / "best.pt") and combined["class_names"] == best["class_names"]
     assert kept["model"] == str(run / "combined.pt") and 0 < kept["combined_retention"] <= 1.2
     assert abs(kept["combined_val"] - summary["history"][0]["AP50"]) < 0.05  # the new classes as trained
+    image = decode_image(next((tiny.parent / "images" / "val").iterdir()))
+    new = {"cell phone", "wallet", "airpods"}  # taught and new: scored by the trained model, as best.pt scores them
+    combined_found, best_found = (found(run / name, image, new) for name in ("combined.pt", "best.pt"))
+    assert combined_found == best_found and combined_found
     assert f"serve it: hebbian-mirror serve --model {run / 'combined.pt'}" in out.replace("\n", "")
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("hm-tiny", "champion")
@@ -85,6 +100,8 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert [a.path for a in client.list_logged_model_artifacts(model_id)] == ["combined.pt"]
     metrics = client.get_run(version.run_id).data.metrics
     assert metrics["final.combined_retention"] == pytest.approx(kept["combined_retention"])
+    assert resolve(f"runs:/{version.run_id}/combined").name == "combined.pt"
+    assert resolve(f"runs:/{version.run_id}/model").name == "best.pt"
 
     # the same run with other data is refused, not trained on the old data; a bad retention set fails up front
     tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
@@ -93,6 +110,9 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     alone = tmp_path / "alone.json"
     alone.write_text((COCO_VAL / "instances_val2017_subset.json").read_text())
     tiny_recipe(path, tiny, retention=str(alone), train={"out": "runs/other", "epochs": 1})
+    code, out, err = cli("train", "--recipe", path, "--no-track")  # combine, but the head is replaced
+    assert code != 0 and "'combine' extends its base model: it needs keep_classes: true" in out + err, out + err
+    tiny_recipe(path, tiny, retention=str(alone), train={"out": "runs/other", "epochs": 1, "keep_classes": True})
     code, out, err = cli("train", "--recipe", path, "--no-track")
     assert code != 0 and "none of its 82 images is there" in out + err, out + err
     assert not (tmp_path / "runs" / "other").exists()

@@ -98,14 +98,15 @@ class TrainingRun:
             path.write_text(json.dumps(dataset_stats, indent=2, default=str))
             self.mlflow.log_artifact(str(path))
 
-    def log_model(self, checkpoint: Path, metrics: dict[str, float] | None = None) -> str:
-        """Log ``checkpoint`` as this run's MLflow logged model ``model`` (the UI's "Logged models"; loadable as
-        ``runs:/ID/model`` and ``models:/<model id>``), with ``metrics``; returns its model id."""
+    def log_model(self, checkpoint: Path, metrics: dict[str, float] | None = None, name: str = MODEL_ARTIFACT) -> str:
+        """Log ``checkpoint`` as this run's MLflow logged model ``name`` (the UI's "Logged models"; loadable as
+        ``runs:/ID/<name>`` and ``models:/<model id>``), with ``metrics``; returns its model id, the one
+        :meth:`register` registers."""
         from mlflow.entities import LoggedModelStatus
 
         client = self.mlflow.MlflowClient()
         model = client.create_logged_model(
-            self.experiment_id, name=MODEL_ARTIFACT, source_run_id=self.run_id, model_type="hebbian-mirror detector"
+            self.experiment_id, name=name, source_run_id=self.run_id, model_type="hebbian-mirror detector"
         )
         try:
             client.log_model_artifact(model.model_id, str(checkpoint))

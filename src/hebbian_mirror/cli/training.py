@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from ..errors import HebbianMirrorError
 from ..train.config import TrainConfig
 from .app import app
 from .common import Failure, cli_settings, config_option, console, setting, typed
@@ -106,6 +107,8 @@ def train(
         plan = recipes.read(recipe)
         given = {k: params[k] for k in TrainConfig.option_names() if k in params and typed(ctx, k)}
         base = given.get("model", plan.train.get("model", TrainConfig.model))
+        keep = given.get("keep_classes", plan.train.get("keep_classes", TrainConfig.keep_classes))
+        recipes.check_combinable(plan, base, keep, settings)
         data_path, _ = recipes.prepare_data(plan, settings, base)
         cfg = recipes.config(plan, data_path, given | ({"augment": aug} if aug else {}))
         register = register or plan.register
@@ -132,7 +135,11 @@ def train(
 
         def finish(summary: dict) -> dict:
             best = Path(summary["best"])
-            return recipes.finish(plan, best, cfg.model, Path(cfg.data), settings) if best.is_file() else {}
+            try:  # whatever fails here, the trained model stays logged, registered and served as best.pt
+                return recipes.finish(plan, best, cfg.model, Path(cfg.data), settings) if best.is_file() else {}
+            except HebbianMirrorError as exc:
+                console.print(f"warning: after training: {exc}", style="yellow")
+                return {}
 
     finished: dict = {}
     if track:
@@ -278,11 +285,9 @@ def combine(
     if out.suffix != ".pt":
         raise Failure(f"--out is a checkpoint: a .pt file, got {out}")
     settings = cli_settings(ctx)
-    network = combined(load_network(tuned, settings), load_network(base, settings), taught)
-    record = checkpoint.to_record(network)
-    record["combined"] |= {"base": base, "tuned": tuned}
+    network = combined(load_network(tuned, settings), load_network(base, settings), taught, (tuned, base))
     out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(record, out)
+    checkpoint.save(checkpoint.to_record(network), out)
     module, classes = network.module, network.meta.classes
     new = [classes[i] for i in (*module.taught, *range(module.base.num_classes, len(classes)))]
     shared = shared_layers(module.base, module.tuned)

@@ -46,7 +46,10 @@ class CombinedNet(nn.Module):
     def __init__(self, base: DarknetNet, tuned: DarknetNet, taught: Sequence[int]) -> None:
         super().__init__()
         n_base, n_all = base.num_classes, tuned.num_classes
-        if len(base.heads) != len(tuned.heads) or (base.width, base.height) != (tuned.width, tuned.height):
+        same = [(len(h.anchors), h.scale_x_y, h.new_coords) for h in base.heads] == [
+            (len(h.anchors), h.scale_x_y, h.new_coords) for h in tuned.heads
+        ]
+        if not same or (base.width, base.height) != (tuned.width, tuned.height):
             raise ModelFormatError("a combined model needs two networks with the same heads and input size")
         if n_all < n_base or any(not 0 <= t < n_base for t in taught):
             raise ModelFormatError(f"taught classes {list(taught)} are not among the base model's {n_base}")
@@ -66,6 +69,7 @@ class CombinedNet(nn.Module):
         self.register_buffer("from_base", from_base, persistent=False)  # 1-D: channels-last leaves it alone
         self.register_buffer("from_tuned", from_tuned, persistent=False)
         self.shared = 0  # leading layers both networks have identical: set by :meth:`fuse`, run once
+        self.sources: dict[str, str] = {}  # where the two came from (``tuned``, ``base``), for people to read
 
     @property
     def num_classes(self) -> int:
@@ -114,9 +118,12 @@ def shared_layers(a: DarknetNet, b: DarknetNet) -> int:
     return count
 
 
-def combine(tuned: Network, base: Network, taught: Sequence[str] = ()) -> Network:
+def combine(
+    tuned: Network, base: Network, taught: Sequence[str] = (), sources: tuple[str, str] | None = None
+) -> Network:
     """One network: ``base``'s classes scored by ``base``, except the ``taught`` ones (names of base classes the
-    fine-tune's data labels), and the new classes, scored by ``tuned``."""
+    fine-tune's data labels), and the new classes, scored by ``tuned``. ``sources``: where the two came from
+    (``tuned``'s, ``base``'s), kept in the checkpoint."""
     check_extends(tuned, base)
     base_names = [canonical_name(c) for c in base.meta.classes]
     indices = []
@@ -129,4 +136,6 @@ def combine(tuned: Network, base: Network, taught: Sequence[str] = ()) -> Networ
         log.warning("%s runs at %s's input size here: %dx%d", base.meta.name, tuned.meta.name, *tuned.meta.input_size)
         net = net.with_input_size(tuned.module.width, tuned.module.height)
     module = CombinedNet(net, tuned.module, indices)
+    if sources:
+        module.sources = {"tuned": sources[0], "base": sources[1]}
     return Network("darknet", module, tuned.meta, dict(tuned.arch))

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ModelFormatError
 from ..meta import ModelMeta
 from ..network import Network
 from .cfg import parse_cfg, to_text
@@ -24,15 +25,21 @@ class DarknetFamily:
     def architecture(self, network: Network) -> dict[str, Any]:
         module = network.module
         if isinstance(module, CombinedNet):  # the extended network's cfg, and its base's beside it
-            both = {"base_cfg": to_text(module.base.sections), "taught": list(module.taught)}
+            both = {"base_cfg": to_text(module.base.sections), "taught": list(module.taught)} | module.sources
             return {"cfg": to_text(module.tuned.sections), "combined": both}
         return {"cfg": to_text(module.sections)}
 
     def build(self, arch: Mapping[str, Any]) -> tuple[DarknetNet | CombinedNet, dict[str, Any]]:
         net = DarknetNet(parse_cfg(arch["cfg"], source="checkpoint cfg"))
         if both := arch.get("combined"):
+            if not isinstance(both, Mapping) or not {"base_cfg", "taught"} <= set(both):
+                raise ModelFormatError(
+                    "checkpoint's 'combined' entry needs the base model's cfg and the taught classes"
+                )
             base = DarknetNet(parse_cfg(both["base_cfg"], source="checkpoint base cfg"))
-            return CombinedNet(base, net, both["taught"]), {}
+            module = CombinedNet(base, net, both["taught"])
+            module.sources = {k: both[k] for k in ("tuned", "base") if k in both}
+            return module, {}
         return net, {}
 
     def from_files(self, meta: ModelMeta, arch: Mapping[str, Any], paths: list[Path]) -> Network:

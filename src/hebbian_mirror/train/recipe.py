@@ -28,7 +28,6 @@ from ..evaluation import EVAL_OPTIONS, evaluate
 from ..images import decode_image
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
-from ..models.registry import get_spec, registry
 from .augment import AugmentConfig
 from .config import TrainConfig
 
@@ -103,11 +102,6 @@ def read(path: str | Path) -> Recipe:
 def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's settings: the recipe's, then the flags given on the command line."""
     values = {"out": str(recipe.out)} | recipe.train | overrides
-    if recipe.combine and not values.get("keep_classes"):
-        raise DatasetError("a recipe with 'combine' extends its base model: it needs keep_classes: true")
-    model = values.get("model", TrainConfig.model)
-    if recipe.combine and model in registry() and get_spec(model).family != "darknet":
-        raise DatasetError(f"'combine' is for Darknet models; {model} is a {get_spec(model).family} model")
     if recipe.retention is not None and "retention_data" not in values:  # its AP50 after every epoch too
         values["retention_data"] = str(recipe.retention)
     augment = values.pop("augment", None) or AugmentConfig(**recipe.augment)
@@ -237,10 +231,20 @@ def _retention_split(data: Path) -> DetectionDataset:
     return split
 
 
+def check_combinable(recipe: Recipe, base_model: str, keep_classes: bool, settings: Settings) -> None:
+    """A recipe that combines needs a Darknet base model that training extends: checked before anything runs."""
+    if not recipe.combine:
+        return
+    if not keep_classes:
+        raise DatasetError("a recipe with 'combine' extends its base model: it needs keep_classes: true")
+    if (family := load_network(base_model, settings).family) != "darknet":
+        raise DatasetError(f"'combine' is for Darknet models; {base_model} is a {family} model")
+
+
 def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, Any]:
     """After training: COCO AP50 of ``best`` and of its base on the retention set (``retention``: how much of the
-    base classes it kept); with ``combine``, the combined model (``OUT/combined.pt``: what to serve and register),
-    its validation AP50 on ``data`` and its retention. Written to ``OUT/retention.json``."""
+    base classes it kept); with ``combine``, the combined model (``combined.pt`` beside ``best``: what to serve and
+    register), its validation AP50 on ``data`` and its retention. Written to ``retention.json`` beside ``best``."""
     result: dict[str, Any] = {}
     models = {"base": base_model, "trained": str(best)}
     if recipe.combine:
@@ -256,7 +260,8 @@ def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Se
             if name in result:
                 key = "retention" if name == "trained" else "combined_retention"
                 result[key] = result[name] / result["base"] if result["base"] > 0 else float("nan")
-    (recipe.out / "retention.json").write_text(json.dumps(result, indent=2) + "\n")
+    if result:
+        (best.parent / "retention.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -264,11 +269,12 @@ def _combined(recipe: Recipe, best: Path, base_model: str, settings: Settings, v
     """``best`` combined with its base: the base classes the recipe's new datasets label (its knives) from ``best``
     (data prepared before the report listed them: the classes its validation split annotates)."""
     report = json.loads((recipe.out / "data-report.json").read_text())
-    labelled = report.get("taught") or {canonical_name(val.classes[b.class_id]) for s in val.samples for b in s.boxes}
+    if "taught" in report:
+        labelled = set(report["taught"])
+    else:
+        labelled = {canonical_name(val.classes[b.class_id]) for s in val.samples for b in s.boxes}
     base, tuned = load_network(base_model, settings), load_network(best, settings)
-    taught = [c for c in base.meta.classes if canonical_name(c) in set(labelled)]
-    record = checkpoint.to_record(combine(tuned, base, taught))
-    record["combined"] |= {"base": base_model, "tuned": str(best)}
-    path = recipe.out / "combined.pt"
-    checkpoint.save(record, path)
+    taught = [c for c in base.meta.classes if canonical_name(c) in labelled]
+    path = best.parent / "combined.pt"
+    checkpoint.save(checkpoint.to_record(combine(tuned, base, taught, (str(best), base_model))), path)
     return path

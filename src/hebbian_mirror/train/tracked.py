@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import Settings, default_model_name
 from ..datasets.tools import stats
-from ..tracking import METRIC, TrainingRun
+from ..tracking import TrainingRun
 from .loop import TrainConfig, prepare, train
 
 
@@ -45,7 +45,8 @@ def train_tracked(
 ) -> TrackedRun:
     """Train inside an MLflow run (experiment: ``experiment``, default the dataset's name); register the best
     model under ``register`` when given. ``finish(summary)``, when given, runs after training inside the run: its
-    numbers are logged as metrics, and a ``model`` it names (a combined model) is logged and registered instead.
+    numbers are logged as metrics, and a ``model`` it names (a combined model) is logged (``runs:/ID/combined``) and
+    registered instead.
     The dataset and the base model are loaded first: a run that cannot start leaves nothing in MLflow."""
     prepared = prepare(cfg, settings, resume)
     name = experiment or dataset_name(cfg.data)
@@ -56,7 +57,7 @@ def train_tracked(
         run.log_results(Path(cfg.out), summary, stats(prepared.splits))
         finished = finish(summary) if finish else {}
         run.mlflow.log_metrics({f"final.{k}": v for k, v in finished.items() if isinstance(v, float)})
-        if "model" in finished:
-            run.log_model(Path(finished["model"]), {METRIC: float(summary["best_ap"])})
+        if "model" in finished:  # registered instead of best.pt; the champion is still chosen by validation AP
+            run.log_model(Path(finished["model"]), {"combined_val_AP50": finished["combined_val"]}, name="combined")
         registered = run.register(register) if register else None
         return TrackedRun(summary, run.run_id, run.run.info.run_name, name, run.experiment_id, registered, finished)
