@@ -13,6 +13,7 @@ from hebbian_mirror.classes import COCO_CLASSES
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.datasets import load_splits
 from hebbian_mirror.detection import DetectOptions
+from hebbian_mirror.errors import DatasetError
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.models import checkpoint
 from hebbian_mirror.models.loader import load_detector
@@ -124,3 +125,17 @@ def test_the_weapons_recipe_reads():
     assert all(s.path.is_dir() for s in plan.sources)
     assert plan.train["keep_classes"] and plan.retention.is_file() and plan.register == "weapons" and plan.combine
     assert plan.out == REPO / "runs" / "weapons"
+
+
+def test_a_failure_after_training_keeps_the_trained_model(cli, tiny, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise DatasetError("the retention set went away")
+
+    monkeypatch.setattr(recipes, "finish", fail)
+    path = tmp_path / "recipes" / "tiny.yaml"
+    tiny_recipe(path, tiny)
+    code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "1", "--no-track")
+    assert code == 0, out + err
+    assert "warning: after training: the retention set went away" in out
+    best = tmp_path / "runs" / "tiny" / "best.pt"
+    assert best.is_file() and f"serve it: hebbian-mirror serve --model {best}" in out.replace("\n", "")
