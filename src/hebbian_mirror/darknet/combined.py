@@ -54,8 +54,7 @@ class CombinedNet(nn.Module):
         if n_all < n_base or any(not 0 <= t < n_base for t in taught):
             raise ModelFormatError(f"taught classes {list(taught)} are not among the base model's {n_base}")
         self.base, self.tuned, self.taught = base, tuned, tuple(sorted(set(taught)))
-        self.sections, self.net_options = tuned.sections, tuned.net_options
-        self.width, self.height, self.channels = tuned.width, tuned.height, tuned.channels
+        self.width, self.height = tuned.width, tuned.height
         self.heads = [
             YoloHead(b.anchors + t.anchors, n_all, t.scale_x_y, t.new_coords)
             for b, t in zip(base.heads, tuned.heads, strict=True)
