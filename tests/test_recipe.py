@@ -139,3 +139,26 @@ def test_a_failure_after_training_keeps_the_trained_model(cli, tiny, tmp_path, m
     assert "warning: after training: the retention set went away" in out
     best = tmp_path / "runs" / "tiny" / "best.pt"
     assert best.is_file() and f"serve it: hebbian-mirror serve --model {best}" in out.replace("\n", "")
+
+
+def test_pseudo_labels_leave_annotated_objects_alone():
+    """The base model's boxes join an image's labels, but never one on an object already annotated (under
+    another name: a labelled pistol the base model calls a remote), nor of a class the new data teaches."""
+    from hebbian_mirror.datasets import Box, DetectionDataset, Sample
+
+    from .conftest import DOG, detector
+
+    base = detector("yolov4-tiny")
+    image = decode_image(DOG)
+    found = {d.label: d.box for d in base.detect([image], [DetectOptions(conf=0.5)])[0]}
+    assert {"dog", "bicycle", "truck"} <= set(found)
+    x1, y1, x2, y2 = found["dog"]
+    shifted = (x1 + 0.1 * (x2 - x1), y1, x2 + 0.1 * (x2 - x1), y2)  # IoU about 0.8 with the base model's dog
+    h, w = image.shape[:2]
+    ds = DetectionDataset(["pistol"], [Sample(DOG, w, h, [Box(shifted, 0)])], "constructed")
+    out, added, on_labels = recipes.pseudo_label(ds, base, skip={"truck"}, conf=0.5)
+    labels = {out.classes[b.class_id] for b in out.samples[0].boxes}
+    assert labels == {"pistol", *found} - {"dog", "truck"}
+    assert (added, on_labels) == (len(found) - 2, 1)
+    _, added_all, none_left = recipes.pseudo_label(ds, base, skip=set(), conf=0.5, overlap=1.0)
+    assert (added_all, none_left) == (len(found), 0)

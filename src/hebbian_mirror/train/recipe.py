@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torchvision.ops import box_iou
 
 from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
@@ -31,7 +33,9 @@ from ..models.loader import load_detector, load_network
 from .augment import AugmentConfig
 from .config import TrainConfig
 
-DATA_FORMAT = 2  # what prepare_data writes; 2: pseudo-labels skip only the classes the new datasets teach
+# what prepare_data writes; 2: pseudo-labels skip only the classes the new datasets teach; 3: and the objects
+# already annotated (a labelled pistol the base model calls a remote)
+DATA_FORMAT = 3
 
 
 @dataclass
@@ -109,13 +113,19 @@ def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig
 
 
 def pseudo_label(
-    ds: DetectionDataset, detector, skip: set[str], conf: float, label: str = "pseudo-labels"
-) -> tuple[DetectionDataset, int]:
+    ds: DetectionDataset,
+    detector,
+    skip: set[str],
+    conf: float,
+    label: str = "pseudo-labels",
+    overlap: float = 0.5,
+) -> tuple[DetectionDataset, int, int]:
     """``ds`` with the base ``detector``'s detections (at ``conf`` or above) of its classes that nobody
-    annotates (not in ``skip``, canonical names) added as boxes; and how many were added."""
+    annotates (not in ``skip``, canonical names) added as boxes, except those overlapping an annotated box by
+    IoU > ``overlap`` (the same object under another name); how many were added, and how many so left out."""
     classes = list(ds.classes)
     index = class_index(classes)
-    added = 0
+    added = on_labels = 0
     samples = []
     options = DetectOptions(conf=conf)
     found: dict[int, list] = {}  # by sample index: an image that cannot be decoded gets none
@@ -125,19 +135,22 @@ def pseudo_label(
     for b in batches:
         found.update(zip(b.items, detector.detect(b.images, options), strict=True))
     for i, sample in enumerate(ds.samples):
-        dets = found.get(i, [])
+        dets = [d for d in found.get(i, []) if canonical_name(d.label) not in skip]
         boxes = list(sample.boxes)
+        if dets and boxes:
+            ious = box_iou(torch.tensor([d.box for d in dets]), torch.tensor([b.xyxy for b in boxes]))
+            kept = (ious <= overlap).all(1).tolist()
+            on_labels += kept.count(False)
+            dets = [d for d, keep in zip(dets, kept, strict=True) if keep]
         for d in dets:
             key = canonical_name(d.label)
-            if key in skip:
-                continue
             if key not in index:
                 index[key] = len(classes)
                 classes.append(d.label)
             boxes.append(Box(tuple(d.box), index[key]))
             added += 1
         samples.append(replace(sample, boxes=boxes))
-    return replace(ds, classes=classes, samples=samples, category_ids=[]), added
+    return replace(ds, classes=classes, samples=samples, category_ids=[]), added, on_labels
 
 
 def fingerprint(recipe: Recipe, base_model: str) -> dict[str, Any]:
@@ -194,7 +207,7 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
         if source.pseudo_labels:
             detector = detector or load_detector(base_model, settings)
             label = f"pseudo-labels for {source.path.name}"
-            splits["train"], entry["pseudo_boxes"] = pseudo_label(
+            splits["train"], entry["pseudo_boxes"], entry["pseudo_on_labels"] = pseudo_label(
                 splits["train"], detector, taught, recipe.pseudo_conf, label
             )
             entry["pseudo_classes"] = _counts(splits["train"], taught)
