@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hebbian_mirror.datasets import Sample, decode_as_annotated
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
 from hebbian_mirror.images import class_color, decode_image, draw_detections, image_size, label_rects
+from hebbian_mirror.train.data import load_sample
 
 from .conftest import DOG, detector
 from .helpers import encode, huge_png
@@ -48,6 +50,21 @@ def test_exif_orientation_applied(photo, tmp_path):
     path = tmp_path / "rotated.jpg"
     path.write_bytes(data)
     assert image_size(path) == (photo.height, photo.width)
+
+
+def test_a_sample_decodes_in_its_boxes_pixels(photo, tmp_path):
+    """Training, evaluation and pseudo-labelling read a sample's image as its boxes saw it: EXIF applied, unless
+    the annotation's size is the stored pixels' (a COCO json or VOC file made on the unrotated image)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(encode(photo, "JPEG", exif=exif))
+    shown = (photo.width, photo.height, 3)  # as displayed: rotated
+    assert decode_as_annotated(Sample(path, photo.height, photo.width)).shape == shown
+    stored = decode_as_annotated(Sample(path, photo.width, photo.height))
+    assert stored.shape == (photo.height, photo.width, 3)
+    assert np.array_equal(stored, decode_image(path, apply_exif=False))
+    assert tuple(load_sample(Sample(path, photo.width, photo.height))[0].shape) == (3, photo.height, photo.width)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "1"])

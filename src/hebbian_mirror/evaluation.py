@@ -14,10 +14,9 @@ from faster_coco_eval import COCO, COCOeval_faster
 
 from .batches import decoded_batches
 from .classes import canonical_name
-from .datasets import DetectionDataset, Sample
+from .datasets import DetectionDataset, decode_as_annotated
 from .detection import DetectOptions, Detector
 from .errors import DatasetError
-from .images import decode_image
 from .meta import DEFAULT_CONF, DEFAULT_IOU, EVAL_CONF, EVAL_MAX_DET
 
 log = logging.getLogger(__name__)
@@ -169,15 +168,6 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _decode_as_annotated(sample: Sample) -> np.ndarray:
-    """The image as its annotations saw it: EXIF orientation applied, unless the annotation's size says the
-    boxes were drawn on the stored pixels."""
-    image = decode_image(sample.image, max_pixels=None)
-    if image.shape[1] != sample.width or image.shape[0] != sample.height:
-        image = decode_image(sample.image, max_pixels=None, apply_exif=False)
-    return image
-
-
 def evaluate(
     detector: Detector,
     ds: DetectionDataset,
@@ -205,7 +195,7 @@ def evaluate(
     skipped: list[str] = []
     start = time.perf_counter()
     desc = f"evaluate {detector.name}" if progress else None
-    for batch in decoded_batches(ds.samples, batch_size, decode=_decode_as_annotated, progress=desc):
+    for batch in decoded_batches(ds.samples, batch_size, decode=decode_as_annotated, progress=desc):
         skipped += [str(error) for _, error in batch.failed]
         for s, dets in zip(batch.items, detector.detect(batch.images, options), strict=True):
             for d in dets:

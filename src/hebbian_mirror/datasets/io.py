@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DatasetError
+from ..images import decode_image
 from . import coco, voc, yolo
-from .model import DetectionDataset, Splits, normalize_split
+from .model import DetectionDataset, Sample, Splits, normalize_split
 
 FORMATS = ("yolo", "coco", "voc")
 
@@ -73,3 +76,12 @@ def write_splits(splits: Splits, out: str | Path, fmt: str) -> Path:
         ds.display_names = dict(display)
     out.mkdir(parents=True, exist_ok=True)
     return {"yolo": yolo.write, "coco": coco.write, "voc": voc.write}[fmt](splits, out)
+
+
+def decode_as_annotated(sample: Sample) -> np.ndarray:
+    """A sample's image as its boxes saw it (RGB): EXIF orientation applied, unless the sample's size says the
+    boxes were drawn on the stored pixels. No pixel limit: a dataset's images are the user's own."""
+    image = decode_image(sample.image, max_pixels=None)
+    if image.shape[1] != sample.width or image.shape[0] != sample.height:
+        image = decode_image(sample.image, max_pixels=None, apply_exif=False)
+    return image

@@ -14,9 +14,8 @@ from torchvision import tv_tensors
 from tqdm import tqdm
 
 from ..darknet.preprocess import fit
-from ..datasets import DetectionDataset, Sample
+from ..datasets import DetectionDataset, Sample, decode_as_annotated
 from ..errors import DatasetError, InvalidImageError
-from ..images import decode_image
 from .augment import AugmentConfig, build, mosaic
 
 
@@ -63,7 +62,7 @@ class YoloTrainSet(Dataset):
 def load_sample(sample: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A sample's image (3×H×W uint8), boxes (N×4 xyxy) and class ids."""
     try:
-        image = torch.from_numpy(decode_image(sample.image, max_pixels=None)).permute(2, 0, 1).contiguous()
+        image = torch.from_numpy(decode_as_annotated(sample)).permute(2, 0, 1).contiguous()
     except InvalidImageError as exc:
         raise DatasetError(f"cannot train on {sample.image}: {exc}") from exc
     boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)

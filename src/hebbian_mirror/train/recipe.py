@@ -22,12 +22,11 @@ from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
 from ..config import Settings
 from ..darknet.combined import combine
-from ..datasets import Box, DetectionDataset, Splits, load_dataset, load_splits, write_splits
+from ..datasets import Box, DetectionDataset, Splits, decode_as_annotated, load_dataset, load_splits, write_splits
 from ..datasets.tools import merge
 from ..detection import DetectOptions
 from ..errors import DatasetError
 from ..evaluation import EVAL_OPTIONS, evaluate
-from ..images import decode_image
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
 from .augment import AugmentConfig
@@ -129,8 +128,8 @@ def pseudo_label(
     samples = []
     options = DetectOptions(conf=conf)
     found: dict[int, list] = {}  # by sample index: an image that cannot be decoded gets none
-    batches = decoded_batches(
-        list(range(len(ds.samples))), 8, decode=lambda i: decode_image(ds.samples[i].image), progress=label
+    batches = decoded_batches(  # in the boxes' pixels: the added boxes join them
+        list(range(len(ds.samples))), 8, decode=lambda i: decode_as_annotated(ds.samples[i]), progress=label
     )
     for b in batches:
         found.update(zip(b.items, detector.detect(b.images, options), strict=True))
@@ -138,8 +137,11 @@ def pseudo_label(
         dets = [d for d in found.get(i, []) if canonical_name(d.label) not in skip]
         boxes = list(sample.boxes)
         if dets and boxes:
-            ious = box_iou(torch.tensor([d.box for d in dets]), torch.tensor([b.xyxy for b in boxes]))
-            kept = (ious <= overlap).all(1).tolist()
+            ious = box_iou(
+                torch.tensor([d.box for d in dets], dtype=torch.float32),
+                torch.tensor([b.xyxy for b in boxes], dtype=torch.float32),
+            )
+            kept = (~(ious > overlap).any(1)).tolist()
             on_labels += kept.count(False)
             dets = [d for d, keep in zip(dets, kept, strict=True) if keep]
         for d in dets:
@@ -203,7 +205,12 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     report: dict[str, Any] = {"recipe": wanted, "sources": [], "pseudo_conf": recipe.pseudo_conf}
     detector = None
     for source, splits in loaded:
-        entry = {"path": str(source.path), "train": len(splits["train"].samples), "pseudo_boxes": 0}
+        entry = {
+            "path": str(source.path),
+            "train": len(splits["train"].samples),
+            "pseudo_boxes": 0,
+            "pseudo_on_labels": 0,
+        }
         if source.pseudo_labels:
             detector = detector or load_detector(base_model, settings)
             label = f"pseudo-labels for {source.path.name}"
