@@ -11,7 +11,8 @@ from ..batches import decoded_batches
 from ..classes import canonical_name
 from ..detection import Detection
 from ..errors import DatasetError
-from ..images import decode_image, draw_detections
+from ..images import draw_detections
+from .io import decode_as_annotated
 from .model import DetectionDataset, Splits
 
 
@@ -120,7 +121,7 @@ def preview(ds: DetectionDataset, out: Path, limit: int | None = None) -> list[P
     """Draw every image's ground-truth boxes (with display names) into ``out``; unreadable images are skipped."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for batch in decoded_batches(ds.samples[:limit], 8, decode=lambda s: decode_image(s.image, max_pixels=None)):
+    for batch in decoded_batches(ds.samples[:limit], 8, decode=decode_as_annotated):
         for s, image in zip(batch.items, batch.images, strict=True):
             dets = [Detection(b.xyxy, 1.0, b.class_id, ds.display_name(b.class_id)) for b in s.boxes]
             path = out / f"{s.image.stem}.jpg"

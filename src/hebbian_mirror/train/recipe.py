@@ -134,18 +134,18 @@ def pseudo_label(
     for b in batches:
         found.update(zip(b.items, detector.detect(b.images, options), strict=True))
     for i, sample in enumerate(ds.samples):
-        dets = [d for d in found.get(i, []) if canonical_name(d.label) not in skip]
+        dets = [(canonical_name(d.label), d) for d in found.get(i, [])]
+        dets = [(key, d) for key, d in dets if key not in skip]
         boxes = list(sample.boxes)
         if dets and boxes:
             ious = box_iou(
-                torch.tensor([d.box for d in dets], dtype=torch.float32),
+                torch.tensor([d.box for _, d in dets], dtype=torch.float32),
                 torch.tensor([b.xyxy for b in boxes], dtype=torch.float32),
             )
             kept = (~(ious > overlap).any(1)).tolist()
             on_labels += kept.count(False)
-            dets = [d for d, keep in zip(dets, kept, strict=True) if keep]
-        for d in dets:
-            key = canonical_name(d.label)
+            dets = [det for det, keep in zip(dets, kept, strict=True) if keep]
+        for key, d in dets:
             if key not in index:
                 index[key] = len(classes)
                 classes.append(d.label)
