@@ -119,3 +119,31 @@ def test_a_run_distils_and_distillation_needs_an_extended_model(tiny, tmp_path):
     plain = TrainConfig(data=str(tiny), out=str(tmp_path / "plain"), distill=1.0, **options)
     with pytest.raises(DatasetError, match="needs --keep-classes"):
         train(plain, load_settings(device="cpu"))
+
+
+def test_iou_objectness_aims_each_assigned_anchor_at_its_fit():
+    """--iou-objectness: an assigned anchor's objectness target is its box's IoU with the label, not 1; every
+    other anchor is taught as before."""
+    net = coco_net()
+    with torch.no_grad():
+        outputs = net(photos("dog.jpg"))
+    for o in outputs:
+        per_anchor(o, 85)[..., 4] = 0.0  # every objectness 0.5: the gradient then shows each anchor's target
+    # the dog's box (from the model itself), moved by a fifth of its size: its anchors fit it only roughly
+    head0 = per_anchor(outputs[0], 85)[0]
+    boxes = [YoloLoss(net)._boxes(per_anchor(o, 85).float(), h) for h, o in enumerate(outputs)]
+    a, gy, gx = torch.unravel_index(head0[..., 5 + 16].argmax(), head0.shape[:3])
+    dog = boxes[0][0, a, gy, gx]
+    label = torch.cat([torch.tensor([16.0]), dog + 0.2 * (dog[2:] - dog[:2]).repeat(2)])[None]
+    ones = output_grads(YoloLoss(net), outputs, [label])
+    fits = output_grads(YoloLoss(net, iou_objectness=True), outputs, [label])
+    rough = 0
+    for h, (g_one, g_fit) in enumerate(zip(ones, fits, strict=True)):
+        obj_one, obj_fit = per_anchor(g_one, 85)[0, ..., 4], per_anchor(g_fit, 85)[0, ..., 4]
+        assigned = obj_one < 0  # pulled up towards 1 (the rest: pushed down to 0, or ignored)
+        iou = box_iou(boxes[h][0][assigned], label[:, 1:])[:, 0]
+        # the same weight, the target moved: (0.5 - iou) instead of (0.5 - 1)
+        assert torch.allclose(obj_fit[assigned], obj_one[assigned] * (0.5 - iou) / (0.5 - 1), rtol=1e-4, atol=1e-9)
+        assert torch.equal(obj_fit[~assigned], obj_one[~assigned])
+        rough += int((iou < 0.9).sum())
+    assert rough > 0

@@ -62,6 +62,7 @@ def train(
     repeat_threshold: float | None = option("repeat_threshold", min=0.0, max=1.0),
     retention_data: str | None = option("retention_data"),
     distill: float | None = option("distill", min=0.0),
+    iou_objectness: bool = option("iou_objectness"),
     seed: int = option("seed"),
     patience: int = option("patience", min=1),
     max_steps: int | None = option("max_steps", min=1),

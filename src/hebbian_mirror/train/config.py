@@ -93,6 +93,13 @@ class TrainConfig:
             "default_help": "off",
         },
     )
+    iou_objectness: bool = field(
+        default=False,
+        metadata={
+            "help": "An assigned anchor's objectness target is its box's IoU with the label (as YOLOv5), not 1: "
+            "a score then also says how well the box fits (Darknet models)."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})

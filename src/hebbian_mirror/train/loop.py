@@ -98,8 +98,10 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     if resume and not last_path.is_file():
         raise DatasetError(f"nothing to resume: {last_path} does not exist")
     last = checkpoint.read(last_path) if resume else None
-    if last is not None and (was := last.get("config", {}).get("backbone_lr", 1.0)) != cfg.backbone_lr:
-        raise DatasetError(f"{last_path} was trained with --backbone-lr {was}: resume it with the same rate")
+    for key, default in (("backbone_lr", 1.0), ("iou_objectness", False)):  # what the run so far learnt under
+        if last is not None and (was := last.get("config", {}).get(key, default)) != getattr(cfg, key):
+            flag = "--" + key.replace("_", "-")
+            raise DatasetError(f"{last_path} was trained with {flag} {was}: resume it with the same setting")
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
     if list(network.meta.classes) != train_ds.classes:  # an extended head (now or when it was started)
@@ -107,6 +109,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
         if missing:
             raise DatasetError(f"the model does not have the dataset's classes {', '.join(sorted(missing))}")
         train_ds = train_ds.remapped(list(network.meta.classes), dict(network.meta.display_names))
+    if cfg.iou_objectness and network.family != "darknet":
+        raise DatasetError("--iou-objectness is for Darknet models: torchvision detectors have their own losses")
     teacher = _teacher(cfg, settings, network) if cfg.distill else None
     return Prepared(splits, train_ds, val_ds, network, last, device, teacher)
 
@@ -181,7 +185,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
     if p.teacher is not None:
         p.teacher.module.to(device)
-    criterion = fam.criterion(network, forward, cfg.channels_last, p.teacher, cfg.distill or 0.0)
+    criterion = fam.criterion(network, forward, cfg.channels_last, p.teacher, cfg.distill or 0.0, cfg.iou_objectness)
     kept_ds = load_dataset(cfg.retention_data) if cfg.retention_data and world.main else None
     for epoch in range(progress.next_epoch, cfg.epochs):
         if progress.stale >= cfg.patience:
@@ -253,7 +257,7 @@ def _evaluate_and_save(cfg, network, datasets, device, epoch, trained, opt, prog
     if kept_ds is not None:  # the base classes, on their own dataset: best.pt is still chosen by validation
         metrics["retention_AP50"] = engine.validate(network, kept_ds, device, cfg.eval_batch)["AP50"]
     before = progress.history[-1].get("minutes", 0.0) if progress.history else 0.0
-    metrics["minutes"] = round(before + (time.monotonic() - trained["started"]) / 60, 2)
+    metrics["minutes"] = round(before + (time.monotonic() - trained["started"]) / 60, 4)
     progress.history.append(metrics)
     learning_curve(progress.history, out / "ap-by-minutes.png")
     _time_left(cfg, progress.history)

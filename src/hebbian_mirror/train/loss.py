@@ -1,5 +1,6 @@
-"""Our YOLO loss: Darknet's anchor assignment, CIoU box loss, objectness and class BCE; optionally distilled
-from the base model an extended head started from (Learning without Forgetting)."""
+"""Our YOLO loss: Darknet's anchor assignment, CIoU box loss, objectness and class BCE (an assigned anchor's
+objectness target 1, or its box's IoU with the label); optionally distilled from the base model an extended head
+started from (Learning without Forgetting)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class YoloLoss:
     """Assignment as in Darknet: each ground-truth box goes to its cell in every head whose anchor is the
     best-fitting one of all the model's anchors, and to any anchor fitting it with IoU above ``iou_thresh``
     (AlexeyAB's extension); predictions overlapping a ground truth by more than ``ignore_thresh`` are not
-    punished for their objectness."""
+    punished for their objectness. An assigned anchor's objectness target is 1 (Darknet's), or with
+    ``iou_objectness`` its predicted box's IoU with the label (YOLOv5's): its score then says how well it fits."""
 
     def __init__(
         self,
@@ -51,8 +53,9 @@ class YoloLoss:
         weights: LossWeights = LossWeights(),
         ignore_thresh: float = 0.7,
         iou_thresh: float = 0.213,
+        iou_objectness: bool = False,
     ) -> None:
-        self.net, self.weights = net, weights
+        self.net, self.weights, self.iou_objectness = net, weights, iou_objectness
         self.ignore_thresh, self.iou_thresh = ignore_thresh, iou_thresh
         anchors = [a for head in net.heads for a in head.anchors]
         self.anchors = torch.tensor(anchors, dtype=torch.float32)
@@ -137,7 +140,9 @@ class YoloLoss:
                     if not chosen.any():
                         continue
                     jj, ii = gj[chosen], gi[chosen]
-                    obj_target[i, k, jj, ii] = 1.0
+                    if self.iou_objectness:  # how well each assigned box fits its label, not 1
+                        fit = box_iou(pred[i, k, jj, ii].detach(), gt[chosen, 1:]).diagonal().clamp(min=0)
+                    obj_target[i, k, jj, ii] = fit if self.iou_objectness else 1.0
                     obj_weight[i, k, jj, ii] = 1.0
                     pos_pred.append(pred[i, k, jj, ii])
                     pos_gt.append(gt[chosen, 1:])

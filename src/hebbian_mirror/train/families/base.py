@@ -49,7 +49,10 @@ class TrainingFamily(Protocol):
         channels_last: bool = False,
         teacher: Network | None = None,
         distill: float = 1.0,
+        iou_objectness: bool = False,
     ) -> Criterion:
         """The loss of ``network`` on a batch, its forward pass through ``forward`` when given (the network
         wrapped in ``DistributedDataParallel``), its images in channels-last layout when asked; with
-        ``teacher`` (the base model of an extended head), distilled from its outputs with weight ``distill``."""
+        ``teacher`` (the base model of an extended head), distilled from its outputs with weight ``distill``;
+        ``iou_objectness``: a YOLO loss's objectness target is the assigned box's IoU (families without one
+        refuse it)."""

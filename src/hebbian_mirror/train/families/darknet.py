@@ -74,8 +74,9 @@ class DarknetTraining:
         channels_last: bool = False,
         teacher: Network | None = None,
         distill: float = 1.0,
+        iou_objectness: bool = False,
     ) -> Criterion:
-        net, yolo_loss = forward or network.module, YoloLoss(network.module)
+        net, yolo_loss = forward or network.module, YoloLoss(network.module, iou_objectness=iou_objectness)
         layout = torch.channels_last if channels_last else torch.contiguous_format
         base = teacher.module.eval().requires_grad_(False) if teacher is not None else None
         if base is not None and channels_last:

@@ -128,6 +128,7 @@ class TorchvisionTraining:
         channels_last: bool = False,
         teacher: Network | None = None,
         distill: float = 1.0,
+        iou_objectness: bool = False,
     ) -> Criterion:
         model = forward or network.module
 
