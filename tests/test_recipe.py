@@ -108,6 +108,14 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
     code, out, err = cli("train", "--recipe", path, "--resume", "--no-track")
     assert code != 0 and "prepared from another recipe" in out + err, out + err
+    elsewhere = tmp_path / "elsewhere"  # --out: another run folder, its own data
+    code, out, err = cli(
+        "train", "--recipe", path, "--out", elsewhere, "--epochs", "1", "--max-steps", "1", "--no-track"
+    )
+    assert code == 0, out + err
+    assert json.loads((elsewhere / "data-report.json").read_text())["pseudo_conf"] == 0.9
+    assert (elsewhere / "best.pt").is_file() and (elsewhere / "data" / "data.yaml").is_file()
+    assert json.loads((run / "data-report.json").read_text()) == report  # the first run's data untouched
     alone = tmp_path / "alone.json"
     alone.write_text((COCO_VAL / "instances_val2017_subset.json").read_text())
     tiny_recipe(path, tiny, retention=str(alone), train={"out": "runs/other", "epochs": 1})
