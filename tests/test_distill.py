@@ -145,5 +145,36 @@ def test_iou_objectness_aims_each_assigned_anchor_at_its_fit():
         # the same weight, the target moved: (0.5 - iou) instead of (0.5 - 1)
         assert torch.allclose(obj_fit[assigned], obj_one[assigned] * (0.5 - iou) / (0.5 - 1), rtol=1e-4, atol=1e-9)
         assert torch.equal(obj_fit[~assigned], obj_one[~assigned])
+        # the target is a number, not a path for gradients: boxes and classes learn exactly as before
+        assert torch.equal(per_anchor(g_fit, 85)[..., :4], per_anchor(g_one, 85)[..., :4])
         rough += int((iou < 0.9).sum())
     assert rough > 0
+
+
+def test_iou_objectness_aims_an_anchor_two_labels_share_at_the_better_fit():
+    net = coco_net()
+    with torch.no_grad():
+        outputs = net(photos("dog.jpg"))
+    for o in outputs:
+        per_anchor(o, 85)[..., 4] = 0.0
+    head0 = per_anchor(outputs[0], 85)[0]
+    a, gy, gx = torch.unravel_index(head0[..., 5 + 16].argmax(), head0.shape[:3])
+    dog = YoloLoss(net)._boxes(per_anchor(outputs[0], 85).float(), 0)[0, a, gy, gx]
+    inset = 0.06 * (dog[2:] - dog[:2]).repeat(2) * torch.tensor([1, 1, -1, -1])
+    exact, smaller = (torch.cat([torch.tensor([16.0]), box])[None] for box in (dog, dog + inset))  # one centre
+
+    def targets(labels: torch.Tensor, iou: bool = True) -> list[torch.Tensor]:
+        """Per head, each anchor's objectness target as the gradient shows it: with every logit 0 it is
+        w·(0.5 - target), and w is the plain negatives' gradient (target 0) doubled."""
+        grads = output_grads(YoloLoss(net, iou_objectness=iou), outputs, [labels])
+        obj = [per_anchor(g, 85)[0, ..., 4] for g in grads]
+        return [0.5 - o / (2 * o.max()) for o in obj]
+
+    both = [(e > 0.99) & (s > 0.99) for e, s in zip(targets(exact, False), targets(smaller, False), strict=True)]
+    fit_exact, fit_smaller = targets(exact), targets(smaller)
+    for order in (torch.cat([exact, smaller]), torch.cat([smaller, exact])):
+        for h, pair in enumerate(targets(order)):
+            better = torch.max(fit_exact[h], fit_smaller[h])
+            assert torch.allclose(pair[both[h]], better[both[h]], atol=1e-4)
+    shared = torch.cat([(e - s)[m] for e, s, m in zip(fit_exact, fit_smaller, both, strict=True)])
+    assert len(shared) and shared.abs().max() > 0.05  # anchors the two labels share, which they fit differently

@@ -115,6 +115,8 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert code == 0, out + err
     assert json.loads((elsewhere / "data-report.json").read_text())["pseudo_conf"] == 0.9
     assert (elsewhere / "best.pt").is_file() and (elsewhere / "data" / "data.yaml").is_file()
+    assert "warning" not in out and (elsewhere / "combined.pt").is_file()  # combined from its own data's report
+    assert f"serve it: hebbian-mirror serve --model {elsewhere / 'combined.pt'}" in out.replace("\n", "")
     assert json.loads((run / "data-report.json").read_text()) == report  # the first run's data untouched
     alone = tmp_path / "alone.json"
     alone.write_text((COCO_VAL / "instances_val2017_subset.json").read_text())

@@ -225,6 +225,8 @@ def test_torchvision_fine_tuning(tiny, tmp_path):
     torch.save(state, weights / spec.files[0].name)
     settings = load_settings(weights_dir=weights, offline=True, device="cpu")
     cfg = config(tiny, tmp_path / "straight", model=spec.name, img_size=None)
+    with pytest.raises(DatasetError, match="--iou-objectness is for Darknet models"):
+        train(config(tiny, tmp_path / "iou", model=spec.name, img_size=None, iou_objectness=True), settings)
     straight = train(cfg, settings)
     assert straight["epochs_run"] == 2 and all(np.isfinite(h["loss"]) for h in straight["history"])
     record = checkpoint.read(tmp_path / "straight" / "best.pt")
@@ -348,11 +350,14 @@ def test_a_slower_backbone_learning_rate_holds_through_the_schedule(tiny):
     assert len(plain.optimizer.param_groups) == 2  # as before: checkpoints of earlier runs resume
 
 
-def test_resuming_with_another_backbone_rate_is_refused(tiny, tmp_path):
-    cfg = config(tiny, tmp_path / "run", epochs=2, max_steps=1, backbone_lr=0.5)
+def test_resuming_with_another_backbone_rate_or_objectness_target_is_refused(tiny, tmp_path):
+    cfg = config(tiny, tmp_path / "run", epochs=2, max_steps=1, backbone_lr=0.5, iou_objectness=True)
     with pytest.raises(Stop):
         train(cfg, load_settings(device="cpu"), on_epoch=lambda epoch, metrics: (_ for _ in ()).throw(Stop()))
     with pytest.raises(DatasetError, match=r"trained with --backbone-lr 0\.5: resume it with the same"):
         train(config(tiny, tmp_path / "run", epochs=2, max_steps=1), load_settings(device="cpu"), resume=True)
+    other = config(tiny, tmp_path / "run", epochs=2, max_steps=1, backbone_lr=0.5)
+    with pytest.raises(DatasetError, match=r"trained with --iou-objectness: resume it with the same"):
+        train(other, load_settings(device="cpu"), resume=True)
     summary = train(cfg, load_settings(device="cpu"), resume=True)
     assert [h["epoch"] for h in summary["history"]] == [1, 2]

@@ -108,7 +108,8 @@ def train(
         plan = recipes.read(recipe)
         given = {k: params[k] for k in TrainConfig.option_names() if k in params and typed(ctx, k)}
         if "out" in given:  # the run folder given here holds the prepared data too, not the recipe's
-            plan = replace(plan, train=plan.train | {"out": str(given["out"])})
+            given["out"] = str(given["out"])
+            plan = replace(plan, train=plan.train | {"out": given["out"]})
         base = given.get("model", plan.train.get("model", TrainConfig.model))
         keep = given.get("keep_classes", plan.train.get("keep_classes", TrainConfig.keep_classes))
         recipes.check_combinable(plan, base, keep, settings)

@@ -27,7 +27,10 @@ class TrainConfig:
             "models:/ or runs:/ URI."
         },
     )
-    out: str = field(default="runs/train", metadata={"help": "Run folder: last.pt, best.pt, summary.json."})
+    out: str = field(
+        default="runs/train",
+        metadata={"help": "Run folder: last.pt, best.pt, summary.json (with --recipe, its prepared data too)."},
+    )
     epochs: int = field(default=30, metadata={"help": "Epochs."})
     batch: int = field(default=8, metadata={"help": "Images per step."})
     lr: float | None = field(
@@ -97,7 +100,8 @@ class TrainConfig:
         default=False,
         metadata={
             "help": "An assigned anchor's objectness target is its box's IoU with the label (as YOLOv5), not 1: "
-            "a score then also says how well the box fits (Darknet models)."
+            "a score then also says how well the box fits (Darknet models; its obj loss never reaches 0, so "
+            "compare it only with runs that use it too)."
         },
     )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})

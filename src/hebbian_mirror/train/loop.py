@@ -101,7 +101,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     for key, default in (("backbone_lr", 1.0), ("iou_objectness", False)):  # what the run so far learnt under
         if last is not None and (was := last.get("config", {}).get(key, default)) != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
-            raise DatasetError(f"{last_path} was trained with {flag} {was}: resume it with the same setting")
+            flag = (flag if was else flag.replace("--", "--no-")) if isinstance(was, bool) else f"{flag} {was}"
+            raise DatasetError(f"{last_path} was trained with {flag}: resume it with the same setting")
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
     if list(network.meta.classes) != train_ds.classes:  # an extended head (now or when it was started)

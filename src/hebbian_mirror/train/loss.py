@@ -40,6 +40,13 @@ def _wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
     return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
 
 
+def _pair_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of ``a[n]`` with ``b[n]`` (x1, y1, x2, y2) for each n."""
+    wh = (torch.min(a[:, 2:], b[:, 2:]) - torch.max(a[:, :2], b[:, :2])).clamp(min=0)
+    inter = wh.prod(-1)
+    return inter / ((a[:, 2:] - a[:, :2]).prod(-1) + (b[:, 2:] - b[:, :2]).prod(-1) - inter).clamp(min=1e-9)
+
+
 class YoloLoss:
     """Assignment as in Darknet: each ground-truth box goes to its cell in every head whose anchor is the
     best-fitting one of all the model's anchors, and to any anchor fitting it with IoU above ``iou_thresh``
@@ -122,6 +129,7 @@ class YoloLoss:
             pred = self._boxes(p, h)  # B×A×H×W×4
             obj_target = torch.zeros(p.shape[:4], device=device)
             obj_weight = torch.ones(p.shape[:4], device=device)
+            assigned = torch.zeros(p.shape[:4], dtype=torch.bool, device=device)
             pos_pred, pos_gt, pos_logits, pos_cls = [], [], [], []
             for i, gt in enumerate(gt_all):
                 if not len(gt):
@@ -140,16 +148,19 @@ class YoloLoss:
                     if not chosen.any():
                         continue
                     jj, ii = gj[chosen], gi[chosen]
-                    if self.iou_objectness:  # how well each assigned box fits its label, not 1
-                        fit = box_iou(pred[i, k, jj, ii].detach(), gt[chosen, 1:]).diagonal().clamp(min=0)
-                    obj_target[i, k, jj, ii] = fit if self.iou_objectness else 1.0
+                    if self.iou_objectness:  # how well the box fits its label; two labels on one anchor: the better
+                        fit = _pair_iou(pred[i, k, jj, ii].detach(), gt[chosen, 1:])
+                        obj_target[i, k].view(-1).scatter_reduce_(0, jj * gw + ii, fit, "amax")
+                    else:
+                        obj_target[i, k, jj, ii] = 1.0
                     obj_weight[i, k, jj, ii] = 1.0
+                    assigned[i, k, jj, ii] = True
                     pos_pred.append(pred[i, k, jj, ii])
                     pos_gt.append(gt[chosen, 1:])
                     pos_logits.append(p[i, k, jj, ii, 5:])
                     pos_cls.append(gt[chosen, 0].long())
             if teacher is not None:
-                free = (obj_target == 0) & (obj_weight > 0)
+                free = ~assigned & (obj_weight > 0)
                 t_obj, free, d_sum = self._distill(p, h, teacher, gt_all, free)
                 obj_target = torch.where(free, t_obj, obj_target)
                 distilled = distilled + d_sum

@@ -54,5 +54,5 @@ class TrainingFamily(Protocol):
         """The loss of ``network`` on a batch, its forward pass through ``forward`` when given (the network
         wrapped in ``DistributedDataParallel``), its images in channels-last layout when asked; with
         ``teacher`` (the base model of an extended head), distilled from its outputs with weight ``distill``;
-        ``iou_objectness``: a YOLO loss's objectness target is the assigned box's IoU (families without one
-        refuse it)."""
+        ``iou_objectness``: a YOLO loss's objectness target is the assigned box's IoU (a family without a YOLO
+        loss ignores it: training refuses the setting for it before it gets here)."""
