@@ -99,6 +99,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     version = client.get_model_version_by_alias("hm-tiny", "champion")
     model_id = version.source.removeprefix("models:/")
     assert [a.path for a in client.list_logged_model_artifacts(model_id)] == ["combined.pt"]
+    assert client.get_experiment(client.get_run(version.run_id).info.experiment_id).name == "tiny"  # the recipe's
     metrics = client.get_run(version.run_id).data.metrics
     assert metrics["final.combined_retention"] == pytest.approx(kept["combined_retention"])
     assert resolve(f"runs:/{version.run_id}/combined").name == "combined.pt"

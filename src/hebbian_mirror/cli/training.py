@@ -78,7 +78,7 @@ def train(
     ),
     track: bool = typer.Option(True, "--track/--no-track", help="Log the run to MLflow."),
     experiment: str | None = typer.Option(
-        None, "--experiment", help="MLflow experiment.", show_default="the dataset's folder name"
+        None, "--experiment", help="MLflow experiment.", show_default="the recipe's name, or the dataset's folder name"
     ),
     register: str | None = typer.Option(
         None, "--register", help="Register the model under this name (alias champion if it is the best)."
@@ -116,6 +116,7 @@ def train(
         data_path, _ = recipes.prepare_data(plan, settings, base)
         cfg = recipes.config(plan, data_path, given | ({"augment": aug} if aug else {}))
         register = register or plan.register
+        experiment = experiment or plan.name  # not its prepared data's folder name ("data")
     elif data is None:
         raise Failure("give --data DATASET or --recipe FILE")
     else:
