@@ -40,13 +40,6 @@ def _wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
     return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
 
 
-def _pair_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of ``a[n]`` with ``b[n]`` (x1, y1, x2, y2) for each n."""
-    wh = (torch.min(a[:, 2:], b[:, 2:]) - torch.max(a[:, :2], b[:, :2])).clamp(min=0)
-    inter = wh.prod(-1)
-    return inter / ((a[:, 2:] - a[:, :2]).prod(-1) + (b[:, 2:] - b[:, :2]).prod(-1) - inter).clamp(min=1e-9)
-
-
 class YoloLoss:
     """Assignment as in Darknet: each ground-truth box goes to its cell in every head whose anchor is the
     best-fitting one of all the model's anchors, and to any anchor fitting it with IoU above ``iou_thresh``
@@ -149,7 +142,7 @@ class YoloLoss:
                         continue
                     jj, ii = gj[chosen], gi[chosen]
                     if self.iou_objectness:  # how well the box fits its label; two labels on one anchor: the better
-                        fit = _pair_iou(pred[i, k, jj, ii].detach(), gt[chosen, 1:])
+                        fit = box_iou(pred[i, k, jj, ii].detach(), gt[chosen, 1:]).diagonal()  # a few labels
                         obj_target[i, k].view(-1).scatter_reduce_(0, jj * gw + ii, fit, "amax")
                     else:
                         obj_target[i, k, jj, ii] = 1.0
