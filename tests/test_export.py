@@ -85,6 +85,16 @@ def test_onnx_files_work_in_predict_evaluate_and_serve(exported, cli, tmp_path):
         assert srv.stop(), srv.log()
 
 
+def test_onnx_models_merge_but_cannot_augment(exported):
+    """Box voting is selection only; test-time augmentation needs a second input size, which an ONNX file lacks."""
+    det = load_onnx(exported["dynamic"], device="cpu")
+    img = decode_image(DOG)
+    plain, merged = (det.detect([img], DetectOptions(merge=m))[0] for m in (False, True))
+    assert [(d.label, d.score) for d in merged] == [(d.label, d.score) for d in plain] and merged != plain
+    with pytest.raises(ValueError, match="one fixed input size"):
+        det.detect([img], DetectOptions(augment=True))
+
+
 def test_exported_files_are_self_contained(exported):
     """One .onnx file per export, the weights inside it: no external-data file left beside it."""
     folder = exported["dynamic"].parent

@@ -97,6 +97,9 @@ def test_native_detect_shape_and_params(client):
     raw = client.post("/v1/detect", content=DOG.read_bytes(), headers={"Content-Type": "image/jpeg"})
     assert raw.status_code == 200 and raw.json()["detections"] == body["detections"]
     assert len(detect(client, DOG, max_det=1, conf=0.01)["detections"]) == 1
+    merged = detect(client, DOG, merge="true")["detections"]  # box voting: the same objects and scores, moved boxes
+    assert [(d["label"], d["score"]) for d in merged] == [(d["label"], d["score"]) for d in body["detections"]]
+    assert [d["box"] for d in merged] != [d["box"] for d in body["detections"]]
 
 
 def test_annotated_routes_return_jpeg(client):
@@ -207,6 +210,7 @@ def test_over_limit_streamed_without_length_is_413(client):
         ({"max_det": "0"}, "max_det"),
         ({"conf": "abc"}, "conf"),
         ({"classes": "unicorn"}, "unknown class"),
+        ({"merge": "maybe"}, "merge"),
     ],
 )
 def test_bad_parameters_are_422(client, params, words):

@@ -19,7 +19,7 @@ from hebbian_mirror.images import decode_image
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.models.registry import get_spec
 
-from .conftest import DOG
+from .conftest import DOG, detector
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,26 @@ def test_wrong_checkpoint_is_rejected(tmp_path):
     torch.save(other.state_dict(), tmp_path / spec.files[0].name)
     with pytest.raises(ModelFormatError, match="does not fit"):
         load_detector(spec.name, load_settings(weights_dir=tmp_path, device="cpu", offline=True))
+
+
+def test_merge_and_augment_are_refused_with_a_clear_error(cache):
+    """torchvision detectors run their own NMS: no box voting, no test-time augmentation. Asked for them, the
+    detector and a request answer clearly; the server's own ``merge`` / ``augment`` apply to Darknet models only."""
+    from types import SimpleNamespace
+
+    from hebbian_mirror.server.errors import APIError
+    from hebbian_mirror.server.pipeline import Inputs, detect_options
+
+    det = load_detector("ssdlite320-mobilenet-v3-large", load_settings(weights_dir=cache, device="cpu", offline=True))
+    for options in (DetectOptions(merge=True), DetectOptions(augment=True)):
+        with pytest.raises(ValueError, match="merge and augment are for Darknet YOLO models"):
+            det.detect([decode_image(DOG)], options)
+    server = SimpleNamespace(settings=load_settings(merge=True, augment=True))
+    with pytest.raises(APIError, match="merge is for Darknet YOLO models") as refused:
+        detect_options(server, det, Inputs(read=None, merge=True))
+    assert refused.value.status == 422
+    options = detect_options(server, det, Inputs(read=None))
+    assert (options.merge, options.augment) == (False, False)
+    assert det.detect([decode_image(DOG)], options)
+    darknet = detect_options(server, detector("yolov4-tiny"), Inputs(read=None))
+    assert (darknet.merge, darknet.augment) == (True, True)

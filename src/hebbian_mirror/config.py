@@ -90,6 +90,13 @@ class Settings(BaseModel):
     conf: float = Field(default=DEFAULT_CONF, ge=0.0, le=1.0, description="Confidence threshold.")
     iou: float = Field(default=DEFAULT_IOU, ge=0.0, le=1.0, description="NMS IoU threshold.")
     max_det: int = Field(default=DEFAULT_MAX_DET, ge=1, description="Most detections per image.")
+    merge: bool = Field(
+        default=False,
+        description="Darknet models: each kept box is the score-weighted mean of those NMS removed for it.",
+    )
+    augment: bool = Field(
+        default=False, description="Darknet models: also run each image flipped and at 0.8x size (about 3x the time)."
+    )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="Largest image, in pixels.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="critical, error, warning, info or debug."

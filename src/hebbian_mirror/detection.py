@@ -38,12 +38,19 @@ class Detection:
 
 @dataclass(frozen=True, slots=True)
 class DetectOptions:
-    """Per-call thresholds. ``classes`` keeps only those class ids (``None``: all)."""
+    """Per-call thresholds. ``classes`` keeps only those class ids (``None``: all).
+
+    Two refinements of YOLO selection (Darknet models; :attr:`Detector.refines` says whether a detector has
+    them): ``merge`` makes each kept box the score-weighted mean of the boxes NMS removed for it (free);
+    ``augment`` also runs the image flipped and at 0.8× the input size and selects over all four views (test-time
+    augmentation: about 3× the network time)."""
 
     conf: float = DEFAULT_CONF
     iou: float = DEFAULT_IOU
     max_det: int = DEFAULT_MAX_DET
     classes: frozenset[int] | None = None
+    merge: bool = False
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf <= 1.0:
@@ -110,6 +117,7 @@ class Detector(Described, ABC):
     meta: ModelMeta
     device: torch.device
     half: bool = False
+    refines: bool = False  # honours DetectOptions.merge and .augment (YOLO selection)
 
     @property
     def display_names(self) -> dict[str, str]:
@@ -133,6 +141,8 @@ class Detector(Described, ABC):
             per_image = list(options)
             if len(per_image) != len(images):
                 raise ValueError(f"{len(per_image)} option sets for {len(images)} images")
+        if not self.refines and any(o.merge or o.augment for o in per_image):
+            raise ValueError(f"merge and augment are for Darknet YOLO models; {self.name} ({self.family}) has neither")
         for img in images:
             if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8):
                 raise TypeError("images must be H×W×3 uint8 RGB arrays (see hebbian_mirror.images.decode_image)")
@@ -154,6 +164,7 @@ class Detector(Described, ABC):
             "letterbox": self.letterbox,
             "device": str(self.device),
             "half": self.half,
+            "refines": self.refines,
         }
 
 

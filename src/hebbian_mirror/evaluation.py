@@ -232,6 +232,8 @@ def evaluate(
         "detections": len(results),
         "conf": options.conf,
         "iou": options.iou,
+        "merge": options.merge,
+        "augment": options.augment,
         "max_det": options.max_det,
         "classes_not_in_model": unknown,
         "seconds": round(elapsed, 2),

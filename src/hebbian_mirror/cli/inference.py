@@ -91,6 +91,8 @@ def predict(
     conf: float | None = setting("conf"),
     iou: float | None = setting("iou"),
     max_det: int | None = setting("max_det"),
+    merge: bool | None = setting("merge"),
+    augment: bool | None = setting("augment"),
     classes: str | None = typer.Option(
         None, "--classes", help="Keep only these classes: names or ids, comma-separated."
     ),
@@ -112,7 +114,7 @@ def predict(
     settings = cli_settings(ctx)
     detector = load_detector(settings.model, settings)
     wanted = resolve_classes(classes, detector.class_names)
-    options = DetectOptions(settings.conf, settings.iou, settings.max_det, wanted)
+    options = DetectOptions(settings.conf, settings.iou, settings.max_det, wanted, settings.merge, settings.augment)
     paths = list_images(images)
     if not paths:
         raise Failure("no images found in the given paths")
@@ -161,6 +163,8 @@ def evaluate(
     conf: float = typer.Option(EVAL_CONF, "--conf", help="Lowest score kept (low: the COCO protocol)."),
     iou: float = typer.Option(DEFAULT_IOU, "--iou", help="NMS IoU threshold."),
     max_det: int = typer.Option(EVAL_MAX_DET, "--max-det", min=1, help="Most detections per image."),
+    merge: bool | None = setting("merge"),
+    augment: bool | None = setting("augment"),
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
     rename: list[str] = typer.Option(
         [],
@@ -180,8 +184,9 @@ def evaluate(
     from ..evaluation import write_report
     from ..models.loader import load_detector
 
-    options = DetectOptions(fraction("--conf", conf), fraction("--iou", iou), max_det)
+    conf, iou = fraction("--conf", conf), fraction("--iou", iou)
     settings = cli_settings(ctx)
+    options = DetectOptions(conf, iou, max_det, merge=settings.merge, augment=settings.augment)
     pairs = [r.split("=", 1) for r in rename]
     for given, pair in zip(rename, pairs, strict=True):
         if len(pair) != 2 or not pair[0].strip() or not pair[1].strip():

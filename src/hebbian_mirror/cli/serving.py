@@ -21,6 +21,8 @@ def serve(
     port: int | None = setting("port"),
     device: str | None = setting("device"),
     half: bool | None = setting("half"),
+    merge: bool | None = setting("merge"),
+    augment: bool | None = setting("augment"),
     workers: int | None = setting("workers"),
     max_batch_size: int | None = setting("max_batch_size"),
     max_batch_delay_ms: float | None = setting("max_batch_delay_ms"),

@@ -19,11 +19,13 @@ from ..meta import ModelMeta, Resize
 from ..runtime import tune_allocator
 from .model import DarknetNet, YoloHead
 from .preprocess import Letterbox, fit
-from .yolo import decode, select
+from .yolo import candidates, decode, suppress
 
 log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], Sequence[torch.Tensor]]  # B×3×H×W input → the raw [yolo] outputs
+View = tuple[torch.Tensor, Letterbox]  # one view of an image: its decoded rows (unflipped) and how it was fitted
+AUGMENT_SCALE = 0.8  # test-time augmentation's second input size, a multiple of the network's stride (32)
 
 
 def default_class_names(cfg_path: Path, num_classes: int) -> list[str]:
@@ -54,6 +56,8 @@ def darknet_meta(net: DarknetNet, name: str, classes: Sequence[str], letterbox: 
 class DarknetDetector(Detector):
     """Darknet YOLO (v3, v3-tiny, v4-tiny, Yolo-Fastest, ...): letterbox or stretch (``meta.resize``), the
     forward stage, then YOLO decoding and Darknet-style selection with class-aware NMS."""
+
+    refines = True
 
     def __init__(
         self,
@@ -88,11 +92,14 @@ class DarknetDetector(Detector):
 
     # -- the three stages --------------------------------------------------------------------
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
-        """Resize (or letterbox) each image to the input size: ``B×3×H×W`` floats in [0, 1].
+    def preprocess(
+        self, images: Sequence[np.ndarray], size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, list[Letterbox]]:
+        """Resize (or letterbox) each image to the input size (or ``size``, width × height): ``B×3×H×W``
+        floats in [0, 1].
 
         The resize is OpenCV's bilinear one, bit for bit, whatever the device."""
-        net_w, net_h = self.input_size
+        net_w, net_h = size or self.input_size
         dtype = torch.float16 if self.half else torch.float32
         batch = torch.empty((len(images), 3, net_h, net_w), dtype=dtype, device=self.device)
         batch = batch.contiguous(memory_format=torch.channels_last)
@@ -106,20 +113,50 @@ class DarknetDetector(Detector):
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Network + YOLO decoding: ``B×N×(5+C)`` rows (cx, cy, w, h, objectness, class probs)."""
-        return decode(self._forward(batch), self.heads, *self.input_size)
+        return decode(self._forward(batch), self.heads, batch.shape[3], batch.shape[2])
 
     @torch.inference_mode()
-    def postprocess(
-        self, rows: torch.Tensor, fits: Sequence[Letterbox], options: Sequence[DetectOptions]
-    ) -> list[list[Detection]]:
-        """Per image, with its own thresholds: confidence filter, NMS, boxes in image pixels."""
+    def augmented(
+        self, images: Sequence[np.ndarray], batch: torch.Tensor, fits: Sequence[Letterbox]
+    ) -> list[list[View]]:
+        """Test-time augmentation's other views of each image (``batch``, ``fits``: its preprocessed input):
+        flipped left-right, at :data:`AUGMENT_SCALE` × the input size, and both; flipped rows are flipped back."""
+        if self.net is None:
+            raise ValueError(
+                f"augment runs the network at a second input size; {self.name} is an ONNX model with one fixed "
+                "input size: use the PyTorch model"
+            )
+        w, h = self.input_size
+        small = tuple(max(32, round(v * AUGMENT_SCALE / 32) * 32) for v in (w, h))
+        small_batch, small_fits = self.preprocess(images, small)
+        views: list[list[View]] = [[] for _ in images]
+        for x, fitted, flip in ((batch, fits, True), (small_batch, small_fits, False), (small_batch, small_fits, True)):
+            rows = self.forward(x.flip(3) if flip else x)
+            if flip:  # back to the unflipped input's coordinates
+                rows[..., 0] = x.shape[3] - rows[..., 0]
+            for i, r in enumerate(rows):
+                views[i].append((r, fitted[i]))
+        return views
+
+    @torch.inference_mode()
+    def postprocess(self, views: Sequence[Sequence[View]], options: Sequence[DetectOptions]) -> list[list[Detection]]:
+        """Per image, with its own thresholds: every view's candidates, NMS (``merge``: box voting), boxes in
+        image pixels."""
         out = []
-        for r, fitted, opt in zip(rows, fits, options, strict=True):
-            boxes, scores, labels = select(r, fitted, opt.conf, opt.iou, opt.max_det, opt.classes)
-            out.append(to_detections(boxes, scores, labels, self.meta.classes))
+        for image_views, opt in zip(views, options, strict=True):
+            parts = [candidates(rows, fitted, opt.conf, opt.classes) for rows, fitted in image_views]
+            boxes, scores, labels = (torch.cat(t) for t in zip(*parts, strict=True))
+            out.append(
+                to_detections(*suppress(boxes, scores, labels, opt.iou, opt.max_det, opt.merge), self.meta.classes)
+            )
         return out
 
     def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
         with torch.inference_mode():
             batch, fits = self.preprocess(images)
-        return self.postprocess(self.forward(batch), fits, options)
+            views: list[list[View]] = [[(rows, fitted)] for rows, fitted in zip(self.forward(batch), fits, strict=True)]
+            if wanted := [i for i, o in enumerate(options) if o.augment]:
+                more = self.augmented([images[i] for i in wanted], batch[wanted], [fits[i] for i in wanted])
+                for i, extra in zip(wanted, more, strict=True):
+                    views[i] += extra
+        return self.postprocess(views, options)

@@ -1,11 +1,11 @@
-"""YOLO-layer decoding and post-processing (confidence filter, class-aware NMS)."""
+"""YOLO-layer decoding and post-processing: candidates (confidence filter), class-aware NMS, box merging."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, box_iou
 
 from .model import YoloHead
 from .preprocess import Letterbox
@@ -45,20 +45,14 @@ def decode(raw_heads: Sequence[torch.Tensor], heads: Sequence[YoloHead], net_w: 
     return torch.cat([decode_head(r, h, net_w, net_h) for r, h in zip(raw_heads, heads, strict=True)], dim=1)
 
 
-def select(
-    rows: torch.Tensor,
-    letterbox: Letterbox,
-    conf: float,
-    iou: float,
-    max_det: int,
-    classes: frozenset[int] | None = None,
+def candidates(
+    rows: torch.Tensor, letterbox: Letterbox, conf: float, classes: frozenset[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Darknet-style selection for one image's decoded rows ``N×(5+C)``.
+    """One view's (box, class) candidates from its decoded rows ``N×(5+C)``: xyxy boxes in image pixels,
+    scores and class ids.
 
     Score of (box, class) = objectness × class probability; every class above ``conf`` yields a
-    candidate (as Darknet does). Boxes are mapped back to original-image pixels and clipped, then
-    class-aware NMS at ``iou``. Returns xyxy boxes, scores and class ids, best first, at most ``max_det``.
-    """
+    candidate (as Darknet does)."""
     obj = rows[:, 4]
     rows = rows[obj > conf]
     scores = rows[:, 4:5] * rows[:, 5:]
@@ -67,12 +61,26 @@ def select(
         allowed[[c for c in classes if c < scores.shape[1]]] = True
         scores = scores * allowed
     idx, cls = (scores > conf).nonzero(as_tuple=True)
-    sc = scores[idx, cls]
-    if sc.numel() > MAX_NMS_CANDIDATES:
-        sc, top = sc.topk(MAX_NMS_CANDIDATES)
-        idx, cls = idx[top], cls[top]
     cxcywh = rows[idx, :4]
     boxes = torch.cat((cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2), dim=1)
-    boxes = letterbox.to_image(boxes)
-    keep = batched_nms(boxes, sc, cls, iou)[:max_det]
-    return boxes[keep], sc[keep], cls[keep]
+    return letterbox.to_image(boxes), scores[idx, cls], cls
+
+
+def suppress(
+    boxes: torch.Tensor, scores: torch.Tensor, cls: torch.Tensor, iou: float, max_det: int, merge: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class-aware NMS at ``iou``, best first, at most ``max_det``.
+
+    ``merge``: each kept box becomes the score-weighted mean of the candidates of its class that overlap it by
+    more than ``iou`` (itself included; YOLOv5's merge-NMS, also called box voting). Scores stay the kept
+    box's own."""
+    if scores.numel() > MAX_NMS_CANDIDATES:
+        scores, top = scores.topk(MAX_NMS_CANDIDATES)
+        boxes, cls = boxes[top], cls[top]
+    keep = batched_nms(boxes, scores, cls, iou)[:max_det]
+    kept = boxes[keep]
+    if merge and keep.numel():
+        near = (box_iou(kept, boxes) > iou) & (cls[keep, None] == cls[None, :])
+        weights = near * scores[None, :]
+        kept = (weights @ boxes) / weights.sum(dim=1, keepdim=True)
+    return kept, scores[keep], cls[keep]

@@ -40,6 +40,7 @@ class Inputs:
     iou: float | None = None
     max_det: int | None = None
     classes: str | None = None  # names or ids, comma-separated
+    merge: bool | None = None
 
 
 @dataclass
@@ -106,15 +107,20 @@ def image_error(exc: HebbianMirrorError) -> APIError:
 
 
 def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
-    """The request's thresholds over the server's defaults; 422 for a bad value or unknown class."""
+    """The request's thresholds over the server's defaults; 422 for a bad value or unknown class, or ``merge``
+    asked of a model without it (the server's ``merge`` and ``augment`` apply to the models that have them)."""
     s = state.settings
     try:
+        if inputs.merge and not detector.refines:
+            raise ValueError(f"merge is for Darknet YOLO models; {detector.name} is a {detector.family} model")
         wanted = resolve_classes(inputs.classes, detector.class_names)
         return DetectOptions(
             conf=s.conf if inputs.conf is None else inputs.conf,
             iou=s.iou if inputs.iou is None else inputs.iou,
             max_det=s.max_det if inputs.max_det is None else inputs.max_det,
             classes=wanted,
+            merge=detector.refines and (s.merge if inputs.merge is None else inputs.merge),
+            augment=detector.refines and s.augment,
         )
     except ValueError as exc:
         raise APIError(422, f"invalid parameter: {exc}") from exc

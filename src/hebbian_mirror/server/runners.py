@@ -121,6 +121,15 @@ class ModelInfo(Described):
     def device(self) -> str:
         return str(self.details["device"])
 
+    @property
+    def family(self) -> str:
+        return str(self.details["family"])
+
+    @property
+    def refines(self) -> bool:
+        """Whether it honours ``merge`` and ``augment`` (see :class:`~hebbian_mirror.detection.DetectOptions`)."""
+        return bool(self.details.get("refines"))
+
     def info(self) -> dict[str, Any]:
         return dict(self.details)
 

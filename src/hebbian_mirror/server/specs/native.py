@@ -24,6 +24,10 @@ Conf = Annotated[float | None, Query(ge=0.0, le=1.0, description="Confidence thr
 Iou = Annotated[float | None, Query(ge=0.0, le=1.0, description="NMS IoU threshold.")]
 Classes = Annotated[str | None, Query(description="Keep only these classes: names or ids, comma-separated.")]
 MaxDet = Annotated[int | None, Query(ge=1, le=10_000, description="Most detections to return.")]
+Merge = Annotated[
+    bool | None,
+    Query(description="Darknet models: each kept box is the score-weighted mean of the boxes NMS removed for it."),
+]
 
 
 async def _inputs(
@@ -33,9 +37,10 @@ async def _inputs(
     iou: Iou = None,
     classes: Classes = None,
     max_det: MaxDet = None,
+    merge: Merge = None,
 ) -> Inputs:
     """Multipart field `image` or the raw body, with the query's model and thresholds."""
-    return Inputs(lambda _: image_body(request), model, conf, iou, max_det, classes)
+    return Inputs(lambda _: image_body(request), model, conf, iou, max_det, classes, merge)
 
 
 DetectQuery = Annotated[Inputs, Depends(_inputs)]
