@@ -76,11 +76,15 @@ def test_onnx_files_work_in_predict_evaluate_and_serve(exported, cli, tmp_path):
     import json
 
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["AP50"] == pytest.approx(0.476, abs=0.005)
-    srv = ServerProcess("--model", str(path), log=tmp_path / "server.log")
+    # the server's merge and augment apply where the model has them: an ONNX file merges, and cannot augment
+    srv = ServerProcess("--model", str(path), "--merge", "--augment", log=tmp_path / "server.log")
     try:
         r = httpx.post(srv.url + "/v1/detect", content=DOG.read_bytes(), timeout=60)
         assert r.status_code == 200 and "dog" in {d["label"] for d in r.json()["detections"]}
-        assert httpx.get(srv.url + "/v1/models").json()["models"][0]["family"] == "onnx"
+        unmerged = httpx.post(srv.url + "/v1/detect?merge=false", content=DOG.read_bytes(), timeout=60).json()
+        assert [d["box"] for d in unmerged["detections"]] != [d["box"] for d in r.json()["detections"]]
+        model = httpx.get(srv.url + "/v1/models").json()["models"][0]
+        assert (model["family"], model["refines"], model["augments"]) == ("onnx", True, False)
     finally:
         assert srv.stop(), srv.log()
 
@@ -93,6 +97,7 @@ def test_onnx_models_merge_but_cannot_augment(exported):
     assert [(d.label, d.score) for d in merged] == [(d.label, d.score) for d in plain] and merged != plain
     with pytest.raises(ValueError, match="one fixed input size"):
         det.detect([img], DetectOptions(augment=True))
+    assert (det.info()["refines"], det.info()["augments"]) == (True, False)
 
 
 def test_exported_files_are_self_contained(exported):

@@ -4,6 +4,7 @@ boxes, real photos and the COCO subset, and refused where a detector has no such
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from hebbian_mirror.darknet.yolo import suppress
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.images import decode_image
 
-from .conftest import COCO_VAL, DOG, detector
+from .conftest import COCO_VAL, DOG, KNIFE, detector
 
 
 def test_merge_averages_each_kept_box_with_its_class_neighbours_by_score():
@@ -36,6 +37,10 @@ def test_merge_averages_each_kept_box_with_its_class_neighbours_by_score():
     assert merged[1:].tolist() == [[50, 50, 60, 60], [1, 1, 11, 11]]
     # only what NMS removed at this IoU is voted in: at 0.7 the second box is kept, and nothing merges
     assert suppress(boxes, scores, cls, iou=0.7, max_det=10, merge=True)[0][0].tolist() == [0, 0, 10, 10]
+    # a box always counts itself: at iou=1 (no IoU is above 1) and for a zero-area box (IoU 0/0) it stays as it is
+    assert suppress(boxes[:1], scores[:1], cls[:1], iou=1.0, max_det=10, merge=True)[0].tolist() == [[0, 0, 10, 10]]
+    flat = torch.tensor([[5.0, 5.0, 5.0, 9.0]])
+    assert suppress(flat, scores[:1], cls[:1], iou=0.45, max_det=10, merge=True)[0].tolist() == flat.tolist()
 
 
 def _match(a, b, iou: float) -> list[bool]:
@@ -52,8 +57,15 @@ def test_augment_finds_what_plain_finds_adds_nothing_out_of_place_and_is_mirror_
     img = decode_image(DOG)
     plain = det.detect([img], DetectOptions(conf=0.25))[0]
     loose = det.detect([img], DetectOptions(conf=0.05))[0]
-    augmented, mixed = det.detect([img, img], [DetectOptions(augment=True), DetectOptions()])
-    assert mixed == plain  # in one batch, a request without augment gets exactly the plain answer
+    other = decode_image(KNIFE)
+    # in one batch, each image gets its own: the plain request exactly the plain answer, the other its views
+    mixed, augmented = det.detect([other, img], [DetectOptions(), DetectOptions(augment=True)])
+    assert mixed == det.detect([other])[0] and augmented == det.detect([img], DetectOptions(augment=True))[0]
+    # with no suppression (no IoU is above 1) every view's candidates come back: the plain view's exactly
+    everything = DetectOptions(conf=0.2, iou=1.0, max_det=10_000)
+    alone = det.detect([img], everything)[0]
+    views = det.detect([img], replace(everything, augment=True))[0]
+    assert set(alone) < set(views) and len(views) > 2 * len(alone)
     assert {"dog", "bicycle", "truck"} <= {d.label for d in augmented}
     assert all(_match(plain, augmented, 0.5))
     # the flipped and smaller views' boxes are mapped back onto the image: each confident one lies on an object

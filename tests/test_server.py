@@ -65,6 +65,7 @@ def test_health_ready_models_docs(client):
     (model,) = client.get("/v1/models").json()["models"]
     assert model["name"] == "yolov4-tiny" and model["default"] and model["device"] == "cpu"
     assert model["input_size"] == [416, 416] and len(model["classes"]) == 80
+    assert (model["refines"], model["augments"]) == (True, True)  # a Darknet model in PyTorch: merge and augment
     assert list(model["display_names"].items()) == [(c, c) for c in model["classes"]]  # COCO names read as is
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]

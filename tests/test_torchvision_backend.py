@@ -73,7 +73,7 @@ def test_merge_and_augment_are_refused_with_a_clear_error(cache):
         with pytest.raises(ValueError, match="merge and augment are for Darknet YOLO models"):
             det.detect([decode_image(DOG)], options)
     server = SimpleNamespace(settings=load_settings(merge=True, augment=True))
-    with pytest.raises(APIError, match="merge is for Darknet YOLO models") as refused:
+    with pytest.raises(APIError, match="merge and augment are for Darknet YOLO models") as refused:
         detect_options(server, det, Inputs(read=None, merge=True))
     assert refused.value.status == 422
     options = detect_options(server, det, Inputs(read=None))

@@ -92,10 +92,11 @@ class Settings(BaseModel):
     max_det: int = Field(default=DEFAULT_MAX_DET, ge=1, description="Most detections per image.")
     merge: bool = Field(
         default=False,
-        description="Darknet models: each kept box is the score-weighted mean of those NMS removed for it.",
+        description="Darknet models: box voting (each kept box averaged with its class's overlapping ones).",
     )
     augment: bool = Field(
-        default=False, description="Darknet models: also run each image flipped and at 0.8x size (about 3x the time)."
+        default=False,
+        description="Darknet models: also run each image flipped, at 0.8x size and both (about 3x the time).",
     )
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1, description="Largest image, in pixels.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(

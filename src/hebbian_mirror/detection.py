@@ -10,7 +10,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,10 +40,10 @@ class Detection:
 class DetectOptions:
     """Per-call thresholds. ``classes`` keeps only those class ids (``None``: all).
 
-    Two refinements of YOLO selection (Darknet models; :attr:`Detector.refines` says whether a detector has
-    them): ``merge`` makes each kept box the score-weighted mean of the boxes NMS removed for it (free);
-    ``augment`` also runs the image flipped and at 0.8× the input size and selects over all four views (test-time
-    augmentation: about 3× the network time)."""
+    Two refinements of YOLO selection (Darknet models; :attr:`Detector.refines` and :attr:`Detector.augments` say
+    whether a detector has them): ``merge`` makes each kept box the score-weighted mean of itself and the boxes of
+    its class overlapping it by more than ``iou`` (box voting; free); ``augment`` also runs the image flipped, at
+    0.8× the input size, and both, and selects over all four views (test-time augmentation: about 3× the time)."""
 
     conf: float = DEFAULT_CONF
     iou: float = DEFAULT_IOU
@@ -117,7 +117,8 @@ class Detector(Described, ABC):
     meta: ModelMeta
     device: torch.device
     half: bool = False
-    refines: bool = False  # honours DetectOptions.merge and .augment (YOLO selection)
+    refines: bool = False  # honours DetectOptions.merge (YOLO selection)
+    augments: bool = False  # honours DetectOptions.augment (YOLO selection, the network at a second input size)
 
     @property
     def display_names(self) -> dict[str, str]:
@@ -141,8 +142,8 @@ class Detector(Described, ABC):
             per_image = list(options)
             if len(per_image) != len(images):
                 raise ValueError(f"{len(per_image)} option sets for {len(images)} images")
-        if not self.refines and any(o.merge or o.augment for o in per_image):
-            raise ValueError(f"merge and augment are for Darknet YOLO models; {self.name} ({self.family}) has neither")
+        if problem := refusal(self, any(o.merge for o in per_image), any(o.augment for o in per_image)):
+            raise ValueError(problem)
         for img in images:
             if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8):
                 raise TypeError("images must be H×W×3 uint8 RGB arrays (see hebbian_mirror.images.decode_image)")
@@ -165,7 +166,21 @@ class Detector(Described, ABC):
             "device": str(self.device),
             "half": self.half,
             "refines": self.refines,
+            "augments": self.augments,
         }
+
+
+def refusal(model: Detector | Any, merge: bool, augment: bool) -> str | None:
+    """Why ``model`` (a detector, or what a worker process reports of one) cannot ``merge`` or ``augment`` as
+    asked; ``None`` when it can."""
+    if (merge or augment) and not model.refines:
+        return f"merge and augment are for Darknet YOLO models; {model.name} is a {model.family} model"
+    if augment and not model.augments:
+        return (
+            f"augment runs the network at a second input size; {model.name} is an ONNX model with one fixed input "
+            "size: use the PyTorch model"
+        )
+    return None
 
 
 def pick_half(half: bool, device: torch.device) -> bool:

@@ -163,8 +163,8 @@ def evaluate(
     conf: float = typer.Option(EVAL_CONF, "--conf", help="Lowest score kept (low: the COCO protocol)."),
     iou: float = typer.Option(DEFAULT_IOU, "--iou", help="NMS IoU threshold."),
     max_det: int = typer.Option(EVAL_MAX_DET, "--max-det", min=1, help="Most detections per image."),
-    merge: bool | None = setting("merge"),
-    augment: bool | None = setting("augment"),
+    merge: bool = typer.Option(False, "--merge", help="Darknet models: box voting (as serve --merge)."),
+    augment: bool = typer.Option(False, "--augment", help="Darknet models: test-time augmentation, about 3x the time."),
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
     rename: list[str] = typer.Option(
         [],
@@ -186,7 +186,7 @@ def evaluate(
 
     conf, iou = fraction("--conf", conf), fraction("--iou", iou)
     settings = cli_settings(ctx)
-    options = DetectOptions(conf, iou, max_det, merge=settings.merge, augment=settings.augment)
+    options = DetectOptions(conf, iou, max_det, merge=merge, augment=augment)
     pairs = [r.split("=", 1) for r in rename]
     for given, pair in zip(rename, pairs, strict=True):
         if len(pair) != 2 or not pair[0].strip() or not pair[1].strip():

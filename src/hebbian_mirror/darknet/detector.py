@@ -1,4 +1,4 @@
-"""``DarknetDetector``: Darknet YOLO's three stages (fit, forward, decode + select) as a
+"""``DarknetDetector``: Darknet YOLO's three stages (fit, forward, decode + selection) as a
 :class:`~hebbian_mirror.detection.Detector`. The forward stage is injected: the PyTorch network here, an
 onnxruntime session in :mod:`hebbian_mirror.backends.onnx`."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..classes import COCO_CLASSES
-from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
+from ..detection import Detection, DetectOptions, Detector, pick_half, refusal, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..meta import ModelMeta, Resize
 from ..runtime import tune_allocator
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], Sequence[torch.Tensor]]  # B×3×H×W input → the raw [yolo] outputs
 View = tuple[torch.Tensor, Letterbox]  # one view of an image: its decoded rows (unflipped) and how it was fitted
-AUGMENT_SCALE = 0.8  # test-time augmentation's second input size, a multiple of the network's stride (32)
+AUGMENT_SCALE = 0.8  # test-time augmentation's second input size, rounded to a multiple of 32: 320² for 416²
 
 
 def default_class_names(cfg_path: Path, num_classes: int) -> list[str]:
@@ -58,6 +58,11 @@ class DarknetDetector(Detector):
     forward stage, then YOLO decoding and Darknet-style selection with class-aware NMS."""
 
     refines = True
+
+    @property
+    def augments(self) -> bool:
+        """Test-time augmentation runs the network at a second size: a PyTorch network can, an ONNX file cannot."""
+        return self.net is not None
 
     def __init__(
         self,
@@ -121,11 +126,8 @@ class DarknetDetector(Detector):
     ) -> list[list[View]]:
         """Test-time augmentation's other views of each image (``batch``, ``fits``: its preprocessed input):
         flipped left-right, at :data:`AUGMENT_SCALE` × the input size, and both; flipped rows are flipped back."""
-        if self.net is None:
-            raise ValueError(
-                f"augment runs the network at a second input size; {self.name} is an ONNX model with one fixed "
-                "input size: use the PyTorch model"
-            )
+        if problem := refusal(self, merge=False, augment=True):
+            raise ValueError(problem)
         w, h = self.input_size
         small = tuple(max(32, round(v * AUGMENT_SCALE / 32) * 32) for v in (w, h))
         small_batch, small_fits = self.preprocess(images, small)

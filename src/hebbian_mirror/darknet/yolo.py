@@ -71,9 +71,8 @@ def suppress(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class-aware NMS at ``iou``, best first, at most ``max_det``.
 
-    ``merge``: each kept box becomes the score-weighted mean of the candidates of its class that overlap it by
-    more than ``iou`` (itself included; YOLOv5's merge-NMS, also called box voting). Scores stay the kept
-    box's own."""
+    ``merge``: each kept box becomes the score-weighted mean of itself and the candidates of its class that
+    overlap it by more than ``iou`` (YOLOv5's merge-NMS, also called box voting). Scores stay the kept box's own."""
     if scores.numel() > MAX_NMS_CANDIDATES:
         scores, top = scores.topk(MAX_NMS_CANDIDATES)
         boxes, cls = boxes[top], cls[top]
@@ -81,6 +80,7 @@ def suppress(
     kept = boxes[keep]
     if merge and keep.numel():
         near = (box_iou(kept, boxes) > iou) & (cls[keep, None] == cls[None, :])
+        near[torch.arange(len(keep)), keep] = True  # itself, whatever the IoU (1 is not above iou=1; 0/0 is NaN)
         weights = near * scores[None, :]
         kept = (weights @ boxes) / weights.sum(dim=1, keepdim=True)
     return kept, scores[keep], cls[keep]

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from ..detection import DetectOptions, Detector, resolve_classes
+from ..detection import DetectOptions, Detector, refusal, resolve_classes
 from ..errors import HebbianMirrorError, ImageTooLargeError
 from ..images import draw_detections, encode_jpeg
 from .batcher import QueueFullError, Result
 from .errors import APIError
-from .runners import DecodeTimeoutError, Item, WorkerCrashedError
+from .runners import DecodeTimeoutError, Item, WorkerCrashedError, served_options
 from .state import ModelHost, ServerState, state_of
 
 
@@ -111,17 +111,16 @@ def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> De
     asked of a model without it (the server's ``merge`` and ``augment`` apply to the models that have them)."""
     s = state.settings
     try:
-        if inputs.merge and not detector.refines:
-            raise ValueError(f"merge is for Darknet YOLO models; {detector.name} is a {detector.family} model")
-        wanted = resolve_classes(inputs.classes, detector.class_names)
-        return DetectOptions(
+        if problem := refusal(detector, bool(inputs.merge), augment=False):
+            raise ValueError(problem)
+        options = DetectOptions(
             conf=s.conf if inputs.conf is None else inputs.conf,
             iou=s.iou if inputs.iou is None else inputs.iou,
             max_det=s.max_det if inputs.max_det is None else inputs.max_det,
-            classes=wanted,
-            merge=detector.refines and (s.merge if inputs.merge is None else inputs.merge),
-            augment=detector.refines and s.augment,
+            classes=resolve_classes(inputs.classes, detector.class_names),
         )
+        options = served_options(options, s, detector)
+        return options if inputs.merge is None else dataclasses.replace(options, merge=inputs.merge)
     except ValueError as exc:
         raise APIError(422, f"invalid parameter: {exc}") from exc
 

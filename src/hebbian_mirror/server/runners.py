@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -127,8 +127,13 @@ class ModelInfo(Described):
 
     @property
     def refines(self) -> bool:
-        """Whether it honours ``merge`` and ``augment`` (see :class:`~hebbian_mirror.detection.DetectOptions`)."""
+        """Whether it honours ``merge`` (see :class:`~hebbian_mirror.detection.DetectOptions`)."""
         return bool(self.details.get("refines"))
+
+    @property
+    def augments(self) -> bool:
+        """Whether it honours ``augment``."""
+        return bool(self.details.get("augments"))
 
     def info(self) -> dict[str, Any]:
         return dict(self.details)
@@ -173,6 +178,11 @@ class ThreadRunner:
         self._decoders.shutdown(wait=False, cancel_futures=True)
 
 
+def served_options(options: DetectOptions, settings: Settings, model: Detector | ModelInfo) -> DetectOptions:
+    """``options`` with the server's ``merge`` and ``augment`` where ``model`` has them (else both off)."""
+    return replace(options, merge=settings.merge and model.refines, augment=settings.augment and model.augments)
+
+
 def load_and_warm(source: str, settings: Settings) -> Detector:
     """The model, loaded and warmed up (first calls allocate: a batch of 1 and one of up to 4 before real
     traffic)."""
@@ -181,7 +191,7 @@ def load_and_warm(source: str, settings: Settings) -> Detector:
     detector = load_detector(source, settings)
     warm = np.full((480, 640, 3), 114, dtype=np.uint8)
     for n in (1, min(settings.max_batch_size, 4)):
-        detector.detect([warm] * n, DetectOptions())
+        detector.detect([warm] * n, served_options(DetectOptions(), settings, detector))
     return detector
 
 

@@ -23,6 +23,7 @@ from ..streams.sources import SourceError
 from ..streams.watcher import Detect, StreamConfig
 from .auth import api_key
 from .errors import APIError
+from .runners import served_options
 from .state import ServerState, state_of
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,15 @@ def stream_rules(settings: Settings, class_names: list[str], alarm: list[str] | 
 
 
 def frame_detector(state: ServerState) -> Detect:
-    """Frames through the default model's batcher, as the streams and the alarm evaluation send them."""
+    """Frames through the default model's batcher, as the streams and the alarm evaluation send them (with the
+    server's ``merge`` and ``augment``)."""
     timeout = state.settings.request_timeout
 
     async def detect(image: Any, options: DetectOptions) -> list[Detection]:
+        host = state.host(None)
+        options = served_options(options, state.settings, host.detector)
         try:
-            result = await state.host(None).batcher.detect(image, options, timeout=timeout)
+            result = await host.batcher.detect(image, options, timeout=timeout)
         except TimeoutError as exc:
             raise HebbianMirrorError(f"no detection within {timeout:g} s") from exc
         return result.detections

@@ -26,7 +26,7 @@ Classes = Annotated[str | None, Query(description="Keep only these classes: name
 MaxDet = Annotated[int | None, Query(ge=1, le=10_000, description="Most detections to return.")]
 Merge = Annotated[
     bool | None,
-    Query(description="Darknet models: each kept box is the score-weighted mean of the boxes NMS removed for it."),
+    Query(description="Darknet models: box voting (each kept box averaged with its class's overlapping ones)."),
 ]
 
 
@@ -104,7 +104,7 @@ async def models(request: Request) -> dict:
         entry = {"name": host.name, "default": host.name == state.default_model, "status": host.status}
         if host.detector is not None:
             info = host.detector.info()
-            entry |= {k: info[k] for k in ("classes", "input_size", "device", "half", "family")}
+            entry |= {k: info[k] for k in ("classes", "input_size", "device", "half", "family", "refines", "augments")}
             # every class, in the order of `classes`: the name to show people (the class name where none is set)
             entry["display_names"] = {c: info["display_names"].get(c, c) for c in info["classes"]}
             entry["workers"] = host.workers()
