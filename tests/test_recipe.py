@@ -90,6 +90,8 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert combined["combined"]["tuned"] == str(run / "best.pt") and combined["class_names"] == best["class_names"]
     assert kept["model"] == str(run / "combined.pt") and 0 < kept["combined_retention"] <= 1.2
     assert abs(kept["combined_val"] - summary["history"][0]["AP50"]) < 0.05  # the new classes as trained
+    assert 0 < kept["combined_val_merge_augment"] <= 1  # served with --merge --augment: measured, printed
+    assert f"{kept['combined_val_merge_augment']:.3f} served with --merge --augment" in out.replace("\n", " ")
     image = decode_image(next((tiny.parent / "images" / "val").iterdir()))
     new = {"cell phone", "wallet", "airpods"}  # taught and new: scored by the trained model, as best.pt scores them
     combined_found, best_found = (found(run / name, image, new) for name in ("combined.pt", "best.pt"))

@@ -176,8 +176,10 @@ def train(
         )
     if "model" in finished:
         kept = f", base classes kept {finished['combined_retention']:.2f}×" if "combined_retention" in finished else ""
+        refined = finished["combined_val_merge_augment"]
         console.print(
-            f"combined with {cfg.model} → {finished['model']}: validation AP50 {finished['combined_val']:.3f}{kept}"
+            f"combined with {cfg.model} → {finished['model']}: validation AP50 {finished['combined_val']:.3f}{kept}; "
+            f"{refined:.3f} served with --merge --augment (about 3× the time)"
         )
     served = finished.get("model", summary["best"])
     alarm = ""

@@ -264,14 +264,18 @@ def check_combinable(recipe: Recipe, base_model: str, keep_classes: bool, settin
 def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, Any]:
     """After training: COCO AP50 of ``best`` and of its base on the retention set (``retention``: how much of the
     base classes it kept); with ``combine``, the combined model (``combined.pt`` beside ``best``: what to serve and
-    register), its validation AP50 on ``data`` and its retention. Written to ``retention.json`` beside ``best``."""
+    register), its validation AP50 on ``data`` (also with ``merge`` and ``augment``: what it scores served with them)
+    and its retention. Written to ``retention.json`` beside ``best``."""
     result: dict[str, Any] = {}
     models = {"base": base_model, "trained": str(best)}
     if recipe.combine:
         val = load_dataset(data, split="val")
         models["combined"] = str(_combined(recipe, best, base_model, settings, val))
         result["model"] = models["combined"]
-        result["combined_val"] = evaluate(load_detector(models["combined"], settings), val, EVAL_OPTIONS, True)["AP50"]
+        combined = load_detector(models["combined"], settings)
+        result["combined_val"] = evaluate(combined, val, EVAL_OPTIONS, True)["AP50"]
+        refined = replace(EVAL_OPTIONS, merge=True, augment=True)
+        result["combined_val_merge_augment"] = evaluate(combined, val, refined, True)["AP50"]
     if recipe.retention is not None:
         split = _retention_split(recipe.retention)
         for name, model in models.items():
