@@ -129,6 +129,21 @@ def test_thresholds_classes_and_alert(server):
     assert not at.error
 
 
+def test_box_voting_moves_boxes_and_keeps_scores(server):
+    at = page(server.url)
+    at.text_input(key="source").set_value(str(DOG))
+    at.run()
+    plain = at.table[0].value
+    assert not at.toggle(key="merge").value and not at.toggle(key="merge").disabled  # yolov4-tiny has it
+    at.toggle(key="merge").set_value(True)
+    at.run()
+    merged = at.table[0].value
+    assert not at.exception and list(merged["label"]) == list(plain["label"])
+    assert list(merged["confidence"]) == list(plain["confidence"])
+    boxes = ["x1", "y1", "x2", "y2"]
+    assert (merged[boxes].to_numpy() != plain[boxes].to_numpy()).any()
+
+
 def test_the_alert_says_who_holds_the_knife(server):
     at = page(server.url)  # the default dangerous classes: pistol, knife, gun, rifle
     at.text_input(key="source").set_value(str(KNIFE))
@@ -443,7 +458,7 @@ def test_browser_end_to_end(server):
             record = json.loads(Path(download.value.path()).read_text())
             assert record["file"] == "dog.jpg" and record["model"] == "yolov4-tiny"
             assert {"dog", "bicycle", "truck"} <= {d["label"] for d in record["detections"]}
-            assert record["settings"] == {"conf": 0.25, "iou": 0.45, "classes": []}
+            assert record["settings"] == {"conf": 0.25, "iou": 0.45, "merge": False, "classes": []}
             assert all(d["display_name"] == d["label"] for d in record["detections"])  # COCO names read as is
             with tab.expect_download() as download:
                 tab.get_by_role("button", name="Annotated image").first.click()

@@ -132,13 +132,15 @@ class Client:
     def models(self) -> list[dict]:
         return self._call("GET", "/v1/models").json()["models"]
 
-    def detect(self, image: bytes, name: str, model: str, conf: float, iou: float, classes: list[str]) -> Detected:
+    def detect(
+        self, image: bytes, name: str, model: str, conf: float, iou: float, classes: list[str], merge: bool = False
+    ) -> Detected:
         """``POST /v1/detect``, or the remembered answer to the same request (same server, key, image bytes,
         model and settings)."""
-        key = (self.url, self._key, digest(image), model, conf, iou, tuple(classes))
+        key = (self.url, self._key, digest(image), model, conf, iou, tuple(classes), merge)
         if self.answers is not None and (known := self.answers.get(key)) is not None:
             return known
-        params: dict = {"model": model, "conf": conf, "iou": iou}
+        params: dict = {"model": model, "conf": conf, "iou": iou, "merge": "true" if merge else "false"}
         if classes:
             params["classes"] = ",".join(classes)
         body = self._call("POST", "/v1/detect", params=params, files={"image": (name, image)}).json()
