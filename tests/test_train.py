@@ -227,6 +227,8 @@ def test_torchvision_fine_tuning(tiny, tmp_path):
     cfg = config(tiny, tmp_path / "straight", model=spec.name, img_size=None)
     with pytest.raises(DatasetError, match="--iou-objectness is for Darknet models"):
         train(config(tiny, tmp_path / "iou", model=spec.name, img_size=None, iou_objectness=True), settings)
+    with pytest.raises(DatasetError, match="--multi-scale is for Darknet models"):
+        train(config(tiny, tmp_path / "ms", model=spec.name, img_size=None, multi_scale=0.25), settings)
     straight = train(cfg, settings)
     assert straight["epochs_run"] == 2 and all(np.isfinite(h["loss"]) for h in straight["history"])
     record = checkpoint.read(tmp_path / "straight" / "best.pt")
@@ -361,3 +363,48 @@ def test_resuming_with_another_backbone_rate_or_objectness_target_is_refused(tin
         train(other, load_settings(device="cpu"), resume=True)
     summary = train(cfg, load_settings(device="cpu"), resume=True)
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+def test_multi_scale_batches_resize_with_their_boxes_and_the_loss_follows_the_size(tiny, tmp_path):
+    """Multi-scale training: each batch at a random side in (1 ± spread) × its own, a multiple of 32, its boxes
+    scaled with it; the loss then places its grid at that size (the network's own size would misplace every box)."""
+    import random
+
+    from hebbian_mirror.train.augment import rescale
+
+    data = YoloTrainSet(load_splits(tiny)["train"], (416, 416), letterbox=False, augment=None)
+    images, targets = collate([data[i] for i in range(4)])
+    random.seed(0)
+    sides = set()
+    for _ in range(40):
+        resized, moved = rescale(images, targets, 0.25)
+        side = resized.shape[3]
+        sides.add(side)
+        assert resized.shape[2] == side and side % 32 == 0 and 320 <= side <= 512, resized.shape
+        for before, after in zip(targets, moved, strict=True):
+            assert torch.equal(after[:, 0], before[:, 0])  # classes unchanged
+            assert torch.allclose(after[:, 1:], before[:, 1:] * side / 416)
+    assert len(sides) >= 5  # 320, 352, ..., 512 all drawn
+    assert rescale(images, targets, 0.0)[0] is images
+
+    # the trained-on boxes: what the COCO model itself sees in these images, at 320
+    net = coco_net().eval()
+    small = torch.nn.functional.interpolate(images, size=(320, 320), mode="bilinear", align_corners=False)
+    detector = DarknetDetector.from_net(net, ModelMeta("coco", COCO_CLASSES, (320, 320)), device="cpu")
+    seen = []
+    for image in small:
+        pixels = (image.permute(1, 2, 0) * 255).round().byte().numpy()
+        found = detector.detect([pixels])[0]
+        seen.append(torch.tensor([[d.class_id, *d.box] for d in found], dtype=torch.float32).reshape(-1, 5))
+    assert sum(len(t) for t in seen) > 0
+    loss_fn = YoloLoss(net)
+    with torch.no_grad():
+        outputs = net(small)
+        _, right = loss_fn(outputs, seen, size=(320, 320))
+        _, wrong = loss_fn(outputs, seen)  # the grid laid out for 416
+    assert right["box"] < 0.5 * wrong["box"], (right, wrong)
+
+    cfg = config(tiny, tmp_path / "ms", multi_scale=0.5, epochs=1)
+    summary = train(cfg, load_settings(offline=True, device="cpu"))
+    assert summary["epochs_run"] == 1 and np.isfinite(summary["history"][0]["loss"])
+    assert checkpoint.read(tmp_path / "ms" / "last.pt")["config"]["multi_scale"] == 0.5

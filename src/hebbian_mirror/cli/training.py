@@ -63,6 +63,7 @@ def train(
     retention_data: str | None = option("retention_data"),
     distill: float | None = option("distill", min=0.0),
     iou_objectness: bool = option("iou_objectness"),
+    multi_scale: float = option("multi_scale", min=0.0, max=0.9),
     seed: int = option("seed"),
     patience: int = option("patience", min=1),
     max_steps: int | None = option("max_steps", min=1),

@@ -154,3 +154,19 @@ def mosaic(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], out_w: 
     labels = torch.cat(all_labels) if all_labels else torch.zeros((0,), dtype=torch.long)
     keep = ((boxes[:, 2] - boxes[:, 0]) > 2) & ((boxes[:, 3] - boxes[:, 1]) > 2)
     return canvas, boxes[keep], labels[keep]
+
+
+def rescale(
+    images: torch.Tensor, targets: list[torch.Tensor], spread: float, step: int = 32
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Multi-scale training: a batch ``B×3×H×W`` resized (bilinear) to a random width in (1 ± ``spread``) × ``W``, a
+    multiple of ``step`` (the height in proportion), and its targets (``N×5``: class, x1, y1, x2, y2 in pixels) to
+    match."""
+    h, w = images.shape[2:]
+    side = random.randint(max(1, round(w * (1 - spread) / step)), max(1, round(w * (1 + spread) / step))) * step
+    new_w, new_h = side, max(step, round(h * side / w / step) * step)
+    if (new_h, new_w) == (h, w):
+        return images, targets
+    resized = F.interpolate(images.float(), size=(new_h, new_w), mode="bilinear", align_corners=False)
+    scale = torch.tensor([1.0, new_w / w, new_h / h, new_w / w, new_h / h])
+    return resized.to(images.dtype), [t * scale.to(t.device, t.dtype) for t in targets]

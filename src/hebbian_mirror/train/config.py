@@ -104,6 +104,13 @@ class TrainConfig:
             "compare it only with runs that use it too)."
         },
     )
+    multi_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "Each step's input side drawn from (1 ± this) × the input size, in multiples of 32 (Darknet's "
+            "random=1, YOLOv3's multi-scale training; Darknet models); 0: off."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})

@@ -110,8 +110,9 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
         if missing:
             raise DatasetError(f"the model does not have the dataset's classes {', '.join(sorted(missing))}")
         train_ds = train_ds.remapped(list(network.meta.classes), dict(network.meta.display_names))
-    if cfg.iou_objectness and network.family != "darknet":
-        raise DatasetError("--iou-objectness is for Darknet models: torchvision detectors have their own losses")
+    for flag, wanted in (("--iou-objectness", cfg.iou_objectness), ("--multi-scale", cfg.multi_scale)):
+        if wanted and network.family != "darknet":
+            raise DatasetError(f"{flag} is for Darknet models: torchvision detectors have their own losses and sizes")
     teacher = _teacher(cfg, settings, network) if cfg.distill else None
     return Prepared(splits, train_ds, val_ds, network, last, device, teacher)
 
@@ -186,7 +187,9 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     progress = engine.resume(last, opt) if last is not None else engine.Progress()
     if p.teacher is not None:
         p.teacher.module.to(device)
-    criterion = fam.criterion(network, forward, cfg.channels_last, p.teacher, cfg.distill or 0.0, cfg.iou_objectness)
+    criterion = fam.criterion(
+        network, forward, cfg.channels_last, p.teacher, cfg.distill or 0.0, cfg.iou_objectness, cfg.multi_scale
+    )
     kept_ds = load_dataset(cfg.retention_data) if cfg.retention_data and world.main else None
     for epoch in range(progress.next_epoch, cfg.epochs):
         if progress.stale >= cfg.patience:

@@ -64,11 +64,13 @@ class YoloLoss:
             offsets.append(offsets[-1] + len(head.anchors))
         self.offsets = offsets
 
-    def _boxes(self, p: torch.Tensor, h: int) -> torch.Tensor:
-        """``B×A×H×W×4`` boxes (x1, y1, x2, y2, network-input pixels) of head ``h``'s permuted raw output."""
+    def _boxes(self, p: torch.Tensor, h: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``B×A×H×W×4`` boxes (x1, y1, x2, y2, pixels of an input ``size``: width, height, default the network's)
+        of head ``h``'s permuted raw output."""
         _, a, gh, gw, _ = p.shape
         head, device = self.net.heads[h], p.device
-        stride_x, stride_y = self.net.width / gw, self.net.height / gh
+        width, height = size or (self.net.width, self.net.height)
+        stride_x, stride_y = width / gw, height / gh
         ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
         s = head.scale_x_y
         head_anchors = self.anchors.to(device)[self.offsets[h] : self.offsets[h + 1]]
@@ -79,13 +81,19 @@ class YoloLoss:
         return torch.stack((cx - w / 2, cy - hh / 2, cx + w / 2, cy + hh / 2), -1)
 
     def _distill(
-        self, p: torch.Tensor, h: int, teacher: Teacher, gt_all: list[torch.Tensor], free: torch.Tensor
+        self,
+        p: torch.Tensor,
+        h: int,
+        teacher: Teacher,
+        gt_all: list[torch.Tensor],
+        free: torch.Tensor,
+        size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """On the ``free`` anchors (neither assigned nor ignored), those whose teacher box overlaps no label:
         the objectness target (the teacher's), its weight mask, and the summed class + box distillation."""
         b, a, gh, gw, _ = p.shape
         t = teacher.outputs[h].view(b, a, teacher.keep + 5, gh, gw).permute(0, 1, 3, 4, 2).float()
-        t_boxes = self._boxes(t, h)
+        t_boxes = self._boxes(t, h, size)
         for i, gt in enumerate(gt_all):
             if len(gt):
                 near = box_iou(t_boxes[i].reshape(-1, 4), gt[:, 1:]).max(1).values.view(a, gh, gw)
@@ -100,11 +108,17 @@ class YoloLoss:
         return t_obj, free, (weight * (cls + box)).sum()
 
     def __call__(
-        self, outputs: list[torch.Tensor], targets: list[torch.Tensor], teacher: Teacher | None = None
+        self,
+        outputs: list[torch.Tensor],
+        targets: list[torch.Tensor],
+        teacher: Teacher | None = None,
+        size: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """``outputs``: raw head outputs; ``targets``: per image an ``N×5`` tensor (class, x1, y1, x2, y2) in
-        network-input pixels; ``teacher``: the base model's outputs to distil from. Returns the total (scaled by
-        batch size) and its parts."""
+        network-input pixels; ``teacher``: the base model's outputs to distil from; ``size``: the input's width and
+        height (default: the network's; multi-scale training changes it). Returns the total (scaled by batch
+        size) and its parts."""
+        size = size or (self.net.width, self.net.height)
         device = outputs[0].device
         anchors = self.anchors.to(device)
         batch = outputs[0].shape[0]
@@ -118,8 +132,8 @@ class YoloLoss:
             b, _, gh, gw = raw.shape
             a = len(head.anchors)
             p = raw.view(b, a, head.classes + 5, gh, gw).permute(0, 1, 3, 4, 2).float()
-            stride_x, stride_y = self.net.width / gw, self.net.height / gh
-            pred = self._boxes(p, h)  # B×A×H×W×4
+            stride_x, stride_y = size[0] / gw, size[1] / gh
+            pred = self._boxes(p, h, size)  # B×A×H×W×4
             obj_target = torch.zeros(p.shape[:4], device=device)
             obj_weight = torch.ones(p.shape[:4], device=device)
             assigned = torch.zeros(p.shape[:4], dtype=torch.bool, device=device)
@@ -154,7 +168,7 @@ class YoloLoss:
                     pos_cls.append(gt[chosen, 0].long())
             if teacher is not None:
                 free = ~assigned & (obj_weight > 0)
-                t_obj, free, d_sum = self._distill(p, h, teacher, gt_all, free)
+                t_obj, free, d_sum = self._distill(p, h, teacher, gt_all, free, size)
                 obj_target = torch.where(free, t_obj, obj_target)
                 distilled = distilled + d_sum
                 distill_weight = distill_weight + (t_obj * free).sum().detach()

@@ -50,9 +50,11 @@ class TrainingFamily(Protocol):
         teacher: Network | None = None,
         distill: float = 1.0,
         iou_objectness: bool = False,
+        multi_scale: float = 0.0,
     ) -> Criterion:
         """The loss of ``network`` on a batch, its forward pass through ``forward`` when given (the network
         wrapped in ``DistributedDataParallel``), its images in channels-last layout when asked; with
         ``teacher`` (the base model of an extended head), distilled from its outputs with weight ``distill``;
-        ``iou_objectness``: a YOLO loss's objectness target is the assigned box's IoU (a family without a YOLO
-        loss ignores it: training refuses the setting for it before it gets here)."""
+        ``iou_objectness``: a YOLO loss's objectness target is the assigned box's IoU; ``multi_scale``: each batch
+        resized to a random side in (1 ± it) × its own (a family without a YOLO loss ignores both: training
+        refuses them for it before it gets here)."""

@@ -13,7 +13,7 @@ from ...datasets import DetectionDataset
 from ...errors import ModelFormatError
 from ...meta import ModelMeta
 from ...network import Network
-from ..augment import AugmentConfig
+from ..augment import AugmentConfig, rescale
 from ..data import YoloTrainSet, collate
 from ..heads import backbone_layers, resize_heads
 from ..loss import Teacher, YoloLoss
@@ -75,6 +75,7 @@ class DarknetTraining:
         teacher: Network | None = None,
         distill: float = 1.0,
         iou_objectness: bool = False,
+        multi_scale: float = 0.0,
     ) -> Criterion:
         net, yolo_loss = forward or network.module, YoloLoss(network.module, iou_objectness=iou_objectness)
         layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -83,13 +84,17 @@ class DarknetTraining:
             base.to(memory_format=torch.channels_last)
 
         def loss(images, targets, device: torch.device, use_amp: bool):
-            images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
+            images = images.to(device, non_blocking=True)
+            if multi_scale:
+                images, targets = rescale(images, targets, multi_scale)
+            images = images.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = net(images)
                 taught = None
                 if base is not None:
                     with torch.no_grad():
                         taught = Teacher([o.float() for o in base(images)], base.num_classes, distill)
-            return yolo_loss([o.float() for o in outputs], targets, taught)
+            size = (images.shape[3], images.shape[2])
+            return yolo_loss([o.float() for o in outputs], targets, taught, size)
 
         return loss

@@ -129,6 +129,7 @@ class TorchvisionTraining:
         teacher: Network | None = None,
         distill: float = 1.0,
         iou_objectness: bool = False,
+        multi_scale: float = 0.0,
     ) -> Criterion:
         model = forward or network.module
 
