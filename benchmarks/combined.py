@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from pathlib import Path
 
 import torch
-from darknet_vs_opencv import DEFAULT_IMAGES, run_rounds
+from darknet_vs_opencv import round_options, run_rounds
 
 from hebbian_mirror.backends import family
 from hebbian_mirror.config import load_settings
@@ -32,11 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="yolov4-tiny")
     parser.add_argument("--combined", help="a combined checkpoint (else only the shared-layers pair is measured)")
-    parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of test images")
-    parser.add_argument("--count", type=int, default=32, help="images per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    round_options(parser)
     args = parser.parse_args()
 
     settings = load_settings(device="cpu", offline=True)

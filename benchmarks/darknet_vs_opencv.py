@@ -80,14 +80,20 @@ def run_rounds(engines: dict, images: list[np.ndarray], batch: int, rounds: int)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="yolov4-tiny,yolov3-tiny")
+def round_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every in-process throughput benchmark here shares: batch sizes, images, rounds, JSON out."""
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of test images")
     parser.add_argument("--count", type=int, default=32, help="images per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="yolov4-tiny,yolov3-tiny")
+    round_options(parser)
     args = parser.parse_args()
 
     settings = load_settings(device="cpu", offline=True)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..classes import COCO_CLASSES
-from ..detection import Detection, DetectOptions, Detector, pick_half, refusal, resolve_device, to_detections
+from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..meta import ModelMeta, Resize
 from ..runtime import tune_allocator
@@ -125,9 +125,8 @@ class DarknetDetector(Detector):
         self, images: Sequence[np.ndarray], batch: torch.Tensor, fits: Sequence[Letterbox]
     ) -> list[list[View]]:
         """Test-time augmentation's other views of each image (``batch``, ``fits``: its preprocessed input):
-        flipped left-right, at :data:`AUGMENT_SCALE` × the input size, and both; flipped rows are flipped back."""
-        if problem := refusal(self, merge=False, augment=True):
-            raise ValueError(problem)
+        flipped left-right, at :data:`AUGMENT_SCALE` × the input size, and both; flipped rows are flipped back
+        (:meth:`detect` has refused it for a model that cannot)."""
         w, h = self.input_size
         small = tuple(max(32, round(v * AUGMENT_SCALE / 32) * 32) for v in (w, h))
         small_batch, small_fits = self.preprocess(images, small)
