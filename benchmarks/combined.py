@@ -17,14 +17,14 @@ import platform
 import torch
 from darknet_vs_opencv import round_options, run_rounds
 
-from hebbian_mirror.backends import family
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet.combined import combine
+from hebbian_mirror.darknet.heads import backbone_layers, resize_heads
 from hebbian_mirror.detection import DetectOptions
+from hebbian_mirror.families import family
 from hebbian_mirror.images import decode_image, list_images
 from hebbian_mirror.models.loader import load_detector, load_network
 from hebbian_mirror.network import Network
-from hebbian_mirror.train.heads import backbone_layers, resize_heads
 
 
 def main() -> None:

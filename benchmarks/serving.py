@@ -131,7 +131,10 @@ _CATEGORIES = [
             r"|concurrent)[/.]"
         ),
     ),
-    ("inference", re.compile(r"\((torch/|torchvision/|hebbian_mirror/(darknet|backends)/|hebbian_mirror/detection)")),
+    (
+        "inference",
+        re.compile(r"\((torch/|torchvision/|hebbian_mirror/(darknet/|torchvision/|onnx/|detection))"),
+    ),
     ("decode", re.compile(r"\((PIL/|hebbian_mirror/images)")),
     (
         "worker IPC",

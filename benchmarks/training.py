@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 from hebbian_mirror.config import load_settings
+from hebbian_mirror.darknet.training import collate
 from hebbian_mirror.datasets import load_splits
+from hebbian_mirror.datasets.augment import AugmentConfig
+from hebbian_mirror.families import family
 from hebbian_mirror.models.loader import load_network
-from hebbian_mirror.train.augment import AugmentConfig
-from hebbian_mirror.train.data import collate
-from hebbian_mirror.train.families import training_family
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "weapons" / "pistols"
@@ -35,7 +35,7 @@ VARIANTS = {
 
 def measure(name: str, variant: dict, ds, steps: int, batch: int) -> dict[str, float]:
     settings = load_settings(device="cpu")
-    fam = training_family("darknet")
+    fam = family("darknet").training()
     base = load_network("yolov4-tiny", settings)
     network = fam.adapt(base, ds.classes, {}, variant.get("img_size"), "bench")
     if variant.get("freeze_backbone"):

@@ -4,6 +4,7 @@ inside functions included), training is imported only by the command line, modul
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from .conftest import REPO
@@ -15,7 +16,7 @@ PACKAGE = "hebbian_mirror"
 LAYERS = [
     {"__init__", "errors", "classes", "meta", "runtime"},
     {"config", "images", "detection", "network", "plots", "supervisor", "holding"},
-    {"batches", "datasets", "darknet", "backends"},
+    {"batches", "datasets", "families", "darknet", "torchvision", "onnx"},
     {"models", "tracking", "loadgen", "streams"},
     {"evaluation", "export"},
     {"train", "server", "ui"},
@@ -152,3 +153,17 @@ def test_training_is_imported_only_by_training_and_the_command_line():
 def test_modules_are_small():
     big = {module_name(p): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not big, f"over {MAX_LINES} lines: {big}"
+
+
+def test_capabilities_not_names_say_what_a_model_can_do():
+    """Outside a family's own package, code asks the family's declared capabilities; it never compares its name."""
+    names = "darknet|torchvision|onnx"
+    compared = re.compile(rf"""(family|name)\W{{0,3}}(==|!=)\s*["']({names})["']""")
+    offenders = [
+        f"{path.relative_to(SRC)}:{n}: {line.strip()}"
+        for path in SRC.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if (m := compared.search(line)) and component(module_name(path)) != m[3]
+    ]
+    assert not offenders, "\n".join(offenders)
+    assert compared.search('if network.family != "darknet":') and compared.search("fam.name == 'onnx'")

@@ -9,20 +9,20 @@ import copy
 import pytest
 import torch
 
-from hebbian_mirror.backends import family
 from hebbian_mirror.classes import COCO_CLASSES
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
 from hebbian_mirror.darknet.combined import CombinedNet, combine, shared_layers
+from hebbian_mirror.darknet.heads import head_convs, resize_heads
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.export import export_onnx, verify_onnx
+from hebbian_mirror.families import family
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.meta import ModelMeta
 from hebbian_mirror.models import checkpoint
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.network import Network
-from hebbian_mirror.train.heads import head_convs, resize_heads
 
 from .conftest import DOG, KNIFE, WEIGHTS
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hebbian_mirror.config import load_settings
+from hebbian_mirror.datasets.augment import AugmentConfig
 from hebbian_mirror.models import checkpoint
-from hebbian_mirror.train.augment import AugmentConfig
 from hebbian_mirror.train.config import TrainConfig
 from hebbian_mirror.train.loop import train
 

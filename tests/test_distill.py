@@ -10,11 +10,11 @@ from torchvision.ops import box_iou
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
+from hebbian_mirror.darknet.heads import resize_heads
+from hebbian_mirror.darknet.loss import Teacher, YoloLoss
 from hebbian_mirror.errors import DatasetError
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.train.heads import resize_heads
 from hebbian_mirror.train.loop import TrainConfig, train
-from hebbian_mirror.train.loss import Teacher, YoloLoss
 
 from .conftest import PHOTOS, WEIGHTS
 

@@ -7,13 +7,13 @@ import numpy as np
 import onnx
 import pytest
 
-from hebbian_mirror.backends.onnx import load_onnx
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.export import export_onnx
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.models.loader import load_detector
+from hebbian_mirror.onnx.detector import load_onnx
 
 from .conftest import COCO_VAL, DOG, KNIFE, PHOTOS, detector
 from .server_process import ServerProcess

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from hebbian_mirror.datasets import Sample, decode_as_annotated
+from hebbian_mirror.datasets.samples import load_sample
 from hebbian_mirror.detection import Detection
 from hebbian_mirror.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
 from hebbian_mirror.images import class_color, decode_image, draw_detections, image_size, label_rects
-from hebbian_mirror.train.data import load_sample
 
 from .conftest import DOG, detector
 from .helpers import encode, huge_png

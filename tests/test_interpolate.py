@@ -12,12 +12,12 @@ import torch
 from hebbian_mirror.classes import COCO_CLASSES
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
+from hebbian_mirror.darknet.heads import head_convs, resize_heads
 from hebbian_mirror.datasets import load_dataset, write_splits
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.meta import ModelMeta
 from hebbian_mirror.models import checkpoint
 from hebbian_mirror.network import Network
-from hebbian_mirror.train.heads import head_convs, resize_heads
 from hebbian_mirror.train.interpolate import choose, interpolate
 from hebbian_mirror.train.loop import TrainConfig, train
 
@@ -65,7 +65,7 @@ def test_both_ends_are_exact_and_the_middle_is_the_midpoint(pair):
 
 
 def test_at_alpha_zero_the_base_classes_are_answered_as_the_base_model_does(pair):
-    from hebbian_mirror.backends import family
+    from hebbian_mirror.families import family
     from hebbian_mirror.images import decode_image
 
     base, tuned = pair

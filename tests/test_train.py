@@ -10,17 +10,17 @@ from hebbian_mirror.classes import COCO_CLASSES
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
 from hebbian_mirror.darknet.detector import DarknetDetector
+from hebbian_mirror.darknet.heads import head_convs, resize_heads
+from hebbian_mirror.darknet.loss import YoloLoss
+from hebbian_mirror.darknet.training import YoloTrainSet, collate
 from hebbian_mirror.datasets import load_splits
+from hebbian_mirror.datasets.augment import AugmentConfig
 from hebbian_mirror.errors import DatasetError
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.meta import ModelMeta
 from hebbian_mirror.models import checkpoint
 from hebbian_mirror.models.loader import load_detector
-from hebbian_mirror.train.augment import AugmentConfig
-from hebbian_mirror.train.data import YoloTrainSet, collate
-from hebbian_mirror.train.heads import head_convs, resize_heads
 from hebbian_mirror.train.loop import TrainConfig, train
-from hebbian_mirror.train.loss import YoloLoss
 
 from .conftest import WEIGHTS
 
@@ -253,7 +253,7 @@ def test_torchvision_fine_tuning(tiny, tmp_path):
 
 
 def test_frozen_first_epochs_cached_images_channels_last_and_the_curve(tiny, tmp_path):
-    from hebbian_mirror.train.heads import backbone_layers
+    from hebbian_mirror.darknet.heads import backbone_layers
 
     class Stop(Exception):
         pass
@@ -283,7 +283,7 @@ def test_quarter_turns_move_boxes_with_the_pixels_on_a_landscape_image():
     from torchvision import tv_tensors
     from torchvision.transforms import v2
 
-    from hebbian_mirror.train.augment import RandomRot90
+    from hebbian_mirror.datasets.augment import RandomRot90
 
     image = torch.zeros((3, 40, 60), dtype=torch.uint8)  # H 40, W 60: the turns change the canvas
     image[:, 5:15, 10:30] = 255  # a box x 10..30, y 5..15
@@ -301,7 +301,7 @@ def test_quarter_turns_move_boxes_with_the_pixels_on_a_landscape_image():
 
 
 def test_class_balanced_sampling_draws_rare_classes_more_and_keeps_the_epoch_length(tiny, tmp_path, caplog):
-    from hebbian_mirror.train.data import EpochSampler, repeat_factors
+    from hebbian_mirror.train.sampling import EpochSampler, repeat_factors
 
     found = [{0}] * 8 + [{0, 1}] + [set()]  # class 1 in 1 image of 10; one image with no box
     factors = repeat_factors(found, threshold=0.5)
@@ -328,14 +328,14 @@ def test_class_balanced_sampling_draws_rare_classes_more_and_keeps_the_epoch_len
 
 
 def test_a_slower_backbone_learning_rate_holds_through_the_schedule(tiny):
+    from hebbian_mirror.families import family
     from hebbian_mirror.network import Network
     from hebbian_mirror.train import engine
-    from hebbian_mirror.train.families import training_family
 
     cfg = TrainConfig(data=str(tiny), lr=0.02, backbone_lr=0.1, warmup_epochs=0)
     net = resize_heads(coco_net(), 3)
     network = Network("darknet", net, ModelMeta("x", ("a", "b", "c"), (416, 416)))
-    backbone = training_family("darknet").backbone(network)
+    backbone = family("darknet").training().backbone(network)
     opt = engine.optimisation(cfg, net, steps_per_epoch=10, use_amp=False, backbone=backbone)
     slow = {id(p) for p in backbone}
     assert 0 < len(slow) < len(list(net.parameters()))
@@ -370,7 +370,7 @@ def test_multi_scale_batches_resize_with_their_boxes_and_the_loss_follows_the_si
     scaled with it; the loss then places its grid at that size (the network's own size would misplace every box)."""
     import random
 
-    from hebbian_mirror.train.augment import rescale
+    from hebbian_mirror.datasets.augment import rescale
 
     data = YoloTrainSet(load_splits(tiny)["train"], (416, 416), letterbox=False, augment=None)
     images, targets = collate([data[i] for i in range(4)])

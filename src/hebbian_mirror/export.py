@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
-from .backends.onnx import METADATA_KEY
 from .darknet.detector import DarknetDetector
 from .detection import Detector
 from .errors import ModelFormatError
+from .families import family
 from .models.registry import registry
+from .onnx.detector import METADATA_KEY
 
 UNSUPPORTED = "ONNX export supports Darknet models only (zoo Darknet models and trained Darknet checkpoints)"
 for _noisy in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant otherwise
@@ -25,7 +26,7 @@ for _noisy in ("onnx_ir", "onnxscript"):  # one INFO line per folded constant ot
 def check_exportable(source: str) -> None:
     """Refuse a zoo model of another family before anything is loaded or downloaded."""
     spec = registry().get(source)
-    if spec is not None and spec.family != "darknet":
+    if spec is not None and not family(spec.family).capabilities.export:
         raise ModelFormatError(f"{UNSUPPORTED}: {source} is a {spec.family} model (predict and serve run it as it is)")
 
 
@@ -34,7 +35,7 @@ def export_onnx(detector: Detector, out: Path, dynamic_batch: bool = True, half:
     ``half``: float16 weights and input (for CUDA runtimes)."""
     import onnx
 
-    if not isinstance(detector, DarknetDetector) or detector.net is None:
+    if not family(detector.family).capabilities.export or not isinstance(detector, DarknetDetector) or not detector.net:
         raise ModelFormatError(f"{UNSUPPORTED}: {detector.name} is a {detector.family} model")
     net = copy.deepcopy(detector.net).to("cpu", dtype=torch.float16 if half else torch.float32)
     net = net.to(memory_format=torch.contiguous_format).eval()
@@ -69,8 +70,8 @@ def export_onnx(detector: Detector, out: Path, dynamic_batch: bool = True, half:
 def verify_onnx(detector: Detector, onnx_path: Path, images: list[Path]) -> float:
     """Run ``detector`` and the exported file on ``images``; returns the largest box difference in pixels.
     Raises :class:`ModelFormatError` where the two disagree on the labels."""
-    from .backends.onnx import load_onnx
     from .batches import decoded_batches
+    from .onnx.detector import load_onnx
 
     exported = load_onnx(onnx_path, device="cpu")
     worst = 0.0

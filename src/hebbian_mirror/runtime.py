@@ -1,4 +1,5 @@
-"""Process-level tuning for CPU inference."""
+"""Process-level facts and tuning: the process group a run belongs to (one process when none), CPU allocator
+tuning for inference."""
 
 from __future__ import annotations
 
@@ -31,3 +32,20 @@ def tune_allocator(threshold: int = 1 << 30) -> bool:
         return False
     log.debug("malloc mmap/trim thresholds set to %d bytes: %s", threshold, ok)
     return ok
+
+
+def world_size() -> int:
+    """How many processes train together (``train --nproc``); 1 outside a process group."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_sum(t):
+    """Tensor ``t`` summed over the processes of the group (not differentiable: for counts)."""
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        t = t.clone()
+        dist.all_reduce(t)
+    return t

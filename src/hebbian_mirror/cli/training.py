@@ -94,7 +94,7 @@ def train(
     import os
     import sys
 
-    from ..train.augment import AugmentConfig
+    from ..datasets.augment import AugmentConfig
     from ..train.loop import train as run_training
 
     params = ctx.params

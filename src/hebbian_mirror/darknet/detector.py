@@ -1,6 +1,6 @@
 """``DarknetDetector``: Darknet YOLO's three stages (fit, forward, decode + selection) as a
 :class:`~hebbian_mirror.detection.Detector`. The forward stage is injected: the PyTorch network here, an
-onnxruntime session in :mod:`hebbian_mirror.backends.onnx`."""
+onnxruntime session in :mod:`hebbian_mirror.onnx.detector`."""
 
 from __future__ import annotations
 

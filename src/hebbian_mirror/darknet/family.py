@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelFormatError
+from ..families.base import Capabilities, Family, TrainingAdapter
 from ..meta import ModelMeta
 from ..network import Network
 from .cfg import parse_cfg, to_text
@@ -19,8 +20,19 @@ from .model import DarknetNet
 from .weights import load_net
 
 
-class DarknetFamily:
+class DarknetFamily(Family):
     name = "darknet"
+    capabilities = Capabilities(
+        checkpoint=True,
+        train=True,
+        export=True,
+        merge=True,
+        augment=True,
+        multi_scale=True,
+        iou_objectness=True,
+        distill=True,
+        combine=True,
+    )
 
     def architecture(self, network: Network) -> dict[str, Any]:
         module = network.module
@@ -50,3 +62,8 @@ class DarknetFamily:
 
     def detector(self, network: Network, device: str | torch.device = "auto", half: bool = False) -> DarknetDetector:
         return DarknetDetector.from_net(network.module, network.meta, device=device, half=half)
+
+    def training(self) -> TrainingAdapter:
+        from .training import DarknetTraining
+
+        return DarknetTraining()

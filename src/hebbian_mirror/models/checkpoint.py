@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from ..backends import family as get_family
 from ..errors import ModelFormatError
-from ..meta import DEFAULT_CONF, DEFAULT_IOU, ModelMeta, Resize
+from ..families import family as get_family
+from ..meta import DEFAULT_CONF, DEFAULT_IOU
 from ..network import Network
 
 PREFIX = "hebbian-mirror/"
@@ -26,6 +26,8 @@ VERSION = "-v1"
 def to_record(network: Network) -> dict[str, Any]:
     """Everything needed to rebuild ``network``: metadata, architecture, weights (on the CPU)."""
     fam = get_family(network.family)
+    if not fam.capabilities.checkpoint:
+        raise ModelFormatError(f"{network.meta.name} is a {fam.name} model: it cannot be saved as a checkpoint")
     return (
         {"format": f"{PREFIX}{network.family}{VERSION}"}
         | network.meta.to_dict()
@@ -40,15 +42,13 @@ def to_record(network: Network) -> dict[str, Any]:
 def from_record(record: dict[str, Any]) -> Network:
     """The network a record holds, weights loaded."""
     name = record["format"].removeprefix(PREFIX).removesuffix(VERSION)
-    module, arch = get_family(name).build(record)
+    fam = get_family(name)
+    module, arch = fam.build(record)
     try:
         module.load_state_dict(record["state_dict"])
     except (RuntimeError, KeyError) as exc:
         raise ModelFormatError(f"checkpoint weights do not fit its architecture: {exc}") from exc
-    meta = ModelMeta.from_dict(record)
-    if name == "torchvision" and "resize" not in record and not record["builder"].startswith("ssd"):
-        meta = meta.with_(resize=Resize.SHORTER_SIDE)  # written before ModelMeta: R-CNN-style resize implied
-    return Network(name, module, meta, arch)
+    return Network(name, module, fam.meta(record), arch)
 
 
 def save(record: dict[str, Any], path: Path) -> None:

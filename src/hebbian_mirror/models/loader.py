@@ -8,10 +8,10 @@ import logging
 import os
 from pathlib import Path
 
-from ..backends import family
 from ..config import Settings
 from ..detection import Detector
 from ..errors import WeightsNotFoundError
+from ..families import family, for_file
 from ..network import Network
 from . import checkpoint
 from .registry import OTHER_SOURCES, get_spec, registry
@@ -24,10 +24,8 @@ def load_detector(source: str | os.PathLike, settings: Settings | None = None) -
     """A ready-to-run detector for ``source`` on ``settings.device`` (fp16 with ``settings.half``)."""
     settings = settings or Settings()
     text = _resolve_uri(str(source))
-    if text.endswith(".onnx"):
-        from ..backends.onnx import load_onnx
-
-        return load_onnx(_existing(text, "ONNX model"), device=settings.device)
+    if (runs_as_is := for_file(text)) is not None:
+        return runs_as_is.open(_existing(text, f"{runs_as_is.name.upper()} model"), device=settings.device)
     network = load_network(text, settings)
     return family(network.family).detector(network, device=settings.device, half=settings.half)
 
@@ -42,8 +40,10 @@ def load_network(source: str | os.PathLike, settings: Settings | None = None) ->
         path = _existing(text, "checkpoint")
         log.info("loading checkpoint %s", path)
         return checkpoint.load(path)
-    if text.endswith(".onnx"):
-        raise WeightsNotFoundError(f"{text} is an exported ONNX model: it can be run, not trained or exported")
+    if (runs_as_is := for_file(text)) is not None:
+        raise WeightsNotFoundError(
+            f"{text} is an exported {runs_as_is.name.upper()} model: it can be run, not trained or exported"
+        )
     return _darknet_pair_network(text)
 
 
@@ -55,7 +55,7 @@ def prefetch(sources: list[str], settings: Settings) -> None:
             ensure_weights(get_spec(source), settings.weights_dir, settings.offline)
         elif not source.startswith(("models:/", "runs:/")):
             for part in (p.strip() for p in source.split(",")):
-                if Path(part).suffix not in (".pt", ".onnx", ".cfg", ".weights"):
+                if Path(part).suffix not in (".pt", ".cfg", ".weights") and for_file(part) is None:
                     get_spec(part)  # raises ModelNotFoundError listing the zoo and the other sources
                 _existing(part, "model file")
 
@@ -101,6 +101,6 @@ def _darknet_pair_network(text: str) -> Network:
                 f"model file not found: {p} (a Darknet model needs both a .cfg and a .weights; {OTHER_SOURCES})"
             )
     net = load_net(cfg, weights)
-    twin = next((s for s in registry().values() if s.family == "darknet" and s.files[1].name == cfg.name), None)
+    twin = next((s for s in registry().values() if any(f.name == cfg.name for f in s.files)), None)
     classes = twin.classes if twin else default_class_names(cfg, net.num_classes)
     return Network("darknet", net, darknet_meta(net, cfg.stem, classes, twin.letterbox if twin else None))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Literal
 
 from ..classes import COCO_CLASSES
 from ..errors import ModelNotFoundError
@@ -33,7 +32,7 @@ class ModelSpec(Described):
     ``Weights.meta``). ``arch`` is the family's architecture (torchvision: builder and its categories)."""
 
     meta: ModelMeta
-    family: Literal["darknet", "torchvision"]
+    family: str  # a name in hebbian_mirror.families.families()
     description: str
     published: dict[str, float]  # COCO box metrics as published, e.g. {"AP": 21.7, "AP50": 40.2}
     published_source: str

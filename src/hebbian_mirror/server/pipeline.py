@@ -50,7 +50,7 @@ class Outcome:
     host: ModelHost
     result: Result
     started: float  # time.perf_counter() at the start of the pipeline
-    data: Item  # the request's image, as sent
+    data: Item  # the request's image: as sent, or its pixels where the encoder draws on them (``run(draws=True)``)
 
     @property
     def total_ms(self) -> float:
@@ -60,10 +60,13 @@ class Outcome:
 Encoder = Callable[[Request, Outcome], Awaitable[Any]]
 
 
-async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
+async def run(request: Request, inputs: Inputs, encode: Encoder, draws: bool = False) -> Any:
     """Run one detection request through its model's batcher and encode the answer; every failure is an
     :class:`APIError` (400 bad image, 404 unknown model, 413 too many pixels, 422 bad option or an image past
-    its decode budget, 499 client gone, 503 busy or loading, 504 past the request timeout)."""
+    its decode budget, 499 client gone, 503 busy or loading, 504 past the request timeout).
+
+    ``draws``: the encoder draws on the image (:func:`annotated_jpeg`), so it is decoded here, once, under the
+    request's one reservation of pixels, and its pixels go to the model instead of its bytes."""
     started = time.perf_counter()  # the request's deadline counts from here
     state = state_of(request)
     timeout = state.settings.request_timeout
@@ -80,6 +83,8 @@ async def run(request: Request, inputs: Inputs, encode: Encoder) -> Any:
                     await held.enter_async_context(state.decoder.pixels.hold(pixels, deadline))
                 elif not data:
                     raise APIError(400, "empty image: the request carried no image bytes")
+                elif draws:
+                    data = await held.enter_async_context(state.decoder.decoded(data, deadline))
                 else:
                     await held.enter_async_context(state.decoder.checked(data, deadline))
                 future = host.batcher.submit(data, options)
@@ -156,14 +161,14 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
 
 
 async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
-    """The image with its detections drawn under their display names, decoded again and JPEG-encoded in the
-    decoder pool (within the request's deadline)."""
+    """The image with its detections drawn under their display names, JPEG-encoded in the decoder pool (within
+    the request's deadline). The request ran with ``draws=True``: its pixels are still held, nothing is decoded
+    again."""
+    if not isinstance(outcome.data, np.ndarray):
+        raise TypeError("annotated_jpeg needs the request's pixels: run the request with draws=True")
     names = outcome.host.detector.display_names if outcome.host.detector is not None else {}
     shown = [dataclasses.replace(d, label=names.get(d.label, d.label)) for d in outcome.result.detections]
     state = state_of(request)
     deadline = outcome.started + state.settings.request_timeout
-    try:
-        async with state.decoder.decoded(outcome.data, deadline) as image:
-            return await state.decoder.run(lambda: encode_jpeg(draw_detections(image, shown)), deadline=deadline)
-    except HebbianMirrorError as exc:
-        raise image_error(exc) from exc
+    image = outcome.data
+    return await state.decoder.run(lambda: encode_jpeg(draw_detections(image, shown)), deadline=deadline)

@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .augment import AugmentConfig
+    from ..datasets.augment import AugmentConfig
 
 
 def _default_augment() -> AugmentConfig:
-    from .augment import AugmentConfig
+    from ..datasets.augment import AugmentConfig
 
     return AugmentConfig()
 

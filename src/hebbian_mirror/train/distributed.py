@@ -1,5 +1,5 @@
 """Multi-process training: ``train --nproc N`` relaunches itself under torchrun; each process trains on its share
-of every global batch (``data.EpochSampler``) with gradients averaged by ``DistributedDataParallel``, batch
+of every global batch (``sampling.EpochSampler``) with gradients averaged by ``DistributedDataParallel``, batch
 norm synchronised across processes, and the loss normalised over the global batch, so that N processes with
 batch B step exactly as one process with batch N×B. Only rank 0 evaluates, logs and writes checkpoints."""
 
@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
+
+from ..runtime import all_sum, world_size
 
 # the differentiable all-reduce is public and works; its suggested successor is a private module
 warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated")
@@ -61,21 +63,9 @@ def close() -> None:
         dist.destroy_process_group()
 
 
-def size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def all_sum(t: torch.Tensor) -> torch.Tensor:
-    """``t`` summed over the processes (not differentiable: for counts)."""
-    if size() > 1:
-        t = t.clone()
-        dist.all_reduce(t)
-    return t
-
-
 def broadcast(value: Any) -> Any:
     """Rank 0's ``value``, on every process."""
-    if size() == 1:
+    if world_size() == 1:
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)
@@ -83,7 +73,7 @@ def broadcast(value: Any) -> Any:
 
 
 def barrier() -> None:
-    if size() > 1:
+    if world_size() > 1:
         dist.barrier()
 
 
@@ -92,7 +82,7 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     a differentiable all-reduce (PyTorch's own ``SyncBatchNorm`` runs on GPUs only)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and size() > 1):
+        if not (self.training and world_size() > 1):
             return super().forward(x)
         count = all_sum(torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device))
         mean = all_reduce(x.sum((0, 2, 3))) / count

@@ -16,12 +16,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..backends import family
 from ..datasets import DetectionDataset
 from ..evaluation import EVAL_OPTIONS, evaluate
+from ..families import family
+from ..families.base import Criterion
 from ..models import checkpoint
 from ..network import Network
-from .families.base import Criterion
 
 if TYPE_CHECKING:
     from .config import TrainConfig

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 import torch
 
 from ..darknet.combined import check_extends
+from ..darknet.heads import head_convs, resize_heads
 from ..datasets import DetectionDataset
 from ..errors import DatasetError, ModelFormatError
 from ..network import Network
 from . import engine
-from .heads import head_convs, resize_heads
 
 
 def base_state(tuned: Network, base: Network) -> dict[str, torch.Tensor]:

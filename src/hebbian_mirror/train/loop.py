@@ -23,15 +23,16 @@ from ..datasets import DetectionDataset, Splits, load_dataset, load_splits
 from ..detection import resolve_device
 from ..errors import DatasetError, ModelNotFoundError
 from ..evaluation import write_report
+from ..families import family
 from ..images import draw_detections
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
 from ..network import Network
 from ..plots import learning_curve, write_plots
+from ..runtime import world_size
 from . import distributed, engine
 from .config import TrainConfig
-from .data import EpochSampler, repeat_factors, seed_worker
-from .families import training_family
+from .sampling import EpochSampler, repeat_factors, seed_worker
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, t
         classes = list(base.meta.classes) + [c for c in train_ds.classes if canonical_name(c) not in known]
         display = dict(base.meta.display_names) | display
         keep = len(base.meta.classes)
-    return training_family(base.family).adapt(base, classes, display, cfg.img_size, Path(cfg.out).name, keep)
+    return family(base.family).training().adapt(base, classes, display, cfg.img_size, Path(cfg.out).name, keep)
 
 
 @dataclass
@@ -110,8 +111,12 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
         if missing:
             raise DatasetError(f"the model does not have the dataset's classes {', '.join(sorted(missing))}")
         train_ds = train_ds.remapped(list(network.meta.classes), dict(network.meta.display_names))
-    for flag, wanted in (("--iou-objectness", cfg.iou_objectness), ("--multi-scale", cfg.multi_scale)):
-        if wanted and network.family != "darknet":
+    caps = family(network.family).capabilities
+    for flag, wanted, able in (
+        ("--iou-objectness", cfg.iou_objectness, caps.iou_objectness),
+        ("--multi-scale", cfg.multi_scale, caps.multi_scale),
+    ):
+        if wanted and not able:
             raise DatasetError(f"{flag} is for Darknet models: torchvision detectors have their own losses and sizes")
     teacher = _teacher(cfg, settings, network) if cfg.distill else None
     return Prepared(splits, train_ds, val_ds, network, last, device, teacher)
@@ -119,7 +124,7 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
 
 def _teacher(cfg: TrainConfig, settings: Settings, network: Network) -> Network:
     """The base model an extended network distils from: the same family, whose classes its first rows are."""
-    if network.family != "darknet":
+    if not family(network.family).capabilities.distill:
         raise DatasetError("--distill is for Darknet models: torchvision detectors are fine-tuned without it")
     base = load_network(cfg.model, settings)
     if base.family != network.family or tuple(network.meta.classes[: len(base.meta.classes)]) != base.meta.classes:
@@ -148,7 +153,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
-    fam = training_family(network.family)
+    fam = family(network.family).training()
     network.module.to(device)
     if cfg.freeze_backbone or cfg.backbone_lr == 0:
         fam.freeze_backbone(network)
@@ -170,14 +175,14 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     if world.distributed:  # each process a share of every global batch of world.size × batch images
         distributed.sync_batchnorm(network.module, device)
         ids = [device.index] if device.type == "cuda" else None
-        forward = DistributedDataParallel(network.module, ids, find_unused_parameters=fam.name != "darknet")
+        forward = DistributedDataParallel(network.module, ids, find_unused_parameters=fam.unused_parameters)
     steps = len(train_set) // global_batch if len(train_set) >= global_batch else 1
     if cfg.max_steps:
         steps = min(steps, cfg.max_steps)
     use_amp = cfg.amp and device.type == "cuda"
     # N processes, N times the batch: the rate N times larger, where the family's loss is a mean over the batch
     # (torchvision's); the YOLO loss is summed over the batch, so its gradient already grows N times
-    lr_scale = 1 if fam.name == "darknet" else world.size
+    lr_scale = 1 if fam.loss_summed else world.size
     opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale, fam.backbone(network))  # all trainable
     if last is not None and last.get("config", {}).get("processes", 1) != world.size:
         raise DatasetError(
@@ -272,7 +277,7 @@ def _evaluate_and_save(cfg, network, datasets, device, epoch, trained, opt, prog
         write_plots(report, out / "best-eval")
     else:
         progress.stale += 1
-    engine.save_last(out / "last.pt", network, opt, progress, cfg.to_dict() | {"processes": distributed.size()})
+    engine.save_last(out / "last.pt", network, opt, progress, cfg.to_dict() | {"processes": world_size()})
     log.info(
         "epoch %d: loss %.3f, val AP %.3f AP50 %.3f (%.0f s)",
         epoch + 1,

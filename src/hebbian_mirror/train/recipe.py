@@ -23,13 +23,14 @@ from ..classes import canonical_name, class_index
 from ..config import Settings
 from ..darknet.combined import combine
 from ..datasets import Box, DetectionDataset, Splits, decode_as_annotated, load_dataset, load_splits, write_splits
+from ..datasets.augment import AugmentConfig
 from ..datasets.tools import merge
 from ..detection import DetectOptions
 from ..errors import DatasetError
 from ..evaluation import EVAL_OPTIONS, evaluate
+from ..families import family
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
-from .augment import AugmentConfig
 from .config import TrainConfig
 
 # what prepare_data writes; 2: pseudo-labels skip only the classes the new datasets teach; 3: and the objects
@@ -257,8 +258,8 @@ def check_combinable(recipe: Recipe, base_model: str, keep_classes: bool, settin
         return
     if not keep_classes:
         raise DatasetError("a recipe with 'combine' extends its base model: it needs keep_classes: true")
-    if (family := load_network(base_model, settings).family) != "darknet":
-        raise DatasetError(f"'combine' is for Darknet models; {base_model} is a {family} model")
+    if not family(name := load_network(base_model, settings).family).capabilities.combine:
+        raise DatasetError(f"'combine' is for Darknet models; {base_model} is a {name} model")
 
 
 def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, Any]:

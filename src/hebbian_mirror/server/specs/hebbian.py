@@ -61,4 +61,4 @@ async def boxes(request: Request) -> list[list[dict]]:
     responses={200: {"content": {"image/jpeg": {}}}} | _IMAGE_ERRORS,
 )
 async def image(request: Request) -> Response:
-    return await run(request, Inputs(lambda _: raw_image_body(request)), _jpeg)
+    return await run(request, Inputs(lambda _: raw_image_body(request)), _jpeg, draws=True)

@@ -91,7 +91,7 @@ async def detect(request: Request, inputs: DetectQuery) -> dict:
     responses={200: {"content": {"image/jpeg": {}}}} | _IMAGE_ERRORS,
 )
 async def detect_annotated(request: Request, inputs: DetectQuery) -> Response:
-    return await run(request, inputs, _jpeg)
+    return await run(request, inputs, _jpeg, draws=True)
 
 
 @router.get(

@@ -1,13 +1,10 @@
-"""torchvision's detectors (Faster R-CNN, RetinaNet, FCOS, SSD) behind our Detector interface, and as a
-model family: a :class:`~hebbian_mirror.network.Network` stored as its builder name and label map."""
+"""torchvision's detectors (Faster R-CNN, RetinaNet, FCOS, SSD) behind our Detector interface."""
 
 from __future__ import annotations
 
-import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +14,6 @@ from ..classes import canonical_name, class_index
 from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..meta import ModelMeta
-from ..network import Network
 
 
 def build(builder: str, num_classes: int) -> torch.nn.Module:
@@ -112,32 +108,3 @@ class TorchvisionDetector(Detector):
                 keep &= torch.isin(labels, allowed)
             results.append(to_detections(out["boxes"][keep], out["scores"][keep], labels[keep], self.meta.classes))
         return results
-
-
-class TorchvisionFamily:
-    """``Network.arch``: ``builder`` (torchvision function name), ``num_classes`` (with background) and
-    ``label_map``."""
-
-    name = "torchvision"
-
-    def architecture(self, network: Network) -> dict[str, Any]:
-        return dict(network.arch)
-
-    def build(self, arch: Mapping[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
-        kept = {k: arch[k] for k in ("builder", "num_classes", "label_map") if arch.get(k) is not None}
-        return build(arch["builder"], arch["num_classes"]), kept
-
-    def from_files(self, meta: ModelMeta, arch: Mapping[str, Any], paths: list[Path]) -> Network:
-        """``arch``: ``builder`` and the official weights' ``categories``; ``paths``: the state dict file."""
-        categories = arch["categories"]
-        model = load_official(arch["builder"], len(categories), paths[0])
-        labels = label_map(categories, meta.classes)
-        return Network(
-            self.name, model, meta, {"builder": arch["builder"], "num_classes": len(categories), "label_map": labels}
-        )
-
-    def detector(
-        self, network: Network, device: str | torch.device = "auto", half: bool = False
-    ) -> TorchvisionDetector:
-        labels = network.arch.get("label_map") or fine_tuned_label_map(len(network.meta.classes))
-        return TorchvisionDetector(copy.deepcopy(network.module), network.meta, labels, device=device, half=half)

@@ -1,28 +1,78 @@
-"""Fine-tuning Darknet YOLO: heads resized for the new classes, our YOLO loss, mosaic-capable data."""
+"""Fine-tuning Darknet YOLO (the family's training adapter): heads resized for the new classes, our YOLO loss,
+mosaic-capable data at the network's input size."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-from ...darknet.model import DarknetNet
-from ...datasets import DetectionDataset
-from ...errors import ModelFormatError
-from ...meta import ModelMeta
-from ...network import Network
-from ..augment import AugmentConfig, rescale
-from ..data import YoloTrainSet, collate
-from ..heads import backbone_layers, resize_heads
-from ..loss import Teacher, YoloLoss
-from .base import Criterion
+from ..datasets import DetectionDataset
+from ..datasets.augment import AugmentConfig, build, mosaic, rescale
+from ..datasets.samples import apply, cache_samples, load_sample
+from ..errors import DatasetError, ModelFormatError
+from ..families.base import Criterion
+from ..meta import ModelMeta
+from ..network import Network
+from .heads import backbone_layers, resize_heads
+from .loss import Teacher, YoloLoss
+from .model import DarknetNet
+from .preprocess import fit
+
+
+class YoloTrainSet(Dataset):
+    """Items: ``(3×H×W float image in [0, 1], N×5 target: class, x1, y1, x2, y2 in input pixels)``."""
+
+    def __init__(
+        self,
+        ds: DetectionDataset,
+        size: tuple[int, int],
+        letterbox: bool,
+        augment: AugmentConfig | None = None,
+        cache: bool = False,
+    ) -> None:
+        if not ds.samples:
+            raise DatasetError(f"{ds.source} has no images to train on")
+        self.ds, self.size, self.letterbox = ds, size, letterbox
+        self.augment = augment
+        self.transform = build(augment) if augment else None
+        self.cached = cache_samples(ds) if cache else None
+
+    def __len__(self) -> int:
+        return len(self.ds.samples)
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.cached[index] if self.cached is not None else load_sample(self.ds.samples[index])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, boxes, labels = self._load(index)
+        if self.augment and self.augment.mosaic and random.random() < self.augment.mosaic:
+            others = [self._load(random.randrange(len(self))) for _ in range(3)]
+            image, boxes, labels = mosaic([(image, boxes, labels), *others], *self.size)
+        if self.transform is not None:
+            image, boxes, labels = apply(self.transform, image, boxes, labels)
+        tensor, fitted = fit(image, *self.size, self.letterbox)
+        target = torch.zeros((len(boxes), 5))
+        if len(boxes):
+            target[:, 0] = labels.float()
+            target[:, 1::2] = boxes[:, 0::2] * fitted.scale_x + fitted.pad_x
+            target[:, 2::2] = boxes[:, 1::2] * fitted.scale_y + fitted.pad_y
+        return tensor, target
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    images, targets = zip(*batch, strict=True)
+    return torch.stack(images), list(targets)
 
 
 class DarknetTraining:
     name = "darknet"
     collate = staticmethod(collate)
+    loss_summed = True
+    unused_parameters = False
 
     def adapt(
         self,

@@ -17,13 +17,13 @@ from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from torchvision.models.detection.ssd import SSDClassificationHead
 from torchvision.models.detection.ssdlite import SSDLiteClassificationHead
 
-from ...backends.torchvision import fine_tuned_label_map
-from ...datasets import DetectionDataset
-from ...errors import DatasetError
-from ...network import Network
-from ..augment import AugmentConfig, build
-from ..data import apply, cache_samples, load_sample
-from .base import Criterion
+from ..datasets import DetectionDataset
+from ..datasets.augment import AugmentConfig, build
+from ..datasets.samples import apply, cache_samples, load_sample
+from ..errors import DatasetError
+from ..families.base import Criterion
+from ..network import Network
+from .detector import fine_tuned_label_map
 
 
 def replace_head(model: nn.Module, builder: str, num_classes: int) -> None:
@@ -82,6 +82,8 @@ def _lists(batch):
 class TorchvisionTraining:
     name = "torchvision"
     collate = staticmethod(_lists)
+    loss_summed = False  # torchvision's losses are means over the batch
+    unused_parameters = True  # e.g. an R-CNN's RPN heads on a batch without boxes
 
     def adapt(
         self,

@@ -7,9 +7,9 @@ import math
 
 import torch
 
-from ..darknet.cfg import Section
-from ..darknet.model import DarknetNet
 from ..errors import ModelFormatError
+from .cfg import Section
+from .model import DarknetNet
 
 CLASS_PRIOR = 0.01  # initial class probability of a new head (bias = logit of it), as in focal-loss init
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou, complete_box_iou_loss
 
-from ..darknet.model import DarknetNet
-from . import distributed
+from .. import runtime
+from .model import DarknetNet
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class YoloLoss:
         # normalised over the global batch: with N processes (DDP averages their gradients) each process's
         # share times N sums to the loss one process would compute on the whole batch
         sums = torch.tensor([batch, n_pos, float(distill_weight), *obj_counts], dtype=torch.float64, device=device)
-        counts = distributed.all_sum(sums)
+        counts = runtime.all_sum(sums)
         n = float(counts[1].clamp(min=1))
         lobj = torch.zeros((), device=device)
         for head_sum, head_count in zip(obj_sums, counts[3:], strict=True):
@@ -197,4 +197,4 @@ class YoloLoss:
             ldistill = distilled / float(counts[2].clamp(min=1e-6))
             total = total + teacher.weight * wts.cls * ldistill
             parts["distill"] = float(ldistill.detach())
-        return total * float(counts[0]) * distributed.size(), parts | {"positives": n_pos}
+        return total * float(counts[0]) * runtime.world_size(), parts | {"positives": n_pos}

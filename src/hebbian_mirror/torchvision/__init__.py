@@ -1,0 +1,1 @@
+"""torchvision's detection models as a family: detector, family, training adapter."""
