@@ -8,7 +8,8 @@ SHARED ?= $(abspath ../shared)
 # The product's weights cache, as the product itself finds it (HEBBIAN_MIRROR_WEIGHTS, else the default).
 WEIGHTS_CACHE ?= $(or $(HEBBIAN_MIRROR_WEIGHTS),$(HOME)/.cache/hebbian-mirror/weights)
 
-.PHONY: weights install install-dev serve up ui browser stream-tools deploy-tools test lint format models predict bench bench-serving clean
+.PHONY: weights install install-dev serve up ui browser stream-tools deploy-tools e2e-tools test test-fast test-models test-e2e \
+	lint format models predict bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,9 +85,24 @@ deploy-tools:
 	    echo "error: the deploy test needs Debian's docker-compose and could not install it (as root: apt-get" \
 	         "install docker-compose), then run make test again." >&2; exit 1; }; }
 
-test: install-dev browser stream-tools deploy-tools
+# What only the e2e tier needs from Debian: the browser, the stream peers, docker-compose.
+e2e-tools: browser stream-tools deploy-tools
+
+# The whole suite, every tier (what CI runs): tests/unit, tests/models (real weights and data from ../shared,
+# in-process), tests/e2e (processes, browser, Ray, DDP, MQTT, RTSP, the README's and docs' command blocks).
+test: install-dev e2e-tools
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
+
+# The unit tier alone (under a minute, no ../shared needed): the loop while you work.
+test-fast: install-dev
+	$(BIN)/python -m pytest tests/unit -q
+
+test-models: install-dev
+	$(BIN)/python -m pytest tests/models
+
+test-e2e: install-dev e2e-tools
+	$(BIN)/python -m pytest tests/e2e
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -1,4 +1,9 @@
-"""Shared fixtures: real weights and images from ../shared, the product configured offline to use them."""
+"""Shared fixtures and the environment of every tier: the product configured offline, its weights cache pointed at
+../shared/weights (which the unit tier never reads: it runs without ../shared), events in a scratch folder.
+
+Tiers: ``unit/`` (no ../shared, no process, the fake detector), ``models/`` (real weights and data from
+../shared, in-process) and ``e2e/`` (servers and commands as processes, browsers, Ray, DDP, MQTT, RTSP, the
+README); the last two refuse to start without ../shared (:func:`require_shared`)."""
 
 from __future__ import annotations
 
@@ -19,9 +24,6 @@ COCO_VAL = SHARED / "data" / "coco-val2017"
 COCO128 = SHARED / "data" / "coco128"
 DARKNET_MODELS = ["yolov4-tiny", "yolov3-tiny", "yolo-fastest-1.1", "yolo-fastest-1.1-xl"]
 
-if not WEIGHTS.is_dir():  # never skip: without ../shared the suite cannot mean anything
-    raise pytest.UsageError(f"{SHARED} is missing: the tests need ../shared beside the repository (see README)")
-
 # The product's normal configuration, pointed at ../shared and forbidden to download.
 os.environ["HEBBIAN_MIRROR_WEIGHTS"] = str(WEIGHTS)
 os.environ["HEBBIAN_MIRROR_OFFLINE"] = "1"
@@ -31,6 +33,12 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 # Servers and commands the tests start keep their events (streams) in a scratch folder, not the user's.
 os.environ["HEBBIAN_MIRROR_EVENTS_DIR"] = tempfile.mkdtemp(prefix="hm-test-events-")
+
+
+def require_shared() -> None:
+    """Never skip: without ../shared the models and e2e tiers cannot mean anything."""
+    if not WEIGHTS.is_dir():
+        raise pytest.UsageError(f"{SHARED} is missing: these tests need ../shared beside the repository (see README)")
 
 
 @cache

@@ -32,3 +32,10 @@ def scan_bomb(width: int, height: int, scans: int) -> bytes:
     last = data.rfind(b"\xff\xda")
     scan = data[last:-2]  # the last scan: its header and entropy-coded data, up to EOI
     return data[:-2] + scan * (scans - 1) + b"\xff\xd9"
+
+
+def disjoint(rects) -> bool:
+    """No two of the ``(x1, y1, x2, y2)`` rectangles overlap."""
+    return all(
+        a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1] for i, a in enumerate(rects) for b in rects[:i]
+    )

@@ -1,0 +1,116 @@
+"""The event store (SQLite + outbox, retention, restart) and the dispatcher against a real loopback receiver."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hebbian_mirror.streams.delivery import Dispatcher, WebhookSink, sign
+from hebbian_mirror.streams.events import Event, EventStore, new_event_id
+
+from ..server_process import free_port
+from ..stream_peers import SECRET, WebhookReceiver
+
+
+def event(stream: str = "door", label: str = "pistol", start: float | None = None) -> Event:
+    start = time.time() if start is None else start
+    return Event(new_event_id(start), stream, label, 0, 7, start, None, 0.8, (1.0, 2.0, 30.0, 40.0), frames=5)
+
+
+def test_events_round_trip_filters_and_survive_a_reopen(tmp_path):
+    store = EventStore(tmp_path)
+    a, b = event(start=1000.0), event("yard", "knife", start=2000.0)
+    store.begin(a, b"\xff\xd8snapshot")
+    store.begin(b)
+    a.top_score = 0.9
+    store.update(a, b"\xff\xd8better")
+    store.end(a, b"mp4 bytes")
+    store.close()
+    store = EventStore(tmp_path)
+    got = store.get(a.id)
+    assert got.top_score == 0.9 and got.end is not None and got.has_snapshot and got.has_clip
+    assert store.snapshot_path(a.id).read_bytes() == b"\xff\xd8better"
+    assert store.clip_path(a.id).read_bytes() == b"mp4 bytes" and store.clip_path(b.id) is None
+    assert [e.id for e in store.query()] == [b.id, a.id]  # newest first
+    assert [e.id for e in store.query(label="knife")] == [b.id]
+    assert [e.id for e in store.query(stream="door")] == [a.id]
+    assert [e.id for e in store.query(since=1500)] == [b.id] and [e.id for e in store.query(until=1500)] == [a.id]
+    assert [e.id for e in store.query(active=True)] == [b.id]
+    assert store.get("../etc") is None and store.snapshot_path("../x") is None
+
+
+def test_close_active_ends_what_a_killed_run_left_and_announces_it(tmp_path):
+    store = EventStore(tmp_path)
+    store.register_sink("hook")
+    left = event()
+    store.begin(left)
+    store.close()
+    store = EventStore(tmp_path)  # the next run
+    (ended,) = store.close_active(time.time() + 100)
+    assert ended.id == left.id and store.get(left.id).end <= time.time()
+    kinds = [json.loads(m.body)["type"] for m in store.pending("hook")]
+    assert kinds == ["alarm.new", "alarm.end"]
+
+
+def test_retention_removes_old_and_large_ended_events_but_never_undelivered_or_running_ones(tmp_path):
+    store = EventStore(tmp_path)
+    old, big, running = event(start=time.time() - 10 * 86400), event(), event()
+    for e, clip in ((old, b"x" * 1000), (big, b"y" * 5000)):
+        store.begin(e)
+        store.end(e, clip)
+    store.begin(running, b"z" * 5000)
+    store.register_sink("hook")  # starts after these messages: nothing pending for it
+    assert (
+        store.prune(max_age_s=86400) == 1 and store.get(old.id) is None and not (tmp_path / "media" / old.id).exists()
+    )
+    assert store.prune(max_bytes=6000) == 1 and store.get(big.id) is None  # the running event's 5000 bytes stay
+    assert store.get(running.id) is not None
+    pending = event(start=time.time() - 10 * 86400)
+    store.begin(pending)
+    store.end(pending)
+    assert store.prune(max_age_s=86400) == 0  # "hook" has not received its messages yet
+    for message in store.pending("hook"):
+        store.mark_delivered("hook", message.seq)
+    assert store.prune(max_age_s=86400) == 1
+
+
+def test_a_receiver_that_fails_first_gets_every_message_once_in_order(tmp_path):
+    store = EventStore(tmp_path)
+    receiver = WebhookReceiver(free_port(), fail_first=3)
+    sink = WebhookSink(receiver.url, secret=SECRET, timeout=5)
+    dead = WebhookSink(f"http://127.0.0.1:{free_port()}/hook", timeout=1)  # never up: must not hold the other
+    dispatcher = Dispatcher(store.db_path, [sink, dead], backoff=(0.05, 0.2))
+    dispatcher.start()
+    try:
+        events = [event(start=1000.0 + i) for i in range(4)]
+        for e in events:
+            store.begin(e)
+            store.end(e)
+            dispatcher.notify()
+        deadline = time.monotonic() + 30
+        while len(receiver.received) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert receiver.failed == 3 and receiver.rejected == 0
+        assert [(m["data"]["id"], m["type"]) for m in receiver.received] == [
+            (e.id, kind) for e in events for kind in ("alarm.new", "alarm.end")
+        ]
+        assert len(set(receiver.ids())) == 8
+        stats = dispatcher.stats()
+        assert stats[sink.name]["delivered"] == 8 and stats[sink.name]["depth"] == 0
+        assert stats[dead.name]["depth"] == 8 and stats[dead.name]["failures"] >= 1 and stats[dead.name]["last_error"]
+    finally:
+        dispatcher.stop(timeout=1)
+        receiver.close()
+
+
+def test_signatures_follow_standard_webhooks():
+    from standardwebhooks.webhooks import Webhook
+
+    body, ts = '{"type": "alarm.new"}', int(time.time())
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(SECRET, "msg_1", ts, body),
+    }
+    assert Webhook(SECRET).verify(body, headers) == {"type": "alarm.new"}
