@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hebbian_mirror.detection import Detection, DetectOptions, Detector, resolve_device
+from hebbian_mirror.detection import Detection, Detections, DetectOptions, Detector, resolve_device
 from hebbian_mirror.meta import ModelMeta
 
 CLASSES = ("person", "knife", "dog")
@@ -32,7 +32,7 @@ class FakeDetector(Detector):
             Detection((0.6 * w, 0.5 * h, 0.95 * w, 0.9 * h), 0.3, 2, "dog"),
         ]
 
-    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[Detections]:
         self.calls += len(images)
         out = []
         for image, opt in zip(images, options, strict=True):
@@ -41,5 +41,5 @@ class FakeDetector(Detector):
                 for d in self.expected(image.shape[1], image.shape[0])
                 if d.score >= opt.conf and (opt.classes is None or d.class_id in opt.classes)
             ]
-            out.append(kept[: opt.max_det])
+            out.append(Detections.of(kept[: opt.max_det], CLASSES, (image.shape[1], image.shape[0])))
         return out

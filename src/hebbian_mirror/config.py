@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import HebbianMirrorError
+from .errors import ConfigError
 from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_MAX_PIXELS
 
 ENV_PREFIX = "HEBBIAN_MIRROR_"
@@ -66,10 +66,6 @@ def default_model_name(source: str) -> str:
             generic = path.stem.lower() in _GENERIC_STEMS and path.parent.name not in ("", ".", "..")
             name = path.parent.name if generic else path.stem
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
-
-
-class ConfigError(HebbianMirrorError, ValueError):
-    """A settings value that does not validate; the message names the source and the field."""
 
 
 class Settings(BaseModel):

@@ -1,20 +1,22 @@
-"""The ``Detection`` record and the detector interface every backend implements.
+"""What a detector answers (:class:`Detections`, one image's; :class:`Detection`, one object) and the detector
+interface every family implements.
 
-A detector takes a **list** of RGB ``uint8`` images and returns one list of detections per image:
-batching is the unit of work everywhere (CLI, evaluation, server).
+A detector takes a **list** of RGB ``uint8`` images and returns one :class:`Detections` per image: batching is
+the unit of work everywhere (CLI, evaluation, server).
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from .classes import canonical_name, class_index
+from .errors import InvalidOptionError
 from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, Described, ModelMeta
 
 if TYPE_CHECKING:
@@ -36,6 +38,85 @@ class Detection:
         return asdict(self) | {"box": list(self.box)}
 
 
+class Detections(Sequence[Detection]):
+    """One image's detections, the one form they take from the detector to every consumer: an ``N×6`` float64
+    array (``x1, y1, x2, y2, score, class id``; boxes in the image's pixels), the model's class names and the
+    image's ``(width, height)``. Detectors produce it once; it crosses the worker pipe as is; the API encoders,
+    OIP, alarms and ``held_by`` read its arrays; indexing or iterating gives :class:`Detection` records."""
+
+    __slots__ = ("class_names", "data", "image_size")
+
+    def __init__(self, data: Any, class_names: Sequence[str], image_size: tuple[int, int]) -> None:
+        self.data = np.asarray(data, dtype=np.float64).reshape(-1, 6)
+        self.class_names = tuple(class_names)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+
+    @classmethod
+    def of(cls, records: Iterable[Detection], class_names: Sequence[str], image_size: tuple[int, int]) -> Detections:
+        """From :class:`Detection` records (ground truth to draw, a JSON answer read back)."""
+        return cls([(*d.box, d.score, d.class_id) for d in records], class_names, image_size)
+
+    @classmethod
+    def from_dicts(
+        cls, items: Iterable[Mapping[str, Any]], class_names: Sequence[str], image_size: tuple[int, int]
+    ) -> Detections:
+        """From the native API's JSON detections (``box``, ``score``, ``class_id``)."""
+        return cls([(*d["box"], d["score"], d["class_id"]) for d in items], class_names, image_size)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``N×4`` x1, y1, x2, y2 in image pixels (a view)."""
+        return self.data[:, :4]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.data[:, 4]
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        return self.data[:, 5].astype(np.int64)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.class_names[i] for i in self.class_ids]
+
+    def renamed(self, names: Mapping[str, str]) -> Detections:
+        """The same detections under other class names (e.g. the model's display names); unnamed classes keep theirs."""
+        return Detections(self.data, [names.get(c, c) for c in self.class_names], self.image_size)
+
+    def select(self, keep: Any) -> Detections:
+        """The detections a boolean mask or index array keeps, in its order."""
+        return Detections(self.data[keep], self.class_names, self.image_size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @overload
+    def __getitem__(self, index: int) -> Detection: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Detections: ...
+
+    def __getitem__(self, index: int | slice) -> Detection | Detections:
+        if isinstance(index, slice):
+            return self.select(index)
+        x1, y1, x2, y2, score, class_id = self.data[index].tolist()
+        return Detection((x1, y1, x2, y2), score, int(class_id), self.class_names[int(class_id)])
+
+    def __iter__(self) -> Iterator[Detection]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Detections):
+            return self.image_size == other.image_size and list(self) == list(other)
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable array inside
+
+    def __repr__(self) -> str:
+        return f"Detections({len(self)} of {len(self.class_names)} classes, image {self.image_size})"
+
+
 @dataclass(frozen=True, slots=True)
 class DetectOptions:
     """Per-call thresholds. ``classes`` keeps only those class ids (``None``: all).
@@ -54,11 +135,11 @@ class DetectOptions:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf <= 1.0:
-            raise ValueError(f"conf must be in [0, 1], got {self.conf}")
+            raise InvalidOptionError(f"conf must be in [0, 1], got {self.conf}")
         if not 0.0 <= self.iou <= 1.0:
-            raise ValueError(f"iou must be in [0, 1], got {self.iou}")
+            raise InvalidOptionError(f"iou must be in [0, 1], got {self.iou}")
         if self.max_det < 1:
-            raise ValueError(f"max_det must be at least 1, got {self.max_det}")
+            raise InvalidOptionError(f"max_det must be at least 1, got {self.max_det}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -73,14 +154,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+        raise InvalidOptionError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+            raise InvalidOptionError(f"device {device!r} requested but CUDA is not available on this machine")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise InvalidOptionError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type not in ("cpu", "mps"):
-        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+        raise InvalidOptionError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
     return dev
 
 
@@ -97,14 +178,14 @@ def resolve_classes(classes: str | Iterable[str | int] | None, class_names: Sequ
         if isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit()):
             idx = int(item)
             if not 0 <= idx < len(class_names):
-                raise ValueError(f"class id {idx} out of range: this model has {len(class_names)} classes")
+                raise InvalidOptionError(f"class id {idx} out of range: this model has {len(class_names)} classes")
             out.add(idx)
             continue
         key = canonical_name(str(item))
         if not key:
             continue
         if key not in by_name:
-            raise ValueError(f"unknown class {item!r}; this model knows: {', '.join(class_names)}")
+            raise InvalidOptionError(f"unknown class {item!r}; this model knows: {', '.join(class_names)}")
         out.add(by_name[key])
     return frozenset(out)
 
@@ -128,8 +209,8 @@ class Detector(Described, ABC):
         self,
         images: Sequence[np.ndarray],
         options: DetectOptions | Sequence[DetectOptions] | None = None,
-    ) -> list[list[Detection]]:
-        """Detect objects in each image; returns one list of detections per image, in order.
+    ) -> list[Detections]:
+        """Detect objects in each image; returns one :class:`Detections` per image, in order.
 
         ``options`` is one set of thresholds for all images or one per image (a server batch mixes
         requests with different thresholds; the network still runs once on the whole batch).
@@ -143,14 +224,14 @@ class Detector(Described, ABC):
             if len(per_image) != len(images):
                 raise ValueError(f"{len(per_image)} option sets for {len(images)} images")
         if problem := refusal(self, any(o.merge for o in per_image), any(o.augment for o in per_image)):
-            raise ValueError(problem)
+            raise InvalidOptionError(problem)
         for img in images:
             if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8):
                 raise TypeError("images must be H×W×3 uint8 RGB arrays (see hebbian_mirror.images.decode_image)")
         return self._detect_batch(list(images), per_image)
 
     @abstractmethod
-    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[Detections]:
         """Run the model on one batch; ``options`` has one entry per image."""
 
     def info(self) -> dict:
@@ -192,13 +273,15 @@ def pick_half(half: bool, device: torch.device) -> bool:
 
 
 def to_detections(
-    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]
-) -> list[Detection]:
-    """Pack ``N×4`` boxes, scores and class ids (any device) into :class:`Detection` records."""
-    b = boxes.float().cpu().tolist()
-    s = scores.float().cpu().tolist()
-    c = labels.cpu().tolist()
-    return [
-        Detection(box=(x1, y1, x2, y2), score=sc, class_id=int(ci), label=class_names[int(ci)])
-        for (x1, y1, x2, y2), sc, ci in zip(b, s, c, strict=True)
-    ]
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    image_size: tuple[int, int],
+) -> Detections:
+    """Pack ``N×4`` boxes, scores and class ids (any device) of a ``(width, height)`` image into
+    :class:`Detections`."""
+    import torch
+
+    rows = torch.cat([boxes.float(), scores.float()[:, None], labels.float()[:, None]], dim=1)
+    return Detections(rows.cpu().numpy(), class_names, image_size)

@@ -13,6 +13,8 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from .batches import decoded_batches
+from .boxes import iou as box_iou
+from .boxes import xywh_to_xyxy
 from .classes import canonical_name
 from .datasets import DetectionDataset, decode_as_annotated
 from .detection import DetectOptions, Detector
@@ -128,7 +130,7 @@ def at_threshold(gt: dict, results: list[dict], conf: float, iou: float = 0.5) -
             best, best_iou = -1, iou
             for j, a in enumerate(t):
                 if not used[j]:
-                    overlap = _iou(r["bbox"], a["bbox"])
+                    overlap = box_iou(xywh_to_xyxy(r["bbox"]), xywh_to_xyxy(a["bbox"]))
                     if overlap >= best_iou:
                         best, best_iou = j, overlap
             if best >= 0:
@@ -157,15 +159,6 @@ def at_threshold(gt: dict, results: list[dict], conf: float, iou: float = 0.5) -
         "per_class": per_class,
         "confusion_matrix": {"labels": [names[c] for c in cats] + ["background"], "matrix": matrix.tolist()},
     }
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def evaluate(

@@ -20,18 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HebbianMirrorError
+from .errors import ChildError
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-class ChildError(HebbianMirrorError):
-    """A child that exited or did not become healthy; the message names it and quotes its log's last lines."""
-
-    def __init__(self, child: Child, what: str) -> None:
-        self.child = child
-        self.what = what
-        super().__init__(f"{child.name} {what}; last lines of {child.log_path}:\n{child.tail()}")
 
 
 @dataclass

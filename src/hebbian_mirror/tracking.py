@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import HebbianMirrorError
+from .errors import TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,6 @@ METRIC = "best_AP"
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # a logged model's registered versions, as MLflow writes them
 # The MLflow UI shows an experiment of this kind as machine learning (runs, metrics, models), not GenAI (traces).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
-
-class TrackingError(HebbianMirrorError):
-    """MLflow refused something (store unreachable, registry error)."""
 
 
 def _mlflow():

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from hebbian_mirror.errors import SourceError
 from hebbian_mirror.streams.clipset import encode_clip
-from hebbian_mirror.streams.sources import SourceEnded, SourceError, open_source
+from hebbian_mirror.streams.sources import SourceEnded, open_source
 
 from ..conftest import COCO_VAL, SHARED
 from ..server_process import free_port

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hebbian_mirror.detection import DetectOptions
-from hebbian_mirror.errors import ImageTooLargeError, InvalidImageError
+from hebbian_mirror.errors import DecodeTimeoutError, ImageTooLargeError, InvalidImageError, QueueFullError
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.server.batcher import BatchStats, DynamicBatcher, QueueFullError
-from hebbian_mirror.server.runners import DecodeTimeoutError, ThreadRunner, detect_items
+from hebbian_mirror.server.batcher import BatchStats, DynamicBatcher
+from hebbian_mirror.server.runners import ThreadRunner, detect_items
 
 from ..conftest import COCO_VAL, DOG, detector
 from ..helpers import huge_png, scan_bomb
@@ -146,11 +146,11 @@ def test_a_batch_decodes_where_the_model_runs_and_each_bad_image_is_its_own_erro
     with ThreadPoolExecutor(4) as pool:
         out = detect_items(model, items, [OPTIONS] * 5, pool, max_pixels=40_000_000, budget=0.5)
     dog, broken, runaway, pixels, bomb = out
-    assert [(d.label, d.box) for d in dog[0]] == [(d.label, d.box) for d in model.detect([DOG_PIXELS], OPTIONS)[0]]
-    assert dog[1] == (DOG_PIXELS.shape[1], DOG_PIXELS.shape[0])
+    assert [(d.label, d.box) for d in dog] == [(d.label, d.box) for d in model.detect([DOG_PIXELS], OPTIONS)[0]]
+    assert dog.image_size == (DOG_PIXELS.shape[1], DOG_PIXELS.shape[0])
     assert isinstance(broken, InvalidImageError)
     assert isinstance(runaway, DecodeTimeoutError) and "0.5 s to decode" in str(runaway)
-    assert pixels[1] == (PIXELS[0].shape[1], PIXELS[0].shape[0]) and pixels[0]
+    assert pixels.image_size == (PIXELS[0].shape[1], PIXELS[0].shape[0]) and len(pixels)
     assert isinstance(bomb, ImageTooLargeError)
 
 

@@ -12,7 +12,7 @@ from hebbian_mirror.config import load_settings
 from hebbian_mirror.darknet import DarknetNet, load_darknet_weights, read_cfg
 from hebbian_mirror.darknet.heads import resize_heads
 from hebbian_mirror.darknet.loss import Teacher, YoloLoss
-from hebbian_mirror.errors import DatasetError
+from hebbian_mirror.errors import TrainingConfigError
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.train.loop import TrainConfig, train
 
@@ -117,7 +117,7 @@ def test_a_run_distils_and_distillation_needs_an_extended_model(tiny, tmp_path):
     undistilled = train(same, load_settings(device="cpu"))["history"][0]["loss"]
     assert distilled > undistilled > 0  # the same batches, plus what the base model teaches
     plain = TrainConfig(data=str(tiny), out=str(tmp_path / "plain"), distill=1.0, **options)
-    with pytest.raises(DatasetError, match="needs --keep-classes"):
+    with pytest.raises(TrainingConfigError, match="needs --keep-classes"):
         train(plain, load_settings(device="cpu"))
 
 

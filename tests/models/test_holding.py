@@ -3,8 +3,8 @@ a stream's alarm."""
 
 from __future__ import annotations
 
+from hebbian_mirror.boxes import held_by
 from hebbian_mirror.detection import DetectOptions
-from hebbian_mirror.holding import held_by
 from hebbian_mirror.images import decode_image
 
 from ..conftest import KNIFE, detector

@@ -15,7 +15,7 @@ from hebbian_mirror.darknet.loss import YoloLoss
 from hebbian_mirror.darknet.training import YoloTrainSet, collate
 from hebbian_mirror.datasets import load_splits
 from hebbian_mirror.datasets.augment import AugmentConfig
-from hebbian_mirror.errors import DatasetError
+from hebbian_mirror.errors import TrainingConfigError
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.meta import ModelMeta
 from hebbian_mirror.models import checkpoint
@@ -205,7 +205,7 @@ def test_train_cli_and_clear_errors(cli, tiny, tmp_path):
     assert code == 1 and "fcos_resnet50_fpn_coco" in stderr and "not in the weights cache" in stderr
     code, _, stderr = cli("train", "--data", tiny, "--model", "yolov9", "--out", tmp_path / "z")
     assert code == 1 and "unknown base model" in stderr
-    with pytest.raises(DatasetError, match="nothing to resume"):
+    with pytest.raises(TrainingConfigError, match="nothing to resume"):
         train(config(tiny, tmp_path / "never"), load_settings(device="cpu"), resume=True)
 
 
@@ -225,9 +225,9 @@ def test_torchvision_fine_tuning(tiny, tmp_path):
     torch.save(state, weights / spec.files[0].name)
     settings = load_settings(weights_dir=weights, offline=True, device="cpu")
     cfg = config(tiny, tmp_path / "straight", model=spec.name, img_size=None)
-    with pytest.raises(DatasetError, match="--iou-objectness is for Darknet models"):
+    with pytest.raises(TrainingConfigError, match="--iou-objectness is for Darknet models"):
         train(config(tiny, tmp_path / "iou", model=spec.name, img_size=None, iou_objectness=True), settings)
-    with pytest.raises(DatasetError, match="--multi-scale is for Darknet models"):
+    with pytest.raises(TrainingConfigError, match="--multi-scale is for Darknet models"):
         train(config(tiny, tmp_path / "ms", model=spec.name, img_size=None, multi_scale=0.25), settings)
     straight = train(cfg, settings)
     assert straight["epochs_run"] == 2 and all(np.isfinite(h["loss"]) for h in straight["history"])
@@ -335,10 +335,10 @@ def test_resuming_with_another_backbone_rate_or_objectness_target_is_refused(tin
     cfg = config(tiny, tmp_path / "run", epochs=2, max_steps=1, backbone_lr=0.5, iou_objectness=True)
     with pytest.raises(Stop):
         train(cfg, load_settings(device="cpu"), on_epoch=lambda epoch, metrics: (_ for _ in ()).throw(Stop()))
-    with pytest.raises(DatasetError, match=r"trained with --backbone-lr 0\.5: resume it with the same"):
+    with pytest.raises(TrainingConfigError, match=r"trained with --backbone-lr 0\.5: resume it with the same"):
         train(config(tiny, tmp_path / "run", epochs=2, max_steps=1), load_settings(device="cpu"), resume=True)
     other = config(tiny, tmp_path / "run", epochs=2, max_steps=1, backbone_lr=0.5)
-    with pytest.raises(DatasetError, match=r"trained with --iou-objectness: resume it with the same"):
+    with pytest.raises(TrainingConfigError, match=r"trained with --iou-objectness: resume it with the same"):
         train(other, load_settings(device="cpu"), resume=True)
     summary = train(cfg, load_settings(device="cpu"), resume=True)
     assert [h["epoch"] for h in summary["history"]] == [1, 2]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hebbian_mirror.detection import Detection
+from hebbian_mirror.errors import RuleError
 from hebbian_mirror.streams.alarms import AlarmTracker
-from hebbian_mirror.streams.rules import AlarmRule, RuleError, make_rules, parse_zone, point_in_polygon
+from hebbian_mirror.streams.rules import AlarmRule, make_rules, parse_zone, point_in_polygon
 
 
 def pistol(x: float, score: float = 0.8, y: float = 100, size: float = 60) -> Detection:

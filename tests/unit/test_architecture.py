@@ -15,7 +15,7 @@ PACKAGE = "hebbian_mirror"
 # Bottom to top; a module may import its own layer or lower ones (docs/architecture.md draws this).
 LAYERS = [
     {"__init__", "errors", "classes", "meta", "runtime"},
-    {"config", "images", "detection", "network", "plots", "supervisor", "holding"},
+    {"config", "images", "detection", "network", "plots", "supervisor", "boxes"},
     {"batches", "datasets", "families", "darknet", "torchvision", "onnx"},
     {"models", "tracking", "loadgen", "streams"},
     {"evaluation", "export"},

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hebbian_mirror.config import ConfigError, load_settings
+from hebbian_mirror.config import load_settings
+from hebbian_mirror.errors import ConfigError
 
 
 def test_layers_in_order(tmp_path):

@@ -3,8 +3,8 @@ a stream's alarm."""
 
 from __future__ import annotations
 
+from hebbian_mirror.boxes import held_by
 from hebbian_mirror.detection import Detection
-from hebbian_mirror.holding import held_by
 from hebbian_mirror.streams.alarms import AlarmTracker
 from hebbian_mirror.streams.rules import AlarmRule
 

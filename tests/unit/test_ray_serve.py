@@ -13,7 +13,8 @@ from ..conftest import REPO
 def test_serve_config_file_and_deployment_options():
     from ray.serve.schema import ServeDeploySchema
 
-    from hebbian_mirror.config import ConfigError, load_settings
+    from hebbian_mirror.config import load_settings
+    from hebbian_mirror.errors import ConfigError
     from hebbian_mirror.server.ray_serve import app_builder, model_options
 
     config = yaml.safe_load((REPO / "deploy" / "serve.yaml").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from .common import Commands, console
+from .common import DEBUG_ENV, Commands, console, env_help
 
 app = typer.Typer(
     name="hebbian-mirror",
@@ -25,6 +25,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show version."),
+    debug: bool = typer.Option(
+        False, "--debug", help=env_help("Show the traceback of every error, not only of unexpected ones.", DEBUG_ENV)
+    ),
 ) -> None:
     """Hebbian Mirror."""
+    ctx.meta["debug"] = debug

@@ -4,6 +4,7 @@ errors become messages and exit codes."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,14 +14,10 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from ..config import Settings, env_name, load_settings
-from ..errors import HebbianMirrorError
+from ..errors import CommandError, HebbianMirrorError
 
 console = Console(soft_wrap=True)  # long paths and commands stay on one line, so they can be pasted
 err_console = Console(stderr=True, soft_wrap=True)
-
-
-class Failure(HebbianMirrorError):
-    """A command's own refusal (bad flag combination, nothing to do)."""
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -29,9 +26,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def fraction(option: str, value: float) -> float:
-    """``value``, or a :class:`Failure` naming ``option`` when it is not between 0 and 1."""
+    """``value``, or a :class:`CommandError` naming ``option`` when it is not between 0 and 1."""
     if not 0.0 <= value <= 1.0:
-        raise Failure(f"{option} must be between 0 and 1, got {value:g}")
+        raise CommandError(f"{option} must be between 0 and 1, got {value:g}")
     return value
 
 
@@ -42,13 +39,20 @@ def _fraction_check(option: str) -> Callable[[float | None], float | None]:
     return check
 
 
+DEBUG_ENV = "HEBBIAN_MIRROR_DEBUG"
+
+
 class Commands(TyperGroup):
-    """Runs a subcommand; any product error (or bad value) it raises is printed as one line, exit status 1."""
+    """Runs a subcommand. The product's own errors (:class:`~hebbian_mirror.errors.HebbianMirrorError`) print as
+    one line, exit status 1; anything else is a bug and shows its traceback. ``--debug`` (or
+    ``HEBBIAN_MIRROR_DEBUG=1``) shows the traceback of the product's errors too."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (HebbianMirrorError, ValueError) as exc:
+        except HebbianMirrorError as exc:
+            if ctx.meta.get("debug") or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
             raise fail(str(exc)) from exc
 
 

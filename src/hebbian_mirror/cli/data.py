@@ -9,8 +9,9 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..errors import CommandError
 from .app import app
-from .common import Commands, Failure, console, fraction
+from .common import Commands, console, fraction
 
 data_app = typer.Typer(
     help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True, cls=Commands
@@ -113,7 +114,7 @@ def data_merge(
     from ..datasets.tools import merge
 
     if len(datasets) < 3:
-        raise Failure("give at least two datasets and an output folder")
+        raise CommandError("give at least two datasets and an output folder")
     *sources, out = datasets
     merged = merge([_splits(d) for d in sources])
     console.print(f"classes: {', '.join(next(iter(merged.values())).classes)}")
@@ -141,9 +142,9 @@ def data_split(
     fraction("--val", val)
     fraction("--test", test)
     if val + test >= 1.0:
-        raise Failure(f"--val {val:g} and --test {test:g} leave no images for training: their sum must be below 1")
+        raise CommandError(f"--val {val:g} and --test {test:g} leave no images for training: their sum must be below 1")
     if subset is not None and not (0.0 < subset < 1.0 or (subset >= 1 and subset.is_integer())):
-        raise Failure(f"--subset must be a fraction between 0 and 1 or a whole number of images, got {subset:g}")
+        raise CommandError(f"--subset must be a fraction between 0 and 1 or a whole number of images, got {subset:g}")
     fractions = {"train": 1.0 - val - test, "val": val, **({"test": test} if test > 0 else {})}
     count = int(subset) if subset is not None and subset >= 1 else None
     share = subset if subset is not None and subset < 1 else None

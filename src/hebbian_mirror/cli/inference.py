@@ -9,9 +9,10 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ..errors import CommandError
 from ..meta import DEFAULT_IOU, EVAL_CONF, EVAL_MAX_DET
 from .app import app
-from .common import Failure, cli_settings, config_option, console, err_console, fraction, setting
+from .common import cli_settings, config_option, console, err_console, fraction, setting
 
 MODEL_OPTION = setting("model", "--model", "-m")
 
@@ -117,7 +118,7 @@ def predict(
     options = DetectOptions(settings.conf, settings.iou, settings.max_det, wanted, settings.merge, settings.augment)
     paths = list_images(images)
     if not paths:
-        raise Failure("no images found in the given paths")
+        raise CommandError("no images found in the given paths")
     if out:
         out.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -190,7 +191,7 @@ def evaluate(
     pairs = [r.split("=", 1) for r in rename]
     for given, pair in zip(rename, pairs, strict=True):
         if len(pair) != 2 or not pair[0].strip() or not pair[1].strip():
-            raise Failure(f"--rename takes OLD=NEW (e.g. phone='cell phone'), got {given!r}")
+            raise CommandError(f"--rename takes OLD=NEW (e.g. phone='cell phone'), got {given!r}")
     ds = load_dataset(data, images, split)
     if pairs:
         ds = ds.renamed({old.strip(): new.strip() for old, new in pairs})
@@ -245,7 +246,7 @@ def export(
     from ..models.loader import load_detector
 
     if fmt != "onnx":
-        raise Failure(f"unsupported format {fmt!r}: onnx is the only one")
+        raise CommandError(f"unsupported format {fmt!r}: onnx is the only one")
     check_exportable(model)  # before any download
     settings = cli_settings(ctx, device="cpu", half=False)
     detector = load_detector(model, settings)
@@ -257,4 +258,4 @@ def export(
         worst = verify_onnx(detector, path, paths)
         console.print(f"verified on {len(paths)} images: largest box difference {worst:.3f} px")
         if worst > 1.0:
-            raise Failure("boxes differ by more than 1 px")
+            raise CommandError("boxes differ by more than 1 px")

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from ..classes import DANGEROUS_CLASSES
+from ..errors import CommandError
 from .app import app
-from .common import Failure, cli_settings, config_option, console, setting
+from .common import cli_settings, config_option, console, setting
 
 
 @app.command()
@@ -81,7 +82,9 @@ def serve(
     try:
         from ..server.ray_serve import run as run_ray
     except ImportError as exc:
-        raise Failure(f"Ray Serve is not installed ({exc}): pip install 'hebbian-mirror' with its ray extra") from exc
+        raise CommandError(
+            f"Ray Serve is not installed ({exc}): pip install 'hebbian-mirror' with its ray extra"
+        ) from exc
     run_ray(settings)
 
 
@@ -105,7 +108,7 @@ def bench(
     try:
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
     except ValueError as exc:
-        raise Failure(f"--concurrency must be integers, got {concurrency!r}") from exc
+        raise CommandError(f"--concurrency must be integers, got {concurrency!r}") from exc
     headers = {"X-API-Key": api_key} if api_key else None
     table = Table(title=f"{url}{route} with {image.name}, {duration:g} s per level")
     for col in ("clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"):

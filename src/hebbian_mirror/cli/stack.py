@@ -13,9 +13,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..supervisor import Child, ChildError, Supervisor, port_in_use
+from ..errors import ChildError, CommandError
+from ..supervisor import Child, Supervisor, port_in_use
 from .app import app
-from .common import Failure, console, err_console
+from .common import console, err_console
 
 DEFAULT_DIR = "mlruns-stack"
 GRACE_S = 15.0
@@ -58,14 +59,16 @@ def _check_ports(host: str, ports: dict[str, tuple[str, int]]) -> None:
     """A clear error, before anything starts, for a port given twice or already in use."""
     numbers = [port for _, port in ports.values()]
     if len(set(numbers)) < len(numbers):
-        raise Failure("--port, --ui-port and --mlflow-port must be three different ports")
+        raise CommandError("--port, --ui-port and --mlflow-port must be three different ports")
     for option, (address, port) in ports.items():
         try:
             busy = port_in_use(address, port)
         except OSError as exc:
-            raise Failure(f"cannot listen on {address} port {port} ({option}): {exc.strerror or exc}") from exc
+            raise CommandError(f"cannot listen on {address} port {port} ({option}): {exc.strerror or exc}") from exc
         if busy:
-            raise Failure(f"port {port} on {address} is already in use: stop what uses it or choose another {option}")
+            raise CommandError(
+                f"port {port} on {address} is already in use: stop what uses it or choose another {option}"
+            )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -10,10 +10,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..errors import HebbianMirrorError
+from ..errors import CommandError, HebbianMirrorError
 from ..train.config import TrainConfig
 from .app import app
-from .common import Failure, cli_settings, config_option, console, setting, typed
+from .common import cli_settings, config_option, console, setting, typed
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
@@ -102,7 +102,7 @@ def train(
     aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else None
     plan = None
     if recipe is not None and data is not None:
-        raise Failure("give --data or --recipe, not both: the recipe names its datasets")
+        raise CommandError("give --data or --recipe, not both: the recipe names its datasets")
     if recipe is not None:  # its data is prepared once, before any process of a --nproc run starts
         from ..train import recipe as recipes
 
@@ -119,7 +119,7 @@ def train(
         register = register or plan.register
         experiment = experiment or plan.name  # not its prepared data's folder name ("data")
     elif data is None:
-        raise Failure("give --data DATASET or --recipe FILE")
+        raise CommandError("give --data DATASET or --recipe FILE")
     else:
         values = {k: params[k] for k in TrainConfig.option_names() if k in params}
         cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug or AugmentConfig()}))
@@ -159,7 +159,7 @@ def train(
         console.print(f"MLflow run {run.run_name} ({run.run_id}) in experiment {run.experiment!r}", style="dim")
         console.print(f"see it: {command + ', then ' if command else ''}{page}", style="dim", highlight=False)
     elif register:
-        raise Failure("--register needs tracking (drop --no-track)")
+        raise CommandError("--register needs tracking (drop --no-track)")
     else:
         summary = run_training(cfg, settings, resume=resume)
         finished = finish(summary) if finish else {}
@@ -228,15 +228,15 @@ def interpolate(
     from ..train import interpolate as wise
 
     if (alpha is None) == (data is None or retention_data is None):
-        raise Failure("give either --alpha, or --data with --retention-data (to sweep α and choose)")
+        raise CommandError("give either --alpha, or --data with --retention-data (to sweep α and choose)")
     try:
         tried = [float(a) for a in alphas.split(",")]
     except ValueError:
-        raise Failure(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}") from None
+        raise CommandError(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}") from None
     if not tried or any(not 0 <= a <= 1 for a in tried):
-        raise Failure(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}")
+        raise CommandError(f"--alphas takes numbers between 0 and 1 separated by commas, got {alphas!r}")
     if out.suffix != ".pt":
-        raise Failure(f"--out is a checkpoint: a .pt file, got {out}")
+        raise CommandError(f"--out is a checkpoint: a .pt file, got {out}")
     settings = cli_settings(ctx, device=device)
     tuned_net, base_net = load_network(tuned, settings), load_network(base, settings)
     start = wise.base_state(tuned_net, base_net)  # a model that does not extend the base fails now, not after a sweep
@@ -291,7 +291,7 @@ def combine(
     from ..models.loader import load_network
 
     if out.suffix != ".pt":
-        raise Failure(f"--out is a checkpoint: a .pt file, got {out}")
+        raise CommandError(f"--out is a checkpoint: a .pt file, got {out}")
     settings = cli_settings(ctx)
     network = combined(load_network(tuned, settings), load_network(base, settings), taught, (tuned, base))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,9 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from ..errors import CommandError
 from .app import app
-from .common import Failure, cli_settings, config_option, console, setting
+from .common import cli_settings, config_option, console, setting
 
 
 def _status(manager, started: float) -> Table:
@@ -47,11 +48,11 @@ async def _load(settings):
     await state.load_models({})
     host = state.hosts[state.default_model]
     if host.error:
-        raise Failure(f"model {host.name} failed to load: {host.error}")
+        raise CommandError(f"model {host.name} failed to load: {host.error}")
     rules = stream_rules(settings, list(host.detector.class_names))
     if not rules:
         await state.close()
-        raise Failure(f"the model knows none of the alarm classes {', '.join(settings.alarm)}: pass --alarm")
+        raise CommandError(f"the model knows none of the alarm classes {', '.join(settings.alarm)}: pass --alarm")
     return state, host, rules
 
 
@@ -156,14 +157,14 @@ def _variant(spec: str, labels: list[str], base: dict) -> tuple[str, list]:
 
     name, sep, body = spec.partition("=")
     if not sep:
-        raise Failure(f"--rule {spec!r}: expected NAME=key:value,... e.g. '3 frames=frames:3'")
+        raise CommandError(f"--rule {spec!r}: expected NAME=key:value,... e.g. '3 frames=frames:3'")
     values = dict(base)
     for item in filter(None, (p.strip() for p in body.split(","))):
         key, _, value = item.partition(":")
         try:
             values[key.strip()] = float(value) if "." in value else int(value)
         except ValueError as exc:
-            raise Failure(f"--rule {spec!r}: {item!r} is not key:number") from exc
+            raise CommandError(f"--rule {spec!r}: {item!r} is not key:number") from exc
     return name.strip(), make_rules(labels, **values)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..classes import COCO_CLASSES
-from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
+from ..detection import Detections, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..meta import ModelMeta, Resize
 from ..runtime import tune_allocator
@@ -140,19 +140,19 @@ class DarknetDetector(Detector):
         return views
 
     @torch.inference_mode()
-    def postprocess(self, views: Sequence[Sequence[View]], options: Sequence[DetectOptions]) -> list[list[Detection]]:
+    def postprocess(self, views: Sequence[Sequence[View]], options: Sequence[DetectOptions]) -> list[Detections]:
         """Per image, with its own thresholds: every view's candidates, NMS (``merge``: box voting), boxes in
         image pixels."""
         out = []
         for image_views, opt in zip(views, options, strict=True):
             parts = [candidates(rows, fitted, opt.conf, opt.classes) for rows, fitted in image_views]
             boxes, scores, labels = (torch.cat(t) for t in zip(*parts, strict=True))
-            out.append(
-                to_detections(*suppress(boxes, scores, labels, opt.iou, opt.max_det, opt.merge), self.meta.classes)
-            )
+            kept = suppress(boxes, scores, labels, opt.iou, opt.max_det, opt.merge)
+            size = (image_views[0][1].width, image_views[0][1].height)
+            out.append(to_detections(*kept, self.meta.classes, size))
         return out
 
-    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[Detections]:
         with torch.inference_mode():
             batch, fits = self.preprocess(images)
             views: list[list[View]] = [[(rows, fitted)] for rows, fitted in zip(self.forward(batch), fits, strict=True)]

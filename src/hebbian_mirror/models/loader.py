@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..detection import Detector
-from ..errors import WeightsNotFoundError
+from ..errors import ModelFormatError, WeightsNotFoundError
 from ..families import family, for_file
 from ..network import Network
 from . import checkpoint
@@ -41,7 +41,7 @@ def load_network(source: str | os.PathLike, settings: Settings | None = None) ->
         log.info("loading checkpoint %s", path)
         return checkpoint.load(path)
     if (runs_as_is := for_file(text)) is not None:
-        raise WeightsNotFoundError(
+        raise ModelFormatError(
             f"{text} is an exported {runs_as_is.name.upper()} model: it can be run, not trained or exported"
         )
     return _darknet_pair_network(text)

@@ -25,30 +25,24 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from ..detection import Detection, DetectOptions
-from ..errors import HebbianMirrorError
+from ..detection import Detections, DetectOptions
+from ..errors import QueueFullError
 from .runners import Item, Runner
 
 log = logging.getLogger(__name__)
 
 
-class QueueFullError(HebbianMirrorError):
-    """The model's queue is at ``max_queue`` (or the server is shutting down): try again after ``retry_after``
-    seconds."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 @dataclass
 class Result:
-    detections: list[Detection]
+    detections: Detections  # with the (width, height) of the decoded image its boxes refer to
     queue_ms: float
     inference_ms: float  # the batch's time in the model: decoding its images, then detecting
     batch_size: int
-    size: tuple[int, int]  # (width, height) of the decoded image the boxes refer to
     worker: str = ""  # what ran it: a worker process, or a Ray Serve replica
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.detections.image_size
 
 
 @dataclass
@@ -253,9 +247,8 @@ class DynamicBatcher:
                 if isinstance(outcome, Exception):  # that image's own error
                     job.future.set_exception(outcome)
                 else:
-                    detections, size = outcome
                     queued = (started - job.enqueued) * 1000
-                    job.future.set_result(Result(detections, queued, elapsed * 1000, len(batch), size, runner.name))
+                    job.future.set_result(Result(outcome, queued, elapsed * 1000, len(batch), runner.name))
             if self.on_batch is not None:
                 self.on_batch(
                     BatchStats(len(batch), [started - j.enqueued for j in batch], elapsed, runner=runner.name)

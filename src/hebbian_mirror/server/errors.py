@@ -1,4 +1,6 @@
-"""API errors: one exception type, answered as JSON in the shape each API family expects."""
+"""Errors over HTTP, in one place: :data:`STATUS` maps the product's errors (:mod:`hebbian_mirror.errors`) to status
+codes; :class:`APIError` is an error that only HTTP has (a status of its own); both are answered as JSON in the
+shape each API family expects."""
 
 from __future__ import annotations
 
@@ -11,13 +13,58 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from ..errors import (
+    DecodeTimeoutError,
+    HebbianMirrorError,
+    ImageTooLargeError,
+    InputError,
+    InvalidImageError,
+    InvalidOptionError,
+    ModelNotFoundError,
+    NotFoundError,
+    QueueFullError,
+    SourceError,
+    UnavailableError,
+    WorkerCrashedError,
+)
+
 log = logging.getLogger(__name__)
 
 
-class APIError(Exception):
+class APIError(HebbianMirrorError):
+    """An error only HTTP has: its own status code (and headers)."""
+
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers
+
+
+# The product's errors as HTTP: the first entry the error is an instance of wins (the most specific first); the
+# message is the error's own, in the entry's words.
+STATUS: list[tuple[type[HebbianMirrorError], int, str]] = [
+    (ImageTooLargeError, 413, "{}"),
+    (DecodeTimeoutError, 422, "{}"),
+    (InvalidImageError, 400, "{}"),
+    (InvalidOptionError, 422, "invalid parameter: {}"),
+    (InputError, 422, "{}"),
+    (ModelNotFoundError, 404, "{}"),
+    (NotFoundError, 404, "{}"),
+    (QueueFullError, 503, "server busy: {}"),
+    (WorkerCrashedError, 503, "{}; it is being restarted: try again"),
+    (UnavailableError, 503, "{}"),
+    (SourceError, 422, "{}"),
+]
+
+
+def api_error(exc: HebbianMirrorError) -> APIError:
+    """``exc`` as its HTTP answer (500 for one :data:`STATUS` does not list: a bug to fix, not a user's error)."""
+    if isinstance(exc, APIError):
+        return exc
+    for kind, status, words in STATUS:
+        if isinstance(exc, kind):
+            retry = getattr(exc, "retry_after", None)
+            return APIError(status, words.format(exc), {"Retry-After": str(retry)} if retry else None)
+    return APIError(500, f"internal error: {type(exc).__name__}: {exc}", {"Connection": "close"})
 
 
 class BodyTooLargeError(APIError):
@@ -34,9 +81,12 @@ def install_handlers(app: FastAPI, error_body: ErrorBody) -> None:
     def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(error_body(path, status, message), status_code=status, headers=headers)
 
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return error_response(request.url.path, exc.status, exc.message, exc.headers)
+    @app.exception_handler(HebbianMirrorError)
+    async def _product_error(request: Request, exc: HebbianMirrorError) -> JSONResponse:
+        answer = api_error(exc)
+        if answer.status == 500:
+            log.error("unmapped product error on %s: %r", request.url.path, exc)
+        return error_response(request.url.path, answer.status, answer.message, answer.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,11 +20,14 @@ import numpy as np
 from fastapi import Request
 
 from ..detection import DetectOptions, Detector, refusal, resolve_classes
-from ..errors import HebbianMirrorError, ImageTooLargeError
+from ..errors import (
+    HebbianMirrorError,
+    InvalidOptionError,
+)
 from ..images import draw_detections, encode_jpeg
-from .batcher import QueueFullError, Result
-from .errors import APIError
-from .runners import DecodeTimeoutError, Item, WorkerCrashedError, served_options
+from .batcher import Result
+from .errors import APIError, api_error
+from .runners import Item, served_options
 from .state import ModelHost, ServerState, state_of
 
 
@@ -88,10 +91,8 @@ async def run(request: Request, inputs: Inputs, encode: Encoder, draws: bool = F
                 else:
                     await held.enter_async_context(state.decoder.checked(data, deadline))
                 future = host.batcher.submit(data, options)
-        except QueueFullError as exc:
-            raise APIError(503, f"server busy: {exc}", {"Retry-After": str(exc.retry_after)}) from exc
         except HebbianMirrorError as exc:
-            raise image_error(exc) from exc
+            raise api_error(exc) from exc
         result = await _result(request, future, deadline, timeout)
         return await encode(request, Outcome(host, result, started, data))
 
@@ -104,20 +105,13 @@ def check_pixels(pixels: np.ndarray, max_pixels: int) -> None:
         raise APIError(413, f"image has {pixels.shape[0] * pixels.shape[1]} pixels, over the {max_pixels} allowed")
 
 
-def image_error(exc: HebbianMirrorError) -> APIError:
-    """A request's own image problem: 413 for too many pixels, 422 past the decode budget, else 400."""
-    if isinstance(exc, DecodeTimeoutError):
-        return APIError(422, str(exc))
-    return APIError(413 if isinstance(exc, ImageTooLargeError) else 400, str(exc))
-
-
 def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
     """The request's thresholds over the server's defaults; 422 for a bad value or unknown class, or ``merge``
     asked of a model without it (the server's ``merge`` and ``augment`` apply to the models that have them)."""
     s = state.settings
     try:
         if problem := refusal(detector, bool(inputs.merge), augment=False):
-            raise ValueError(problem)
+            raise InvalidOptionError(problem)
         options = DetectOptions(
             conf=s.conf if inputs.conf is None else inputs.conf,
             iou=s.iou if inputs.iou is None else inputs.iou,
@@ -126,8 +120,8 @@ def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> De
         )
         options = served_options(options, s, detector)
         return options if inputs.merge is None else dataclasses.replace(options, merge=inputs.merge)
-    except ValueError as exc:
-        raise APIError(422, f"invalid parameter: {exc}") from exc
+    except InvalidOptionError as exc:
+        raise api_error(exc) from exc
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -148,12 +142,8 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
     if future in done:
         try:
             return future.result()
-        except WorkerCrashedError as exc:
-            raise APIError(503, f"{exc}; it is being restarted: try again", {"Retry-After": "2"}) from exc
-        except QueueFullError as exc:  # a model served elsewhere (Ray Serve) refused it
-            raise APIError(503, f"server busy: {exc}", {"Retry-After": str(exc.retry_after)}) from exc
-        except HebbianMirrorError as exc:  # the image's own error, found when the model's runner decoded it
-            raise image_error(exc) from exc
+        except HebbianMirrorError as exc:  # the image's own error, a worker that died, a busy remote model
+            raise api_error(exc) from exc
     future.cancel()  # the batcher skips cancelled jobs
     if watcher in done:
         raise APIError(499, "client disconnected")
@@ -167,7 +157,7 @@ async def annotated_jpeg(request: Request, outcome: Outcome) -> bytes:
     if not isinstance(outcome.data, np.ndarray):
         raise TypeError("annotated_jpeg needs the request's pixels: run the request with draws=True")
     names = outcome.host.detector.display_names if outcome.host.detector is not None else {}
-    shown = [dataclasses.replace(d, label=names.get(d.label, d.label)) for d in outcome.result.detections]
+    shown = outcome.result.detections.renamed(names)
     state = state_of(request)
     deadline = outcome.started + state.settings.request_timeout
     image = outcome.data

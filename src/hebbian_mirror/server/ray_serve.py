@@ -20,8 +20,9 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from ..config import ConfigError, Settings, load_settings
+from ..config import Settings, load_settings
 from ..detection import DetectOptions
+from ..errors import ConfigError
 from .app import create_app
 from .batcher import DynamicBatcher, Result
 from .remote import RemoteBatcher

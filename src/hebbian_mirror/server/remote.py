@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from ..detection import DetectOptions
-from .batcher import QueueFullError, Result
-from .runners import Item, WorkerCrashedError
+from ..errors import QueueFullError, WorkerCrashedError
+from .batcher import Result
+from .runners import Item
 
 log = logging.getLogger(__name__)
 

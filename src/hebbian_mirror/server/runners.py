@@ -24,29 +24,16 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ..config import Settings
-from ..detection import Detection, DetectOptions, Detector
-from ..errors import HebbianMirrorError, InvalidImageError
+from ..detection import Detections, DetectOptions, Detector
+from ..errors import DecodeTimeoutError, HebbianMirrorError, InvalidImageError
 from ..images import DEFAULT_MAX_PIXELS, decode_image
 from ..meta import Described, ModelMeta
 
 T = TypeVar("T")
 
 
-class WorkerCrashedError(HebbianMirrorError):
-    """The worker process running a batch died (or hung and was killed); it is being restarted."""
-
-
-class ModelLoadError(HebbianMirrorError):
-    """A worker process could not load its model."""
-
-
-class DecodeTimeoutError(HebbianMirrorError):
-    """An image took longer than its decode budget."""
-
-
 Item = bytes | np.ndarray  # an encoded image, or pixels already decoded (H×W×3 RGB uint8)
-Detected = tuple[list[Detection], tuple[int, int]]  # an image's detections and its (width, height)
-ItemResult = Detected | HebbianMirrorError  # or that image's own error
+ItemResult = Detections | HebbianMirrorError  # an image's detections (with its size), or its own error
 
 
 def detect_items(
@@ -79,7 +66,7 @@ def detect_items(
     found = detector.detect([images[i] for i in good], [options[i] for i in good]) if good else []
     out: list[ItemResult] = list(images)  # errors stay in place
     for i, detections in zip(good, found, strict=True):
-        out[i] = (detections, (images[i].shape[1], images[i].shape[0]))
+        out[i] = detections
     return out
 
 

@@ -13,9 +13,9 @@ from fastapi import Request
 
 from ..config import Settings
 from ..detection import Detector
+from ..errors import ModelLoadError, ModelNotFoundError, UnavailableError
 from .batcher import DynamicBatcher
 from .decoder import Decoder
-from .errors import APIError
 from .metrics import Metrics
 from .runners import ModelInfo, Runner, ThreadRunner, load_and_warm
 from .workers import WorkerProcess, worker_specs
@@ -84,14 +84,15 @@ class ServerState:
         return next(iter(self.hosts))
 
     def host(self, name: str | None) -> ModelHost:
-        """The loaded model called ``name`` (default: the first): 404 if unknown, 503 while loading."""
+        """The loaded model called ``name`` (default: the first); :class:`ModelNotFoundError` if unknown,
+        :class:`UnavailableError` while loading or when it failed to."""
         host = self.hosts.get(name or self.default_model)
         if host is None:
-            raise APIError(404, f"unknown model {name!r}; this server has: {', '.join(self.hosts)}")
+            raise ModelNotFoundError(f"unknown model {name!r}; this server has: {', '.join(self.hosts)}")
         if host.error:
-            raise APIError(503, f"model {host.name} failed to load: {host.error}")
+            raise ModelLoadError(f"model {host.name} failed to load: {host.error}")
         if host.batcher is None:
-            raise APIError(503, f"model {host.name} is still loading", {"Retry-After": "2"})
+            raise UnavailableError(f"model {host.name} is still loading", retry_after=2)
         return host
 
     async def load_models(self, preloaded: dict[str, Detector]) -> None:

@@ -15,11 +15,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, Field
 
 from ..config import Settings
-from ..detection import Detection, DetectOptions
-from ..errors import HebbianMirrorError
-from ..streams.manager import StreamError, StreamManager, make_sinks, split_stream
-from ..streams.rules import AlarmRule, RuleError, make_rules
-from ..streams.sources import SourceError
+from ..detection import Detections, DetectOptions
+from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError
+from ..streams.manager import StreamManager, make_sinks, split_stream
+from ..streams.rules import AlarmRule, make_rules
 from ..streams.watcher import Detect, StreamConfig
 from .auth import api_key
 from .errors import APIError
@@ -68,7 +67,7 @@ def frame_detector(state: ServerState) -> Detect:
     server's ``merge`` and ``augment``)."""
     timeout = state.settings.request_timeout
 
-    async def detect(image: Any, options: DetectOptions) -> list[Detection]:
+    async def detect(image: Any, options: DetectOptions) -> Detections:
         host = state.host(None)
         options = served_options(options, state.settings, host.detector)
         try:

@@ -19,7 +19,6 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from ..config import Settings
-from ..detection import Detection
 from .runners import Item, ItemResult, decode_pool, detect_items, load_and_warm
 
 log = logging.getLogger(__name__)
@@ -100,16 +99,8 @@ def _item(shm: SharedMemory, offset: int, shape: tuple[int, ...]) -> Item:
 
 
 def _packed(outcome: ItemResult) -> tuple:
-    """One image's outcome for the pipe: its detections as an array and its size, or its error."""
+    """One image's outcome for the pipe: its detections as they are (one array, the class names and the image
+    size), or its error."""
     if isinstance(outcome, Exception):
         return ("error", outcome)
-    detections, size = outcome
-    return ("ok", _rows(detections), size)
-
-
-def _rows(detections: list[Detection]) -> np.ndarray:
-    """Detections as one ``N×6`` array: x1, y1, x2, y2, score, class id."""
-    out = np.empty((len(detections), 6), dtype=np.float64)  # float64: boxes exactly as computed
-    for i, d in enumerate(detections):
-        out[i] = (*d.box, d.score, d.class_id)
-    return out
+    return ("ok", outcome)

@@ -28,9 +28,10 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from ..config import Settings
-from ..detection import Detection, DetectOptions
+from ..detection import DetectOptions
+from ..errors import ModelLoadError, WorkerCrashedError
 from ..meta import ModelMeta
-from .runners import Item, ItemResult, ModelInfo, ModelLoadError, WorkerCrashedError
+from .runners import Item, ItemResult, ModelInfo
 from .worker_main import WorkerSpec, worker_main
 
 log = logging.getLogger(__name__)
@@ -163,16 +164,7 @@ class WorkerProcess:
             self._inflight = None
             if self.cores is not None:
                 self.cores.give()
-        names = self.info.meta.classes
-        out: list[ItemResult] = []
-        for entry in rows:
-            if entry[0] == "error":
-                out.append(entry[1])
-                continue
-            _, arr, size = entry
-            dets = [Detection((r[0], r[1], r[2], r[3]), r[4], int(r[5]), names[int(r[5])]) for r in arr.tolist()]
-            out.append((dets, size))
-        return out
+        return [outcome for _, outcome in rows]  # each image's Detections, or its own error
 
     def _pack(self, seq: int, items: Sequence[Item], options: Sequence[DetectOptions]) -> tuple:
         """The batch message: the items (encoded bytes or pixels) written into the shared block (or, without

@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..detection import Detection, DetectOptions
-from ..errors import HebbianMirrorError
+from ..detection import Detections, DetectOptions
+from ..errors import ClipSetError
 from .alarms import AlarmTracker
 from .rules import AlarmRule
 from .sources import SourceEnded, open_source
-
-
-class ClipSetError(HebbianMirrorError):
-    """A clip set that cannot be read (no clips.json, a clip missing, bad ranges)."""
 
 
 @dataclass
@@ -87,8 +83,8 @@ def load_clipset(folder: Path) -> list[Clip]:
 
 
 async def detect_clip(
-    clip: Clip, detect: Callable[[Any, DetectOptions], Awaitable[list[Detection]]], options: DetectOptions
-) -> list[tuple[int, float, list[Detection]]]:
+    clip: Clip, detect: Callable[[Any, DetectOptions], Awaitable[Detections]], options: DetectOptions
+) -> list[tuple[int, float, Detections]]:
     """Every frame of the clip through the detector: ``(index, pts, detections)``."""
     source = open_source(str(clip.path), name=clip.path.stem)
     source.start()
@@ -107,7 +103,7 @@ async def detect_clip(
 
 
 def score_rules(
-    clip: Clip, frames: Sequence[tuple[int, float, list[Detection]]], rules: list[AlarmRule], score: RuleScore
+    clip: Clip, frames: Sequence[tuple[int, float, Detections]], rules: list[AlarmRule], score: RuleScore
 ) -> None:
     """Replay one clip's detections through a fresh tracker and ``rules``; add the results to ``score``."""
     tracker = AlarmTracker(rules, fps=clip.fps)
@@ -133,7 +129,7 @@ def score_rules(
 
 async def evaluate_alarms(
     folder: Path,
-    detect: Callable[[Any, DetectOptions], Awaitable[list[Detection]]],
+    detect: Callable[[Any, DetectOptions], Awaitable[Detections]],
     variants: dict[str, list[AlarmRule]],
     progress: Callable[[str], None] | None = None,
     concurrency: int = 4,
@@ -146,7 +142,7 @@ async def evaluate_alarms(
     gate = asyncio.Semaphore(concurrency)
     done = 0
 
-    async def one(clip: Clip) -> list[tuple[int, float, list[Detection]]]:
+    async def one(clip: Clip) -> list[tuple[int, float, Detections]]:
         nonlocal done
         async with gate:
             frames = await detect_clip(clip, detect, DetectOptions(conf=conf))

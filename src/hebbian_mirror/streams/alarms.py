@@ -15,21 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..boxes import PERSON, held_by, iou
 from ..classes import canonical_name
 from ..detection import Detection
-from ..holding import PERSON, held_by
 from .rules import AlarmRule
 
 UPDATE_STEP = 0.05  # a running alarm reports again when its top score rises by this much
 FORGET_AFTER = 100  # processed frames after which an unseen track's history is dropped
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -153,8 +145,8 @@ class AlarmTracker:
             state = self._tracks.get(t.track_id)
             if state is None:  # ByteTrack confirms a new object on its second frame: count the first one too
                 state = self._tracks[t.track_id] = _Track(deque(maxlen=rule.needed))
-                first = max(self._unconfirmed, key=lambda d: _iou(d.box, t.detection.box), default=None)
-                if first is not None and _iou(first.box, t.detection.box) >= 0.3:
+                first = max(self._unconfirmed, key=lambda d: iou(d.box, t.detection.box), default=None)
+                if first is not None and iou(first.box, t.detection.box) >= 0.3:
                     state.scores.append(first.score)
                     state.streak, state.last_index = 1, n - 1
             if rule.counts(t.detection.box, t.detection.score):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import ClipSetError
 from .recording import ClipRecorder
 
 SIZE = (640, 480)
@@ -43,7 +44,7 @@ def encode_clip(frames: Iterable[np.ndarray], path: Path, fps: float) -> Path:
     recorder.extend(frames)
     data = recorder.finish()
     if data is None:
-        raise ValueError("no frames to encode")
+        raise ClipSetError(f"{path}: no frames to encode")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path

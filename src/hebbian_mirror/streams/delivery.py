@@ -22,15 +22,11 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from ..errors import HebbianMirrorError
+from ..errors import DeliveryError
 from .events import EventStore, Message
 from .sources import mask_url
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryError(HebbianMirrorError):
-    """A message was not accepted (receiver down, refused, timed out) or a target is misconfigured."""
 
 
 def new_secret() -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import HebbianMirrorError
+from ..errors import StreamError
 from .delivery import Dispatcher, MqttSink, WebhookSink
 from .events import Event, EventStore
 from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
@@ -23,10 +23,6 @@ from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 600.0  # seconds between retention passes
-
-
-class StreamError(HebbianMirrorError):
-    """A stream that cannot be added or found (duplicate name, unknown stream)."""
 
 
 def split_stream(entry: str, index: int) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from ..errors import HebbianMirrorError
+from ..errors import SourceError
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 
@@ -20,10 +20,6 @@ class Frame:
     index: int  # position in the source, skipped and dropped frames counted
     pts: float  # seconds in the source's timeline
     wall: float  # time.time() when decoded
-
-
-class SourceError(HebbianMirrorError):
-    """A source that cannot work: no such file, not a video, too large a picture, an unsupported URL."""
 
 
 class SourceEnded(Exception):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import HebbianMirrorError
+from ..errors import RuleError
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]
@@ -22,10 +22,6 @@ Polygon = tuple[Point, ...]
 DEFAULT_FRAMES = 5
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_END_AFTER = 10
-
-
-class RuleError(HebbianMirrorError, ValueError):
-    """An alarm rule that cannot work (unknown field, bad number, a zone that is not a polygon)."""
 
 
 def point_in_polygon(point: Point, polygon: Polygon) -> bool:

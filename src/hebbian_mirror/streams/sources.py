@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import HebbianMirrorError
+from ..errors import HebbianMirrorError, SourceError
 from ..images import decode_image, list_images
 from ..meta import DEFAULT_MAX_PIXELS
-from .media import Frame, SourceEnded, SourceError, SourceStats, classify, mask_url
+from .media import Frame, SourceEnded, SourceStats, classify, mask_url
 
 log = logging.getLogger(__name__)
 

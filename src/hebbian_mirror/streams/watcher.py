@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from ..detection import Detection, DetectOptions
-from ..errors import HebbianMirrorError
+from ..detection import Detection, Detections, DetectOptions
+from ..errors import HebbianMirrorError, SourceError
 from ..images import draw_detections, encode_jpeg
 from .alarms import Alarm, AlarmTracker, Transition
 from .events import Event, EventStore, new_event_id
 from .recording import ClipRecorder
 from .rules import AlarmRule
-from .sources import Frame, SourceEnded, SourceError, VideoSource, mask_url, open_source
+from .sources import Frame, SourceEnded, VideoSource, mask_url, open_source
 
 log = logging.getLogger(__name__)
 
-Detect = Callable[[np.ndarray, DetectOptions], Awaitable[list[Detection]]]
+Detect = Callable[[np.ndarray, DetectOptions], Awaitable[Detections]]
 OnEvent = Callable[[str, Event], None]
 
 
@@ -86,7 +86,7 @@ class StreamWatcher:
         self.alarms = AlarmTracker(config.rules, fps=config.fps or 10.0)
         self.options = DetectOptions(conf=min(self.alarms.detect_conf, config.conf))
         self.stats = WatchStats()
-        self.latest: tuple[Frame, list[Detection]] | None = None
+        self.latest: tuple[Frame, Detections] | None = None
         self.new_frame = asyncio.Condition()
         self.error: str | None = None
         self.ended = False
@@ -138,7 +138,7 @@ class StreamWatcher:
         self.stats.latency.append(time.time() - frame.wall)
         self.stats.times.append(time.monotonic())
         _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall)
-        shown = [d for d in detections if d.score >= self.config.conf]
+        shown = detections.select(detections.scores >= self.config.conf)
         self.latest = (frame, shown)
         for t in transitions:
             await self._emit(t, frame, shown)

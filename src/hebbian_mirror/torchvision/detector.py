@@ -11,7 +11,7 @@ import torch
 import torchvision.models.detection as tvd
 
 from ..classes import canonical_name, class_index
-from ..detection import Detection, DetectOptions, Detector, pick_half, resolve_device, to_detections
+from ..detection import Detections, DetectOptions, Detector, pick_half, resolve_device, to_detections
 from ..errors import ModelFormatError
 from ..meta import ModelMeta
 
@@ -81,30 +81,32 @@ class TorchvisionDetector(Detector):
         target.nms_thresh = options.iou
         target.detections_per_img = options.max_det
 
-    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[list[Detection]]:
+    def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[Detections]:
         # thresholds live on the model, so images run in groups that share their options
         groups: dict[DetectOptions, list[int]] = {}
         for i, opt in enumerate(options):
             groups.setdefault(opt, []).append(i)
-        results: list[list[Detection]] = [[] for _ in images]
+        results: list[Detections] = [Detections([], self.meta.classes, (im.shape[1], im.shape[0])) for im in images]
         for opt, indices in groups.items():
             for i, dets in zip(indices, self._run([images[i] for i in indices], opt), strict=True):
                 results[i] = dets
         return results
 
     @torch.inference_mode()
-    def _run(self, images: list[np.ndarray], options: DetectOptions) -> list[list[Detection]]:
+    def _run(self, images: list[np.ndarray], options: DetectOptions) -> list[Detections]:
         dtype = torch.float16 if self.half else torch.float32
         tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).to(dtype).div_(255.0) for img in images]
         with self._lock:
             self._set_thresholds(options)
             outputs = self.model(tensors)
         results = []
-        for out in outputs:
+        for out, image in zip(outputs, images, strict=True):
             labels = self._label_map[out["labels"]]
             keep = (labels >= 0) & (out["scores"] >= options.conf)
             if options.classes is not None:
                 allowed = torch.tensor(sorted(options.classes), device=labels.device)
                 keep &= torch.isin(labels, allowed)
-            results.append(to_detections(out["boxes"][keep], out["scores"][keep], labels[keep], self.meta.classes))
+            size = (image.shape[1], image.shape[0])
+            kept = (out["boxes"][keep], out["scores"][keep], labels[keep])
+            results.append(to_detections(*kept, self.meta.classes, size))
         return results

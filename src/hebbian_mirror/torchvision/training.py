@@ -20,7 +20,7 @@ from torchvision.models.detection.ssdlite import SSDLiteClassificationHead
 from ..datasets import DetectionDataset
 from ..datasets.augment import AugmentConfig, build
 from ..datasets.samples import apply, cache_samples, load_sample
-from ..errors import DatasetError
+from ..errors import DatasetError, ModelFormatError
 from ..families.base import Criterion
 from ..network import Network
 from .detector import fine_tuned_label_map
@@ -50,7 +50,7 @@ def replace_head(model: nn.Module, builder: str, num_classes: int) -> None:
         anchors = model.anchor_generator.num_anchors_per_location()
         model.head.classification_head = SSDClassificationHead(channels, anchors, num_classes)
     else:
-        raise ValueError(f"no head replacement known for {builder}")
+        raise ModelFormatError(f"no head replacement known for {builder}")
 
 
 class TorchvisionTrainSet(Dataset):

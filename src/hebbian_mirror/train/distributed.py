@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
 
+from ..errors import TrainingConfigError
 from ..runtime import all_sum, world_size
 
 # the differentiable all-reduce is public and works; its suggested successor is a private module
@@ -116,13 +117,14 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
 def check_launch(nproc: int, cfg: Any) -> None:
     """What would stop every process of an ``nproc`` run, said once before any starts."""
     from ..detection import resolve_device
-    from ..errors import DatasetError
 
     if cfg.freeze_epochs:
-        raise DatasetError("--freeze-epochs cannot change what trains under --nproc: use --freeze-backbone")
+        raise TrainingConfigError("--freeze-epochs cannot change what trains under --nproc: use --freeze-backbone")
     device = resolve_device(cfg.device)
     if device.type == "cuda" and nproc > torch.cuda.device_count():
-        raise DatasetError(f"--nproc {nproc} on CUDA needs a GPU each; this machine has {torch.cuda.device_count()}")
+        raise TrainingConfigError(
+            f"--nproc {nproc} on CUDA needs a GPU each; this machine has {torch.cuda.device_count()}"
+        )
 
 
 def launch(nproc: int, argv: list[str]) -> int:

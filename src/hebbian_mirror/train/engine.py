@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..datasets import DetectionDataset
+from ..errors import TrainingConfigError
 from ..evaluation import EVAL_OPTIONS, evaluate
 from ..families import family
 from ..families.base import Criterion
@@ -82,9 +83,9 @@ def optimisation(
     elif cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=lr)
     else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
+        raise TrainingConfigError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
     if cfg.schedule not in ("cosine", "step"):
-        raise ValueError(f"unknown schedule {cfg.schedule!r}: cosine or step")
+        raise TrainingConfigError(f"unknown schedule {cfg.schedule!r}: cosine or step")
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
 

@@ -13,7 +13,7 @@ import torch
 from ..darknet.combined import check_extends
 from ..darknet.heads import head_convs, resize_heads
 from ..datasets import DetectionDataset
-from ..errors import DatasetError, ModelFormatError
+from ..errors import DatasetError, InvalidOptionError, ModelFormatError
 from ..network import Network
 from . import engine
 
@@ -34,7 +34,7 @@ def interpolate(tuned: Network, base: Network, alpha: float, start: dict[str, to
     """A copy of ``tuned`` (extended from ``base``: its first classes are the base's) with every weight the base
     has moved to ``alpha × tuned + (1 − alpha) × base``; ``start``: :func:`base_state`'s, when the caller has it."""
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        raise InvalidOptionError(f"alpha must be between 0 and 1, got {alpha}")
     start = start if start is not None else base_state(tuned, base)
     n_base, n_tuned = len(base.meta.classes), len(tuned.meta.classes)
     heads = tuple(f"layers.{i}." for i in head_convs(tuned.module))

@@ -21,7 +21,7 @@ from ..classes import canonical_name, class_index
 from ..config import Settings
 from ..datasets import DetectionDataset, Splits, load_dataset, load_splits
 from ..detection import resolve_device
-from ..errors import DatasetError, ModelNotFoundError
+from ..errors import DatasetError, ModelNotFoundError, TrainingConfigError
 from ..evaluation import write_report
 from ..families import family
 from ..images import draw_detections
@@ -97,13 +97,13 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     train_ds.display_names = {**val_ds.display_names, **train_ds.display_names}
     last_path = Path(cfg.out) / "last.pt"
     if resume and not last_path.is_file():
-        raise DatasetError(f"nothing to resume: {last_path} does not exist")
+        raise TrainingConfigError(f"nothing to resume: {last_path} does not exist")
     last = checkpoint.read(last_path) if resume else None
     for key, default in (("backbone_lr", 1.0), ("iou_objectness", False)):  # what the run so far learnt under
         if last is not None and (was := last.get("config", {}).get(key, default)) != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
             flag = (flag if was else flag.replace("--", "--no-")) if isinstance(was, bool) else f"{flag} {was}"
-            raise DatasetError(f"{last_path} was trained with {flag}: resume it with the same setting")
+            raise TrainingConfigError(f"{last_path} was trained with {flag}: resume it with the same setting")
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
     if list(network.meta.classes) != train_ds.classes:  # an extended head (now or when it was started)
@@ -117,7 +117,9 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
         ("--multi-scale", cfg.multi_scale, caps.multi_scale),
     ):
         if wanted and not able:
-            raise DatasetError(f"{flag} is for Darknet models: torchvision detectors have their own losses and sizes")
+            raise TrainingConfigError(
+                f"{flag} is for Darknet models: torchvision detectors have their own losses and sizes"
+            )
     teacher = _teacher(cfg, settings, network) if cfg.distill else None
     return Prepared(splits, train_ds, val_ds, network, last, device, teacher)
 
@@ -125,10 +127,12 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
 def _teacher(cfg: TrainConfig, settings: Settings, network: Network) -> Network:
     """The base model an extended network distils from: the same family, whose classes its first rows are."""
     if not family(network.family).capabilities.distill:
-        raise DatasetError("--distill is for Darknet models: torchvision detectors are fine-tuned without it")
+        raise TrainingConfigError("--distill is for Darknet models: torchvision detectors are fine-tuned without it")
     base = load_network(cfg.model, settings)
     if base.family != network.family or tuple(network.meta.classes[: len(base.meta.classes)]) != base.meta.classes:
-        raise DatasetError(f"--distill needs --keep-classes: the model's first classes must be {cfg.model}'s own")
+        raise TrainingConfigError(
+            f"--distill needs --keep-classes: the model's first classes must be {cfg.model}'s own"
+        )
     return base  # fully convolutional: it reads the training input at any --img-size
 
 
@@ -158,7 +162,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     if cfg.freeze_backbone or cfg.backbone_lr == 0:
         fam.freeze_backbone(network)
     if cfg.freeze_epochs and world.distributed:
-        raise DatasetError(
+        raise TrainingConfigError(
             "--freeze-epochs cannot change what trains under --nproc: use --freeze-backbone, or one process"
         )
     trainable = [param.requires_grad for param in network.module.parameters()]
@@ -185,7 +189,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     lr_scale = 1 if fam.loss_summed else world.size
     opt = engine.optimisation(cfg, network.module, steps, use_amp, lr_scale, fam.backbone(network))  # all trainable
     if last is not None and last.get("config", {}).get("processes", 1) != world.size:
-        raise DatasetError(
+        raise TrainingConfigError(
             f"{cfg.out}/last.pt was trained by {last['config'].get('processes', 1)} process(es): resume it with "
             f"as many (--nproc), its schedule and batch depend on them"
         )

@@ -26,7 +26,7 @@ from ..datasets import Box, DetectionDataset, Splits, decode_as_annotated, load_
 from ..datasets.augment import AugmentConfig
 from ..datasets.tools import merge
 from ..detection import DetectOptions
-from ..errors import DatasetError
+from ..errors import DatasetError, TrainingConfigError
 from ..evaluation import EVAL_OPTIONS, evaluate
 from ..families import family
 from ..models import checkpoint
@@ -257,9 +257,9 @@ def check_combinable(recipe: Recipe, base_model: str, keep_classes: bool, settin
     if not recipe.combine:
         return
     if not keep_classes:
-        raise DatasetError("a recipe with 'combine' extends its base model: it needs keep_classes: true")
+        raise TrainingConfigError("a recipe with 'combine' extends its base model: it needs keep_classes: true")
     if not family(name := load_network(base_model, settings).family).capabilities.combine:
-        raise DatasetError(f"'combine' is for Darknet models; {base_model} is a {name} model")
+        raise TrainingConfigError(f"'combine' is for Darknet models; {base_model} is a {name} model")
 
 
 def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from hebbian_mirror.classes import DANGEROUS_CLASSES
-from hebbian_mirror.detection import Detection
+from hebbian_mirror.classes import DANGEROUS_CLASSES, canonical_name
+from hebbian_mirror.detection import Detections
 from hebbian_mirror.errors import InvalidImageError
 from hebbian_mirror.images import decode_image, draw_detections, encode_jpeg
 from hebbian_mirror.ui.client import (
@@ -94,9 +94,9 @@ def sidebar() -> tuple[Client | None, list[dict], dict]:
         "Only these classes", known, key="classes", format_func=lambda c: shown.get(c, c)
     )
     st.sidebar.divider()
-    known_keys = {c.lower() for c in known}
-    unknown = [c for c in CONFIGURED_DANGEROUS if c.lower() not in known_keys]  # no chosen model can find them
-    configured = [c for c in known if c.lower() in {d.lower() for d in CONFIGURED_DANGEROUS}]
+    known_keys = {canonical_name(c) for c in known}
+    unknown = [c for c in CONFIGURED_DANGEROUS if canonical_name(c) not in known_keys]  # no chosen model finds them
+    configured = [c for c in known if canonical_name(c) in {canonical_name(d) for d in CONFIGURED_DANGEROUS}]
     offered = st.session_state.setdefault("dangerous_offered", set())
     if "dangerous" in st.session_state:  # another model chosen: keep what it knows, add its configured classes
         kept = [c for c in st.session_state["dangerous"] if c in known]
@@ -114,10 +114,10 @@ def sidebar() -> tuple[Client | None, list[dict], dict]:
     )
     if unknown:
         st.sidebar.caption(f"Not known to the chosen model(s), so never alerted: {', '.join(unknown)}")
-    dangerous = {c.lower() for c in settings["dangerous"]}
+    dangerous = {canonical_name(c) for c in settings["dangerous"]}
     for info in infos:
         names_of = info.get("display_names") or {}
-        found = [names_of.get(c, c) for c in info.get("classes", []) if c.lower() in dangerous]
+        found = [names_of.get(c, c) for c in info.get("classes", []) if canonical_name(c) in dangerous]
         st.sidebar.caption(f"{info['name']} knows: {', '.join(found) if found else 'none of them'}")
     settings["alert_conf"] = st.sidebar.slider("Alert threshold", 0.0, 1.0, 0.5, 0.01, key="alert_conf")
     return client, infos, settings
@@ -167,7 +167,8 @@ def annotated(image_digest: str, _data: bytes, boxes: str, png: bool) -> tuple[b
         image = decode_image(_data)
     except InvalidImageError:
         return None
-    drawn = draw_detections(image, [Detection(tuple(b), s, c, label) for b, s, c, label in json.loads(boxes)])
+    shown = json.loads(boxes)
+    drawn = draw_detections(image, Detections(shown["data"], shown["names"], (image.shape[1], image.shape[0])))
     full = _encoded(drawn, png)
     if drawn.height <= MAX_IMAGE_HEIGHT:
         return full, full
@@ -179,19 +180,22 @@ def show_result(slot: str, name: str, data: bytes, result: Detected, settings: d
     """One model's answer for one image: the alert, the annotated image beside (``wide``) or above its table, and
     downloads of both. ``slot`` tells this answer's widgets from the others'."""
     names = info.get("display_names") or {}
-    found = alerts(result.detections, {c.lower() for c in settings["dangerous"]}, settings["alert_conf"])
+    detections = result.found(info.get("classes") or [])
+    dangerous = set(settings["dangerous"])
+    found = alerts(detections, dangerous, settings["alert_conf"])
     if found:
         total = sum(found.values())
         what = ", ".join(f"{n} × {names.get(label, label)}" for label, n in found.items())
-        held = holdings(result.detections, {c.lower() for c in settings["dangerous"]}, settings["alert_conf"], names)
+        held = holdings(detections, dangerous, settings["alert_conf"], names)
         who = ("\n\n" + "; ".join(dict.fromkeys(held)).capitalize() + ".") if held else ""
         st.error(
             f"## ALERT: {total} dangerous object{'s' if total > 1 else ''} — {what}{who}", icon=":material/warning:"
         )
     picture_area, table_area = st.columns([3, 2]) if wide else (st.container(), st.container())
-    boxes = [[d["box"], d["score"], d["class_id"], names.get(d["label"], d["label"])] for d in result.detections]
+    shown = detections.renamed(names)
+    boxes = json.dumps({"data": shown.data.tolist(), "names": shown.class_names})
     png = data.startswith(PNG_SIGNATURE)
-    picture = annotated(digest(data), data, json.dumps(boxes), png)
+    picture = annotated(digest(data), data, boxes, png)
     if picture is not None:
         with picture_area:  # never wider than its column ("content"), never taller than MAX_IMAGE_HEIGHT
             st.image(picture[1], caption=f"{name} — {result.model}", width="content")

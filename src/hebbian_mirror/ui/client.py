@@ -13,14 +13,16 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from hebbian_mirror.detection import Detection
-from hebbian_mirror.holding import held_by
+from hebbian_mirror.boxes import held_by
+from hebbian_mirror.classes import canonical_name
+from hebbian_mirror.detection import Detections
+from hebbian_mirror.errors import HebbianMirrorError
 
 MAX_FETCH_BYTES = 20_000_000
 MAX_REDIRECTS = 5
 
 
-class ServerError(Exception):
+class ServerError(HebbianMirrorError):
     """Something the page shows as a message instead of a traceback."""
 
 
@@ -44,8 +46,16 @@ class Detected:
     model: str
     width: int
     height: int
-    detections: list[dict]
+    detections: list[dict]  # as the API sent them (the page's table shows them)
     timing: dict
+
+    def found(self, classes: Sequence[str]) -> Detections:
+        """The detections in the product's one form, for a model of ``classes`` (when the page has no class list
+        for it, e.g. listed while loading, the answer's own labels)."""
+        if not classes:
+            known = {d["class_id"]: d["label"] for d in self.detections}
+            classes = [known.get(i, "") for i in range(max(known, default=-1) + 1)]
+        return Detections.from_dicts(self.detections, classes, (self.width, self.height))
 
 
 class Answers:
@@ -257,9 +267,8 @@ def _body(r: httpx.Response, url: str) -> bytes:
     return bytes(data)
 
 
-def holdings(detections: list[dict], dangerous: set[str], threshold: float, names: dict[str, str]) -> list[str]:
+def holdings(found: Detections, dangerous: set[str], threshold: float, names: dict[str, str]) -> list[str]:
     """ "person holding a pistol" for each dangerous object at or above ``threshold`` inside a person's box."""
-    found = [Detection(tuple(d["box"]), d["score"], d["class_id"], d["label"]) for d in detections]
     out = []
     for i, holder in held_by(found, dangerous).items():
         if holder is not None and found[i].score >= threshold:
@@ -267,10 +276,11 @@ def holdings(detections: list[dict], dangerous: set[str], threshold: float, name
     return out
 
 
-def alerts(detections: list[dict], dangerous: set[str], threshold: float) -> dict[str, int]:
-    """Count of each dangerous class found at or above ``threshold``."""
-    found: dict[str, int] = {}
-    for d in detections:
-        if d["label"].lower() in dangerous and d["score"] >= threshold:
-            found[d["label"]] = found.get(d["label"], 0) + 1
-    return found
+def alerts(found: Detections, dangerous: set[str], threshold: float) -> dict[str, int]:
+    """Count of each dangerous class found at or above ``threshold`` (class names matched as everywhere)."""
+    wanted = {canonical_name(c) for c in dangerous}
+    counts: dict[str, int] = {}
+    for d in found:
+        if canonical_name(d.label) in wanted and d.score >= threshold:
+            counts[d.label] = counts.get(d.label, 0) + 1
+    return counts

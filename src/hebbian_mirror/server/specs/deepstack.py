@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from ...holding import held_by
+from ...boxes import held_by
 from ..auth import api_key
 from ..errors import APIError
 from ..pipeline import Inputs, Outcome, run

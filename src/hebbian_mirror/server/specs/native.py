@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from ...holding import held_by
+from ...boxes import held_by
 from ..auth import api_key
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
 from ..requests import image_body

@@ -221,10 +221,10 @@ def _tensors(out: Outcome) -> dict[str, tuple[str, list[int], np.ndarray | list[
     found = out.result.detections
     n = len(found)
     return {
-        "boxes": ("FP32", [n, 4], np.array([d.box for d in found], dtype="<f4").reshape(n, 4)),
-        "scores": ("FP32", [n], np.array([d.score for d in found], dtype="<f4")),
-        "class_ids": ("INT32", [n], np.array([d.class_id for d in found], dtype="<i4")),
-        "labels": ("BYTES", [n], [d.label.encode() for d in found]),
+        "boxes": ("FP32", [n, 4], found.boxes.astype("<f4")),
+        "scores": ("FP32", [n], found.scores.astype("<f4")),
+        "class_ids": ("INT32", [n], found.class_ids.astype("<i4")),
+        "labels": ("BYTES", [n], [label.encode() for label in found.labels]),
     }
 
 
