@@ -23,9 +23,9 @@ import numpy as np
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.models.loader import load_detector
-from hebbian_mirror.server.state import ServerState
-from hebbian_mirror.server.streams import create_manager
+from hebbian_mirror.serving.engine import Engine
 from hebbian_mirror.streams.clipset import make_alarm_clips
+from hebbian_mirror.streams.manager import StreamManager
 from hebbian_mirror.streams.rules import make_rules
 from hebbian_mirror.streams.sources import open_source
 from hebbian_mirror.streams.watcher import StreamConfig
@@ -72,9 +72,9 @@ def pct(values: list[float], q: float) -> float | None:
 
 async def level(model: str, clip: Path, sources: int, seconds: float, workers: int | None) -> dict:
     settings = load_settings(model=model, device="cpu", workers=workers, events_dir=Path(tempfile.mkdtemp()))
-    state = ServerState.create(settings)
-    await state.load_models({})
-    manager = create_manager(state)
+    engine = Engine.hosting(settings)
+    await engine.load_models({})
+    manager = StreamManager.from_settings(settings, engine.frame_detector())
     rules = make_rules(["pistol"], min_score=0.3)
     await manager.start()
     try:
@@ -102,7 +102,7 @@ async def level(model: str, clip: Path, sources: int, seconds: float, workers: i
             alarm_latency += list(w.stats.alarm_latency)
     finally:
         await manager.close()
-        await state.close()
+        await engine.close()
     return {
         "sources": sources,
         "fps_in": arrived / elapsed,

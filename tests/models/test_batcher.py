@@ -11,8 +11,8 @@ import pytest
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import DecodeTimeoutError, ImageTooLargeError, InvalidImageError, QueueFullError
 from hebbian_mirror.images import decode_image
-from hebbian_mirror.server.batcher import BatchStats, DynamicBatcher
-from hebbian_mirror.server.runners import ThreadRunner, detect_items
+from hebbian_mirror.serving.batcher import BatchStats, DynamicBatcher
+from hebbian_mirror.serving.runners import ThreadRunner, detect_items
 
 from ..conftest import COCO_VAL, DOG, detector
 from ..helpers import huge_png, scan_bomb

@@ -18,7 +18,7 @@ LAYERS = [
     {"config", "images", "detection", "network", "plots", "supervisor", "boxes"},
     {"batches", "datasets", "families", "darknet", "torchvision", "onnx"},
     {"models", "tracking", "loadgen", "streams"},
-    {"evaluation", "export"},
+    {"evaluation", "export", "serving"},
     {"train", "server", "ui"},
     {"cli", "__main__"},
 ]

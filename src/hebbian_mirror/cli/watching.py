@@ -40,28 +40,28 @@ def _status(manager, started: float) -> Table:
 
 
 async def _load(settings):
-    """The default model loaded as the server loads it (worker processes, batcher), and its alarm rules."""
-    from ..server.state import ServerState
-    from ..server.streams import stream_rules
+    """The engine with the default model loaded as the server loads it (worker processes, batcher), and its alarm
+    rules."""
+    from ..serving.engine import Engine
+    from ..streams.rules import stream_rules
 
-    state = ServerState.create(settings)
-    await state.load_models({})
-    host = state.hosts[state.default_model]
+    engine = Engine.hosting(settings)
+    await engine.load_models({})
+    host = engine.hosts[engine.default_model]
     if host.error:
         raise CommandError(f"model {host.name} failed to load: {host.error}")
     rules = stream_rules(settings, list(host.detector.class_names))
     if not rules:
-        await state.close()
+        await engine.close()
         raise CommandError(f"the model knows none of the alarm classes {', '.join(settings.alarm)}: pass --alarm")
-    return state, host, rules
+    return engine, host, rules
 
 
 async def _watch(settings, sources: list[str], fps: float | None, realtime: bool | None, loop: bool) -> int:
-    from ..server.streams import create_manager
-    from ..streams.manager import split_stream
+    from ..streams.manager import StreamManager, split_stream
     from ..streams.watcher import StreamConfig
 
-    state, host, rules = await _load(settings)
+    engine, host, rules = await _load(settings)
     console.print(
         f"model {host.name}: alarms for {', '.join(r.label for r in rules)} "
         f"(score ≥ {rules[0].min_score:g}, {rules[0].needed} frames); events in {settings.events_dir}"
@@ -75,7 +75,7 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
             highlight=False,
         )
 
-    manager = create_manager(state)
+    manager = StreamManager.from_settings(settings, engine.frame_detector())
     manager.on_event = on_event
     stop = asyncio.Event()
     loop_ = asyncio.get_running_loop()
@@ -86,9 +86,7 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
         await manager.start()
         for i, entry in enumerate(sources, 1):
             name, url = split_stream(entry, i)
-            config = StreamConfig(name, url, rules, fps=fps, realtime=realtime, loop=loop, conf=settings.conf)
-            config.clip_seconds = settings.clip_seconds
-            await manager.add(config)
+            await manager.add(StreamConfig.from_settings(settings, name, url, rules, fps, realtime, loop))
         finished = loop_.create_task(manager.wait())
         stopped = loop_.create_task(stop.wait())
         with Live(_status(manager, started), console=console, refresh_per_second=2, transient=False) as live:
@@ -98,7 +96,7 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
         stopped.cancel()
     finally:
         await manager.close()
-        await state.close()
+        await engine.close()
     failed = [s for s in manager.describe() if s["state"] == "error"]
     for s in failed:
         console.print(f"[red]stream {s['name']}: {s['error']}[/]", highlight=False)
@@ -189,7 +187,6 @@ def evaluate_alarms(
     import json
 
     from ..models.loader import prefetch
-    from ..server.streams import frame_detector
     from ..streams.alarm_eval import evaluate_alarms as run_eval
 
     settings = cli_settings(ctx)
@@ -197,15 +194,15 @@ def evaluate_alarms(
     settings.models = [settings.served_models[0].source]
 
     async def main() -> dict:
-        state, _, rules = await _load(settings)
+        engine, _, rules = await _load(settings)
         labels = [r.label for r in rules]
         base = {"min_score": settings.alarm_min_score, "end_after": settings.alarm_end_after}
         try:
             variants = dict(_variant(v, labels, base) for v in (rule or DEFAULT_VARIANTS))
-            detect = frame_detector(state)
+            detect = engine.frame_detector()
             return await run_eval(clips, detect, variants, progress=lambda m: console.print(m, highlight=False))
         finally:
-            await state.close()
+            await engine.close()
 
     results = asyncio.run(main())
     table = Table(title=f"alarms on {clips} with {settings.served_models[0].name}")

@@ -16,13 +16,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from .. import __version__
 from ..config import Settings
 from ..detection import Detector
+from ..serving.engine import Connect
 from .auth import api_key
 from .errors import install_handlers
+from .metrics import StreamCollector
 from .middleware import MetricsMiddleware, RequestGuardMiddleware
 from .spec import PLAIN_ERROR_SCHEMA, error_responses
 from .specs import SPECS, error_body
-from .state import Connect, ServerState, state_of
-from .streams import StreamCollector, create_manager, start_configured
+from .state import ServerState, state_of
+from .streams import create_manager, start_configured
 from .streams import router as streams_router
 
 log = logging.getLogger(__name__)

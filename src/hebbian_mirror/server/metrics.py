@@ -6,9 +6,11 @@ import time
 from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .batcher import BatchStats
-from .runners import Runner
+from ..serving.batcher import BatchStats
+from ..serving.runners import Runner
+from ..streams.manager import StreamManager
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -116,3 +118,44 @@ class Metrics:
             self.queue_depth.labels(model).set(depth)
             self._update_rate(model, now)
         return generate_latest(self.registry)
+
+
+class StreamCollector:
+    """Prometheus metrics per stream and per delivery target, read from the manager at scrape time."""
+
+    def __init__(self, manager: StreamManager) -> None:
+        self.manager = manager
+
+    def collect(self):
+        streams = self.manager.describe()
+        counters = {
+            "frames_in": "Frames decoded from the source",
+            "processed": "Frames run through the detector",
+            "dropped": "Live frames replaced by a newer one before they were processed",
+            "reconnects": "Times the source was reopened by the watchdog",
+            "alarms": "Alarms raised",
+            "detect_failures": "Frames the detector refused (busy, restarting)",
+        }
+        for key, doc in counters.items():
+            family = CounterMetricFamily(f"hm_stream_{key}", doc, labels=["stream"])
+            for s in streams:
+                family.add_metric([s["name"]], s[key])
+            yield family
+        latency = GaugeMetricFamily(
+            "hm_stream_latency_seconds", "Frame decoded → detections, median", labels=["stream"]
+        )
+        fps = GaugeMetricFamily("hm_stream_fps", "Frames processed per second", labels=["stream"])
+        for s in streams:
+            latency.add_metric([s["name"]], (s["latency_ms_p50"] or 0) / 1000)
+            fps.add_metric([s["name"]], s["fps_processed"])
+        yield latency
+        yield fps
+        stats = self.manager.delivery()
+        delivered = CounterMetricFamily("hm_deliveries", "Event messages delivered", labels=["sink"])
+        failed = CounterMetricFamily("hm_delivery_failures", "Failed delivery attempts", labels=["sink"])
+        depth = GaugeMetricFamily("hm_outbox_depth", "Messages waiting for delivery", labels=["sink"])
+        for sink, st in stats.items():
+            delivered.add_metric([sink], st["delivered"])
+            failed.add_metric([sink], st["failures"])
+            depth.add_metric([sink], st["depth"])
+        yield from (delivered, failed, depth)

@@ -25,10 +25,11 @@ from ..errors import (
     InvalidOptionError,
 )
 from ..images import draw_detections, encode_jpeg
-from .batcher import Result
+from ..serving.batcher import Result
+from ..serving.engine import ModelHost
+from ..serving.runners import Item, served_options
 from .errors import APIError, api_error
-from .runners import Item, served_options
-from .state import ModelHost, ServerState, state_of
+from .state import ServerState, state_of
 
 
 @dataclass

@@ -23,11 +23,11 @@ from ray.serve.handle import DeploymentHandle
 from ..config import Settings, load_settings
 from ..detection import DetectOptions
 from ..errors import ConfigError
+from ..serving.batcher import DynamicBatcher, Result
+from ..serving.engine import ModelHost
+from ..serving.remote import RemoteBatcher
+from ..serving.runners import Item, ModelInfo, ThreadRunner, load_and_warm
 from .app import create_app
-from .batcher import DynamicBatcher, Result
-from .remote import RemoteBatcher
-from .runners import Item, ModelInfo, ThreadRunner, load_and_warm
-from .state import ModelHost
 
 log = logging.getLogger(__name__)
 APP_NAME = "hebbian-mirror"

@@ -11,18 +11,14 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, Field
 
-from ..config import Settings
-from ..detection import Detections, DetectOptions
 from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError
-from ..streams.manager import StreamManager, make_sinks, split_stream
-from ..streams.rules import AlarmRule, make_rules
-from ..streams.watcher import Detect, StreamConfig
+from ..streams.manager import StreamManager, split_stream
+from ..streams.rules import AlarmRule, stream_rules
+from ..streams.watcher import StreamConfig
 from .auth import api_key
 from .errors import APIError
-from .runners import served_options
 from .state import ServerState, state_of
 
 log = logging.getLogger(__name__)
@@ -40,78 +36,22 @@ class StreamRequest(BaseModel):
     loop: bool = Field(default=False, description="Replay a file forever.")
 
 
-def stream_rules(settings: Settings, class_names: list[str], alarm: list[str] | None = None) -> list[AlarmRule]:
-    """The alarm rules for a stream: the given or configured classes that the model knows."""
-    wanted = alarm if alarm is not None else settings.alarm
-    known = [c for c in wanted if c in class_names]
-    unknown = [c for c in wanted if c not in class_names]
-    if alarm is not None and unknown:
-        raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(class_names)}")
-    if unknown:
-        log.warning("alarm classes %s: the model does not know them (no alarm for them)", ", ".join(unknown))
-    if not known:
-        return []
-    return make_rules(
-        known,
-        min_score=settings.alarm_min_score,
-        frames=settings.alarm_frames,
-        median_of=settings.alarm_median_of,
-        end_after=settings.alarm_end_after,
-        cooldown=settings.alarm_cooldown,
-        min_area=settings.alarm_min_area,
-    )
-
-
-def frame_detector(state: ServerState) -> Detect:
-    """Frames through the default model's batcher, as the streams and the alarm evaluation send them (with the
-    server's ``merge`` and ``augment``)."""
-    timeout = state.settings.request_timeout
-
-    async def detect(image: Any, options: DetectOptions) -> Detections:
-        host = state.host(None)
-        options = served_options(options, state.settings, host.detector)
-        try:
-            result = await host.batcher.detect(image, options, timeout=timeout)
-        except TimeoutError as exc:
-            raise HebbianMirrorError(f"no detection within {timeout:g} s") from exc
-        return result.detections
-
-    return detect
-
-
 def create_manager(state: ServerState) -> StreamManager:
-    s = state.settings
-    return StreamManager(
-        frame_detector(state),
-        s.events_dir,
-        make_sinks(s.webhooks, s.webhook_secret, s.mqtt),
-        max_age_s=s.events_max_age_days * 86400 if s.events_max_age_days else None,
-        max_bytes=int(s.events_max_mb * 1_000_000) if s.events_max_mb else None,
-    )
+    return StreamManager.from_settings(state.settings, state.frame_detector())
 
 
 def stream_config(state: ServerState, body: StreamRequest) -> StreamConfig:
+    """The stream a request (or the settings' ``--stream``) asks for; :class:`RuleError` (422) for rules that
+    cannot work with the default model."""
     s = state.settings
     names = list(state.host(None).detector.class_names)
-    try:
-        if body.rules is not None:
-            rules = [AlarmRule.from_dict(r) for r in body.rules]
-            if unknown := [r.label for r in rules if r.label not in names]:
-                raise RuleError(f"the model does not know {', '.join(unknown)}")
-        else:
-            rules = stream_rules(s, names, body.alarm)
-    except RuleError as exc:
-        raise APIError(422, str(exc)) from exc
-    return StreamConfig(
-        name=body.name,
-        url=body.url,
-        rules=rules,
-        fps=body.fps or s.stream_fps,
-        realtime=body.realtime,
-        loop=body.loop,
-        conf=s.conf,
-        clip_seconds=s.clip_seconds,
-    )
+    if body.rules is not None:
+        rules = [AlarmRule.from_dict(r) for r in body.rules]
+        if unknown := [r.label for r in rules if r.label not in names]:
+            raise RuleError(f"the model does not know {', '.join(unknown)}")
+    else:
+        rules = stream_rules(s, names, body.alarm)
+    return StreamConfig.from_settings(s, body.name, body.url, rules, body.fps, body.realtime, body.loop)
 
 
 async def start_configured(state: ServerState, manager: StreamManager) -> None:
@@ -124,7 +64,7 @@ async def start_configured(state: ServerState, manager: StreamManager) -> None:
         name, url = split_stream(entry, i)
         try:
             await manager.add(stream_config(state, StreamRequest(name=name, url=url)))
-        except (HebbianMirrorError, APIError, ValueError) as exc:
+        except (HebbianMirrorError, ValueError) as exc:
             log.error("stream %s (%s) not started: %s", name, url, exc)
 
 
@@ -250,44 +190,3 @@ async def clip(request: Request, event_id: str) -> FileResponse:
         why = "is still running" if event.end is None else "has no clip"
         raise APIError(404, f"event {event_id} {why}")
     return FileResponse(path, media_type="video/mp4")
-
-
-class StreamCollector:
-    """Prometheus metrics per stream and per delivery target, read from the manager at scrape time."""
-
-    def __init__(self, manager: StreamManager) -> None:
-        self.manager = manager
-
-    def collect(self):
-        streams = self.manager.describe()
-        counters = {
-            "frames_in": "Frames decoded from the source",
-            "processed": "Frames run through the detector",
-            "dropped": "Live frames replaced by a newer one before they were processed",
-            "reconnects": "Times the source was reopened by the watchdog",
-            "alarms": "Alarms raised",
-            "detect_failures": "Frames the detector refused (busy, restarting)",
-        }
-        for key, doc in counters.items():
-            family = CounterMetricFamily(f"hm_stream_{key}", doc, labels=["stream"])
-            for s in streams:
-                family.add_metric([s["name"]], s[key])
-            yield family
-        latency = GaugeMetricFamily(
-            "hm_stream_latency_seconds", "Frame decoded → detections, median", labels=["stream"]
-        )
-        fps = GaugeMetricFamily("hm_stream_fps", "Frames processed per second", labels=["stream"])
-        for s in streams:
-            latency.add_metric([s["name"]], (s["latency_ms_p50"] or 0) / 1000)
-            fps.add_metric([s["name"]], s["fps_processed"])
-        yield latency
-        yield fps
-        stats = self.manager.delivery()
-        delivered = CounterMetricFamily("hm_deliveries", "Event messages delivered", labels=["sink"])
-        failed = CounterMetricFamily("hm_delivery_failures", "Failed delivery attempts", labels=["sink"])
-        depth = GaugeMetricFamily("hm_outbox_depth", "Messages waiting for delivery", labels=["sink"])
-        for sink, st in stats.items():
-            delivered.add_metric([sink], st["delivered"])
-            failed.add_metric([sink], st["failures"])
-            depth.add_metric([sink], st["depth"])
-        yield from (delivered, failed, depth)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..errors import StreamError
 from .delivery import Dispatcher, MqttSink, WebhookSink
 from .events import Event, EventStore
@@ -63,6 +64,19 @@ class StreamManager:
         self.watchers: dict[str, StreamWatcher] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._pruner: asyncio.Task | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, detect: Detect) -> StreamManager:
+        """The manager the server and ``watch`` run: events where the settings say, delivered to their sinks,
+        kept as long as they say; frames detected by ``detect``."""
+        s = settings
+        return cls(
+            detect,
+            s.events_dir,
+            make_sinks(s.webhooks, s.webhook_secret, s.mqtt),
+            max_age_s=s.events_max_age_days * 86400 if s.events_max_age_days else None,
+            max_bytes=int(s.events_max_mb * 1_000_000) if s.events_max_mb else None,
+        )
 
     async def start(self) -> None:
         """Open the store, end alarms a killed run left open, start delivering."""

@@ -10,11 +10,15 @@ on the same stream is held back for ``cooldown`` seconds after that.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..config import Settings
 from ..errors import RuleError
+
+log = logging.getLogger(__name__)
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]
@@ -138,3 +142,25 @@ def make_rules(labels: Iterable[str], **common: Any) -> list[AlarmRule]:
     if not rules:
         raise RuleError("no alarm classes given: name at least one, e.g. --alarm pistol,knife")
     return rules
+
+
+def stream_rules(settings: Settings, class_names: list[str], alarm: list[str] | None = None) -> list[AlarmRule]:
+    """The alarm rules for a stream: the given or configured classes that the model knows."""
+    wanted = alarm if alarm is not None else settings.alarm
+    known = [c for c in wanted if c in class_names]
+    unknown = [c for c in wanted if c not in class_names]
+    if alarm is not None and unknown:
+        raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(class_names)}")
+    if unknown:
+        log.warning("alarm classes %s: the model does not know them (no alarm for them)", ", ".join(unknown))
+    if not known:
+        return []
+    return make_rules(
+        known,
+        min_score=settings.alarm_min_score,
+        frames=settings.alarm_frames,
+        median_of=settings.alarm_median_of,
+        end_after=settings.alarm_end_after,
+        cooldown=settings.alarm_cooldown,
+        min_area=settings.alarm_min_area,
+    )

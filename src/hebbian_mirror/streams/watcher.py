@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Settings
 from ..detection import Detection, Detections, DetectOptions
 from ..errors import HebbianMirrorError, SourceError
 from ..images import draw_detections, encode_jpeg
@@ -46,6 +47,30 @@ class StreamConfig:
     conf: float = 0.25  # detections drawn on the live view and snapshots
     pre_seconds: float = 2.0  # clip: seconds before the alarm
     clip_seconds: float = 20.0  # clip: longest (0: no clips)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        name: str,
+        url: str,
+        rules: list[AlarmRule],
+        fps: float | None = None,
+        realtime: bool | None = None,
+        loop: bool = False,
+    ) -> StreamConfig:
+        """A stream as the server and ``watch`` start it: ``fps`` (else the configured one), the configured
+        drawing threshold and clip length."""
+        return cls(
+            name,
+            url,
+            rules,
+            fps=fps or settings.stream_fps,
+            realtime=realtime,
+            loop=loop,
+            conf=settings.conf,
+            clip_seconds=settings.clip_seconds,
+        )
 
 
 @dataclass

@@ -22,8 +22,9 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..detection import Detections, DetectOptions
 from ..errors import QueueFullError
@@ -62,6 +63,36 @@ class BatchStats:
     inference: float  # seconds
     dropped: int = 0  # requests that timed out or disconnected before their batch ran
     runner: str = ""  # the worker that ran it
+
+
+class Batcher(Protocol):
+    """What the engine, the pipeline and the streams need of a model's queue, wherever the model runs: the local
+    :class:`DynamicBatcher` over worker processes, or :class:`~.remote.RemoteBatcher` over Ray Serve replicas."""
+
+    runners: Sequence[Runner]  # the local runners (none for a remote model)
+
+    @property
+    def depth(self) -> int:
+        """Requests queued and not yet in a batch."""
+        ...
+
+    def start(self) -> None: ...
+
+    def admit(self) -> AbstractAsyncContextManager[None]:
+        """Hold a place in the queue (:class:`QueueFullError` when there is none) while the request is read."""
+        ...
+
+    def submit(self, item: Item, options: DetectOptions) -> asyncio.Future[Result]:
+        """Queue an admitted item; its future gets its :class:`Result` or its own error."""
+        ...
+
+    async def detect(self, item: Item, options: DetectOptions, timeout: float | None = None) -> Result:
+        """Admit, submit and wait: what a stream's frame does."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        ...
 
 
 class DynamicBatcher:
