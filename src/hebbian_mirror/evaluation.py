@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-from .batches import decoded_batches
 from .boxes import iou as box_iou
 from .boxes import xywh_to_xyxy
 from .classes import canonical_name
 from .datasets import DetectionDataset, decode_as_annotated
 from .detection import DetectOptions, Detector
 from .errors import DatasetError
+from .image_batches import decoded_batches
 from .meta import DEFAULT_CONF, DEFAULT_IOU, EVAL_CONF, EVAL_MAX_DET
 
 log = logging.getLogger(__name__)

@@ -70,7 +70,7 @@ def export_onnx(detector: Detector, out: Path, dynamic_batch: bool = True, half:
 def verify_onnx(detector: Detector, onnx_path: Path, images: list[Path]) -> float:
     """Run ``detector`` and the exported file on ``images``; returns the largest box difference in pixels.
     Raises :class:`ModelFormatError` where the two disagree on the labels."""
-    from .batches import decoded_batches
+    from .image_batches import decoded_batches
     from .onnx.detector import load_onnx
 
     exported = load_onnx(onnx_path, device="cpu")

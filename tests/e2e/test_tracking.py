@@ -15,9 +15,9 @@ from mlflow.entities import LoggedModelStatus
 
 from hebbian_mirror.config import default_model_name as model_name
 from hebbian_mirror.config import load_settings
+from hebbian_mirror.experiments import CHAMPION, EXPERIMENT_KIND, METRIC, MODEL_ARTIFACT, TrainingRun
 from hebbian_mirror.models.loader import load_detector
-from hebbian_mirror.tracking import CHAMPION, EXPERIMENT_KIND, METRIC, MODEL_ARTIFACT, TrainingRun
-from hebbian_mirror.train.tracked import dataset_name
+from hebbian_mirror.train.experiment import dataset_name
 
 from ..conftest import SHARED
 from ..server_process import ServerProcess

@@ -14,10 +14,10 @@ from hebbian_mirror.config import load_settings
 from hebbian_mirror.datasets import Box, DetectionDataset, Sample, load_splits
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import DatasetError
+from hebbian_mirror.experiments import resolve
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.models import checkpoint
 from hebbian_mirror.models.loader import load_detector
-from hebbian_mirror.tracking import resolve
 from hebbian_mirror.train import recipe as recipes
 
 from ..conftest import COCO128, COCO_VAL, DOG, REPO, detector

@@ -11,9 +11,9 @@ import pytest
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.errors import ChecksumError, ModelNotFoundError, WeightsNotFoundError
+from hebbian_mirror.models.cache import ensure_weights, fetch, is_cached, sha256_of
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.models.registry import RemoteFile, get_spec, registry
-from hebbian_mirror.models.weights import ensure_weights, fetch, is_cached, sha256_of
 
 from ..conftest import WEIGHTS
 

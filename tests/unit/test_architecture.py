@@ -16,8 +16,8 @@ PACKAGE = "hebbian_mirror"
 LAYERS = [
     {"__init__", "errors", "classes", "meta", "runtime"},
     {"config", "images", "detection", "network", "plots", "supervisor", "boxes"},
-    {"batches", "datasets", "families", "darknet", "torchvision", "onnx"},
-    {"models", "tracking", "loadgen", "streams"},
+    {"image_batches", "datasets", "families", "darknet", "torchvision", "onnx"},
+    {"models", "experiments", "loadgen", "streams"},
     {"evaluation", "export", "serving"},
     {"train", "server", "ui"},
     {"cli", "__main__"},

@@ -25,8 +25,8 @@ def models(
     config: Path | None = config_option(),
 ) -> None:
     """List the model zoo: classes, input size, published COCO AP and whether the weights are cached."""
+    from ..models.cache import is_cached
     from ..models.registry import registry
-    from ..models.weights import is_cached
 
     settings = cli_settings(ctx)
     rows = [
@@ -107,8 +107,8 @@ def predict(
     config: Path | None = config_option(),
 ) -> None:
     """Detect objects in images: print them and optionally write annotated copies."""
-    from ..batches import decoded_batches
     from ..detection import DetectOptions, resolve_classes
+    from ..image_batches import decoded_batches
     from ..images import draw_detections, list_images
     from ..models.loader import load_detector
 

@@ -149,8 +149,8 @@ def train(
 
     finished: dict = {}
     if track:
-        from ..tracking import run_page
-        from ..train.tracked import train_tracked
+        from ..experiments import run_page
+        from ..train.experiment import train_tracked
 
         run = train_tracked(cfg, settings, resume, experiment, register, finish)
         finished = run.finished

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from .files import UniqueNames, place
-from .model import Box, DetectionDataset, Sample, Splits
+from .records import Box, DetectionDataset, Sample, Splits
 
 SPLIT_FILE = "_annotations.coco.json"
 

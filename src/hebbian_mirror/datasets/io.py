@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..images import decode_image
 from . import coco, voc, yolo
-from .model import DetectionDataset, Sample, Splits, normalize_split
+from .records import DetectionDataset, Sample, Splits, normalize_split
 
 FORMATS = ("yolo", "coco", "voc")
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..errors import DatasetError, InvalidImageError
 from .io import decode_as_annotated
-from .model import DetectionDataset, Sample
+from .records import DetectionDataset, Sample
 
 
 def load_sample(sample: Sample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

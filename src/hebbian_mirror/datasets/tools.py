@@ -7,13 +7,13 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from ..batches import decoded_batches
 from ..classes import canonical_name
 from ..detection import Detection
 from ..errors import DatasetError
+from ..image_batches import decoded_batches
 from ..images import draw_detections
 from .io import decode_as_annotated
-from .model import DetectionDataset, Splits
+from .records import DetectionDataset, Splits
 
 
 def stats(splits: Splits) -> dict:

@@ -11,7 +11,7 @@ import yaml
 from ..errors import DatasetError, InvalidImageError
 from ..images import image_size
 from .files import UniqueNames, images_in, place
-from .model import Box, DetectionDataset, Sample, Splits
+from .records import Box, DetectionDataset, Sample, Splits
 
 # (split, xml folder, image folder) layouts we recognise, relative to the dataset folder.
 LAYOUTS = (

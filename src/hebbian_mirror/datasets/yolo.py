@@ -9,7 +9,7 @@ import yaml
 from ..errors import DatasetError, InvalidImageError
 from ..images import image_size
 from .files import UniqueNames, images_in, place
-from .model import Box, DetectionDataset, Sample, Splits, normalize_split
+from .records import Box, DetectionDataset, Sample, Splits, normalize_split
 
 
 def _names(value) -> list[str]:

@@ -14,8 +14,8 @@ from ..errors import ModelFormatError, WeightsNotFoundError
 from ..families import family, for_file
 from ..network import Network
 from . import checkpoint
+from .cache import ensure_weights
 from .registry import OTHER_SOURCES, get_spec, registry
-from .weights import ensure_weights
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def prefetch(sources: list[str], settings: Settings) -> None:
 
 def _resolve_uri(text: str) -> str:
     if text.startswith(("models:/", "runs:/")):
-        from ..tracking import resolve
+        from ..experiments import resolve
 
         return str(resolve(text))
     return text

@@ -21,7 +21,7 @@ from .auth import api_key
 from .errors import install_handlers
 from .metrics import StreamCollector
 from .middleware import MetricsMiddleware, RequestGuardMiddleware
-from .spec import PLAIN_ERROR_SCHEMA, error_responses
+from .openapi import PLAIN_ERROR_SCHEMA, error_responses
 from .specs import SPECS, error_body
 from .state import ServerState, state_of
 from .streams import create_manager, start_configured

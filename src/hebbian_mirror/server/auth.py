@@ -7,8 +7,8 @@ import secrets
 
 from fastapi import Depends, Request
 
+from .bodies import FORM_TYPES, media_type, read_form
 from .errors import APIError
-from .requests import FORM_TYPES, media_type, read_form
 from .state import state_of
 
 

@@ -16,7 +16,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
 from ..config import Settings
 from ..datasets import DetectionDataset, Splits, load_dataset, load_splits
@@ -24,6 +23,7 @@ from ..detection import resolve_device
 from ..errors import DatasetError, ModelNotFoundError, TrainingConfigError
 from ..evaluation import write_report
 from ..families import family
+from ..image_batches import decoded_batches
 from ..images import draw_detections
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network

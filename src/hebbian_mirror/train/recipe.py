@@ -18,7 +18,6 @@ import torch
 import yaml
 from torchvision.ops import box_iou
 
-from ..batches import decoded_batches
 from ..classes import canonical_name, class_index
 from ..config import Settings
 from ..darknet.combined import combine
@@ -29,6 +28,7 @@ from ..detection import DetectOptions
 from ..errors import DatasetError, TrainingConfigError
 from ..evaluation import EVAL_OPTIONS, evaluate
 from ..families import family
+from ..image_batches import decoded_batches
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
 from .config import TrainConfig

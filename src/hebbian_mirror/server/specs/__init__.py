@@ -3,7 +3,7 @@ here."""
 
 from __future__ import annotations
 
-from ..spec import APISpec, plain_error
+from ..openapi import APISpec, plain_error
 from . import deepstack, hebbian, native, oip, weapons
 
 SPECS: tuple[APISpec, ...] = (

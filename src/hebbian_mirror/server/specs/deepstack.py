@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 
 from ...boxes import held_by
 from ..auth import api_key
+from ..bodies import FORM_TYPES, form_image, media_type, read_form
 from ..errors import APIError
+from ..openapi import DEFAULT_MODEL_ERRORS, IMAGE_ERRORS, APISpec, body_schema, error_responses
 from ..pipeline import Inputs, Outcome, run
-from ..requests import FORM_TYPES, form_image, media_type, read_form
-from ..spec import DEFAULT_MODEL_ERRORS, IMAGE_ERRORS, APISpec, body_schema, error_responses
 from ..state import state_of
 
 

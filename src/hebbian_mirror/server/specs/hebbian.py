@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..auth import api_key
+from ..bodies import raw_image_body
+from ..openapi import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, APISpec, body_schema, error_responses
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
-from ..requests import raw_image_body
-from ..spec import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, APISpec, body_schema, error_responses
 from ..state import state_of
 
 router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key()])

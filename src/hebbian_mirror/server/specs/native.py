@@ -9,9 +9,9 @@ from fastapi.responses import Response
 
 from ...boxes import held_by
 from ..auth import api_key
+from ..bodies import image_body
+from ..openapi import IMAGE_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, APISpec, body_schema, error_responses
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
-from ..requests import image_body
-from ..spec import IMAGE_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, APISpec, body_schema, error_responses
 from ..state import state_of
 
 router = APIRouter(tags=["native"], dependencies=[api_key()])

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from ... import __version__
 from ..auth import api_key
 from ..errors import APIError
+from ..openapi import APISpec, error_responses
 from ..pipeline import Inputs, Outcome, run
-from ..spec import APISpec, error_responses
 from ..state import state_of
 
 HEADER_LENGTH = "inference-header-content-length"

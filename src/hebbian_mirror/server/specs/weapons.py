@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..auth import api_key
+from ..bodies import form_image
+from ..openapi import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, APISpec, body_schema, error_responses
 from ..pipeline import Inputs, Outcome, run
-from ..requests import form_image
-from ..spec import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, APISpec, body_schema, error_responses
 
 router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key()])
 SPEC = APISpec("weapons-demo", router, prefixes=("/predict",))

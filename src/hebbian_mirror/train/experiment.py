@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import Settings, default_model_name
 from ..datasets.tools import stats
-from ..tracking import TrainingRun
+from ..experiments import TrainingRun
 from .loop import TrainConfig, prepare, train
 
 
