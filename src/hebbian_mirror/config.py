@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .classes import DANGEROUS_CLASSES
+from .detection import DetectOptions, resolve_classes
 from .errors import ConfigError
-from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_MAX_PIXELS
+from .meta import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_MAX_PIXELS, Described
 
 ENV_PREFIX = "HEBBIAN_MIRROR_"
 DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"
@@ -147,7 +150,7 @@ class Settings(BaseModel):
         "/dev/videoN, image folder or glob); repeat for several.",
     )
     alarm: list[str] = Field(
-        default_factory=lambda: ["pistol", "knife"],
+        default_factory=lambda: list(DANGEROUS_CLASSES),
         description="Classes that raise alarms on streams (those the model knows).",
     )
     alarm_min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Score a detection needs to count.")
@@ -220,6 +223,30 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    def detect_options(
+        self,
+        model: Described,
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        classes: str | Iterable[str | int] | None = None,
+        merge: bool | None = None,
+        augment: bool | None = None,
+    ) -> DetectOptions:
+        """The one way these settings become a call's :class:`DetectOptions` for ``model``: the values given
+        (a request's, a command's) over the settings' thresholds, ``classes`` named or numbered for ``model``;
+        ``merge`` and ``augment`` as given, else the settings' where ``model`` has them (``refines``,
+        ``augments``). :class:`InvalidOptionError` for a bad value or an unknown class."""
+        return DetectOptions(
+            conf=self.conf if conf is None else conf,
+            iou=self.iou if iou is None else iou,
+            max_det=self.max_det if max_det is None else max_det,
+            classes=resolve_classes(classes, model.class_names),
+            merge=self.merge and bool(getattr(model, "refines", False)) if merge is None else merge,
+            augment=self.augment and bool(getattr(model, "augments", False)) if augment is None else augment,
+        )
 
     @property
     def decode_workers(self) -> int:

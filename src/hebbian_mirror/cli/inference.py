@@ -107,15 +107,13 @@ def predict(
     config: Path | None = config_option(),
 ) -> None:
     """Detect objects in images: print them and optionally write annotated copies."""
-    from ..detection import DetectOptions, resolve_classes
     from ..image_batches import decoded_batches
     from ..images import draw_detections, list_images
     from ..models.loader import load_detector
 
     settings = cli_settings(ctx)
     detector = load_detector(settings.model, settings)
-    wanted = resolve_classes(classes, detector.class_names)
-    options = DetectOptions(settings.conf, settings.iou, settings.max_det, wanted, settings.merge, settings.augment)
+    options = settings.detect_options(detector, classes=classes, merge=settings.merge, augment=settings.augment)
     paths = list_images(images)
     if not paths:
         raise CommandError("no images found in the given paths")

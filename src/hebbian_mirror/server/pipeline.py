@@ -9,7 +9,6 @@ taking the upload.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from ..detection import DetectOptions, Detector, refusal, resolve_classes
+from ..detection import DetectOptions, Detector, refusal
 from ..errors import (
     HebbianMirrorError,
     InvalidOptionError,
@@ -27,7 +26,7 @@ from ..errors import (
 from ..images import draw_detections, encode_jpeg
 from ..serving.batcher import Result
 from ..serving.engine import ModelHost
-from ..serving.runners import Item, served_options
+from ..serving.runners import Item
 from .errors import APIError, api_error
 from .state import ServerState, state_of
 
@@ -109,18 +108,17 @@ def check_pixels(pixels: np.ndarray, max_pixels: int) -> None:
 def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
     """The request's thresholds over the server's defaults; 422 for a bad value or unknown class, or ``merge``
     asked of a model without it (the server's ``merge`` and ``augment`` apply to the models that have them)."""
-    s = state.settings
     try:
         if problem := refusal(detector, bool(inputs.merge), augment=False):
             raise InvalidOptionError(problem)
-        options = DetectOptions(
-            conf=s.conf if inputs.conf is None else inputs.conf,
-            iou=s.iou if inputs.iou is None else inputs.iou,
-            max_det=s.max_det if inputs.max_det is None else inputs.max_det,
-            classes=resolve_classes(inputs.classes, detector.class_names),
+        return state.settings.detect_options(
+            detector,
+            conf=inputs.conf,
+            iou=inputs.iou,
+            max_det=inputs.max_det,
+            classes=inputs.classes,
+            merge=inputs.merge,
         )
-        options = served_options(options, s, detector)
-        return options if inputs.merge is None else dataclasses.replace(options, merge=inputs.merge)
     except InvalidOptionError as exc:
         raise api_error(exc) from exc
 

@@ -178,7 +178,7 @@ def load_and_warm(source: str, settings: Settings) -> Detector:
     detector = load_detector(source, settings)
     warm = np.full((480, 640, 3), 114, dtype=np.uint8)
     for n in (1, min(settings.max_batch_size, 4)):
-        detector.detect([warm] * n, served_options(DetectOptions(), settings, detector))
+        detector.detect([warm] * n, settings.detect_options(detector))
     return detector
 
 

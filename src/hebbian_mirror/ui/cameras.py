@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from hebbian_mirror.classes import DANGEROUS_CLASSES, canonical_name
 from hebbian_mirror.ui.client import Client, ServerError
 from hebbian_mirror.ui.connection import connection
 
@@ -80,7 +81,8 @@ def add_form(client: Client) -> None:
     with st.expander("Add a camera or video", icon=":material/add:"), st.form("add-stream", clear_on_submit=False):
         name = st.text_input("Name", key="new_name", placeholder="shop-door")
         url = st.text_input("URL or file", key="new_url", placeholder="rtsp://user:pass@camera/stream")
-        default = [c for c in ("pistol", "knife") if c in known]
+        by_key = {canonical_name(c): c for c in known}  # the dangerous classes, as this model names them
+        default = [by_key[k] for k in map(canonical_name, DANGEROUS_CLASSES) if k in by_key]
         alarm = st.multiselect("Alarm for", known, default=default, key="new_alarm")
         fps = st.number_input("Frames per second to check (0: all)", 0.0, 60.0, 0.0, key="new_fps")
         if st.form_submit_button("Watch"):
