@@ -1,0 +1,32 @@
+"""Settings are declared once: the docs' table of every setting is generated from them (and checked here), and
+``serve`` takes a flag for every one of them."""
+
+from __future__ import annotations
+
+import re
+
+import typer.main
+
+from hebbian_mirror.cli import app
+from hebbian_mirror.cli.settings import settings_table
+from hebbian_mirror.config import Settings
+
+from ..conftest import REPO
+
+PAGE = REPO / "docs" / "configuration.md"
+
+
+def test_the_docs_table_is_the_generated_one():
+    text = PAGE.read_text(encoding="utf-8")
+    found = re.search(r"<!-- settings-table: begin -->\n(.*?)<!-- settings-table: end -->", text, re.S)
+    assert found, f"{PAGE} lost its generated table"
+    assert found[1] == settings_table(), (
+        f"{PAGE} is out of date: paste the output of `.venv/bin/hebbian-mirror settings --markdown` between its markers"
+    )
+    assert len(found[1].splitlines()) == len(Settings.model_fields) + 2
+
+
+def test_serve_takes_every_setting():
+    serve = typer.main.get_command(app).commands["serve"]
+    taken = {p.name for p in serve.params}
+    assert set(Settings.model_fields) - taken == {"model"}  # --model is the repeatable `models`
