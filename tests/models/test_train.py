@@ -387,3 +387,37 @@ def test_multi_scale_batches_resize_with_their_boxes_and_the_loss_follows_the_si
     summary = train(cfg, load_settings(offline=True, device="cpu"))
     assert summary["epochs_run"] == 1 and np.isfinite(summary["history"][0]["loss"])
     assert checkpoint.read(tmp_path / "ms" / "last.pt")["config"]["multi_scale"] == 0.5
+
+
+def test_the_trainer_runs_its_callbacks_around_a_run(tiny, tmp_path):
+    """The Python API of ``train``: a run with a callback of one's own, untracked; the hooks in order, each epoch
+    seen, the result as summary.json says."""
+    from hebbian_mirror.train.callbacks import Callback
+    from hebbian_mirror.train.trainer import Trainer
+
+    seen = []
+
+    class Recorder(Callback):
+        def on_start(self, trainer, prepared):
+            seen.append(("start", len(prepared.train_ds.samples)))
+
+        def on_epoch(self, epoch, metrics):
+            seen.append(("epoch", epoch, "AP50" in metrics))
+
+        def on_end(self, trainer, result):
+            seen.append(("end", result.summary["best"]))
+
+        def on_exit(self, error):
+            seen.append(("exit", error))
+
+    options = {"out": tmp_path / "run", "epochs": 2, "batch": 4, "max_steps": 1, "device": "cpu", "workers": 0}
+    trainer = Trainer(load_settings(device="cpu"), data=tiny, options=options, track=False, callbacks=[Recorder()])
+    result = trainer.fit()
+    assert [s[0] for s in seen] == ["start", "epoch", "epoch", "end", "exit"]
+    assert (
+        seen[0] == ("start", 12)
+        and seen[1:3] == [("epoch", 0, True), ("epoch", 1, True)]
+        and seen[-1] == ("exit", None)
+    )
+    assert result.served == result.summary["best"] == str(tmp_path / "run" / "best.pt")
+    assert (tmp_path / "run" / "best.pt").is_file() and result.run is None

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from ..errors import CommandError, HebbianMirrorError
+from ..errors import CommandError
 from ..train.config import TrainConfig
 from .app import app
 from .common import cli_settings, config_option, console, setting, typed
@@ -95,74 +95,47 @@ def train(
     import sys
 
     from ..datasets.augment import AugmentConfig
-    from ..train.loop import train as run_training
+    from ..train.trainer import Trainer
 
     params = ctx.params
     settings = cli_settings(ctx, device=device)
     aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else None
-    plan = None
-    if recipe is not None and data is not None:
-        raise CommandError("give --data or --recipe, not both: the recipe names its datasets")
-    if recipe is not None:  # its data is prepared once, before any process of a --nproc run starts
-        from ..train import recipe as recipes
-
-        plan = recipes.read(recipe)
-        given = {k: params[k] for k in TrainConfig.option_names() if k in params and typed(ctx, k)}
-        if "out" in given:  # the run folder given here holds the prepared data too, not the recipe's
-            given["out"] = str(given["out"])
-            plan = replace(plan, train=plan.train | {"out": given["out"]})
-        base = given.get("model", plan.train.get("model", TrainConfig.model))
-        keep = given.get("keep_classes", plan.train.get("keep_classes", TrainConfig.keep_classes))
-        recipes.check_combinable(plan, base, keep, settings)
-        data_path, _ = recipes.prepare_data(plan, settings, base)
-        cfg = recipes.config(plan, data_path, given | ({"augment": aug} if aug else {}))
-        register = register or plan.register
-        experiment = experiment or plan.name  # not its prepared data's folder name ("data")
-    elif data is None:
-        raise CommandError("give --data DATASET or --recipe FILE")
+    names = TrainConfig.option_names()
+    if recipe is not None:  # flags given here override the recipe's
+        options = {k: params[k] for k in names if k in params and typed(ctx, k)}
     else:
-        values = {k: params[k] for k in TrainConfig.option_names() if k in params}
-        cfg = TrainConfig(**(values | {"data": str(data), "out": str(out), "augment": aug or AugmentConfig()}))
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:  # start the processes; each runs this command again
-        from ..train.distributed import check_launch, launch
-
-        check_launch(nproc, cfg)
-
+        options = {k: params[k] for k in names if k in params}
+    trainer = Trainer(
+        settings,
+        data=data,
+        recipe=recipe,
+        options=options,
+        augment=aug,
+        resume=resume,
+        nproc=nproc,
+        track=track,
+        experiment=experiment,
+        register=register,
+        warn=lambda message: console.print(message, style="yellow"),
+    )
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
         console.print(f"training in {nproc} processes (torchrun); rank 0 evaluates, logs and saves", style="dim")
-        raise typer.Exit(launch(nproc, sys.argv[1:]))
-    rank = int(os.environ.get("RANK", "0"))
+    result = trainer.fit(sys.argv[1:])
+    if trainer.exit_code is not None:
+        raise typer.Exit(trainer.exit_code)
+    if result is None:  # another process of a --nproc run: rank 0 reports
+        return
+    cfg, plan, summary, finished = result.config, trainer.plan, result.summary, result.finished
     out = Path(cfg.out)
     registered = None
-    if rank != 0:  # another process of a --nproc run: rank 0 tracks and reports
-        run_training(cfg, settings, resume=resume)
-        return
-    finish = None
-    if plan is not None:  # after training: the retention check, the combined model (recipes.finish)
-
-        def finish(summary: dict) -> dict:
-            best = Path(summary["best"])
-            try:  # whatever fails here, the trained model stays logged, registered and served as best.pt
-                return recipes.finish(plan, best, cfg.model, Path(cfg.data), settings) if best.is_file() else {}
-            except HebbianMirrorError as exc:
-                console.print(f"warning: after training: {exc}", style="yellow")
-                return {}
-
-    finished: dict = {}
-    if track:
+    if result.run is not None:
         from ..experiments import run_page
-        from ..train.experiment import train_tracked
 
-        run = train_tracked(cfg, settings, resume, experiment, register, finish)
-        finished = run.finished
-        summary, registered = run.summary, run.registered
+        run = result.run
+        registered = run.registered
         command, page = run_page(run.experiment_id, run.run_id)
         console.print(f"MLflow run {run.run_name} ({run.run_id}) in experiment {run.experiment!r}", style="dim")
         console.print(f"see it: {command + ', then ' if command else ''}{page}", style="dim", highlight=False)
-    elif register:
-        raise CommandError("--register needs tracking (drop --no-track)")
-    else:
-        summary = run_training(cfg, settings, resume=resume)
-        finished = finish(summary) if finish else {}
     table = Table(title=f"{out}: best AP {summary['best_ap']:.3f}")
     for col in ("epoch", "loss", "AP", "AP50", "seconds"):
         table.add_column(col, justify="right")
@@ -182,7 +155,7 @@ def train(
             f"combined with {cfg.model} → {finished['model']}: validation AP50 {finished['combined_val']:.3f}{kept}; "
             f"{refined:.3f} served with --merge --augment (about 3× the time)"
         )
-    served = finished.get("model", summary["best"])
+    served = result.served
     alarm = ""
     if plan is not None and plan.alarm:  # the recipe's alarm defaults, as serve and watch take them
         a = plan.alarm

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
+from ..errors import TrainingConfigError
+
 if TYPE_CHECKING:
     from ..datasets.augment import AugmentConfig
 
@@ -116,6 +118,24 @@ class TrainConfig:
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})
     augment: AugmentConfig = field(default_factory=_default_augment)
     eval_batch: int = field(default=8, metadata={"help": "Images per batch when validating."})
+
+    def __post_init__(self) -> None:
+        """Checked when the run is configured, before anything is loaded, created or logged."""
+        choices = {"optimizer": ("sgd", "adamw"), "schedule": ("cosine", "step")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise TrainingConfigError(f"unknown {name} {getattr(self, name)!r}: {' or '.join(allowed)}")
+        for name in ("epochs", "batch", "eval_batch", "patience"):
+            if getattr(self, name) < 1:
+                raise TrainingConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise TrainingConfigError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.workers < 0 or self.warmup_epochs < 0 or self.freeze_epochs < 0:
+            raise TrainingConfigError("workers, warmup_epochs and freeze_epochs cannot be negative")
+        if not 0.0 <= self.backbone_lr <= 1.0:
+            raise TrainingConfigError(f"backbone_lr must be between 0 and 1, got {self.backbone_lr:g}")
+        if not 0.0 <= self.multi_scale <= 0.9:
+            raise TrainingConfigError(f"multi_scale must be between 0 and 0.9, got {self.multi_scale:g}")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (0.01 if self.optimizer == "sgd" else 0.001)

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..datasets import DetectionDataset
-from ..errors import TrainingConfigError
 from ..evaluation import EVAL_OPTIONS, evaluate
 from ..families import family
 from ..families.base import Criterion
@@ -78,14 +77,10 @@ def optimisation(
         {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr * (cfg.backbone_lr if s else 1)}
         for (decay, s), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
     ]
-    if cfg.optimizer == "sgd":
+    if cfg.optimizer == "sgd":  # TrainConfig checked it is sgd or adamw
         optimizer = torch.optim.SGD(params, lr=lr, momentum=0.937, nesterov=True)
-    elif cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=lr)
     else:
-        raise TrainingConfigError(f"unknown optimizer {cfg.optimizer!r}: sgd or adamw")
-    if cfg.schedule not in ("cosine", "step"):
-        raise TrainingConfigError(f"unknown schedule {cfg.schedule!r}: cosine or step")
+        optimizer = torch.optim.AdamW(params, lr=lr)
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
 

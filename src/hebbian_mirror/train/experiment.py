@@ -1,16 +1,18 @@
-"""A training run tracked in MLflow: params, per-epoch metrics, results, and optional registration."""
+"""A training run tracked in MLflow (a :class:`~.callbacks.Callback`): params, per-epoch metrics, results, and
+optional registration."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Settings, default_model_name
+from ..config import default_model_name
 from ..datasets.tools import stats
 from ..experiments import TrainingRun
-from .loop import TrainConfig, prepare, train
+from .callbacks import Callback, TrainResult
+from .config import TrainConfig
+from .loop import Prepared
 
 
 @dataclass
@@ -35,29 +37,39 @@ def run_name(cfg: TrainConfig) -> str:
     return f"{default_model_name(cfg.model)}-{dataset_name(cfg.data)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train_tracked(
-    cfg: TrainConfig,
-    settings: Settings,
-    resume: bool = False,
-    experiment: str | None = None,
-    register: str | None = None,
-    finish: Callable[[dict], dict] | None = None,
-) -> TrackedRun:
-    """Train inside an MLflow run (experiment: ``experiment``, default the dataset's name); register the best
-    model under ``register`` when given. ``finish(summary)``, when given, runs after training inside the run: its
-    numbers are logged as metrics, and a ``model`` it names (a combined model) is logged (``runs:/ID/combined``) and
-    registered instead.
-    The dataset and the base model are loaded first: a run that cannot start leaves nothing in MLflow."""
-    prepared = prepare(cfg, settings, resume)
-    name = experiment or dataset_name(cfg.data)
-    tags = {"out": str(Path(cfg.out).resolve()), "base_model": cfg.model, "data": str(Path(cfg.data).resolve())}
-    with TrainingRun(name, run_name=run_name(cfg), tags=tags | ({"resumed": "true"} if resume else {})) as run:
-        run.log_params(cfg.to_dict())
-        summary = train(cfg, settings, resume=resume, on_epoch=run.log_epoch, prepared=prepared)
-        run.log_results(Path(cfg.out), summary, stats(prepared.splits))
-        finished = finish(summary) if finish else {}
+class MlflowTracking(Callback):
+    """The run inside an MLflow run (experiment: ``experiment``, default the dataset's name): params, per-epoch
+    metrics, results; what the recipe's step measured as ``final.*`` metrics, and a model it made (a combined
+    model) logged (``runs:/ID/combined``) and registered instead of ``best.pt``; registered under ``register``
+    when given. The Trainer opens it only once the run has loaded what it needs: a run that cannot start leaves
+    nothing in MLflow."""
+
+    def __init__(self, experiment: str | None = None, register: str | None = None) -> None:
+        self.experiment, self.register = experiment, register
+        self.run: TrainingRun | None = None
+
+    def on_start(self, trainer, prepared: Prepared) -> None:
+        cfg, resume = trainer.config, trainer.resume
+        self.name = self.experiment or dataset_name(cfg.data)
+        self.splits = prepared.splits
+        tags = {"out": str(Path(cfg.out).resolve()), "base_model": cfg.model, "data": str(Path(cfg.data).resolve())}
+        self.run = TrainingRun(self.name, run_name=run_name(cfg), tags=tags | ({"resumed": "true"} if resume else {}))
+        self.run.log_params(cfg.to_dict())
+
+    def on_epoch(self, epoch: int, metrics: dict) -> None:
+        self.run.log_epoch(epoch, metrics)
+
+    def on_end(self, trainer, result: TrainResult) -> None:
+        run, finished = self.run, result.finished
+        run.log_results(Path(result.config.out), result.summary, stats(self.splits))
         run.mlflow.log_metrics({f"final.{k}": v for k, v in finished.items() if isinstance(v, float)})
         if "model" in finished:  # registered instead of best.pt; the champion is still chosen by validation AP
             run.log_model(Path(finished["model"]), {"combined_val_AP50": finished["combined_val"]}, name="combined")
-        registered = run.register(register) if register else None
-        return TrackedRun(summary, run.run_id, run.run.info.run_name, name, run.experiment_id, registered, finished)
+        registered = run.register(self.register) if self.register else None
+        result.run = TrackedRun(
+            result.summary, run.run_id, run.run.info.run_name, self.name, run.experiment_id, registered, finished
+        )
+
+    def on_exit(self, error: BaseException | None) -> None:
+        if self.run is not None:
+            self.run.__exit__(type(error) if error else None, error, None)
