@@ -237,3 +237,12 @@ def evaluate_alarms(
     if out is not None:
         out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         console.print(f"results in {out}")
+
+
+@app.command("webhook-secret")
+def webhook_secret() -> None:
+    """Print a new webhook signing secret (Standard Webhooks: whsec_ + 24 random bytes in base64) for
+    --webhook-secret, and for the receiver that checks the signatures."""
+    from ..streams.delivery import new_secret
+
+    print(new_secret())

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def new_secret() -> str:
+    """A fresh Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64 (``hebbian-mirror
+    webhook-secret`` prints one)."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
@@ -60,7 +62,10 @@ class WebhookSink:
             try:
                 base64.b64decode(secret.removeprefix("whsec_"), validate=True)
             except ValueError as exc:
-                raise DeliveryError("the webhook secret must be whsec_ + base64 (Standard Webhooks)") from exc
+                raise DeliveryError(
+                    "the webhook secret must be whsec_ + base64 (Standard Webhooks): make one with "
+                    "`hebbian-mirror webhook-secret`"
+                ) from exc
         self.url, self.secret = url, secret
         self.name = f"webhook:{mask_url(url)}"
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
