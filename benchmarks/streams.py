@@ -74,7 +74,7 @@ async def level(model: str, clip: Path, sources: int, seconds: float, workers: i
     settings = load_settings(model=model, device="cpu", workers=workers, events_dir=Path(tempfile.mkdtemp()))
     engine = Engine.hosting(settings)
     await engine.load_models({})
-    manager = StreamManager.from_settings(settings, engine.frame_detector())
+    manager = StreamManager.from_settings(settings, settings, engine.frame_detector())
     rules = make_rules(["pistol"], min_score=0.3)
     await manager.start()
     try:

@@ -78,3 +78,32 @@ def test_two_models_with_one_name_are_refused():
         load_settings(models=["runs/tiny/best.pt", "runs/tiny/last.pt"]).served_models  # noqa: B018
     names = [m.name for m in load_settings(models=["a=runs/tiny/best.pt", "runs/tiny/last.pt"]).served_models]
     assert names == ["a", "tiny"]
+
+
+def test_settings_are_their_components_and_a_part_is_validated_alone():
+    from hebbian_mirror.config import COMPONENTS, DetectSettings, LimitSettings, ModelSettings, Settings
+    from hebbian_mirror.serving.worker_main import WorkerSpec
+    from hebbian_mirror.serving.workers import worker_specs
+
+    fields = [name for component in COMPONENTS for name in component.model_fields]
+    assert sorted(fields) == sorted(Settings.model_fields) and len(fields) == len(set(fields))  # each in one
+    settings = load_settings(conf=0.3, max_pixels=1000, device="cpu", workers=2)
+    detect = settings.part(DetectSettings)
+    assert (
+        type(detect) is DetectSettings
+        and detect.conf == 0.3
+        and set(detect.model_fields)
+        == {
+            "conf",
+            "iou",
+            "max_det",
+            "merge",
+            "augment",
+        }
+    )
+    with pytest.raises(ValueError):
+        DetectSettings(conf=2)  # a component validates on its own
+    specs, _ = worker_specs("m", "yolov4-tiny", settings)
+    assert len(specs) == 2 and all(isinstance(s, WorkerSpec) for s in specs)
+    assert type(specs[0].loading) is ModelSettings and type(specs[0].limits) is LimitSettings
+    assert specs[0].limits.max_pixels == 1000 and specs[0].detect.conf == 0.3  # a worker gets its parts only

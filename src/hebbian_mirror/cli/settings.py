@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ..config import Settings, env_name, load_settings
+from ..config import COMPONENTS, Settings, env_name, load_settings
 from .app import app
 from .common import config_option, console
 
@@ -31,20 +31,24 @@ def flags() -> dict[str, set[str]]:
 
 
 def settings_table() -> str:
-    """Markdown: one row per setting, from :class:`Settings` and the commands' own options (so the docs cannot
-    drift from them)."""
+    """Markdown: one table per settings component, one row per setting, from the components and the commands'
+    own options (so the docs cannot drift from them)."""
     given = flags()
-    rows = ["| setting (TOML key) | flags | environment | default | what |", "|---|---|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        flag = ", ".join(f"`{f}`" for f in sorted(given.get(name, ()))) or "(TOML or environment)"
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        default = extra.get("default_help") or field.get_default(call_default_factory=True)
-        if isinstance(default, list):
-            default = ",".join(default)
-        shown = "" if default in (None, "") else f"`{default}`"
-        text = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {flag} | `{env_name(name)}` | {shown} | {text} |")
-    return "\n".join(rows) + "\n"
+    out = []
+    for component in COMPONENTS:
+        out += [f"### {component.__name__}: {component.__doc__}", ""]
+        out += ["| setting (TOML key) | flags | environment | default | what |", "|---|---|---|---|---|"]
+        for name, field in component.model_fields.items():
+            flag = ", ".join(f"`{f}`" for f in sorted(given.get(name, ()))) or "(TOML or environment)"
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            default = extra.get("default_help") or field.get_default(call_default_factory=True)
+            if isinstance(default, list):
+                default = ",".join(default)
+            shown = "" if default in (None, "") else f"`{default}`"
+            text = (field.description or "").replace("|", "\\|")
+            out.append(f"| `{name}` | {flag} | `{env_name(name)}` | {shown} | {text} |")
+        out.append("")
+    return "\n".join(out)
 
 
 @app.command("settings")

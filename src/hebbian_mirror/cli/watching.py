@@ -58,6 +58,7 @@ async def _load(settings):
 
 
 async def _watch(settings, sources: list[str], fps: float | None, realtime: bool | None, loop: bool) -> int:
+    from ..config import DeliverySettings, EventSettings
     from ..streams.manager import StreamManager, split_stream
     from ..streams.watcher import StreamConfig
 
@@ -75,7 +76,9 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
             highlight=False,
         )
 
-    manager = StreamManager.from_settings(settings, engine.frame_detector())
+    manager = StreamManager.from_settings(
+        settings.part(EventSettings), settings.part(DeliverySettings), engine.frame_detector()
+    )
     manager.on_event = on_event
     stop = asyncio.Event()
     loop_ = asyncio.get_running_loop()

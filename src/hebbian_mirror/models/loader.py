@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from ..config import Settings
+from ..config import ModelSettings
 from ..detection import Detector
 from ..errors import ModelFormatError, WeightsNotFoundError
 from ..families import family, for_file
@@ -20,9 +20,9 @@ from .registry import OTHER_SOURCES, get_spec, registry
 log = logging.getLogger(__name__)
 
 
-def load_detector(source: str | os.PathLike, settings: Settings | None = None) -> Detector:
+def load_detector(source: str | os.PathLike, settings: ModelSettings | None = None) -> Detector:
     """A ready-to-run detector for ``source`` on ``settings.device`` (fp16 with ``settings.half``)."""
-    settings = settings or Settings()
+    settings = settings or ModelSettings()
     text = _resolve_uri(str(source))
     if (runs_as_is := for_file(text)) is not None:
         return runs_as_is.open(_existing(text, f"{runs_as_is.name.upper()} model"), device=settings.device)
@@ -30,9 +30,9 @@ def load_detector(source: str | os.PathLike, settings: Settings | None = None) -
     return family(network.family).detector(network, device=settings.device, half=settings.half)
 
 
-def load_network(source: str | os.PathLike, settings: Settings | None = None) -> Network:
+def load_network(source: str | os.PathLike, settings: ModelSettings | None = None) -> Network:
     """The trainable network of a zoo model, a ``.pt`` checkpoint, a Darknet pair or an MLflow URI."""
-    settings = settings or Settings()
+    settings = settings or ModelSettings()
     text = _resolve_uri(str(source))
     if text in registry():
         return _zoo_network(text, settings)
@@ -47,7 +47,7 @@ def load_network(source: str | os.PathLike, settings: Settings | None = None) ->
     return _darknet_pair_network(text)
 
 
-def prefetch(sources: list[str], settings: Settings) -> None:
+def prefetch(sources: list[str], settings: ModelSettings) -> None:
     """Check ``sources`` before a server listens: fetch the zoo models' weights, and refuse a name that is
     neither a zoo model, a file, nor a ``models:/`` / ``runs:/`` URI."""
     for source in sources:
@@ -75,7 +75,7 @@ def _existing(text: str, what: str) -> Path:
     return path
 
 
-def _zoo_network(name: str, settings: Settings) -> Network:
+def _zoo_network(name: str, settings: ModelSettings) -> Network:
     spec = get_spec(name)
     paths = ensure_weights(spec, settings.weights_dir, settings.offline)
     return family(spec.family).from_files(spec.meta, spec.arch, paths)

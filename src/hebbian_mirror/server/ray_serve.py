@@ -39,7 +39,8 @@ class ModelReplica:
 
     def __init__(self, name: str, source: str, settings: Settings) -> None:
         self.name, self.settings = name, settings
-        self.runner = ThreadRunner(load_and_warm(source, settings), name, settings.max_pixels, settings.decode_timeout)
+        detector = load_and_warm(source, settings, settings, settings.max_batch_size)
+        self.runner = ThreadRunner(detector, name, settings.max_pixels, settings.decode_timeout)
         self.tag = f"{serve.get_replica_context().replica_id.unique_id}@{os.getpid()}"
         self.batcher: DynamicBatcher | None = None
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ..config import DeliverySettings, EventSettings
 from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError
 from ..streams.manager import StreamManager, split_stream
 from ..streams.rules import AlarmRule, stream_rules
@@ -37,7 +38,8 @@ class StreamRequest(BaseModel):
 
 
 def create_manager(state: ServerState) -> StreamManager:
-    return StreamManager.from_settings(state.settings, state.frame_detector())
+    s = state.settings
+    return StreamManager.from_settings(s.part(EventSettings), s.part(DeliverySettings), state.frame_detector())
 
 
 def stream_config(state: ServerState, body: StreamRequest) -> StreamConfig:

@@ -129,7 +129,7 @@ class Engine:
             runner = ThreadRunner(preloaded, host.name, s.max_pixels, s.decode_timeout)
             if runner.detector is None:
                 try:
-                    runner.detector = await runner.call(load_and_warm, host.source, s)
+                    runner.detector = await runner.call(load_and_warm, host.source, s, s, s.max_batch_size)
                 except BaseException:
                     await runner.stop()
                     raise

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ..config import Settings
+from ..config import DetectSettings, ModelSettings
 from ..detection import Detections, DetectOptions, Detector
 from ..errors import DecodeTimeoutError, HebbianMirrorError, InvalidImageError
 from ..images import DEFAULT_MAX_PIXELS, decode_image
@@ -165,20 +165,20 @@ class ThreadRunner:
         self._decoders.shutdown(wait=False, cancel_futures=True)
 
 
-def served_options(options: DetectOptions, settings: Settings, model: Detector | ModelInfo) -> DetectOptions:
+def served_options(options: DetectOptions, settings: DetectSettings, model: Detector | ModelInfo) -> DetectOptions:
     """``options`` with the server's ``merge`` and ``augment`` where ``model`` has them (else both off)."""
     return replace(options, merge=settings.merge and model.refines, augment=settings.augment and model.augments)
 
 
-def load_and_warm(source: str, settings: Settings) -> Detector:
+def load_and_warm(source: str, loading: ModelSettings, detect: DetectSettings, max_batch_size: int) -> Detector:
     """The model, loaded and warmed up (first calls allocate: a batch of 1 and one of up to 4 before real
     traffic)."""
     from ..models.loader import load_detector
 
-    detector = load_detector(source, settings)
+    detector = load_detector(source, loading)
     warm = np.full((480, 640, 3), 114, dtype=np.uint8)
-    for n in (1, min(settings.max_batch_size, 4)):
-        detector.detect([warm] * n, settings.detect_options(detector))
+    for n in (1, min(max_batch_size, 4)):
+        detector.detect([warm] * n, detect.detect_options(detector))
     return detector
 
 

@@ -18,7 +18,7 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from ..config import Settings
+from ..config import DetectSettings, LimitSettings, ModelSettings
 from .runners import Item, ItemResult, decode_pool, detect_items, load_and_warm
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker process is told: which model, from where, on which device."""
+    """What a worker process is told: which model, from where, and only the settings it uses (how to load the
+    model, on which device; the detection defaults it warms up with; the limits of the images it decodes)."""
 
     model: str
     source: str
     index: int
-    settings: Settings
+    loading: ModelSettings
+    detect: DetectSettings
+    limits: LimitSettings
+    log_level: str = "info"
 
 
 def worker_main(conn: Connection, spec: WorkerSpec) -> None:
@@ -39,18 +43,18 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and SIGTERM reach the server, which drains first
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=spec.settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    logging.basicConfig(level=spec.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     import torch
 
     threads = torch.get_num_threads()
     try:
-        detector = load_and_warm(spec.source, spec.settings)
+        detector = load_and_warm(spec.source, spec.loading, spec.detect, spec.limits.max_batch_size)
     except Exception as exc:  # the server reports it and does not start
         conn.send(("failed", str(exc) or type(exc).__name__))
         return
     conn.send(("ready", detector.meta.to_dict(), detector.info()))
     decoders = decode_pool()
-    max_pixels, budget = spec.settings.max_pixels, spec.settings.decode_timeout
+    max_pixels, budget = spec.limits.max_pixels, spec.limits.decode_timeout
     blocks: dict[str, SharedMemory] = {}
     try:
         while True:

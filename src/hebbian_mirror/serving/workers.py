@@ -27,7 +27,7 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from ..config import Settings
+from ..config import DetectSettings, LimitSettings, ModelSettings, Settings
 from ..detection import DetectOptions
 from ..errors import ModelLoadError, WorkerCrashedError
 from ..meta import ModelMeta
@@ -66,9 +66,16 @@ def worker_specs(model: str, source: str, settings: Settings) -> tuple[list[Work
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") and torch.cuda.is_available() else 0
     cores = os.cpu_count() or 1
     count = settings.workers or gpus or min(2, cores)
+    loading, detect, limits = (settings.part(c) for c in (ModelSettings, DetectSettings, LimitSettings))
     specs = [
         WorkerSpec(
-            model, source, i, settings.model_copy(update={"device": f"cuda:{i % gpus}"}) if gpus > 1 else settings
+            model,
+            source,
+            i,
+            loading.model_copy(update={"device": f"cuda:{i % gpus}"}) if gpus > 1 else loading,
+            detect,
+            limits,
+            settings.log_level,
         )
         for i in range(count)
     ]
@@ -113,7 +120,7 @@ class WorkerProcess:
 
     @property
     def device(self) -> str:
-        return self.info.device if self.info is not None else self.spec.settings.device
+        return self.info.device if self.info is not None else self.spec.loading.device
 
     async def start(self) -> ModelInfo:
         """Spawn the process and wait until its model is loaded and warm; :class:`ModelLoadError` if not."""

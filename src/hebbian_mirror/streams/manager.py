@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+from ..config import DeliverySettings, EventSettings
 from ..errors import StreamError
 from .delivery import Dispatcher, MqttSink, WebhookSink
 from .events import Event, EventStore
@@ -66,16 +66,15 @@ class StreamManager:
         self._pruner: asyncio.Task | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, detect: Detect) -> StreamManager:
-        """The manager the server and ``watch`` run: events where the settings say, delivered to their sinks,
-        kept as long as they say; frames detected by ``detect``."""
-        s = settings
+    def from_settings(cls, events: EventSettings, delivery: DeliverySettings, detect: Detect) -> StreamManager:
+        """The manager the server and ``watch`` run: events where ``events`` says, kept as long as it says,
+        delivered to ``delivery``'s sinks; frames detected by ``detect``."""
         return cls(
             detect,
-            s.events_dir,
-            make_sinks(s.webhooks, s.webhook_secret, s.mqtt),
-            max_age_s=s.events_max_age_days * 86400 if s.events_max_age_days else None,
-            max_bytes=int(s.events_max_mb * 1_000_000) if s.events_max_mb else None,
+            events.events_dir,
+            make_sinks(delivery.webhooks, delivery.webhook_secret, delivery.mqtt),
+            max_age_s=events.events_max_age_days * 86400 if events.events_max_age_days else None,
+            max_bytes=int(events.events_max_mb * 1_000_000) if events.events_max_mb else None,
         )
 
     async def start(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import Settings
+from ..config import AlarmSettings
 from ..errors import RuleError
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def make_rules(labels: Iterable[str], **common: Any) -> list[AlarmRule]:
     return rules
 
 
-def stream_rules(settings: Settings, class_names: list[str], alarm: list[str] | None = None) -> list[AlarmRule]:
+def stream_rules(settings: AlarmSettings, class_names: list[str], alarm: list[str] | None = None) -> list[AlarmRule]:
     """The alarm rules for a stream: the given or configured classes that the model knows."""
     wanted = alarm if alarm is not None else settings.alarm
     known = [c for c in wanted if c in class_names]

@@ -1,0 +1,197 @@
+"""Settings, in one place: defaults < TOML file < ``HEBBIAN_MIRROR_*`` environment < command-line flags.
+
+The TOML file is ``--config PATH``, else ``$HEBBIAN_MIRROR_CONFIG``, else ``./hebbian-mirror.toml`` when
+present; its keys are the field names of the components (:mod:`.components`), at top level or under a
+``[hebbian_mirror]`` table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ConfigDict, ValidationError
+
+from ..errors import ConfigError
+from .components import (
+    AlarmSettings,
+    Component,
+    DeliverySettings,
+    DetectSettings,
+    EventSettings,
+    LimitSettings,
+    ModelSettings,
+    RaySettings,
+    ServerSettings,
+)
+
+C = TypeVar("C", bound=Component)
+
+# The components, in the order people read them (docs, ``hebbian-mirror settings``).
+COMPONENTS: tuple[type[Component], ...] = (
+    ModelSettings,
+    DetectSettings,
+    LimitSettings,
+    ServerSettings,
+    AlarmSettings,
+    EventSettings,
+    DeliverySettings,
+    RaySettings,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "AlarmSettings",
+    "ConfigError",
+    "DeliverySettings",
+    "DetectSettings",
+    "EventSettings",
+    "LimitSettings",
+    "ModelSettings",
+    "RaySettings",
+    "ServedModel",
+    "ServerSettings",
+    "Settings",
+    "default_model_name",
+    "env_name",
+    "load_settings",
+]
+
+ENV_PREFIX = "HEBBIAN_MIRROR_"
+DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"
+# Environment names that differ from ENV_PREFIX + FIELD.upper().
+ENV_ALIASES = {"weights_dir": "HEBBIAN_MIRROR_WEIGHTS"}
+
+
+# Server profiles, as the original Hebbian Mirror's Rocket.toml had them.
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {"decoder_threads": 4, "log_level": "info"},
+    "prod": {"decoder_threads": 16, "log_level": "critical"},
+}
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model a server runs: ``name`` in URLs and answers, ``source`` as the loader takes it."""
+
+    name: str
+    source: str
+
+    @classmethod
+    def parse(cls, entry: str) -> ServedModel:
+        """``NAME=SOURCE``, or a source named after itself: a zoo name as is, ``models:/NAME@alias`` →
+        NAME, ``runs/tiny/best.pt`` → ``tiny`` (a generic file name gives its folder's), ``my.onnx`` → ``my``."""
+        name, sep, source = entry.partition("=")
+        if sep and _NAME.fullmatch(name.strip()) and source.strip():
+            return cls(name.strip(), source.strip())
+        return cls(default_model_name(entry), entry)
+
+
+def default_model_name(source: str) -> str:
+    """A URL-safe name for a model source (see :meth:`ServedModel.parse`)."""
+    if source.startswith("models:/"):
+        name = re.split(r"[@/]", source.removeprefix("models:/"))[0]
+    elif source.startswith("runs:/"):
+        name = "run-" + source.removeprefix("runs:/").split("/")[0][:8]
+    else:
+        path = Path(source.split(",")[0].strip())
+        name = source
+        if path.suffix in (".pt", ".onnx", ".cfg", ".weights"):
+            generic = path.stem.lower() in _GENERIC_STEMS and path.parent.name not in ("", ".", "..")
+            name = path.parent.name if generic else path.stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+class Settings(
+    RaySettings,
+    DeliverySettings,
+    EventSettings,
+    AlarmSettings,
+    ServerSettings,
+    LimitSettings,
+    DetectSettings,
+    ModelSettings,
+):
+    """Everything configurable: every component (:mod:`.components`) at once. Field names are the TOML keys and,
+    upper-cased, the env suffixes; a component takes its own part (:meth:`part`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def part(self, component: type[C]) -> C:
+        """This component's settings alone (what a component, e.g. a worker process, is given)."""
+        return component.model_validate({name: getattr(self, name) for name in component.model_fields})
+
+    @property
+    def served_models(self) -> list[ServedModel]:
+        """The models a server loads, the default first, each under its own name."""
+        served = [ServedModel.parse(entry) for entry in dict.fromkeys(self.models or [self.model])]
+        names = [m.name for m in served]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ConfigError(
+                f"two models would be called {', '.join(twice)}: name them, e.g. --model NAME=SOURCE "
+                f"({', '.join(m.source for m in served if m.name in twice)})"
+            )
+        return served
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return data.get("hebbian_mirror", data)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting (``HEBBIAN_MIRROR_<FIELD>`` unless aliased)."""
+    return ENV_ALIASES.get(field, ENV_PREFIX + field.upper())
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        for key in (ENV_ALIASES.get(field), ENV_PREFIX + field.upper()):
+            if key and environ.get(key, "") != "":
+                values[field] = environ[key]
+                break
+    return values
+
+
+def load_settings(
+    config_file: str | Path | None = None, environ: dict[str, str] | None = None, **flags: Any
+) -> Settings:
+    """Merge the layers; ``flags`` whose value is ``None`` (not given on the command line) are ignored."""
+    environ = dict(os.environ if environ is None else environ)
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((f"config file {path}", _read_toml(Path(path))))
+    layers.append(("environment", _from_env(environ)))
+    layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
+    merged: dict[str, Any] = {}
+    for _, values in layers:
+        merged.update(values)
+    profile = merged.get("profile")
+    if profile in PROFILES:  # a profile's values sit just above the defaults
+        merged = PROFILES[profile] | merged
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            source = next((name for name, vals in reversed(layers) if field in vals), "default")
+            problems.append(f"{field} ({source}): {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
