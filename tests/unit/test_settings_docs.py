@@ -30,3 +30,10 @@ def test_serve_takes_every_setting():
     serve = typer.main.get_command(app).commands["serve"]
     taken = {p.name for p in serve.params}
     assert set(Settings.model_fields) - taken == {"model"}  # --model is the repeatable `models`
+
+
+def test_train_takes_every_training_option():
+    from hebbian_mirror.train.config import TrainConfig
+
+    train = typer.main.get_command(app).commands["train"]
+    assert set(TrainConfig.option_names()) - {p.name for p in train.params} == set()
