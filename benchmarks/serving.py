@@ -139,7 +139,7 @@ _CATEGORIES = [
     (
         "worker IPC",
         re.compile(
-            r"(_pack|_shared|_handle|_on_message|_rows|worker_main) \(hebbian_mirror/server/|"
+            r"(_pack|_packed|_shared|_handle|_on_message|worker_main) \(hebbian_mirror/serving/|"
             r"\(multiprocessing/"
         ),
     ),

@@ -40,6 +40,7 @@ def held_by(
     """For each dangerous detection (by index in ``detections``), the index of the person holding it, or
     ``None`` when no person box overlaps it enough. The holder is the person box with the largest share of the
     object inside it (at least ``min_share``); of equal shares, the smallest box (the closer fit)."""
+    detections = list(detections)  # records once (indexing Detections builds one each time)
     wanted = {canonical_name(c) for c in dangerous}
     people = [i for i, d in enumerate(detections) if canonical_name(d.label) == PERSON]
     out: dict[int, int | None] = {}

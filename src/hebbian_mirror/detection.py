@@ -41,8 +41,9 @@ class Detection:
 class Detections(Sequence[Detection]):
     """One image's detections, the one form they take from the detector to every consumer: an ``N×6`` float64
     array (``x1, y1, x2, y2, score, class id``; boxes in the image's pixels), the model's class names and the
-    image's ``(width, height)``. Detectors produce it once; it crosses the worker pipe as is; the API encoders,
-    OIP, alarms and ``held_by`` read its arrays; indexing or iterating gives :class:`Detection` records."""
+    image's ``(width, height)``. Detectors produce it once; it crosses the worker pipe as is; OIP reads its
+    arrays; the JSON encoders, alarms, ``held_by`` and drawing read it as :class:`Detection` records (indexing,
+    iterating)."""
 
     __slots__ = ("class_names", "data", "image_size")
 

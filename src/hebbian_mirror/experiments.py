@@ -48,7 +48,9 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 class TrainingRun:
-    """Log one training run; use as a context manager around :func:`hebbian_mirror.train.loop.train`."""
+    """Log one training run: started when made, ended by ``__exit__`` (a context manager around
+    :func:`hebbian_mirror.train.loop.train`, or :class:`~hebbian_mirror.train.experiment.MlflowTracking`'s
+    hooks)."""
 
     def __init__(self, experiment: str, run_name: str | None = None, tags: dict[str, str] | None = None) -> None:
         self.mlflow = _mlflow()

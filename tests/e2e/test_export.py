@@ -11,6 +11,7 @@ from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import ModelFormatError
 from hebbian_mirror.export import export_onnx
+from hebbian_mirror.families import family
 from hebbian_mirror.images import decode_image
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.onnx.detector import load_onnx
@@ -98,6 +99,8 @@ def test_onnx_models_merge_but_cannot_augment(exported):
     with pytest.raises(ValueError, match="one fixed input size"):
         det.detect([img], DetectOptions(augment=True))
     assert (det.info()["refines"], det.info()["augments"]) == (True, False)
+    declared = family("onnx").capabilities  # what the family declares is what its detectors do
+    assert (det.refines, det.augments) == (declared.merge, declared.augment)
 
 
 def test_exported_files_are_self_contained(exported):

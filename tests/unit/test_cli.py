@@ -1,4 +1,4 @@
-"""The command line as a user runs it: models, predict, errors."""
+"""The command line's own shape: every option has help in one style, every command prints its help."""
 
 from __future__ import annotations
 

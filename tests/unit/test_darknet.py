@@ -1,4 +1,4 @@
-"""Darknet in PyTorch: parity with OpenCV DNN on every Darknet model in ../shared, cfg/weights handling."""
+"""A malformed Darknet cfg is a clear error (parity with OpenCV on real weights: tests/models/test_darknet.py)."""
 
 from __future__ import annotations
 

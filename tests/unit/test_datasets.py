@@ -1,4 +1,4 @@
-"""Datasets: every format round-trips, Sohas layout, merge, split, stats, preview, bad data."""
+"""Broken and empty datasets are clear errors (reading and writing real ones: tests/models/test_datasets.py)."""
 
 from __future__ import annotations
 

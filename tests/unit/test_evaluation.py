@@ -1,4 +1,5 @@
-"""COCO evaluation: agreement with an OpenCV DNN + pycocotools evaluation, dataset formats, hand-computed AP."""
+"""COCO evaluation on constructed data: bad datasets refused, AP and precision/recall computed by hand (the
+OpenCV + pycocotools agreement on real weights: tests/models/test_evaluation.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""``held_by``: each dangerous detection matched to the person holding it, on constructed boxes, a real photo and
-a stream's alarm."""
+"""Who holds it, on constructed boxes: held_by, and an alarm remembering its holder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image decoding: every format, EXIF, pixel modes, and bad input giving clear errors."""
+"""Image decoding and drawing on constructed images: formats, pixel modes, bad input, label placement."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Interpolating an extended model with its base (hebbian-mirror interpolate): exact at both ends, a sweep that
-measures both sides and chooses, clear errors."""
+"""Choosing the interpolation alpha from a sweep's numbers (the sweep itself: tests/models/)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The server as a Ray Serve application on a local 2-CPU Ray cluster: every API family through Serve, two replicas
-sharing the load, a replica killed mid-load replaced without failing clients, a clean stop; and the Serve
-config file."""
+"""The Ray Serve configuration: a serve config file and deployment options, without starting Ray."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""YOLO selection's refinements: ``merge`` (box voting) and ``augment`` (test-time augmentation), on constructed
-boxes, real photos and the COCO subset, and refused where a detector has no such selection."""
+"""Box voting (merge) on constructed boxes (test-time augmentation on a real model: tests/models/)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`hebbian-mirror stack`: real API, UI and MLflow processes; all of them gone after SIGTERM, and after SIGKILL of
-the stack itself (the children's death signal); a port in use refused before anything starts."""
+"""`hebbian-mirror stack` refuses a port in use before starting anything."""
 
 from __future__ import annotations
 

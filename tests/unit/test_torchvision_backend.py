@@ -1,10 +1,4 @@
-"""torchvision detectors through the zoo.
-
-Their official checkpoints cannot be downloaded here, so this builds a checkpoint in the official
-format (the architecture's state dict, minus the batch-norm counters frozen-BN checkpoints lack) under
-the official file name in a temporary weights cache, and checks the whole loading and inference path:
-class mapping onto the 80 COCO ids, thresholds, filters and box coordinates.
-"""
+"""A checkpoint that does not fit its torchvision builder is refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fine-tuning Darknet YOLO: head resizing, loss going down, exact resume, checkpoints that load everywhere."""
+"""Training augmentation on constructed tensors: quarter turns move the boxes with the pixels."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from .app import app
 from .common import config_option, console
 
 SECRETS = {"api_key", "webhook_secret"}  # never printed
+URLS = {"models", "streams", "webhooks", "mqtt", "ray_address"}  # printed without their passwords
 
 
 def flags() -> dict[str, set[str]]:
@@ -62,8 +63,15 @@ def show_settings(
     if markdown:
         print(settings_table(), end="")
         return
+    from ..streams.media import mask_url
+
     values = load_settings(config).model_dump(mode="json")
     for name in SECRETS:
         if values.get(name):
             values[name] = "(set)"
+    for name in URLS:  # a URL's password (rtsp://user:pass@..., mqtt://user:pass@...) never printed
+        if isinstance(values.get(name), list):
+            values[name] = [mask_url(v) for v in values[name]]
+        elif values.get(name):
+            values[name] = mask_url(values[name])
     console.print_json(json.dumps(values))

@@ -70,7 +70,7 @@ def train(
     seed: int = option("seed"),
     patience: int = option("patience", min=1),
     max_steps: int | None = option("max_steps", min=1),
-    augment: Path | None = typer.Option(None, "--augment", help="YAML of augmentation settings (train/augment.py)."),
+    augment: Path | None = typer.Option(None, "--augment", help="YAML of augmentation settings (datasets/augment.py)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     nproc: int = typer.Option(

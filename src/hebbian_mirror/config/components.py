@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,13 +82,26 @@ class DetectSettings(Component):
         (a request's, a command's) over the settings' thresholds, ``classes`` named or numbered for ``model``;
         ``merge`` and ``augment`` as given, else the settings' where ``model`` has them (``refines``,
         ``augments``). :class:`InvalidOptionError` for a bad value or an unknown class."""
+        served_merge, served_augment = self._refinements(model)
         return DetectOptions(
             conf=self.conf if conf is None else conf,
             iou=self.iou if iou is None else iou,
             max_det=self.max_det if max_det is None else max_det,
             classes=resolve_classes(classes, model.class_names),
-            merge=self.merge and bool(getattr(model, "refines", False)) if merge is None else merge,
-            augment=self.augment and bool(getattr(model, "augments", False)) if augment is None else augment,
+            merge=served_merge if merge is None else merge,
+            augment=served_augment if augment is None else augment,
+        )
+
+    def served(self, options: DetectOptions, model: Described) -> DetectOptions:
+        """``options`` (a stream's thresholds) with these settings' ``merge`` and ``augment`` where ``model`` has
+        them."""
+        merge, augment = self._refinements(model)
+        return replace(options, merge=merge, augment=augment)
+
+    def _refinements(self, model: Described) -> tuple[bool, bool]:
+        """The settings' merge and augment, each only where ``model`` has it (``refines``, ``augments``)."""
+        return self.merge and bool(getattr(model, "refines", False)), self.augment and bool(
+            getattr(model, "augments", False)
         )
 
 

@@ -4,7 +4,7 @@ plus, in ``last.pt``, the training state to resume from.
 A record is a flat dict: ``format`` (``hebbian-mirror/<family>-v1``), the model's metadata
 (:meth:`ModelMeta.to_dict`), the family's architecture (Darknet: ``cfg`` text; torchvision: ``builder``,
 ``num_classes``, ``label_map``), ``state_dict`` and default ``thresholds``; training adds its own keys. Every
-checkpoint written since the first version loads (``tests/test_compat.py`` keeps one).
+checkpoint written since the first version loads (``tests/models/test_compat.py`` keeps one).
 """
 
 from __future__ import annotations

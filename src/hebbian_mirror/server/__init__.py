@@ -1,4 +1,5 @@
-"""The HTTP server: FastAPI on uvicorn, one dynamic batcher per model."""
+"""The HTTP server: FastAPI on uvicorn over the engine (:mod:`hebbian_mirror.serving`): the API families, limits,
+auth, metrics, the status table of the product's errors."""
 
 from .app import create_app
 

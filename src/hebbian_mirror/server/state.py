@@ -18,20 +18,14 @@ class ServerState(Engine):
     metrics: Metrics = field(default_factory=Metrics)
     decoder: Decoder | None = None
 
+    def __post_init__(self) -> None:
+        self.observe, self.on_restart = self.metrics.batch_observer, self.metrics.worker_restarted
+
     @classmethod
     def create(cls, settings: Settings) -> ServerState:
         """The state for ``settings.served_models``, nothing loaded yet (:meth:`Engine.load_models`)."""
-        metrics = Metrics()
-        state = cls.hosting(
-            settings,
-            metrics=metrics,
-            decoder=Decoder(
-                settings.decode_workers, settings.decode_timeout, settings.max_pixels, settings.pixel_budget
-            ),
-            observe=metrics.batch_observer,
-            on_restart=metrics.worker_restarted,
-        )
-        return state
+        decoder = Decoder(settings.decode_workers, settings.decode_timeout, settings.max_pixels, settings.pixel_budget)
+        return cls.hosting(settings, decoder=decoder)
 
     async def close(self) -> None:
         """Drain every queued request, then stop the batchers (and their workers) and the decoder."""

@@ -16,7 +16,7 @@ from ..config import Settings
 from ..detection import Detections, DetectOptions, Detector
 from ..errors import HebbianMirrorError, ModelLoadError, ModelNotFoundError, UnavailableError
 from .batcher import Batcher, BatchStats, DynamicBatcher
-from .runners import ModelInfo, Runner, ThreadRunner, load_and_warm, served_options
+from .runners import ModelInfo, Runner, ThreadRunner, load_and_warm
 from .workers import WorkerProcess, worker_specs
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Engine:
 
         async def detect(image: Any, options: DetectOptions) -> Detections:
             host = self.host(None)
-            options = served_options(options, self.settings, host.detector)
+            options = self.settings.served(options, host.detector)
             try:
                 result = await host.batcher.detect(image, options, timeout=timeout)
             except TimeoutError as exc:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -163,11 +163,6 @@ class ThreadRunner:
     async def stop(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._decoders.shutdown(wait=False, cancel_futures=True)
-
-
-def served_options(options: DetectOptions, settings: DetectSettings, model: Detector | ModelInfo) -> DetectOptions:
-    """``options`` with the server's ``merge`` and ``augment`` where ``model`` has them (else both off)."""
-    return replace(options, merge=settings.merge and model.refines, augment=settings.augment and model.augments)
 
 
 def load_and_warm(source: str, loading: ModelSettings, detect: DetectSettings, max_batch_size: int) -> Detector:

@@ -1,9 +1,9 @@
 """Worker processes: each loads a model in a spawned process and runs one batch at a time for the batcher.
 
 The batch's images go through a shared-memory block (written once by the server, read in place by the worker,
-which decodes them), the detections come back as one small ``N×6`` array per image. So the model's Python
-(decoding, pre- and post-processing, NMS, building results) never waits on the GIL of the HTTP front end, and
-HTTP never waits on the model's.
+which decodes them), the detections come back as each image's ``Detections`` (one small ``N×6`` array). So the
+model's Python (decoding, pre- and post-processing, NMS, building results) never waits on the GIL of the HTTP
+front end, and HTTP never waits on the model's.
 When the process dies (killed, out of memory, a crash in native code) the batch it held fails with
 :class:`WorkerCrashedError` and a new process is started; a batch that hangs past its time is killed the same
 way. The worker ignores SIGINT / SIGTERM: the server drains its queue through the workers, then stops them;
@@ -85,7 +85,7 @@ def worker_specs(model: str, source: str, settings: Settings) -> tuple[list[Work
 @dataclass
 class _Batch:
     seq: int
-    future: asyncio.Future[list[tuple]]  # each image's ("ok", rows, size) or ("error", exception)
+    future: asyncio.Future[list[tuple]]  # each image's ("ok", Detections) or ("error", exception)
 
 
 class WorkerProcess:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..classes import DANGEROUS_CLASSES
 from ..config import AlarmSettings
 from ..errors import RuleError
 
@@ -151,7 +152,7 @@ def stream_rules(settings: AlarmSettings, class_names: list[str], alarm: list[st
     unknown = [c for c in wanted if c not in class_names]
     if alarm is not None and unknown:
         raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(class_names)}")
-    if unknown:
+    if unknown and list(wanted) != list(DANGEROUS_CLASSES):  # the default list names more than any one model knows
         log.warning("alarm classes %s: the model does not know them (no alarm for them)", ", ".join(unknown))
     if not known:
         return []

@@ -35,12 +35,15 @@ class TrainResult:
 
 
 class Callback:
-    """Hooks around a run, on rank 0 only; each does nothing unless overridden. ``on_end`` hooks run in order and
-    may add to the result (the recipe's step before tracking, which logs what it measured)."""
+    """Hooks around a run, on rank 0 only; each does nothing unless overridden. Once training is over, every
+    hook's ``on_trained`` runs (tracking logs the results), then every ``on_end`` in order, which may add to the
+    result (the recipe's step before tracking, which logs what it measured); ``on_exit`` always closes."""
 
     def on_start(self, trainer: Trainer, prepared: Prepared) -> None: ...
 
     def on_epoch(self, epoch: int, metrics: dict) -> None: ...
+
+    def on_trained(self, trainer: Trainer, result: TrainResult) -> None: ...
 
     def on_end(self, trainer: Trainer, result: TrainResult) -> None: ...
 

@@ -54,14 +54,20 @@ class MlflowTracking(Callback):
         self.splits = prepared.splits
         tags = {"out": str(Path(cfg.out).resolve()), "base_model": cfg.model, "data": str(Path(cfg.data).resolve())}
         self.run = TrainingRun(self.name, run_name=run_name(cfg), tags=tags | ({"resumed": "true"} if resume else {}))
-        self.run.log_params(cfg.to_dict())
+        try:
+            self.run.log_params(cfg.to_dict())
+        except BaseException as exc:  # the run exists: end it as failed, not left running
+            self.on_exit(exc)
+            raise
 
     def on_epoch(self, epoch: int, metrics: dict) -> None:
         self.run.log_epoch(epoch, metrics)
 
+    def on_trained(self, trainer, result: TrainResult) -> None:
+        self.run.log_results(Path(result.config.out), result.summary, stats(self.splits))
+
     def on_end(self, trainer, result: TrainResult) -> None:
         run, finished = self.run, result.finished
-        run.log_results(Path(result.config.out), result.summary, stats(self.splits))
         run.mlflow.log_metrics({f"final.{k}": v for k, v in finished.items() if isinstance(v, float)})
         if "model" in finished:  # registered instead of best.pt; the champion is still chosen by validation AP
             run.log_model(Path(finished["model"]), {"combined_val_AP50": finished["combined_val"]}, name="combined")
@@ -73,3 +79,4 @@ class MlflowTracking(Callback):
     def on_exit(self, error: BaseException | None) -> None:
         if self.run is not None:
             self.run.__exit__(type(error) if error else None, error, None)
+            self.run = None

@@ -79,6 +79,15 @@ def read(path: str | Path) -> Recipe:
     def at(p: str | Path) -> Path:
         return (root / p).resolve() if not Path(p).is_absolute() else Path(p)
 
+    try:
+        return _recipe(path, doc, at)
+    except (TypeError, ValueError, KeyError) as exc:  # a value of the wrong kind: the file's mistake, in words
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"recipe {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _recipe(path: Path, doc: dict, at) -> Recipe:
     sources = []
     for entry in doc["datasets"]:
         entry = {"path": entry} if isinstance(entry, str) else dict(entry)
@@ -179,7 +188,7 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
         if report.get("recipe") == wanted:
             return out / "data.yaml", report
         if (recipe.out / "last.pt").is_file():
-            raise DatasetError(
+            raise TrainingConfigError(
                 f"{recipe.out} was trained on data prepared from another recipe or by an older version: "
                 f"give this run another 'out', or remove {recipe.out}"
             )

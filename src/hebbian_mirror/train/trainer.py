@@ -73,11 +73,15 @@ class Trainer:
             if "out" in given:  # the run folder given here holds the prepared data too, not the recipe's
                 given["out"] = str(given["out"])
                 plan = replace(plan, train=plan.train | {"out": given["out"]})
+            if (plan.register or self.register) and not self.track:
+                raise TrainingConfigError("--register needs tracking (drop --no-track)")
+            extra = {"augment": self.augment} if self.augment else {}
+            recipes.config(plan, plan.out / "data", given | extra)  # its values checked before any slow work
             base = given.get("model", plan.train.get("model", TrainConfig.model))
             keep = given.get("keep_classes", plan.train.get("keep_classes", TrainConfig.keep_classes))
             recipes.check_combinable(plan, base, keep, self.settings)
             data_path, _ = recipes.prepare_data(plan, self.settings, base)
-            self.config = recipes.config(plan, data_path, given | ({"augment": self.augment} if self.augment else {}))
+            self.config = recipes.config(plan, data_path, given | extra)
             self.plan = plan
             self.register = self.register or plan.register
             self.experiment = self.experiment or plan.name  # not its prepared data's folder name ("data")
@@ -125,6 +129,8 @@ class Trainer:
 
             summary = train(cfg, self.settings, resume=self.resume, on_epoch=on_epoch, prepared=prepared)
             result = TrainResult(cfg, summary)
+            for hook in hooks:
+                hook.on_trained(self, result)
             for hook in hooks:
                 hook.on_end(self, result)
         except BaseException as exc:
