@@ -65,8 +65,9 @@ Encoder = Callable[[Request, Outcome], Awaitable[Any]]
 
 async def run(request: Request, inputs: Inputs, encode: Encoder, draws: bool = False) -> Any:
     """Run one detection request through its model's batcher and encode the answer; every failure is an
-    :class:`APIError` or a product error the status table maps (400 bad image, 404 unknown model, 413 too many pixels, 422 bad option or an image past
-    its decode budget, 499 client gone, 503 busy or loading, 504 past the request timeout).
+    :class:`APIError` or a product error the status table maps (400 bad image, 404 unknown model, 413 too many
+    pixels, 422 bad option or an image past its decode budget, 499 client gone, 503 busy or loading, 504 past the
+    request timeout).
 
     ``draws``: the encoder draws on the image (:func:`annotated_jpeg`), so it is decoded here, once, under the
     request's one reservation of pixels, and its pixels go to the model instead of its bytes."""
