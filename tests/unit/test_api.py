@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -128,3 +129,33 @@ def test_annotated_image_is_drawn_on_the_one_decode(serve, route):
     assert np.abs(drawn.astype(int) - plain.astype(int)).max() > 100  # boxes were drawn on it
     assert fake.calls == 1
     assert client.post(route, content=jpeg()).status_code == 200  # the reservation was given back
+
+
+def test_a_new_api_family_is_one_module_and_one_registration(monkeypatch):
+    """A toy API family (its router, its error shape) registered as a new module's SPEC is: its route answers
+    through the one pipeline, and its errors, even before routing, take its shape."""
+    from hebbian_mirror.server import app as app_module
+    from hebbian_mirror.server import specs
+    from hebbian_mirror.server.bodies import raw_image_body
+    from hebbian_mirror.server.openapi import APISpec
+    from hebbian_mirror.server.pipeline import Inputs, run
+
+    router = APIRouter()
+
+    async def count(request: Request, out) -> dict:
+        return {"objects": len(out.result.detections)}
+
+    @router.post("/toy/count")
+    async def toy(request: Request) -> dict:
+        return await run(request, Inputs(lambda _: raw_image_body(request)), count)
+
+    spec = APISpec("toy", router, prefixes=("/toy/",), error_body=lambda status, message: {"toy_error": message})
+    registered = (*specs.SPECS, spec)  # what its one line in specs/__init__.py does
+    monkeypatch.setattr(specs, "SPECS", registered)
+    monkeypatch.setattr(app_module, "SPECS", registered)
+    fake = FakeDetector()
+    settings = load_settings(models=["fake"], workers=0)
+    with TestClient(create_app(settings, detectors={"fake": fake})) as client:
+        assert client.post("/toy/count", content=jpeg()).json() == {"objects": 3}
+        bad = client.post("/toy/count", content=b"not an image")
+        assert bad.status_code == 400 and set(bad.json()) == {"toy_error"}

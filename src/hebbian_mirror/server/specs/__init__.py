@@ -1,4 +1,4 @@
-"""The API families the server speaks. Adding one is a module with an :class:`~..spec.APISpec` and one line
+"""The API families the server speaks. Adding one is a module with an :class:`~..openapi.APISpec` and one line
 here."""
 
 from __future__ import annotations
