@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from .common import DEBUG_ENV, Commands, console, env_help
+from .common import DEBUG_ENV, Commands, console
+from .options import env_help
 
 app = typer.Typer(
     name="hebbian-mirror",

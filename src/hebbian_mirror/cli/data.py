@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..errors import CommandError
 from .app import app
-from .common import Commands, console, fraction
+from .common import Commands, console
+from .options import fraction
 
 data_app = typer.Typer(
     help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True, cls=Commands

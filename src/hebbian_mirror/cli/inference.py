@@ -12,7 +12,8 @@ from rich.table import Table
 from ..errors import CommandError
 from ..meta import DEFAULT_IOU, EVAL_CONF, EVAL_MAX_DET
 from .app import app
-from .common import cli_settings, config_option, console, err_console, fraction, setting
+from .common import cli_settings, config_option, console, err_console
+from .options import fraction, setting
 
 MODEL_OPTION = setting("model", "--model", "-m")
 

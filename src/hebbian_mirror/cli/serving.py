@@ -4,77 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from ..classes import DANGEROUS_CLASSES
+from ..config import Settings
 from ..errors import CommandError
 from .app import app
-from .common import cli_settings, config_option, console, setting
+from .common import cli_settings, config_option, console
+from .options import options
+
+# serve takes every setting (the default model is --model, the first of `models`)
+SERVE_SETTINGS = [name for name in Settings.model_fields if name != "model"]
+SERVE_FLAGS = {
+    "models": ("--model", "-m"),
+    "offline": ("--offline/--online",),
+    "streams": ("--stream",),
+    "webhooks": ("--webhook",),
+}
 
 
 @app.command()
+@options(Settings, SERVE_SETTINGS, SERVE_FLAGS)
 def serve(
     ctx: typer.Context,
-    models: list[str] | None = setting("models", "--model", "-m"),
-    host: str | None = setting("host"),
-    port: int | None = setting("port"),
-    device: str | None = setting("device"),
-    half: bool | None = setting("half"),
-    merge: bool | None = setting("merge"),
-    augment: bool | None = setting("augment"),
-    workers: int | None = setting("workers"),
-    max_batch_size: int | None = setting("max_batch_size"),
-    max_batch_delay_ms: float | None = setting("max_batch_delay_ms"),
-    max_queue: int | None = setting("max_queue"),
-    request_timeout: float | None = setting("request_timeout"),
-    max_upload_mb: float | None = setting("max_upload_mb"),
-    max_pixels: int | None = setting("max_pixels"),
-    api_key: str | None = setting("api_key"),
-    decode_timeout: float | None = setting("decode_timeout"),
-    max_pixels_in_flight: int | None = setting("max_pixels_in_flight"),
-    header_timeout: float | None = setting("header_timeout"),
-    body_timeout: float | None = setting("body_timeout"),
-    max_connections: int | None = setting("max_connections"),
-    max_requests: int | None = setting("max_requests"),
-    decoder_threads: int | None = setting("decoder_threads"),
-    profile: str | None = setting("profile"),
-    log_level: str | None = setting("log_level"),
-    weights_dir: Path | None = setting("weights_dir"),
-    offline: bool | None = setting("offline", "--offline/--online"),
-    conf: float | None = setting("conf"),
-    iou: float | None = setting("iou"),
-    max_det: int | None = setting("max_det"),
-    streams: list[str] | None = setting("streams", "--stream"),
-    alarm: list[str] | None = setting("alarm"),
-    alarm_min_score: float | None = setting("alarm_min_score"),
-    alarm_frames: int | None = setting("alarm_frames"),
-    alarm_median_of: int | None = setting("alarm_median_of"),
-    alarm_end_after: int | None = setting("alarm_end_after"),
-    alarm_cooldown: float | None = setting("alarm_cooldown"),
-    alarm_min_area: float | None = setting("alarm_min_area"),
-    stream_fps: float | None = setting("stream_fps"),
-    clip_seconds: float | None = setting("clip_seconds"),
-    events_dir: Path | None = setting("events_dir"),
-    events_max_age_days: float | None = setting("events_max_age_days"),
-    events_max_mb: float | None = setting("events_max_mb"),
-    webhooks: list[str] | None = setting("webhooks", "--webhook"),
-    webhook_secret: str | None = setting("webhook_secret"),
-    mqtt: str | None = setting("mqtt"),
     ray: bool = typer.Option(
         False, "--ray", help="Serve through Ray Serve: a deployment per model, replicas, autoscaling."
     ),
-    ray_address: str | None = setting("ray_address"),
-    ray_num_cpus: int | None = setting("ray_num_cpus"),
-    ray_replicas: int | None = setting("ray_replicas"),
-    ray_min_replicas: int | None = setting("ray_min_replicas"),
-    ray_max_replicas: int | None = setting("ray_max_replicas"),
-    ray_target_ongoing_requests: float | None = setting("ray_target_ongoing_requests"),
-    ray_max_ongoing_requests: int | None = setting("ray_max_ongoing_requests"),
-    ray_cpus_per_replica: float | None = setting("ray_cpus_per_replica"),
-    ray_gpus_per_replica: float | None = setting("ray_gpus_per_replica"),
     config: Path | None = config_option(),
+    **_settings: Any,
 ) -> None:
     """Serve detection over HTTP (native, DeepStack-compatible, Open Inference Protocol and original Hebbian
     Mirror routes), in this process or through Ray Serve."""

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from ..config import Settings
 from ..errors import CommandError
 from ..train.config import TrainConfig
 from .app import app
-from .common import cli_settings, config_option, console, setting, typed
+from .common import cli_settings, config_option, console, typed
+from .options import options, setting
 
-_FIELDS = {f.name: f for f in fields(TrainConfig)}
-
-
-def option(name: str, *decls: str, **kwargs: Any) -> Any:
-    """A ``train`` option for the :class:`TrainConfig` field ``name``: default and help from the field."""
-    f = _FIELDS[name]
-    default = ... if f.default is MISSING else f.default
-    flag = decls or (f"--{name.replace('_', '-')}",)
-    if f.type in (bool, "bool") and not decls:
-        flag = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",)
-    if "default_help" in f.metadata:
-        kwargs.setdefault("show_default", f.metadata["default_help"])
-    return typer.Option(default, *flag, help=f.metadata.get("help"), **kwargs)
+# train takes every training option; the flags that are not --the-name
+TRAIN_FLAGS = {
+    "model": ("--model", "-m"),
+    "freeze_backbone": ("--freeze-backbone",),
+    "keep_classes": ("--keep-classes",),
+    "cache_images": ("--cache-images",),
+    "channels_last": ("--channels-last",),
+}
 
 
 @app.command()
+@options(Settings, ["weights_dir", "offline"], {"offline": ("--offline/--online",)})
+@options(TrainConfig, TrainConfig.option_names(), TRAIN_FLAGS)
 def train(
     ctx: typer.Context,
     data: Path | None = typer.Option(None, "--data", help="Dataset with train and val splits (any format)."),
@@ -41,35 +39,6 @@ def train(
         exists=True,
         dir_okay=False,
     ),
-    model: str = option("model", "--model", "-m"),
-    out: Path = option("out"),
-    epochs: int = option("epochs", min=1),
-    batch: int = option("batch", min=1),
-    lr: float | None = option("lr"),
-    optimizer: str = option("optimizer"),
-    schedule: str = option("schedule"),
-    warmup_epochs: float = option("warmup_epochs", min=0.0),
-    weight_decay: float = option("weight_decay", min=0.0),
-    clip: float = option("clip", min=0.0),
-    eval_batch: int = option("eval_batch", min=1),
-    img_size: int | None = option("img_size"),
-    device: str = option("device"),
-    workers: int = option("workers", min=0),
-    amp: bool = option("amp"),
-    freeze_backbone: bool = option("freeze_backbone", "--freeze-backbone"),
-    freeze_epochs: int = option("freeze_epochs", min=0),
-    backbone_lr: float = option("backbone_lr", min=0.0, max=1.0),
-    keep_classes: bool = option("keep_classes", "--keep-classes"),
-    cache_images: bool = option("cache_images", "--cache-images"),
-    channels_last: bool = option("channels_last", "--channels-last"),
-    repeat_threshold: float | None = option("repeat_threshold", min=0.0, max=1.0),
-    retention_data: str | None = option("retention_data"),
-    distill: float | None = option("distill", min=0.0),
-    iou_objectness: bool = option("iou_objectness"),
-    multi_scale: float = option("multi_scale", min=0.0, max=0.9),
-    seed: int = option("seed"),
-    patience: int = option("patience", min=1),
-    max_steps: int | None = option("max_steps", min=1),
     augment: Path | None = typer.Option(None, "--augment", help="YAML of augmentation settings (datasets/augment.py)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
@@ -87,9 +56,8 @@ def train(
     register: str | None = typer.Option(
         None, "--register", help="Register the model under this name (alias champion if it is the best)."
     ),
-    weights_dir: Path | None = setting("weights_dir"),
-    offline: bool | None = setting("offline", "--offline/--online"),
     config: Path | None = config_option(),
+    **_options: Any,
 ) -> None:
     """Fine-tune a detector (Darknet YOLO or torchvision) on your own labelled images, tracked in MLflow.
 
@@ -101,18 +69,18 @@ def train(
     from ..train.trainer import Trainer
 
     params = ctx.params
-    settings = cli_settings(ctx, device=device)
+    settings = cli_settings(ctx, device=params["device"])
     aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else None
     names = TrainConfig.option_names()
     if recipe is not None:  # flags given here override the recipe's
-        options = {k: params[k] for k in names if k in params and typed(ctx, k)}
+        given = {k: params[k] for k in names if k in params and typed(ctx, k)}
     else:
-        options = {k: params[k] for k in names if k in params}
+        given = {k: params[k] for k in names if k in params}
     trainer = Trainer(
         settings,
         data=data,
         recipe=recipe,
-        options=options,
+        options=given,
         augment=aug,
         resume=resume,
         nproc=nproc,

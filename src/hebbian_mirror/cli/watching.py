@@ -6,14 +6,17 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
+from ..config import Settings
 from ..errors import CommandError
 from .app import app
-from .common import cli_settings, config_option, console, setting
+from .common import cli_settings, config_option, console
+from .options import options
 
 
 def _status(manager, started: float) -> Table:
@@ -106,39 +109,42 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
     return 1 if failed else 0
 
 
+# the settings watch takes, under the flags a camera user types
+WATCH_FLAGS = {
+    "models": ("--model", "-m"),
+    "alarm_min_score": ("--min-score",),
+    "alarm_frames": ("--frames",),
+    "alarm_median_of": ("--median-of",),
+    "alarm_end_after": ("--end-after",),
+    "alarm_cooldown": ("--cooldown",),
+    "stream_fps": ("--fps",),
+    "webhooks": ("--webhook",),
+    "events_dir": ("--out",),
+    "offline": ("--offline/--online",),
+}
+WATCH_SETTINGS = [
+    *("models", "alarm", "alarm_min_score", "alarm_frames", "alarm_median_of", "alarm_end_after", "alarm_cooldown"),
+    *("stream_fps", "webhooks", "webhook_secret", "mqtt", "events_dir", "clip_seconds"),
+    *("device", "workers", "conf", "log_level", "weights_dir", "offline"),
+]
+
+
 @app.command()
+@options(Settings, WATCH_SETTINGS, WATCH_FLAGS)
 def watch(
     ctx: typer.Context,
     sources: list[str] = typer.Argument(
         ..., help="Video files, rtsp:// or http(s):// URLs, /dev/videoN, image folders; NAME=URL names one."
     ),
-    models: list[str] | None = setting("models", "--model", "-m"),
-    alarm: list[str] | None = setting("alarm"),
-    alarm_min_score: float | None = setting("alarm_min_score", "--min-score"),
-    alarm_frames: int | None = setting("alarm_frames", "--frames"),
-    alarm_median_of: int | None = setting("alarm_median_of", "--median-of"),
-    alarm_end_after: int | None = setting("alarm_end_after", "--end-after"),
-    alarm_cooldown: float | None = setting("alarm_cooldown", "--cooldown"),
-    fps: float | None = setting("stream_fps", "--fps"),
     realtime: bool | None = typer.Option(None, "--realtime/--as-fast", help="Play files at their own pace."),
     loop: bool = typer.Option(False, "--loop", help="Replay files forever."),
-    webhooks: list[str] | None = setting("webhooks", "--webhook"),
-    webhook_secret: str | None = setting("webhook_secret"),
-    mqtt: str | None = setting("mqtt"),
-    events_dir: Path | None = setting("events_dir", "--out"),
-    clip_seconds: float | None = setting("clip_seconds"),
-    device: str | None = setting("device"),
-    workers: int | None = setting("workers"),
-    conf: float | None = setting("conf"),
-    log_level: str | None = setting("log_level"),
-    weights_dir: Path | None = setting("weights_dir"),
-    offline: bool | None = setting("offline", "--offline/--online"),
     config: Path | None = config_option(),
+    **_settings: Any,
 ) -> None:
     """Watch cameras or video files: detect, track, raise alarms, store events, deliver them."""
     from ..models.loader import prefetch
 
-    settings = cli_settings(ctx, stream_fps=fps)
+    settings = cli_settings(ctx)
     prefetch([m.source for m in settings.served_models[:1]], settings)
     settings.models = [settings.served_models[0].source]
     raise typer.Exit(asyncio.run(_watch(settings, sources, settings.stream_fps, realtime, loop)))
@@ -170,21 +176,16 @@ def _variant(spec: str, labels: list[str], base: dict) -> tuple[str, list]:
 
 
 @app.command("evaluate-alarms")
+@options(Settings, ["models", "alarm", "device", "workers", "log_level", "weights_dir", "offline"], WATCH_FLAGS)
 def evaluate_alarms(
     ctx: typer.Context,
     clips: Path = typer.Argument(..., help="Clip set folder (with clips.json).", exists=True, file_okay=False),
-    models: list[str] | None = setting("models", "--model", "-m"),
-    alarm: list[str] | None = setting("alarm"),
     rule: list[str] = typer.Option(
         [], "--rule", help="A rule variant NAME=key:value,... (frames, min_score, median_of, end_after); repeatable."
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
-    device: str | None = setting("device"),
-    workers: int | None = setting("workers"),
-    log_level: str | None = setting("log_level"),
-    weights_dir: Path | None = setting("weights_dir"),
-    offline: bool | None = setting("offline", "--offline/--online"),
     config: Path | None = config_option(),
+    **_settings: Any,
 ) -> None:
     """Replay labelled clips through the alarm pipeline: alarms raised and missed, time to alarm, false alarms."""
     import json

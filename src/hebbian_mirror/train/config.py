@@ -136,6 +136,11 @@ class TrainConfig:
             raise TrainingConfigError(f"backbone_lr must be between 0 and 1, got {self.backbone_lr:g}")
         if not 0.0 <= self.multi_scale <= 0.9:
             raise TrainingConfigError(f"multi_scale must be between 0 and 0.9, got {self.multi_scale:g}")
+        if self.repeat_threshold is not None and not 0.0 <= self.repeat_threshold <= 1.0:
+            raise TrainingConfigError(f"repeat_threshold must be between 0 and 1, got {self.repeat_threshold:g}")
+        for name in ("weight_decay", "clip", "distill"):
+            if (getattr(self, name) or 0.0) < 0:
+                raise TrainingConfigError(f"{name} cannot be negative, got {getattr(self, name):g}")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (0.01 if self.optimizer == "sgd" else 0.001)
