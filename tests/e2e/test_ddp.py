@@ -50,8 +50,8 @@ def single(tiny, out, epochs: int, resume: bool = False, batch: int = 4) -> dict
     """One process, the global batch (2 × 2) and the same rate (the YOLO loss sums over the batch, so the
     gradient of twice the batch is already twice as large)."""
     cfg = TrainConfig(
-        data=str(tiny), out=str(out), epochs=epochs, batch=batch, lr=0.01, img_size=160, device="cpu", workers=0,
-        max_steps=2, augment=AugmentConfig.off(), eval_batch=4,
+        data=str(tiny), out=str(out), epochs=epochs, batch=batch, lr=0.01, img_size=160, device="cpu", loader_workers=0,
+        max_steps=2, augmentation=AugmentConfig.off(), eval_batch=4,
     )  # fmt: skip
     return train(cfg, load_settings(device="cpu"), resume=resume)
 

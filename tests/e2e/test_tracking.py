@@ -67,7 +67,7 @@ def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):
     assert run.data.tags["out"] == str(out) and run.data.tags["base_model"] == "yolov4-tiny"
     page = f"#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
     assert any(line.startswith("see it: mlflow ui --backend-store-uri") and line.endswith(page) for line in lines)
-    assert run.data.params["epochs"] == "2" and run.data.params["augment.hflip"] == "0.5"
+    assert run.data.params["epochs"] == "2" and run.data.params["augmentation.hflip"] == "0.5"
     assert METRIC in run.data.metrics and "AP50" in run.data.metrics and "loss" in run.data.metrics
     assert [m.step for m in client.get_metric_history(run.info.run_id, "AP")] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -121,7 +121,7 @@ def test_champion_moves_only_to_a_better_model(tmp_path, store, tiny):
             batch=4,
             img_size=160,
             device="cpu",
-            workers=0,
+            loader_workers=0,
             max_steps=1,
             eval_batch=4,
         ),

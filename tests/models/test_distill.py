@@ -108,7 +108,7 @@ def test_labels_win_where_the_teacher_box_overlaps_them(extended):
 
 
 def test_a_run_distils_and_distillation_needs_an_extended_model(tiny, tmp_path):
-    options = {"epochs": 1, "batch": 4, "img_size": 160, "device": "cpu", "workers": 0, "max_steps": 2}
+    options = {"epochs": 1, "batch": 4, "img_size": 160, "device": "cpu", "loader_workers": 0, "max_steps": 2}
     cfg = TrainConfig(
         data=str(tiny), out=str(tmp_path / "run"), eval_batch=4, keep_classes=True, distill=1.0, **options
     )

@@ -87,7 +87,7 @@ def test_a_model_that_does_not_extend_the_base_is_refused(pair):
 
 
 def test_the_sweep_measures_each_alpha_and_chooses(cli, tiny, tmp_path):
-    options = {"epochs": 1, "batch": 4, "device": "cpu", "workers": 0, "max_steps": 3, "lr": 0.02}
+    options = {"epochs": 1, "batch": 4, "device": "cpu", "loader_workers": 0, "max_steps": 3, "lr": 0.02}
     summary = train(
         TrainConfig(data=str(tiny), out=str(tmp_path / "run"), keep_classes=True, **options), load_settings()
     )

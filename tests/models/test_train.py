@@ -110,7 +110,7 @@ def test_a_few_steps_lower_the_loss(tiny):
 
 
 def config(tiny, out, **kw) -> TrainConfig:
-    options = {"epochs": 2, "batch": 4, "img_size": 160, "device": "cpu", "workers": 0, "max_steps": 2}
+    options = {"epochs": 2, "batch": 4, "img_size": 160, "device": "cpu", "loader_workers": 0, "max_steps": 2}
     return TrainConfig(data=str(tiny), out=str(out), eval_batch=4, **(options | kw))
 
 
@@ -410,7 +410,7 @@ def test_the_trainer_runs_its_callbacks_around_a_run(tiny, tmp_path):
         def on_exit(self, error):
             seen.append(("exit", error))
 
-    options = {"out": tmp_path / "run", "epochs": 2, "batch": 4, "max_steps": 1, "device": "cpu", "workers": 0}
+    options = {"out": tmp_path / "run", "epochs": 2, "batch": 4, "max_steps": 1, "device": "cpu", "loader_workers": 0}
     trainer = Trainer(load_settings(device="cpu"), data=tiny, options=options, track=False, callbacks=[Recorder()])
     result = trainer.fit()
     assert [s[0] for s in seen] == ["start", "epoch", "epoch", "end", "exit"]

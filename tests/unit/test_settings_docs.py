@@ -26,10 +26,14 @@ def test_the_docs_table_is_the_generated_one():
     assert sum(line.startswith("| `") for line in found[1].splitlines()) == len(Settings.model_fields)
 
 
-def test_serve_takes_every_setting():
-    serve = typer.main.get_command(app).commands["serve"]
-    taken = {p.name for p in serve.params}
-    assert set(Settings.model_fields) - taken == {"model"}  # --model is the repeatable `models`
+def test_serve_takes_every_setting_and_ui_every_ui_setting():
+    from hebbian_mirror.config import UiSettings
+
+    commands = typer.main.get_command(app).commands
+    taken = {p.name for p in commands["serve"].params}
+    ui = set(UiSettings.model_fields)
+    assert set(Settings.model_fields) - taken == {"model"} | ui  # --model is the repeatable `models`
+    assert ui <= {p.name for p in commands["ui"].params}
 
 
 def test_train_takes_every_training_option():

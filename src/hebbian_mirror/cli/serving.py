@@ -9,15 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..classes import DANGEROUS_CLASSES
-from ..config import Settings
+from ..config import Settings, UiSettings, env_name
 from ..errors import CommandError
 from .app import app
 from .common import cli_settings, config_option, console
 from .options import options
 
 # serve takes every setting (the default model is --model, the first of `models`)
-SERVE_SETTINGS = [name for name in Settings.model_fields if name != "model"]
+SERVE_SETTINGS = [name for name in Settings.model_fields if name != "model" and name not in UiSettings.model_fields]
 SERVE_FLAGS = {
     "models": ("--model", "-m"),
     "offline": ("--offline/--online",),
@@ -90,39 +89,34 @@ def bench(
         console.print(table)
 
 
+UI_FLAGS = {
+    "ui_api": ("--api",),
+    "ui_api_key": ("--api-key",),
+    "ui_host": ("--host",),
+    "ui_port": ("--port",),
+    "ui_dangerous": ("--dangerous",),
+    "ui_sources": ("--allow-source",),
+}
+
+
 @app.command()
-def ui(
-    api: str = typer.Option("http://127.0.0.1:8000", "--api", help="The server's URL."),
-    port: int = typer.Option(8501, "--port", help="Port for the page."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address for the page (0.0.0.0: reachable by others)."),
-    dangerous: str = typer.Option(
-        ",".join(DANGEROUS_CLASSES), "--dangerous", help="Classes that raise the alert, comma-separated."
-    ),
-    allow_source: list[str] = typer.Option(
-        [],
-        "--allow-source",
-        help="Let the page load images from this URL prefix or folder (repeatable). Without it the page has no "
-        "URL / path field: whoever reaches the page could make this machine fetch URLs or read files.",
-    ),
-    api_key: str | None = typer.Option(
-        None,
-        "--api-key",
-        envvar="HEBBIAN_MIRROR_API_KEY",
-        help="The server's API key, for everyone who opens the page (the page never shows it; a key typed in its "
-        "sidebar wins).",
-    ),
-) -> None:
+@options(Settings, list(UiSettings.model_fields), UI_FLAGS)
+def ui(ctx: typer.Context, config: Path | None = config_option(), **_settings: Any) -> None:
     """Open the web UI (Streamlit) in front of a running server."""
     import os
     import sys
 
+    settings = cli_settings(ctx)
+    api, host, port, allow_source = settings.ui_api, settings.ui_host, settings.ui_port, settings.ui_sources
     page = Path(__file__).parent.parent / "ui" / "app.py"
-    env = dict(
+    env = dict(  # the page's process reads them as its settings (defaults < TOML < environment)
         os.environ,
-        HEBBIAN_MIRROR_UI_API=api,
-        HEBBIAN_MIRROR_UI_DANGEROUS=dangerous,
-        HEBBIAN_MIRROR_UI_SOURCES="\n".join(allow_source),
-        HEBBIAN_MIRROR_UI_API_KEY=api_key or "",
+        **{
+            env_name("ui_api"): api,
+            env_name("ui_dangerous"): ",".join(settings.ui_dangerous),
+            env_name("ui_sources"): "\n".join(allow_source),
+            env_name("ui_api_key"): settings.ui_api_key or settings.api_key or "",
+        },
     )
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port)]
     cmd += ["--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]

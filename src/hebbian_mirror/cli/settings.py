@@ -12,8 +12,16 @@ from ..config import COMPONENTS, Settings, env_name, load_settings
 from .app import app
 from .common import config_option, console
 
-SECRETS = {"api_key", "webhook_secret"}  # never printed
-URLS = {"models", "streams", "webhooks", "mqtt", "ray_address"}  # printed without their passwords
+SECRETS = {"api_key", "webhook_secret", "ui_api_key"}  # never printed
+URLS = {
+    "models",
+    "streams",
+    "webhooks",
+    "mqtt",
+    "ray_address",
+    "ui_api",
+    "ui_sources",
+}  # printed without their passwords
 
 
 def flags() -> dict[str, set[str]]:

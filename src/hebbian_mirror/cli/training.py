@@ -23,6 +23,7 @@ TRAIN_FLAGS = {
     "keep_classes": ("--keep-classes",),
     "cache_images": ("--cache-images",),
     "channels_last": ("--channels-last",),
+    "loader_workers": ("--loader-workers", "--workers"),  # --workers: its earlier name
 }
 
 
@@ -39,8 +40,12 @@ def train(
         exists=True,
         dir_okay=False,
     ),
-    augment: Path | None = typer.Option(None, "--augment", help="YAML of augmentation settings (datasets/augment.py)."),
-    no_augment: bool = typer.Option(False, "--no-augment", help="Train without augmentation."),
+    augmentation: Path | None = typer.Option(
+        None, "--augmentation", "--augment", help="YAML of augmentation settings (datasets/augment.py)."
+    ),
+    no_augmentation: bool = typer.Option(
+        False, "--no-augmentation", "--no-augment", help="Train without augmentation."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     nproc: int = typer.Option(
         1,
@@ -70,7 +75,7 @@ def train(
 
     params = ctx.params
     settings = cli_settings(ctx, device=params["device"])
-    aug = AugmentConfig.off() if no_augment else AugmentConfig.from_yaml(augment) if augment else None
+    aug = AugmentConfig.off() if no_augmentation else AugmentConfig.from_yaml(augmentation) if augmentation else None
     names = TrainConfig.option_names()
     if recipe is not None:  # flags given here override the recipe's
         given = {k: params[k] for k in names if k in params and typed(ctx, k)}
@@ -81,7 +86,7 @@ def train(
         data=data,
         recipe=recipe,
         options=given,
-        augment=aug,
+        augmentation=aug,
         resume=resume,
         nproc=nproc,
         track=track,

@@ -27,6 +27,7 @@ from .components import (
     ModelSettings,
     RaySettings,
     ServerSettings,
+    UiSettings,
 )
 
 C = TypeVar("C", bound=Component)
@@ -41,6 +42,7 @@ COMPONENTS: tuple[type[Component], ...] = (
     EventSettings,
     DeliverySettings,
     RaySettings,
+    UiSettings,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "ServedModel",
     "ServerSettings",
     "Settings",
+    "UiSettings",
     "default_model_name",
     "env_name",
     "load_settings",
@@ -111,6 +114,7 @@ def default_model_name(source: str) -> str:
 
 
 class Settings(
+    UiSettings,
     RaySettings,
     DeliverySettings,
     EventSettings,

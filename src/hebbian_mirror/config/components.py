@@ -30,6 +30,14 @@ def _split(value: Any) -> Any:
     return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
+def _split_each(value: Any) -> Any:
+    """``"a,b"`` and ``["a,b", "c"]`` (repeated flags) both give ``["a", "b", "c"]``."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        return value
+    return [part.strip() for v in items for part in v.split(",") if part.strip()]
+
+
 def _expand(value: Path) -> Path:
     return value.expanduser()
 
@@ -214,12 +222,8 @@ class AlarmSettings(Component):
 
     @field_validator("alarm", mode="before")
     @classmethod
-    def _split_each(cls, value: Any) -> Any:
-        """``"a,b"`` and ``["a,b", "c"]`` (repeated flags) both give ``["a", "b", "c"]``."""
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            return value
-        return [part.strip() for v in items for part in v.split(",") if part.strip()]
+    def _split_alarm(cls, value: Any) -> Any:
+        return _split_each(value)
 
 
 class EventSettings(Component):
@@ -280,3 +284,39 @@ class RaySettings(Component):
     )
     ray_cpus_per_replica: float = Field(default=1.0, gt=0.0, description="CPUs Ray reserves per model replica.")
     ray_gpus_per_replica: float = Field(default=0.0, ge=0.0, description="GPUs per model replica (1: one each).")
+
+
+class UiSettings(Component):
+    """The web UI (``hebbian-mirror ui``): the server it talks to, where the page listens, what it alerts on."""
+
+    ui_api: str = Field(default="http://127.0.0.1:8000", description="The server's URL.")
+    ui_api_key: str | None = Field(
+        default=None,
+        description="The server's API key, for everyone who opens the page (never shown to it; a key typed in its "
+        "sidebar wins).",
+        json_schema_extra={"default_help": "api-key"},
+    )
+    ui_host: str = Field(default="127.0.0.1", description="Address for the page (0.0.0.0: reachable by others).")
+    ui_port: int = Field(default=8501, ge=0, le=65535, description="Port for the page.")
+    ui_dangerous: list[str] = Field(
+        default_factory=lambda: list(DANGEROUS_CLASSES),
+        description="Classes that raise the page's alert.",
+    )
+    ui_sources: list[str] = Field(
+        default_factory=list,
+        description="Let the page load images from this URL prefix or folder (repeatable). Without it the page has "
+        "no URL / path field: whoever reaches the page could make this machine fetch URLs or read files.",
+    )
+
+    @field_validator("ui_dangerous", mode="before")
+    @classmethod
+    def _split_dangerous(cls, value: Any) -> Any:
+        return _split_each(value)
+
+    @field_validator("ui_sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        """One a line (as the ``ui`` command hands them on) or comma-separated."""
+        if isinstance(value, str):
+            return [v.strip() for v in value.replace("\n", ",").split(",") if v.strip()]
+        return value

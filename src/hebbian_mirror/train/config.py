@@ -47,7 +47,7 @@ class TrainConfig:
         default=None, metadata={"help": "Square input size of Darknet models.", "default_help": "the model's"}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
-    workers: int = field(default=2, metadata={"help": "Data loading processes."})
+    loader_workers: int = field(default=2, metadata={"help": "Data loading processes (DataLoader workers)."})
     amp: bool = field(default=True, metadata={"help": "Mixed precision (on CUDA only)."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train only the neck and heads."})
     freeze_epochs: int = field(
@@ -116,7 +116,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})
-    augment: AugmentConfig = field(default_factory=_default_augment)
+    augmentation: AugmentConfig = field(default_factory=_default_augment)
     eval_batch: int = field(default=8, metadata={"help": "Images per batch when validating."})
 
     def __post_init__(self) -> None:
@@ -130,8 +130,8 @@ class TrainConfig:
                 raise TrainingConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainingConfigError(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.workers < 0 or self.warmup_epochs < 0 or self.freeze_epochs < 0:
-            raise TrainingConfigError("workers, warmup_epochs and freeze_epochs cannot be negative")
+        if self.loader_workers < 0 or self.warmup_epochs < 0 or self.freeze_epochs < 0:
+            raise TrainingConfigError("loader_workers, warmup_epochs and freeze_epochs cannot be negative")
         if not 0.0 <= self.backbone_lr <= 1.0:
             raise TrainingConfigError(f"backbone_lr must be between 0 and 1, got {self.backbone_lr:g}")
         if not 0.0 <= self.multi_scale <= 0.9:
@@ -146,8 +146,8 @@ class TrainConfig:
         return self.lr if self.lr is not None else (0.01 if self.optimizer == "sgd" else 0.001)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"augment": self.augment.to_dict()}
+        return asdict(self) | {"augmentation": self.augmentation.to_dict()}
 
     @classmethod
     def option_names(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "augment"]
+        return [f.name for f in fields(cls) if f.name != "augmentation"]

@@ -167,7 +167,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
         )
     trainable = [param.requires_grad for param in network.module.parameters()]
     forward = None
-    train_set = fam.train_set(network, train_ds, cfg.augment, cfg.cache_images)
+    train_set = fam.train_set(network, train_ds, cfg.augmentation, cfg.cache_images)
     if cfg.channels_last:
         network.module.to(memory_format=torch.channels_last)
     global_batch = cfg.batch * world.size
@@ -213,7 +213,7 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             batch_size=cfg.batch,
             sampler=sampler,
             drop_last=len(train_set) >= global_batch,
-            num_workers=cfg.workers,
+            num_workers=cfg.loader_workers,
             collate_fn=fam.collate,
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 7919 * world.rank),

@@ -53,7 +53,7 @@ class Recipe:
     name: str
     sources: list[DataSource]
     train: dict[str, Any]
-    augment: dict[str, Any] = field(default_factory=dict)
+    augmentation: dict[str, Any] = field(default_factory=dict)
     pseudo_conf: float = 0.5
     retention: Path | None = None  # a COCO-style dataset the base model's classes are checked on
     register: str | None = None
@@ -93,7 +93,9 @@ def _recipe(path: Path, doc: dict, at) -> Recipe:
         entry = {"path": entry} if isinstance(entry, str) else dict(entry)
         sources.append(DataSource(at(entry.pop("path")), **entry))
     train = dict(doc.get("train") or {})
-    known = {f.name for f in fields(TrainConfig)} - {"data", "augment"}
+    if "workers" in train:  # its name before the DataLoader's processes and the server's were told apart
+        train.setdefault("loader_workers", train.pop("workers"))
+    known = {f.name for f in fields(TrainConfig)} - {"data", "augmentation"}
     if unknown := sorted(set(train) - known):
         raise DatasetError(f"recipe {path}: unknown train settings {', '.join(unknown)}")
     if "out" in train:
@@ -103,7 +105,7 @@ def _recipe(path: Path, doc: dict, at) -> Recipe:
         name=str(doc.get("name", path.stem)),
         sources=sources,
         train=train,
-        augment=dict(doc.get("augment") or {}),
+        augmentation=dict(doc.get("augmentation") or doc.get("augment") or {}),  # augment: its earlier name
         pseudo_conf=float(pseudo.get("conf", 0.5)),
         retention=at(doc["retention"]) if doc.get("retention") else None,
         register=doc.get("register"),
@@ -117,8 +119,8 @@ def config(recipe: Recipe, data: Path, overrides: dict[str, Any]) -> TrainConfig
     values = {"out": str(recipe.out)} | recipe.train | overrides
     if recipe.retention is not None and "retention_data" not in values:  # its AP50 after every epoch too
         values["retention_data"] = str(recipe.retention)
-    augment = values.pop("augment", None) or AugmentConfig(**recipe.augment)
-    return TrainConfig(data=str(data), augment=augment, **values)
+    augmentation = values.pop("augmentation", None) or AugmentConfig(**recipe.augmentation)
+    return TrainConfig(data=str(data), augmentation=augmentation, **values)
 
 
 def pseudo_label(

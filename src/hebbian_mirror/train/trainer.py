@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 class Trainer:
     """One training run. ``data`` or ``recipe`` (a recipe names its datasets); ``options``: :class:`TrainConfig`
-    fields (over the recipe's ``train`` section); ``augment``: the augmentation (default: the recipe's or the
+    fields (over the recipe's ``train`` section); ``augmentation``: the augmentation (default: the recipe's or the
     standard one); ``nproc``: processes on this machine; ``track``: an MLflow run (``experiment``, default the
     recipe's name or the dataset's folder; ``register``: the registered model's name)."""
 
@@ -33,7 +33,7 @@ class Trainer:
         data: str | Path | None = None,
         recipe: str | Path | None = None,
         options: dict[str, Any] | None = None,
-        augment: AugmentConfig | None = None,
+        augmentation: AugmentConfig | None = None,
         resume: bool = False,
         nproc: int = 1,
         track: bool = True,
@@ -51,7 +51,8 @@ class Trainer:
         if nproc < 1:
             raise TrainingConfigError(f"nproc must be at least 1, got {nproc}")
         self.settings, self.data, self.recipe = settings, data, recipe
-        self.options, self.augment, self.resume, self.nproc = dict(options or {}), augment, resume, nproc
+        self.options, self.augmentation = dict(options or {}), augmentation
+        self.resume, self.nproc = resume, nproc
         self.track, self.experiment, self.register = track, experiment, register
         self.callbacks = list(callbacks or [])
         self.warn = warn
@@ -75,7 +76,7 @@ class Trainer:
                 plan = replace(plan, train=plan.train | {"out": given["out"]})
             if (plan.register or self.register) and not self.track:
                 raise TrainingConfigError("--register needs tracking (drop --no-track)")
-            extra = {"augment": self.augment} if self.augment else {}
+            extra = {"augmentation": self.augmentation} if self.augmentation else {}
             recipes.config(plan, plan.out / "data", given | extra)  # its values checked before any slow work
             base = given.get("model", plan.train.get("model", TrainConfig.model))
             keep = given.get("keep_classes", plan.train.get("keep_classes", TrainConfig.keep_classes))
@@ -87,7 +88,7 @@ class Trainer:
             self.experiment = self.experiment or plan.name  # not its prepared data's folder name ("data")
             self.callbacks.insert(0, RecipeFinish(plan, self.settings, self.warn))
         else:
-            values = given | {"data": str(self.data), "augment": self.augment or AugmentConfig()}
+            values = given | {"data": str(self.data), "augmentation": self.augmentation or AugmentConfig()}
             if "out" in values:
                 values["out"] = str(values["out"])
             self.config = TrainConfig(**values)

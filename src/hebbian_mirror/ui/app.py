@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 
-from hebbian_mirror.classes import DANGEROUS_CLASSES, canonical_name
+from hebbian_mirror.classes import canonical_name
+from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import Detections
 from hebbian_mirror.errors import InvalidImageError
 from hebbian_mirror.images import decode_image, draw_detections, encode_jpeg
@@ -33,13 +33,10 @@ from hebbian_mirror.ui.client import (
 )
 from hebbian_mirror.ui.connection import connection
 
-CONFIGURED_DANGEROUS = [
-    c.strip()
-    for c in os.environ.get("HEBBIAN_MIRROR_UI_DANGEROUS", ",".join(DANGEROUS_CLASSES)).split(",")
-    if c.strip()
-]
+SETTINGS = load_settings()  # the page's own (`hebbian-mirror ui` hands its flags on through the environment)
+CONFIGURED_DANGEROUS = list(SETTINGS.ui_dangerous)
 
-ALLOWED_SOURCES = [s.strip() for s in os.environ.get("HEBBIAN_MIRROR_UI_SOURCES", "").splitlines() if s.strip()]
+ALLOWED_SOURCES = list(SETTINGS.ui_sources)
 MAX_IMAGE_HEIGHT = 560  # pixels on the page: a tall photo must not push its table out of view
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
+from hebbian_mirror.config import load_settings
 from hebbian_mirror.ui.client import Answers, Client
 
 
 def connection() -> Client:
     """The server's address and key fields in the sidebar, and a client for them (the key the page was started
     with when the field is empty; it is never sent to the browser)."""
-    default_api = os.environ.get("HEBBIAN_MIRROR_UI_API", "http://127.0.0.1:8000")
-    configured_key = os.environ.get("HEBBIAN_MIRROR_UI_API_KEY") or None  # read per run: `ui` sets them
+    settings = load_settings()  # read per run: `ui` hands them on through the environment
+    default_api, configured_key = settings.ui_api, settings.ui_api_key or None
     st.sidebar.title("Hebbian Mirror")
     url = st.sidebar.text_input("Server", default_api, key="api_url", help="The Hebbian Mirror server's address.")
     key = st.sidebar.text_input(
