@@ -15,8 +15,8 @@ import torch
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.datasets.augment import AugmentConfig
 from hebbian_mirror.models import checkpoint
-from hebbian_mirror.train.config import TrainConfig
 from hebbian_mirror.train.loop import train
+from hebbian_mirror.train.run_config import TrainConfig
 
 from ..conftest import SHARED, WEIGHTS
 

@@ -107,3 +107,18 @@ def test_settings_are_their_components_and_a_part_is_validated_alone():
     assert len(specs) == 2 and all(isinstance(s, WorkerSpec) for s in specs)
     assert type(specs[0].loading) is ModelSettings and type(specs[0].limits) is LimitSettings
     assert specs[0].limits.max_pixels == 1000 and specs[0].detect.conf == 0.3  # a worker gets its parts only
+
+
+def test_a_config_file_takes_each_component_as_its_own_table(tmp_path):
+    from hebbian_mirror.errors import ConfigError
+
+    path = tmp_path / "hebbian-mirror.toml"
+    path.write_text('device = "cpu"\n[detect]\nconf = 0.3\nmerge = true\n[ui]\nui_port = 8502\n')
+    s = load_settings(path, environ={})
+    assert (s.device, s.conf, s.merge, s.ui_port) == ("cpu", 0.3, True, 8502)
+    path.write_text("[detect]\nport = 9000\n")
+    with pytest.raises(ConfigError, match=r"\[detect\] port: it belongs in \[server\]"):
+        load_settings(path, environ={})
+    path.write_text("[detect]\nconf = 2\n")
+    with pytest.raises(ConfigError, match=r"conf \(config file"):
+        load_settings(path, environ={})

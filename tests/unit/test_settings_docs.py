@@ -37,7 +37,7 @@ def test_serve_takes_every_setting_and_ui_every_ui_setting():
 
 
 def test_train_takes_every_training_option():
-    from hebbian_mirror.train.config import TrainConfig
+    from hebbian_mirror.train.run_config import TrainConfig
 
     train = typer.main.get_command(app).commands["train"]
     assert set(TrainConfig.option_names()) - {p.name for p in train.params} == set()

@@ -7,7 +7,7 @@ import pytest
 
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.errors import TrainingConfigError
-from hebbian_mirror.train.config import TrainConfig
+from hebbian_mirror.train.run_config import TrainConfig
 from hebbian_mirror.train.trainer import Trainer
 
 

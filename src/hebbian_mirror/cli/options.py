@@ -1,6 +1,6 @@
 """Command-line options generated from where they are declared, by one mechanism: a setting (a field of
 :class:`~hebbian_mirror.config.Settings`, with its environment variable) or a training option (a field of
-:class:`~hebbian_mirror.train.config.TrainConfig`) becomes an option with the field's help, default and type;
+:class:`~hebbian_mirror.train.run_config.TrainConfig`) becomes an option with the field's help, default and type;
 :func:`options` adds a list of them to a command, so a command that takes every setting cannot forget one."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 
 from ..config import Settings, env_name
 from ..errors import CommandError
-from ..train.config import TrainConfig
+from ..train.run_config import TrainConfig
 
 
 def env_help(text: str, env: str) -> str:

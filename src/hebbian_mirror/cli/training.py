@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import CommandError
-from ..train.config import TrainConfig
+from ..train.run_config import TrainConfig
 from .app import app
 from .common import cli_settings, config_option, console, typed
 from .options import options, setting

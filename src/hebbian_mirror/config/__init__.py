@@ -1,8 +1,8 @@
 """Settings, in one place: defaults < TOML file < ``HEBBIAN_MIRROR_*`` environment < command-line flags.
 
 The TOML file is ``--config PATH``, else ``$HEBBIAN_MIRROR_CONFIG``, else ``./hebbian-mirror.toml`` when
-present; its keys are the field names of the components (:mod:`.components`), at top level or under a
-``[hebbian_mirror]`` table.
+present; its keys are the field names of the components (:mod:`.components`), at top level, in their
+component's table (``[detect] conf = 0.3``, ``[ui] ui_port = 8502``), or under a ``[hebbian_mirror]`` table.
 """
 
 from __future__ import annotations
@@ -153,7 +153,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return data.get("hebbian_mirror", data)
+    return _flatten(data.get("hebbian_mirror", data), path)
+
+
+def section(component: type[Component]) -> str:
+    """A component's TOML table: ``ModelSettings`` → ``[model]``."""
+    return component.__name__.removesuffix("Settings").lower()
+
+
+def _flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Keys at top level, or in their component's table (``[detect] conf = 0.3``); a key in the wrong table is an
+    error that names the right one."""
+    tables = {section(c): c for c in COMPONENTS}
+    flat = {k: v for k, v in data.items() if k not in tables or not isinstance(v, dict)}
+    for name, values in data.items():
+        if name in tables and isinstance(values, dict):
+            for key, value in values.items():
+                if key not in tables[name].model_fields:
+                    home = next((section(c) for c in COMPONENTS if key in c.model_fields), None)
+                    where = f"it belongs in [{home}]" if home else "no such setting"
+                    raise ConfigError(f"config file {path}: [{name}] {key}: {where}")
+                flat[key] = value
+    return flat
 
 
 def env_name(field: str) -> str:

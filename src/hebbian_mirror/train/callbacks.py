@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import HebbianMirrorError
-from .config import TrainConfig
+from .run_config import TrainConfig
 
 if TYPE_CHECKING:
     from .loop import Prepared

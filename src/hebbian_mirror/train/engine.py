@@ -24,7 +24,7 @@ from ..models import checkpoint
 from ..network import Network
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from .run_config import TrainConfig
 
 
 @dataclass

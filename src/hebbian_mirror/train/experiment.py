@@ -11,8 +11,8 @@ from ..config import default_model_name
 from ..datasets.tools import stats
 from ..experiments import TrainingRun
 from .callbacks import Callback, TrainResult
-from .config import TrainConfig
 from .loop import Prepared
+from .run_config import TrainConfig
 
 
 @dataclass

@@ -31,7 +31,7 @@ from ..network import Network
 from ..plots import learning_curve, write_plots
 from ..runtime import world_size
 from . import distributed, engine
-from .config import TrainConfig
+from .run_config import TrainConfig
 from .sampling import EpochSampler, repeat_factors, seed_worker
 
 log = logging.getLogger(__name__)

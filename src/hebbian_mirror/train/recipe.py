@@ -31,7 +31,7 @@ from ..families import family
 from ..image_batches import decoded_batches
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
-from .config import TrainConfig
+from .run_config import TrainConfig
 
 # what prepare_data writes; 2: pseudo-labels skip only the classes the new datasets teach; 3: and the objects
 # already annotated (a labelled pistol the base model calls a remote)

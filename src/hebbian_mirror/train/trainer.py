@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..errors import TrainingConfigError
 from .callbacks import Callback, RecipeFinish, TrainResult
-from .config import TrainConfig
+from .run_config import TrainConfig
 
 if TYPE_CHECKING:
     from ..datasets.augment import AugmentConfig
