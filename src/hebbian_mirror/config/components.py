@@ -108,9 +108,8 @@ class DetectSettings(Component):
 
     def _refinements(self, model: Described) -> tuple[bool, bool]:
         """The settings' merge and augment, each only where ``model`` has it (``refines``, ``augments``)."""
-        return self.merge and bool(getattr(model, "refines", False)), self.augment and bool(
-            getattr(model, "augments", False)
-        )
+        refines, augments = bool(getattr(model, "refines", False)), bool(getattr(model, "augments", False))
+        return self.merge and refines, self.augment and augments
 
 
 class LimitSettings(Component):

@@ -20,14 +20,13 @@ from fastapi import Request
 
 from ..detection import DetectOptions, Detector, refusal
 from ..errors import (
-    HebbianMirrorError,
     InvalidOptionError,
 )
 from ..images import draw_detections, encode_jpeg
 from ..serving.batcher import Result
 from ..serving.engine import ModelHost
 from ..serving.runners import Item
-from .errors import APIError, api_error
+from .errors import APIError
 from .state import ServerState, state_of
 
 
@@ -77,23 +76,20 @@ async def run(request: Request, inputs: Inputs, encode: Encoder, draws: bool = F
     deadline = started + timeout
     host = state.host(inputs.model)
     async with AsyncExitStack() as held:  # the decoded pixels stay reserved until the answer is encoded
-        try:
-            async with host.batcher.admit():
-                data = await inputs.read(inputs)
-                options = detect_options(state, host.detector, inputs)
-                if isinstance(data, np.ndarray):  # pixels sent as such count against the same budget
-                    check_pixels(data, state.settings.max_pixels)
-                    pixels = data.shape[0] * data.shape[1]
-                    await held.enter_async_context(state.decoder.pixels.hold(pixels, deadline))
-                elif not data:
-                    raise APIError(400, "empty image: the request carried no image bytes")
-                elif draws:
-                    data = await held.enter_async_context(state.decoder.decoded(data, deadline))
-                else:
-                    await held.enter_async_context(state.decoder.checked(data, deadline))
-                future = host.batcher.submit(data, options)
-        except HebbianMirrorError as exc:
-            raise api_error(exc) from exc
+        async with host.batcher.admit():
+            data = await inputs.read(inputs)
+            options = detect_options(state, host.detector, inputs)
+            if isinstance(data, np.ndarray):  # pixels sent as such count against the same budget
+                check_pixels(data, state.settings.max_pixels)
+                pixels = data.shape[0] * data.shape[1]
+                await held.enter_async_context(state.decoder.pixels.hold(pixels, deadline))
+            elif not data:
+                raise APIError(400, "empty image: the request carried no image bytes")
+            elif draws:
+                data = await held.enter_async_context(state.decoder.decoded(data, deadline))
+            else:
+                await held.enter_async_context(state.decoder.checked(data, deadline))
+            future = host.batcher.submit(data, options)
         result = await _result(request, future, deadline, timeout)
         return await encode(request, Outcome(host, result, started, data))
 
@@ -109,19 +105,11 @@ def check_pixels(pixels: np.ndarray, max_pixels: int) -> None:
 def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
     """The request's thresholds over the server's defaults; 422 for a bad value or unknown class, or ``merge``
     asked of a model without it (the server's ``merge`` and ``augment`` apply to the models that have them)."""
-    try:
-        if problem := refusal(detector, bool(inputs.merge), augment=False):
-            raise InvalidOptionError(problem)
-        return state.settings.detect_options(
-            detector,
-            conf=inputs.conf,
-            iou=inputs.iou,
-            max_det=inputs.max_det,
-            classes=inputs.classes,
-            merge=inputs.merge,
-        )
-    except InvalidOptionError as exc:
-        raise api_error(exc) from exc
+    if problem := refusal(detector, bool(inputs.merge), augment=False):
+        raise InvalidOptionError(problem)
+    return state.settings.detect_options(
+        detector, conf=inputs.conf, iou=inputs.iou, max_det=inputs.max_det, classes=inputs.classes, merge=inputs.merge
+    )
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -139,11 +127,8 @@ async def _result(request: Request, future: asyncio.Future[Result], deadline: fl
         )
     finally:
         watcher.cancel()
-    if future in done:
-        try:
-            return future.result()
-        except HebbianMirrorError as exc:  # the image's own error, a worker that died, a busy remote model
-            raise api_error(exc) from exc
+    if future in done:  # its result, or its error (the image's own, a worker that died, a busy remote model)
+        return future.result()
     future.cancel()  # the batcher skips cancelled jobs
     if watcher in done:
         raise APIError(499, "client disconnected")

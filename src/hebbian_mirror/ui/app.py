@@ -54,7 +54,7 @@ def display_names(infos: list[dict]) -> dict[str, str]:
 def sidebar() -> tuple[Client | None, list[dict], dict]:
     """Server connection, status and the detection settings. Returns the client, the chosen models' info (the
     first model, then the one it is compared with; none when the server cannot be used) and the settings."""
-    client = connection()
+    client = connection(SETTINGS)
     settings: dict = {}
     try:
         health = client.health()
