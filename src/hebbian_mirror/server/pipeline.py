@@ -26,7 +26,7 @@ from ..images import draw_detections, encode_jpeg
 from ..serving.batcher import Result
 from ..serving.engine import ModelHost
 from ..serving.runners import Item
-from .errors import APIError
+from .errors import APIError, api_error
 from .state import ServerState, state_of
 
 
@@ -105,11 +105,19 @@ def check_pixels(pixels: np.ndarray, max_pixels: int) -> None:
 def detect_options(state: ServerState, detector: Detector, inputs: Inputs) -> DetectOptions:
     """The request's thresholds over the server's defaults; 422 for a bad value or unknown class, or ``merge``
     asked of a model without it (the server's ``merge`` and ``augment`` apply to the models that have them)."""
-    if problem := refusal(detector, bool(inputs.merge), augment=False):
-        raise InvalidOptionError(problem)
-    return state.settings.detect_options(
-        detector, conf=inputs.conf, iou=inputs.iou, max_det=inputs.max_det, classes=inputs.classes, merge=inputs.merge
-    )
+    try:
+        if problem := refusal(detector, bool(inputs.merge), augment=False):
+            raise InvalidOptionError(problem)
+        return state.settings.detect_options(
+            detector,
+            conf=inputs.conf,
+            iou=inputs.iou,
+            max_det=inputs.max_det,
+            classes=inputs.classes,
+            merge=inputs.merge,
+        )
+    except InvalidOptionError as exc:  # its answer as the request's (422), for callers outside a route too
+        raise api_error(exc) from exc
 
 
 async def _wait_disconnect(request: Request) -> None:
