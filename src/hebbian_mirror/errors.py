@@ -138,6 +138,10 @@ class StreamError(HebbianMirrorError):
     """A stream that cannot be added or found (duplicate name, unknown stream)."""
 
 
+class StreamLimitError(StreamError):
+    """A stream over a limit the server sets (how many streams, how many frames per second)."""
+
+
 class SourceError(HebbianMirrorError):
     """A source that cannot work: no such file, not a video, too large a picture, an unsupported URL."""
 

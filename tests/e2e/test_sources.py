@@ -79,7 +79,7 @@ def test_damaged_hostile_and_missing_videos_are_clear_errors(clip, tmp_path):
         try:
             source = open_source(str(path))
         except SourceError as exc:
-            assert "not a readable video" in str(exc) or "no video stream" in str(exc)
+            assert any(w in str(exc) for w in ("not a readable video", "no video stream", "not a video or image file"))
         else:  # FFmpeg reads some pictures as one-frame videos: a frame or nothing, then the end; no crash
             assert len(frames_of(source)) <= 1 and source.stats.state == "ended", path
     with pytest.raises(SourceError, match="unsupported URL scheme"):

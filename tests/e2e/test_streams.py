@@ -80,6 +80,10 @@ def stream_server(clip, tmp_path_factory):
         f"door={path}",
         "--events-dir",
         str(events),
+        "--allow-source",
+        str(tmp_path_factory.getbasetemp()),
+        "--source-host",
+        "127.0.0.1",
         log=tmp_path_factory.mktemp("stream-server") / "server.log",
     )
     yield srv
@@ -164,6 +168,7 @@ def test_sigterm_during_an_event_then_restart_delivers_every_message_once(tmp_pa
     hook = f"http://127.0.0.1:{port}/hook"
     common = ["--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--events-dir", str(events)]
     common += ["--webhook", hook, "--webhook-secret", SECRET, "--alarm", "pistol"]
+    common += ["--allow-source", str(tmp_path)]
     srv = ServerProcess(*common, log=tmp_path / "first.log")
     # a file played in real time, in a loop: the alarm is still running when SIGTERM comes
     body = {"name": "live", "url": str(pistol_only), "loop": True, "realtime": True}

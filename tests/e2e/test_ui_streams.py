@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ def watched(tmp_path_factory):
     srv = ServerProcess(
         "--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--api-key", KEY, "--alarm", "pistol",
         "--stream", f"door={clip}", "--events-dir", str(tmp_path_factory.mktemp("ui-events")),
+        "--allow-source", str(tmp_path_factory.getbasetemp()), "--allow-source", str(REPO / "runs"),
         log=tmp_path_factory.mktemp("ui-stream-server") / "server.log",
     )  # fmt: skip
     deadline = time.monotonic() + 90
@@ -39,6 +42,7 @@ def watched(tmp_path_factory):
 def page(name: str, url: str) -> AppTest:
     os.environ["HEBBIAN_MIRROR_UI_API"] = url
     os.environ["HEBBIAN_MIRROR_UI_API_KEY"] = KEY
+    os.environ["HEBBIAN_MIRROR_UI_SOURCES"] = str(Path(tempfile.gettempdir()).resolve())
     at = AppTest.from_file(str(UI / name), default_timeout=60)
     at.run()
     return at

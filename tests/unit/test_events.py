@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from hebbian_mirror.streams.delivery import Dispatcher, WebhookSink, sign
+from hebbian_mirror.streams.delivery import WebhookSink, sign
+from hebbian_mirror.streams.dispatch import Dispatcher
 from hebbian_mirror.streams.events import Event, EventStore, new_event_id
 
 from ..server_process import free_port

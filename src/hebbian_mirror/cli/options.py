@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import typer
+from pydantic import BaseModel
 
 from ..config import Settings, env_name
 from ..errors import CommandError
@@ -81,6 +82,8 @@ def _cli_type(annotation: Any) -> Any:
         or (args and typing.get_origin(args[0]) is Literal)
     ):
         return str | None
+    if typing.get_origin(annotation) is list and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return list[str] | None  # tables in TOML; strings on the command line, parsed by the field
     if typing.get_origin(annotation) in (types.UnionType, typing.Union):
         annotation = args[0] if len(args) == 1 else annotation
     return annotation | None

@@ -22,6 +22,8 @@ SERVE_FLAGS = {
     "offline": ("--offline/--online",),
     "streams": ("--stream",),
     "webhooks": ("--webhook",),
+    "source_hosts": ("--source-host",),
+    "api_keys": ("--scoped-key",),
 }
 
 

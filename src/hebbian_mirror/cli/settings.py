@@ -77,6 +77,7 @@ def show_settings(
     for name in SECRETS:
         if values.get(name):
             values[name] = "(set)"
+    values["api_keys"] = [k | {"key": "(set)"} for k in values.get("api_keys") or []]
     for name in URLS:  # a URL's password (rtsp://user:pass@..., mqtt://user:pass@...) never printed
         if isinstance(values.get(name), list):
             values[name] = [mask_url(v) for v in values[name]]

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ..config import Settings
-from ..errors import CommandError
+from ..errors import CommandError, HebbianMirrorError
 from .app import app
 from .common import cli_settings, config_option, console
 from .options import options
@@ -53,15 +53,15 @@ async def _load(settings):
     host = engine.hosts[engine.default_model]
     if host.error:
         raise CommandError(f"model {host.name} failed to load: {host.error}")
-    rules = stream_rules(settings, list(host.detector.class_names))
-    if not rules:
+    try:
+        rules = stream_rules(settings, list(host.detector.class_names))
+    except HebbianMirrorError as exc:
         await engine.close()
-        raise CommandError(f"the model knows none of the alarm classes {', '.join(settings.alarm)}: pass --alarm")
+        raise CommandError(f"{exc}: pass --alarm") from None
     return engine, host, rules
 
 
 async def _watch(settings, sources: list[str], fps: float | None, realtime: bool | None, loop: bool) -> int:
-    from ..config import DeliverySettings, EventSettings
     from ..streams.manager import StreamManager, split_stream
     from ..streams.watcher import StreamConfig
 
@@ -79,9 +79,7 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
             highlight=False,
         )
 
-    manager = StreamManager.from_settings(
-        settings.part(EventSettings), settings.part(DeliverySettings), engine.frame_detector()
-    )
+    manager = StreamManager.from_settings(settings, engine.frame_detector())
     manager.on_event = on_event
     stop = asyncio.Event()
     loop_ = asyncio.get_running_loop()
@@ -92,7 +90,11 @@ async def _watch(settings, sources: list[str], fps: float | None, realtime: bool
         await manager.start()
         for i, entry in enumerate(sources, 1):
             name, url = split_stream(entry, i)
-            await manager.add(StreamConfig.from_settings(settings, name, url, rules, fps, realtime, loop))
+            config = StreamConfig.from_settings(settings, name, url, rules, fps, realtime, loop, operator=True)
+            try:
+                await manager.add(config)
+            except HebbianMirrorError as exc:  # gone since it was checked: the other sources go on
+                console.print(f"[red]stream {name}: not started: {exc}[/]", highlight=False)
         finished = loop_.create_task(manager.wait())
         stopped = loop_.create_task(stop.wait())
         with Live(_status(manager, started), console=console, refresh_per_second=2, transient=False) as live:
@@ -145,9 +147,31 @@ def watch(
     from ..models.loader import prefetch
 
     settings = cli_settings(ctx)
+    check_sources(settings, sources)  # a mistyped path or URL is said now, not after the model has loaded
     prefetch([m.source for m in settings.served_models[:1]], settings)
     settings.models = [settings.served_models[0].source]
     raise typer.Exit(asyncio.run(_watch(settings, sources, settings.stream_fps, realtime, loop)))
+
+
+def check_sources(settings: Settings, sources: list[str]) -> None:
+    """Every source through the source policy (files opened as videos too); :class:`CommandError` naming each
+    one that cannot work."""
+    from ..config import AlarmSettings, LimitSettings
+    from ..streams.manager import split_stream
+    from ..streams.policy import SourcePolicy
+    from ..streams.sources import open_source
+
+    policy = SourcePolicy.from_settings(settings.part(AlarmSettings), settings.part(LimitSettings))
+    problems = []
+    for i, entry in enumerate(sources, 1):
+        name, url = split_stream(entry, i)
+        try:
+            tls = name not in settings.tls_unverified
+            open_source(url, name=name, policy=policy, tls_verify=tls, max_pixels=settings.max_pixels)
+        except HebbianMirrorError as exc:
+            problems.append(f"source {name}: {exc}")
+    if problems:
+        raise CommandError("; ".join(problems))
 
 
 DEFAULT_VARIANTS = (

@@ -17,12 +17,10 @@ from typing import Any, TypeVar
 from pydantic import ConfigDict, ValidationError
 
 from ..errors import ConfigError
+from .cameras import AlarmSettings, DeliverySettings, EventSettings
 from .components import (
-    AlarmSettings,
     Component,
-    DeliverySettings,
     DetectSettings,
-    EventSettings,
     LimitSettings,
     ModelSettings,
     RaySettings,

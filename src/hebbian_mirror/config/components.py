@@ -150,6 +150,35 @@ class LimitSettings(Component):
         return max(self.max_pixels_in_flight or 4 * self.max_pixels, self.max_pixels)
 
 
+SCOPES = ("detect", "view", "review", "admin")
+Scope = Literal["detect", "view", "review", "admin"]
+
+
+class ApiKey(BaseModel):
+    """One API key and what it may do: ``detect`` (the detection routes), ``view`` (streams, events, their
+    pictures, metrics), ``review`` (judging events), ``admin`` (adding and removing cameras)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=8, max_length=512, description="The key, as clients send it.")
+    scopes: list[Scope] = Field(min_length=1, description="What the key may do.")
+    name: str | None = Field(default=None, max_length=100, description="Who holds it (logs and /v1/auth).")
+
+    @classmethod
+    def parse(cls, value: Any) -> Any:
+        """``"SCOPE[,SCOPE...]:KEY"`` (a flag's or the environment's form; JSON too) → the fields."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            import json
+
+            return json.loads(value)
+        scopes, sep, key = value.partition(":")
+        if not sep:
+            raise ValueError("an API key with scopes is SCOPE[,SCOPE...]:KEY, e.g. view,detect:KEY")
+        return {"key": key, "scopes": [s.strip() for s in scopes.split(",") if s.strip()]}
+
+
 class ServerSettings(Component):
     """The server: what it serves, where it listens, its workers and key, how it logs."""
 
@@ -169,6 +198,11 @@ class ServerSettings(Component):
         json_schema_extra={"default_help": "one per GPU on CUDA, else 2 (1 on one core)"},
     )
     api_key: str | None = Field(default=None, description="Require this key (X-API-Key or Bearer).")
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="API keys with scopes, as SCOPE[,SCOPE...]:KEY (repeatable) or TOML tables {key, scopes, name}; "
+        "scopes: detect, view, review, admin (api-key has them all).",
+    )
     profile: Literal["dev", "prod"] | None = Field(
         default=None, description="dev (4 decoder threads, info logs) or prod (16, critical)."
     )
@@ -181,82 +215,35 @@ class ServerSettings(Component):
     def _split_models(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        return [ApiKey.parse(v) for v in value] if isinstance(value, list) else value
+
+    def scopes_of(self, candidate: str | None) -> tuple[str | None, frozenset[str]] | None:
+        """(holder's name, scopes) of the key ``candidate``, or ``None`` when it is no key of this server;
+        every scope for everyone when the server has no key."""
+        import secrets
+
+        if not self.api_key and not self.api_keys:
+            return None, frozenset(SCOPES)
+        if not candidate:
+            return None
+        given = candidate.encode()
+        found = None
+        if self.api_key and secrets.compare_digest(given, self.api_key.encode()):
+            found = (None, frozenset(SCOPES))
+        for entry in self.api_keys:  # every key compared, in constant time each
+            if secrets.compare_digest(given, entry.key.encode()):
+                found = (entry.name, frozenset(entry.scopes))
+        return found
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
-
-
-class AlarmSettings(Component):
-    """Streams and their alarm rules."""
-
-    streams: list[str] = Field(
-        default_factory=list,
-        description="Stream to watch, as NAME=URL (video file, rtsp://, rtmp://, http(s):// incl. HLS and MJPEG, "
-        "/dev/videoN, image folder or glob); repeat for several.",
-    )
-    alarm: list[str] = Field(
-        default_factory=lambda: list(DANGEROUS_CLASSES),
-        description="Classes that raise alarms on streams (those the model knows).",
-    )
-    alarm_min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Score a detection needs to count.")
-    alarm_frames: int = Field(default=5, ge=1, description="Successive frames that raise an alarm.")
-    alarm_median_of: int | None = Field(
-        default=None, ge=1, description="Instead: the median of the last K scores reaches the min score."
-    )
-    alarm_end_after: int = Field(default=10, ge=1, description="Frames without the object that end an alarm.")
-    alarm_cooldown: float = Field(default=0.0, ge=0.0, description="Seconds after an alarm before the next.")
-    alarm_min_area: float = Field(default=0.0, ge=0.0, description="Smallest box that counts, in pixels.")
-    stream_fps: float | None = Field(
-        default=None,
-        gt=0.0,
-        description="Frames per second to process per stream.",
-        json_schema_extra={"default_help": "every frame"},
-    )
-
-    @field_validator("streams", mode="before")
-    @classmethod
-    def _split_streams(cls, value: Any) -> Any:
-        return _split(value)
-
-    @field_validator("alarm", mode="before")
-    @classmethod
-    def _split_alarm(cls, value: Any) -> Any:
-        return _split_each(value)
-
-
-class EventSettings(Component):
-    """Where events, snapshots and clips are kept, and for how long."""
-
-    events_dir: Path = Field(
-        default=Path("~/.local/share/hebbian-mirror/events"),
-        validate_default=True,
-        description="Events database, snapshots and clips.",
-    )
-    events_max_age_days: float | None = Field(default=30.0, gt=0.0, description="Delete ended events older.")
-    events_max_mb: float | None = Field(default=2000.0, gt=0.0, description="Most snapshot and clip storage.")
-    clip_seconds: float = Field(default=20.0, ge=0.0, description="Longest alarm clip (0: no clips).")
-
-    @field_validator("events_dir", mode="after")
-    @classmethod
-    def _expand_events(cls, value: Path) -> Path:
-        return _expand(value)
-
-
-class DeliverySettings(Component):
-    """Where events are delivered: webhooks (Standard Webhooks) and MQTT."""
-
-    webhooks: list[str] = Field(default_factory=list, description="POST events to this URL; repeatable.")
-    webhook_secret: str | None = Field(default=None, description="Sign webhooks (Standard Webhooks, whsec_...).")
-    mqtt: str | None = Field(
-        default=None,
-        description="Publish events to an MQTT broker: mqtt://user:pass@host:port/prefix, host alone at least.",
-    )
-
-    @field_validator("webhooks", mode="before")
-    @classmethod
-    def _split_webhooks(cls, value: Any) -> Any:
-        return _split(value)
 
 
 class RaySettings(Component):

@@ -15,15 +15,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
 from ..config import Settings
+from ..config.components import SCOPES
 from ..detection import Detector
 from ..serving.engine import Connect
-from .auth import api_key
+from .auth import api_key, key_of
 from .errors import install_handlers
 from .metrics import StreamCollector
 from .middleware import MetricsMiddleware, RequestGuardMiddleware
 from .openapi import PLAIN_ERROR_SCHEMA, error_responses
 from .specs import SPECS, error_body
 from .state import ServerState, state_of
+from .streams import MAX_BODY as STREAM_BODY
 from .streams import create_manager, start_configured
 from .streams import router as streams_router
 
@@ -68,6 +70,7 @@ def create_app(
         body_timeout=settings.body_timeout,
         max_requests=settings.max_requests,
         error_body=error_body,
+        bodies={"/v1/streams": STREAM_BODY},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for spec in SPECS:
@@ -96,11 +99,20 @@ def create_app(
         ready = st.is_ready
         return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
 
+    @app.get("/v1/auth", tags=["operations"], summary="What the request's API key may do (its scopes)")
+    async def whoami(request: Request) -> dict:
+        name, scopes = await key_of(request)
+        return {
+            "name": name,
+            "scopes": [s for s in SCOPES if s in scopes],
+            "keys": bool(settings.api_key or settings.api_keys),
+        }
+
     @app.get(
         "/metrics",
         tags=["operations"],
         summary="Prometheus metrics (text exposition format)",
-        dependencies=[api_key()],
+        dependencies=[api_key("view")],
         response_class=Response,
         responses={
             200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},

@@ -23,6 +23,7 @@ from ..errors import (
     NotFoundError,
     QueueFullError,
     SourceError,
+    StreamLimitError,
     UnavailableError,
     WorkerCrashedError,
 )
@@ -51,6 +52,7 @@ STATUS: list[tuple[type[HebbianMirrorError], int, str]] = [
     (WorkerCrashedError, 503, "{}; it is being restarted: try again"),
     (UnavailableError, 503, "{}"),
     (SourceError, 422, "{}"),
+    (StreamLimitError, 422, "{}"),
 ]
 
 
@@ -67,7 +69,8 @@ def api_error(exc: HebbianMirrorError) -> APIError:
 
 class BodyTooLargeError(APIError):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is over the {limit / 1e6:g} MB upload limit")
+        size = f"{limit / 1e6:g} MB" if limit >= 1_000_000 else f"{limit / 1e3:g} kB"
+        super().__init__(413, f"request body is over the {size} limit of this route")
 
 
 ErrorBody = Callable[[str, int, str], dict]  # (path, status, message) → the JSON body, in the path's API shape

@@ -154,8 +154,12 @@ class StreamCollector:
         delivered = CounterMetricFamily("hm_deliveries", "Event messages delivered", labels=["sink"])
         failed = CounterMetricFamily("hm_delivery_failures", "Failed delivery attempts", labels=["sink"])
         depth = GaugeMetricFamily("hm_outbox_depth", "Messages waiting for delivery", labels=["sink"])
+        dropped = CounterMetricFamily(
+            "hm_outbox_dropped", "Messages removed before delivery to keep events within events-max-mb", labels=["sink"]
+        )
         for sink, st in stats.items():
             delivered.add_metric([sink], st["delivered"])
             failed.add_metric([sink], st["failures"])
             depth.add_metric([sink], st["depth"])
-        yield from (delivered, failed, depth)
+            dropped.add_metric([sink], st.get("dropped", 0))
+        yield from (delivered, failed, depth, dropped)

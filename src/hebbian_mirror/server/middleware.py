@@ -20,8 +20,9 @@ class RequestGuardMiddleware:
     in time:
 
     - more than ``max_requests`` in progress → 503 with ``Retry-After`` (health, readiness and metrics exempt);
-    - a ``Content-Length`` over ``max_bytes`` → 413; a streamed body is cut off as soon as it passes the limit,
-      so an oversized upload is never held in memory whole;
+    - a ``Content-Length`` over ``max_bytes`` (or over the smaller limit ``bodies`` gives a path prefix: the
+      control routes take small JSON documents) → 413; a streamed body is cut off as soon as it passes the
+      limit, so an oversized upload is never held in memory whole;
     - a body not complete ``body_timeout`` seconds after the request started (trickled, or shorter than its
       ``Content-Length``) → 408.
 
@@ -30,10 +31,17 @@ class RequestGuardMiddleware:
     connection stays usable, so a keep-alive client never meets a reset."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, body_timeout: float, max_requests: int, error_body: ErrorBody
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body_timeout: float,
+        max_requests: int,
+        error_body: ErrorBody,
+        bodies: dict[str, int] | None = None,
     ) -> None:
         self.app, self.max_bytes, self.body_timeout = app, max_bytes, body_timeout
         self.max_requests, self.error_body = max_requests, error_body
+        self.bodies = bodies or {}
         self.in_progress = 0
 
     async def _refuse(self, scope: Scope, send: Send, status: int, message: str, headers: dict[str, str]) -> None:
@@ -51,6 +59,7 @@ class RequestGuardMiddleware:
         length = headers.get(b"content-length")  # None with a body: chunked, its size unknown
         complete = b"transfer-encoding" not in headers and length in (None, b"0")  # no body at all
         received = 0
+        limit = next((n for prefix, n in self.bodies.items() if scope["path"].startswith(prefix)), self.max_bytes)
 
         async def hygienic_send(message: Message) -> None:
             start = message["type"] == "http.response.start"
@@ -58,8 +67,8 @@ class RequestGuardMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             await send(message)
 
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(scope, hygienic_send, 413, BodyTooLargeError(self.max_bytes).message, {})
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._refuse(scope, hygienic_send, 413, BodyTooLargeError(limit).message, {})
             return
         if self.in_progress >= self.max_requests and scope["path"] not in UNLIMITED:
             message = f"server busy: {self.max_requests} requests in progress"
@@ -77,8 +86,8 @@ class RequestGuardMiddleware:
                 raise APIError(408, f"the request body did not arrive within {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLargeError(limit)
                 complete = not message.get("more_body", False)
             return message
 

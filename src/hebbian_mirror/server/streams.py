@@ -1,6 +1,7 @@
 """Streams and events over HTTP: ``/v1/streams`` (add, list, remove; the annotated latest frame and an MJPEG
 live view) and ``/v1/events`` (query, one event, its snapshot and clip). Frames go through the same batcher as
-the detection requests. Every route sits behind the API key when the server has one."""
+the detection requests. Reading needs a key with the ``view`` scope, adding and removing streams ``admin``
+(when the server has keys); sources pass the server's :class:`~hebbian_mirror.streams.policy.SourcePolicy`."""
 
 from __future__ import annotations
 
@@ -13,38 +14,54 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..config import DeliverySettings, EventSettings
-from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError
+from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
 from ..streams.manager import StreamManager, split_stream
-from ..streams.rules import AlarmRule, stream_rules
-from ..streams.watcher import StreamConfig
+from ..streams.rules import MAX_RULES, AlarmRule, stream_rules
+from ..streams.watcher import MAX_FPS, StreamConfig
 from .auth import api_key
 from .errors import APIError
 from .state import ServerState, state_of
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["streams"], dependencies=[api_key()])
+router = APIRouter(tags=["streams"])
+VIEW, ADMIN = [api_key("view")], [api_key("admin")]
 BOUNDARY = "frame"
+MAX_BODY = 64_000  # bytes of a stream request (the guard middleware cuts a longer one off as it arrives)
 
 
 class StreamRequest(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="The stream's name.")
-    url: str = Field(min_length=1, description="Video file, stream URL, /dev/videoN or image folder / glob.")
-    alarm: list[str] | None = Field(default=None, description="Alarm classes (default: the server's).")
-    rules: list[dict[str, Any]] | None = Field(default=None, description="Full alarm rules, one per class.")
-    fps: float | None = Field(default=None, gt=0, description="Frames per second to process.")
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Camera URL (rtsp, rtmp, http(s), srt, udp multicast), /dev/videoN, or a video file, image "
+        "folder or glob inside a folder the server allows (--allow-source).",
+    )
+    alarm: list[str] | None = Field(
+        default=None, max_length=MAX_RULES, description="Alarm classes (default: the server's)."
+    )
+    rules: list[dict[str, Any]] | None = Field(
+        default=None, max_length=MAX_RULES, description="Full alarm rules, one per class."
+    )
+    fps: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_FPS,
+        allow_inf_nan=False,
+        description=f"Frames per second to process (≤ {MAX_FPS:g}).",
+    )
     realtime: bool | None = Field(default=None, description="Play a file at its own pace, as if live.")
     loop: bool = Field(default=False, description="Replay a file forever.")
+    tls_verify: bool = Field(default=True, description="Check the camera's TLS certificate (false: self-signed).")
 
 
 def create_manager(state: ServerState) -> StreamManager:
-    s = state.settings
-    return StreamManager.from_settings(s.part(EventSettings), s.part(DeliverySettings), state.frame_detector())
+    return StreamManager.from_settings(state.settings, state.frame_detector())
 
 
-def stream_config(state: ServerState, body: StreamRequest) -> StreamConfig:
-    """The stream a request (or the settings' ``--stream``) asks for; :class:`RuleError` (422) for rules that
-    cannot work with the default model."""
+def stream_config(state: ServerState, body: StreamRequest, operator: bool = False) -> StreamConfig:
+    """The stream a request (or, with ``operator``, the settings' ``--stream``) asks for; :class:`RuleError`
+    (422) for rules that cannot work with the default model."""
     s = state.settings
     names = list(state.host(None).detector.class_names)
     if body.rules is not None:
@@ -53,7 +70,10 @@ def stream_config(state: ServerState, body: StreamRequest) -> StreamConfig:
             raise RuleError(f"the model does not know {', '.join(unknown)}")
     else:
         rules = stream_rules(s, names, body.alarm)
-    return StreamConfig.from_settings(s, body.name, body.url, rules, body.fps, body.realtime, body.loop)
+    tls = None if operator else body.tls_verify
+    return StreamConfig.from_settings(
+        s, body.name, body.url, rules, body.fps, body.realtime, body.loop, operator=operator, tls_verify=tls
+    )
 
 
 async def start_configured(state: ServerState, manager: StreamManager) -> None:
@@ -65,7 +85,7 @@ async def start_configured(state: ServerState, manager: StreamManager) -> None:
     for i, entry in enumerate(state.settings.streams, 1):
         name, url = split_stream(entry, i)
         try:
-            await manager.add(stream_config(state, StreamRequest(name=name, url=url)))
+            await manager.add(stream_config(state, StreamRequest(name=name, url=url), operator=True))
         except (HebbianMirrorError, ValueError) as exc:
             log.error("stream %s (%s) not started: %s", name, url, exc)
 
@@ -77,17 +97,19 @@ def manager_of(request: Request) -> StreamManager:
     return manager
 
 
-@router.get("/v1/streams", summary="The watched streams and their state")
+@router.get("/v1/streams", summary="The watched streams and their state", dependencies=VIEW)
 async def list_streams(request: Request) -> dict:
     return {"streams": manager_of(request).describe()}
 
 
-@router.post("/v1/streams", status_code=201, summary="Watch a stream")
+@router.post("/v1/streams", status_code=201, summary="Watch a stream", dependencies=ADMIN)
 async def add_stream(request: Request, body: StreamRequest) -> dict:
     manager = manager_of(request)
     config = stream_config(state_of(request), body)
     try:
         watcher = await manager.add(config)
+    except StreamLimitError as exc:
+        raise APIError(422, str(exc)) from exc
     except StreamError as exc:
         raise APIError(409, str(exc)) from exc
     except (SourceError, HebbianMirrorError) as exc:
@@ -102,19 +124,19 @@ def _watcher(request: Request, name: str):
         raise APIError(404, str(exc)) from exc
 
 
-@router.get("/v1/streams/{name}", summary="One stream's state")
+@router.get("/v1/streams/{name}", summary="One stream's state", dependencies=VIEW)
 async def get_stream(request: Request, name: str) -> dict:
     return _watcher(request, name).describe()
 
 
-@router.delete("/v1/streams/{name}", status_code=204, summary="Stop watching a stream")
+@router.delete("/v1/streams/{name}", status_code=204, summary="Stop watching a stream", dependencies=ADMIN)
 async def delete_stream(request: Request, name: str) -> Response:
     _watcher(request, name)
     await manager_of(request).remove(name)
     return Response(status_code=204)
 
 
-@router.get("/v1/streams/{name}/latest.jpg", summary="The newest processed frame, annotated")
+@router.get("/v1/streams/{name}/latest.jpg", summary="The newest processed frame, annotated", dependencies=VIEW)
 async def latest(request: Request, name: str) -> Response:
     watcher = _watcher(request, name)
     data = await asyncio.to_thread(watcher.latest_jpeg)
@@ -123,7 +145,7 @@ async def latest(request: Request, name: str) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/v1/streams/{name}/live.mjpg", summary="Live annotated view (MJPEG)")
+@router.get("/v1/streams/{name}/live.mjpg", summary="Live annotated view (MJPEG)", dependencies=VIEW)
 async def live(request: Request, name: str) -> StreamingResponse:
     watcher = _watcher(request, name)
 
@@ -142,16 +164,16 @@ async def live(request: Request, name: str) -> StreamingResponse:
     return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
 
 
-@router.get("/v1/events", summary="Stored events, newest first")
+@router.get("/v1/events", summary="Stored events, newest first", dependencies=VIEW)
 async def list_events(
     request: Request,
-    stream: str | None = None,
-    label: str | None = None,
-    since: float | None = Query(None, description="Start time at or after (Unix seconds)."),
-    until: float | None = Query(None, description="Start time before (Unix seconds)."),
+    stream: str | None = Query(None, max_length=64),
+    label: str | None = Query(None, max_length=100),
+    since: float | None = Query(None, allow_inf_nan=False, description="Start time at or after (Unix seconds)."),
+    until: float | None = Query(None, allow_inf_nan=False, description="Start time before (Unix seconds)."),
     active: bool | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
 ) -> dict:
     store = manager_of(request).store
     events = await asyncio.to_thread(
@@ -162,31 +184,31 @@ async def list_events(
     return {"events": [e.to_dict() for e in events]}
 
 
-def _event(request: Request, event_id: str):
+async def _event(request: Request, event_id: str):
     store = manager_of(request).store
-    event = store.get(event_id)
+    event = await asyncio.to_thread(store.get, event_id)  # off the loop: a write may hold the store for an fsync
     if event is None:
         raise APIError(404, f"no event {event_id!r}")
     return store, event
 
 
-@router.get("/v1/events/{event_id}", summary="One event")
+@router.get("/v1/events/{event_id}", summary="One event", dependencies=VIEW)
 async def get_event(request: Request, event_id: str) -> dict:
-    return _event(request, event_id)[1].to_dict()
+    return (await _event(request, event_id))[1].to_dict()
 
 
-@router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot")
+@router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot", dependencies=VIEW)
 async def snapshot(request: Request, event_id: str) -> FileResponse:
-    store, _ = _event(request, event_id)
+    store, _ = await _event(request, event_id)
     path = store.snapshot_path(event_id)
     if path is None:
         raise APIError(404, f"event {event_id} has no snapshot")
     return FileResponse(path, media_type="image/jpeg")
 
 
-@router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip")
+@router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip", dependencies=VIEW)
 async def clip(request: Request, event_id: str) -> FileResponse:
-    store, event = _event(request, event_id)
+    store, event = await _event(request, event_id)
     path = store.clip_path(event_id)
     if path is None:
         why = "is still running" if event.end is None else "has no clip"

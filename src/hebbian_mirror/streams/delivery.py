@@ -1,30 +1,27 @@
-"""Delivering events: webhooks signed per Standard Webhooks, MQTT (paho), and the dispatcher thread that drains
-the outbox into them.
+"""Where events are delivered: webhooks signed per Standard Webhooks, and MQTT (paho). :mod:`.dispatch` drains
+the outbox into them, each sink on its own.
 
 At least once, with idempotent ids: a message is marked delivered only after a 2xx (webhook) or the broker's
 PUBACK (MQTT, QoS 1). A crash between the two resends it with the same ``webhook-id`` / envelope id, which the
-receiver uses to drop the duplicate. Each sink gets its messages in order; one that fails is retried with
-exponential backoff while the others go on.
+receiver uses to drop the duplicate. One attempt has a total deadline (a receiver that trickles its answer or
+never ends its body is cut off), and a webhook's answer body is read only up to a few kilobytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import logging
-import random
 import secrets
-import threading
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ..errors import DeliveryError
-from .events import EventStore, Message
-from .sources import mask_url
+from .events import Message
+from .media import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +40,23 @@ def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
 
 
 class Sink(Protocol):
+    """A delivery target; its methods run in its own worker's event loop."""
+
     name: str
 
-    def send(self, message: Message) -> None: ...
+    async def deliver(self, message: Message) -> None:
+        """Hand over one message, or :class:`DeliveryError`; returns within the sink's total deadline."""
+        ...
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class WebhookSink:
-    """JSON POSTs to ``url``, signed when a secret is set."""
+    """JSON POSTs to ``url``, signed when a secret is set; ``timeout``: the whole attempt, connect to answer."""
+
+    MAX_ANSWER = 4096  # bytes of a refusal's body kept for the error text; the rest is never read
 
     def __init__(self, url: str, secret: str | None = None, timeout: float = 10.0) -> None:
-        import httpx
-
         if urlsplit(url).scheme not in ("http", "https"):
             raise DeliveryError(f"webhook URL {mask_url(url)!r}: must be http:// or https://")
         if secret is not None:
@@ -66,26 +67,39 @@ class WebhookSink:
                     "the webhook secret must be whsec_ + base64 (Standard Webhooks): make one with "
                     "`hebbian-mirror webhook-secret`"
                 ) from exc
-        self.url, self.secret = url, secret
+        self.url, self.secret, self.timeout = url, secret, timeout
         self.name = f"webhook:{mask_url(url)}"
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = None  # made in the worker's own event loop, on the first delivery
 
-    def send(self, message: Message) -> None:
+    async def deliver(self, message: Message) -> None:
         import httpx
 
         now = int(time.time())
         headers = {"content-type": "application/json", "webhook-id": message.msg_id, "webhook-timestamp": str(now)}
         if self.secret:
             headers["webhook-signature"] = sign(self.secret, message.msg_id, now, message.body)
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         try:
-            r = self._client.post(self.url, content=message.body.encode(), headers=headers)
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", self.url, content=message.body.encode(), headers=headers) as r:
+                    if 200 <= r.status_code < 300:
+                        return  # the body is not read: a receiver's endless answer costs nothing
+                    answer = b""
+                    async for chunk in r.aiter_raw():
+                        answer += chunk
+                        if len(answer) >= self.MAX_ANSWER:
+                            break
+        except TimeoutError:
+            raise DeliveryError(f"{self.name}: no complete answer within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        if not 200 <= r.status_code < 300:
-            raise DeliveryError(f"{self.name}: answered {r.status_code}")
+            raise DeliveryError(f"{self.name}: {type(exc).__name__}: {mask_url(str(exc))}") from exc
+        text = answer[:200].decode("utf-8", "replace").strip()
+        raise DeliveryError(f"{self.name}: answered {r.status_code}" + (f": {text}" if text else ""))
 
-    def close(self) -> None:
-        self._client.close()
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def parse_mqtt_url(url: str) -> dict[str, Any]:
@@ -157,97 +171,14 @@ class MqttSink:
         if not info.is_published():
             raise DeliveryError(f"{self.name}: no PUBACK within {self.timeout:g} s")
 
+    async def deliver(self, message: Message) -> None:
+        await asyncio.to_thread(self.send, message)  # paho waits in its own way, bounded by ``timeout``
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
     def close(self) -> None:
         if self._started and self._client.is_connected():
             self._client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
         self._client.disconnect()
         self._client.loop_stop()
-
-
-class Dispatcher:
-    """A thread that sends every sink its pending messages, in order, retrying failures with backoff."""
-
-    def __init__(
-        self,
-        db_path: Path,
-        sinks: Sequence[Sink],
-        on_result: Callable[[str, bool], None] | None = None,
-        backoff: tuple[float, float] = (1.0, 60.0),
-    ) -> None:
-        self.store = EventStore(Path(db_path).parent, db_path)
-        self.sinks = list(sinks)
-        self.on_result = on_result
-        self.backoff = backoff
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._deadline = float("inf")
-        self._stats = {s.name: {"delivered": 0, "failures": 0, "last_error": None, "retry_at": 0.0} for s in sinks}
-        self._delay = {s.name: backoff[0] for s in sinks}
-        for sink in self.sinks:
-            self.store.register_sink(sink.name)
-        self._thread = threading.Thread(target=self._run, name="event-delivery", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def notify(self) -> None:
-        """A message was written: look now."""
-        self._wake.set()
-
-    def stats(self) -> dict[str, dict[str, Any]]:
-        return {name: st | {"depth": self.store.depth(name)} for name, st in self._stats.items()}
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """One last attempt at what is pending (bounded by ``timeout``), then stop; the rest waits in the
-        outbox for the next start."""
-        self._deadline = time.monotonic() + timeout
-        for st in self._stats.values():
-            st["retry_at"] = 0.0
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout + 15)
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:
-                log.debug("closing %s: %s", sink.name, exc)
-        self.store.close()
-
-    def _run(self) -> None:
-        while True:
-            stopping = self._stop.is_set()
-            for sink in self.sinks:
-                if stopping and time.monotonic() > self._deadline:
-                    return
-                self._drain(sink, once=stopping)
-            if stopping:
-                return
-            waits = [st["retry_at"] - time.monotonic() for st in self._stats.values() if st["retry_at"]]
-            self._wake.wait(max(0.05, min([1.0, *waits])))
-            self._wake.clear()
-
-    def _drain(self, sink: Sink, once: bool = False) -> None:
-        st = self._stats[sink.name]
-        if time.monotonic() < st["retry_at"]:
-            return
-        for message in self.store.pending(sink.name):
-            try:
-                sink.send(message)
-            except Exception as exc:  # DeliveryError, or a sink's own bug: never kill the thread
-                st["failures"] += 1
-                st["last_error"] = str(exc)
-                delay = self._delay[sink.name]
-                st["retry_at"] = time.monotonic() + delay * random.uniform(0.8, 1.2)
-                self._delay[sink.name] = min(delay * 2, self.backoff[1])
-                log.warning("delivery to %s failed (%s); retrying in %.0f s", sink.name, exc, delay)
-                if self.on_result:
-                    self.on_result(sink.name, False)
-                return
-            self.store.mark_delivered(sink.name, message.seq)
-            st["delivered"] += 1
-            st["last_error"], st["retry_at"] = None, 0.0
-            self._delay[sink.name] = self.backoff[0]
-            if self.on_result:
-                self.on_result(sink.name, True)
-            if once and self._stop.is_set() and time.monotonic() > self._deadline:
-                return

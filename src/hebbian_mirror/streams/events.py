@@ -123,6 +123,7 @@ class EventStore:
         self.media = self.root / "media"
         self._conn = connect(self.db_path)
         self._lock = threading.Lock()
+        self.dropped: dict[str, int] = {}  # per sink: messages removed before it received them (disk budget)
 
     def close(self) -> None:
         with self._lock:
@@ -131,13 +132,15 @@ class EventStore:
     # ------------------------------------------------------------------ writing
 
     def _message(self, event: Event, kind: str, now: float) -> None:
-        n = self._conn.execute("SELECT COUNT(*) FROM outbox WHERE event_id = ? AND type = ?", (event.id, kind))
-        msg_id = f"{event.id}-{kind}-{n.fetchone()[0] + 1}"
+        """The message announcing this change; its id is the event's, the kind and the outbox sequence number,
+        so it is unique even after older messages were pruned."""
         body = json.dumps({"type": f"alarm.{kind}", "timestamp": _iso(now), "data": event.to_dict()})
-        self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO outbox (msg_id, event_id, type, created, body) VALUES (?, ?, ?, ?, ?)",
-            (msg_id, event.id, kind, now, body),
+            (f"pending-{secrets.token_hex(8)}", event.id, kind, now, body),
         )
+        seq = cursor.lastrowid
+        self._conn.execute("UPDATE outbox SET msg_id = ? WHERE seq = ?", (f"{event.id}-{kind}-{seq}", seq))
 
     def _save(self, event: Event, kind: str, snapshot: bytes | None = None, clip: bytes | None = None) -> None:
         if snapshot:
@@ -229,6 +232,14 @@ class EventStore:
 
     # ------------------------------------------------------------------ outbox
 
+    def forget_sinks(self, keep: list[str]) -> list[str]:
+        """Drop the cursors of sinks not in ``keep`` (removed or renamed): they no longer hold back retention."""
+        with self._lock:
+            gone = [r[0] for r in self._conn.execute("SELECT name FROM sinks").fetchall() if r[0] not in keep]
+            for name in gone:
+                self._conn.execute("DELETE FROM sinks WHERE name = ?", (name,))
+        return gone
+
     def register_sink(self, name: str) -> None:
         """A new sink starts after the messages already written (it does not replay history)."""
         with self._lock:
@@ -259,7 +270,9 @@ class EventStore:
 
     def prune(self, max_age_s: float | None = None, max_bytes: int | None = None) -> int:
         """Delete ended events older than ``max_age_s``, then the oldest while media exceed ``max_bytes``; never
-        a running event, nor one with a message some sink has not received yet."""
+        a running event. An event with a message some sink has not received yet stays, unless the media are
+        still over ``max_bytes`` without it: then the oldest go, delivered or not (a receiver that is down for
+        good must not fill the disk), and :attr:`dropped` counts the messages each sink lost."""
         with self._lock:
             floor = self._conn.execute("SELECT MIN(delivered_seq) FROM sinks").fetchone()[0]
             rows = self._conn.execute(
@@ -278,6 +291,8 @@ class EventStore:
                 if r["id"] not in doomed:
                     doomed.append(r["id"])
                     total -= sizes[r["id"]]
+            if total > max_bytes:
+                doomed += self._over_budget(total - max_bytes, set(doomed))
         for event_id in doomed:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -286,6 +301,27 @@ class EventStore:
                 self._conn.execute("COMMIT")
             shutil.rmtree(self.media / event_id, ignore_errors=True)
         return len(doomed)
+
+    def _over_budget(self, excess: int, doomed: set[str]) -> list[str]:
+        """The oldest ended events whose media make up ``excess`` bytes, undelivered messages or not; their
+        undelivered messages are counted per sink in :attr:`dropped`."""
+        with self._lock:
+            rows = self._conn.execute("SELECT id FROM events WHERE end IS NOT NULL ORDER BY start").fetchall()
+        chosen = []
+        for r in rows:
+            if excess <= 0:
+                break
+            if r["id"] not in doomed:
+                chosen.append(r["id"])
+                excess -= self._size(r["id"])
+        with self._lock:
+            for sink, cursor in self._conn.execute("SELECT name, delivered_seq FROM sinks").fetchall():
+                marks = ",".join("?" * len(chosen))
+                lost = self._conn.execute(
+                    f"SELECT COUNT(*) FROM outbox WHERE seq > ? AND event_id IN ({marks})", (cursor, *chosen)
+                ).fetchone()[0]
+                self.dropped[sink] = self.dropped.get(sink, 0) + lost
+        return chosen
 
     def _size(self, event_id: str) -> int:
         folder = self.media / event_id

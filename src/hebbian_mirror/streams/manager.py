@@ -12,18 +12,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..config import DeliverySettings, EventSettings
-from ..errors import StreamError
-from .delivery import Dispatcher, MqttSink, WebhookSink
+from ..config import AlarmSettings, DeliverySettings, EventSettings, LimitSettings
+from ..errors import StreamError, StreamLimitError
+from .delivery import MqttSink, WebhookSink
+from .dispatch import Dispatcher
 from .events import Event, EventStore
+from .policy import OPERATOR, SourcePolicy
 from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
 
 log = logging.getLogger(__name__)
 
-PRUNE_EVERY = 600.0  # seconds between retention passes
+PRUNE_EVERY = 60.0  # seconds between retention passes
 
 
 def split_stream(entry: str, index: int) -> tuple[str, str]:
@@ -52,6 +55,8 @@ class StreamManager:
         max_bytes: int | None = None,
         on_event: OnEvent | None = None,
         on_delivery: Callable[[str, bool], None] | None = None,
+        policy: SourcePolicy = OPERATOR,
+        max_streams: int = 16,
     ) -> None:
         self.detect = detect
         self.events_dir = Path(events_dir)
@@ -62,19 +67,26 @@ class StreamManager:
         self.store: EventStore | None = None
         self.dispatcher: Dispatcher | None = None
         self.watchers: dict[str, StreamWatcher] = {}
+        self.policy, self.max_streams = policy, max_streams
+        self._adding: set[str] = set()  # names being set up: taken, so that a second add with one fails
+        self._setup = ThreadPoolExecutor(2, thread_name_prefix="stream-setup")  # probing files, resolving hosts
         self._tasks: dict[str, asyncio.Task] = {}
         self._pruner: asyncio.Task | None = None
 
     @classmethod
-    def from_settings(cls, events: EventSettings, delivery: DeliverySettings, detect: Detect) -> StreamManager:
-        """The manager the server and ``watch`` run: events where ``events`` says, kept as long as it says,
-        delivered to ``delivery``'s sinks; frames detected by ``detect``."""
+    def from_settings(cls, settings, detect: Detect) -> StreamManager:
+        """The manager the server and ``watch`` run: events where the settings say, kept as long as they say,
+        delivered to their sinks; sources under their policy and limits; frames detected by ``detect``."""
+        events, delivery = settings.part(EventSettings), settings.part(DeliverySettings)
+        alarms, limits = settings.part(AlarmSettings), settings.part(LimitSettings)
         return cls(
             detect,
             events.events_dir,
             make_sinks(delivery.webhooks, delivery.webhook_secret, delivery.mqtt),
             max_age_s=events.events_max_age_days * 86400 if events.events_max_age_days else None,
             max_bytes=int(events.events_max_mb * 1_000_000) if events.events_max_mb else None,
+            policy=SourcePolicy.from_settings(alarms, limits),
+            max_streams=alarms.max_streams,
         )
 
     async def start(self) -> None:
@@ -84,6 +96,9 @@ class StreamManager:
         closed = await loop.run_in_executor(None, self.store.close_active, time.time())
         if closed:
             log.warning("ended %d alarm(s) left running by the previous run", len(closed))
+        gone = await loop.run_in_executor(None, self.store.forget_sinks, [s.name for s in self.sinks])
+        if gone:
+            log.info("forgot the delivery cursors of %s: no longer configured", ", ".join(gone))
         if self.sinks:
             self.dispatcher = Dispatcher(self.store.db_path, self.sinks, on_result=self.on_delivery)
             self.dispatcher.start()
@@ -108,12 +123,20 @@ class StreamManager:
             self.on_event(kind, event)
 
     async def add(self, config: StreamConfig) -> StreamWatcher:
-        """Start watching a stream; :class:`StreamError` if the name is taken, the source's own error if its URL
-        or file cannot work."""
-        if config.name in self.watchers:
+        """Start watching a stream; :class:`StreamError` if the name is taken, :class:`StreamLimitError` past
+        ``max_streams``, the policy's or the source's own error if its URL or file cannot work."""
+        if config.name in self.watchers or config.name in self._adding:
             raise StreamError(f"a stream called {config.name!r} is already being watched: remove it first")
+        if len(self.watchers) + len(self._adding) >= self.max_streams:
+            raise StreamLimitError(f"this server watches at most {self.max_streams} streams (--max-streams)")
+        self._adding.add(config.name)  # taken before the first await: two adds with one name cannot both pass
         loop = asyncio.get_running_loop()
-        watcher = await loop.run_in_executor(None, lambda: StreamWatcher(config, self.detect, self.store, self._event))
+        try:
+            watcher = await loop.run_in_executor(
+                self._setup, lambda: StreamWatcher(config, self.detect, self.store, self._event, policy=self.policy)
+            )
+        finally:
+            self._adding.discard(config.name)
         self.watchers[config.name] = watcher
         self._tasks[config.name] = loop.create_task(self._run(watcher), name=f"stream-{config.name}")
         log.info("watching stream %s (%s)", config.name, watcher.describe()["url"])
@@ -147,7 +170,10 @@ class StreamManager:
         return [w.describe() for w in self.watchers.values()]
 
     def delivery(self) -> dict[str, Any]:
-        return self.dispatcher.stats() if self.dispatcher is not None else {}
+        """Per sink: delivered, failures, last error, depth, and messages dropped undelivered (disk budget)."""
+        if self.dispatcher is None or self.store is None:
+            return {}
+        return {name: st | {"dropped": self.store.dropped.get(name, 0)} for name, st in self.dispatcher.stats().items()}
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop every stream (their alarms end), then deliver what can be delivered within ``timeout``."""
@@ -161,3 +187,4 @@ class StreamManager:
             await loop.run_in_executor(None, self.dispatcher.stop, timeout)
         if self.store is not None:
             await loop.run_in_executor(None, self.store.close)
+        self._setup.shutdown(wait=False, cancel_futures=True)

@@ -1,17 +1,13 @@
-"""What a video source is made of: frames, statistics, errors, and the kinds of URL a source can be."""
+"""What a video source is made of: frames and statistics; and URLs with their secrets masked."""
 
 from __future__ import annotations
 
-import os
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-
-from ..errors import SourceError
-
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,29 +45,39 @@ class SourceStats:
         return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0])
 
 
+SECRET_PARAMS = re.compile(r"(?i)^(pass(word|wd)?|pwd|token|secret|key|api_?key|auth|sig(nature)?)$")
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and listings."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with any password, and query values such as ``password=`` or ``token=``, replaced by ``***``, for
+    logs, listings and error texts."""
+    try:
+        parts = urlsplit(url)
+        password, port = parts.password, parts.port
+    except ValueError:  # a malformed URL: keep only what cannot be a secret
+        return url.split("://")[0] + "://***" if "://" in url else url
+    if password is not None:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{port}" if port else "")
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        pairs = [p.partition("=") for p in parts.query.split("&")]
+        query = "&".join(k + s + ("***" if s and SECRET_PARAMS.match(k) else v) for k, s, v in pairs)
+        parts = parts._replace(query=query)
+    return urlunsplit(parts)
 
 
-def classify(url: str) -> str:
-    """file, stream, device or images; :class:`SourceError` for what cannot be a source."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in STREAM_SCHEMES:
-        return "stream"
-    if scheme and len(scheme) > 1 and scheme != "file":
-        raise SourceError(f"unsupported URL scheme {scheme!r} in {mask_url(url)}: use {', '.join(STREAM_SCHEMES)}")
-    path = url[7:] if scheme == "file" else url
-    if path.startswith("/dev/video"):
-        if not os.path.exists(path):
-            raise SourceError(f"no camera at {path}")
-        return "device"
-    if os.path.isdir(path) or any(c in path for c in "*?["):
-        return "images"
-    if not os.path.isfile(path):
-        raise SourceError(f"no such file: {path}")
-    return "file"
+def redact(text: str, url: str) -> str:
+    """``text`` (an FFmpeg or socket error, which often quotes the URL) with ``url``'s secrets masked."""
+    masked = mask_url(url)
+    text = text.replace(url, masked)
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password] + [
+            v for k, _, v in (p.partition("=") for p in parts.query.split("&")) if SECRET_PARAMS.match(k)
+        ]
+    except ValueError:
+        secrets = []
+    for secret in filter(None, secrets):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text

@@ -11,6 +11,7 @@ on the same stream is held back for ``cooldown`` seconds after that.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,6 +28,11 @@ Polygon = tuple[Point, ...]
 DEFAULT_FRAMES = 5
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_END_AFTER = 10
+MAX_ZONES, MAX_ZONE_POINTS = 16, 100  # per rule; zones are checked for every detection of every frame
+MAX_FRAMES = 1000  # frames, median_of
+MAX_END_AFTER = 10_000
+MAX_COOLDOWN = 7 * 86400.0
+MAX_RULES = 100
 
 
 def point_in_polygon(point: Point, polygon: Polygon) -> bool:
@@ -44,6 +50,8 @@ def point_in_polygon(point: Point, polygon: Polygon) -> bool:
 def parse_zone(value: str | Sequence) -> Polygon:
     """A polygon from ``"x1,y1,x2,y2,x3,y3,..."`` or ``[[x, y], ...]`` (pixels of the stream's frames)."""
     if isinstance(value, str):
+        if len(value) > MAX_ZONE_POINTS * 40:
+            raise RuleError(f"a zone has at most {MAX_ZONE_POINTS} points")
         try:
             numbers = [float(v) for v in value.replace(";", ",").split(",") if v.strip()]
         except ValueError as exc:
@@ -52,13 +60,38 @@ def parse_zone(value: str | Sequence) -> Polygon:
             raise RuleError(f"zone {value!r}: an odd count of numbers; expected x,y pairs")
         points = list(zip(numbers[::2], numbers[1::2], strict=True))
     else:
+        if not isinstance(value, list | tuple) or len(value) > MAX_ZONE_POINTS:
+            raise RuleError(f"a zone is a list of at most {MAX_ZONE_POINTS} [x, y] points")
         try:
-            points = [(float(p[0]), float(p[1])) for p in value]
-        except (TypeError, ValueError, IndexError) as exc:
-            raise RuleError(f"zone {value!r}: expected a list of [x, y] points") from exc
+            points = [(_number(p[0]), _number(p[1])) for p in value if len(p) == 2]
+        except (TypeError, ValueError, IndexError, KeyError):
+            points = []
+        if len(points) != len(value):
+            raise RuleError(f"zone {str(value)[:80]}: expected a list of [x, y] points")
+    if len(points) > MAX_ZONE_POINTS:
+        raise RuleError(f"a zone has at most {MAX_ZONE_POINTS} points, got {len(points)}")
+    if not all(math.isfinite(c) and abs(c) <= 1e6 for p in points for c in p):
+        raise RuleError("zone points must be finite numbers (pixels)")
     if len(points) < 3:
-        raise RuleError(f"zone {value!r}: a polygon needs at least 3 points")
+        raise RuleError(f"zone {str(value)[:80]}: a polygon needs at least 3 points")
     return tuple(points)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(value)
+    return float(value)
+
+
+def parse_zones(value: Any) -> tuple[Polygon, ...]:
+    """A rule's ``zones``: a list of at most :data:`MAX_ZONES` zones (each as :func:`parse_zone` takes it)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise RuleError(f"zones must be a list of polygons, got {type(value).__name__}")
+    if len(value) > MAX_ZONES:
+        raise RuleError(f"a rule has at most {MAX_ZONES} zones, got {len(value)}")
+    return tuple(parse_zone(z) for z in value)
 
 
 @dataclass(frozen=True)
@@ -76,8 +109,18 @@ class AlarmRule:
     end_after: int = DEFAULT_END_AFTER
 
     def __post_init__(self) -> None:
-        if not self.label:
-            raise RuleError("an alarm rule needs a class label")
+        if not isinstance(self.label, str) or not self.label or len(self.label) > 100:
+            raise RuleError("an alarm rule needs a class label (a name of at most 100 characters)")
+        for name, most in (("frames", MAX_FRAMES), ("end_after", MAX_END_AFTER), ("median_of", MAX_FRAMES)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value > most):
+                raise RuleError(f"{self.label}: {name} must be a whole number of at most {most}, got {value!r}")
+        for name, most in (("min_score", 1.0), ("threshold", 1.0), ("min_area", 1e12), ("cooldown", MAX_COOLDOWN)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise RuleError(f"{self.label}: {name} must be a number, got {value!r}")
+            if value is not None and not (math.isfinite(value) and value <= most):
+                raise RuleError(f"{self.label}: {name} must be a finite number of at most {most:g}, got {value!r}")
         if not 0.0 <= self.min_score <= 1.0:
             raise RuleError(f"{self.label}: min_score must be in [0, 1], got {self.min_score}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -127,7 +170,7 @@ class AlarmRule:
         if unknown:
             raise RuleError(f"unknown alarm rule field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         values = dict(data)
-        values["zones"] = tuple(parse_zone(z) for z in values.get("zones") or ())
+        values["zones"] = parse_zones(values.get("zones"))
         try:
             return cls(**values)
         except TypeError as exc:
@@ -138,7 +181,7 @@ def make_rules(labels: Iterable[str], **common: Any) -> list[AlarmRule]:
     """One rule per label, sharing the given settings (``None`` values mean the default)."""
     kwargs = {k: v for k, v in common.items() if v is not None}
     if "zones" in kwargs:
-        kwargs["zones"] = tuple(parse_zone(z) for z in kwargs["zones"])
+        kwargs["zones"] = parse_zones(kwargs["zones"])
     rules = [AlarmRule(label=label.strip(), **kwargs) for label in labels if label.strip()]
     if not rules:
         raise RuleError("no alarm classes given: name at least one, e.g. --alarm pistol,knife")
@@ -155,7 +198,10 @@ def stream_rules(settings: AlarmSettings, class_names: list[str], alarm: list[st
     if unknown and list(wanted) != list(DANGEROUS_CLASSES):  # the default list names more than any one model knows
         log.warning("alarm classes %s: the model does not know them (no alarm for them)", ", ".join(unknown))
     if not known:
-        return []
+        raise RuleError(
+            f"the model knows none of the alarm classes {', '.join(wanted) or '(none given)'}; it knows: "
+            f"{', '.join(class_names)}"
+        )
     return make_rules(
         known,
         min_score=settings.alarm_min_score,

@@ -12,9 +12,8 @@ exponential backoff; the consumer just gets no frame meanwhile. A file that cann
 
 from __future__ import annotations
 
-import glob
+import asyncio
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,9 +22,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import HebbianMirrorError, SourceError
-from ..images import decode_image, list_images
+from ..images import decode_image
 from ..meta import DEFAULT_MAX_PIXELS
-from .media import Frame, SourceEnded, SourceStats, classify, mask_url
+from .media import Frame, SourceEnded, SourceStats, mask_url, redact
+from .policy import OPERATOR, CheckedSource, SourcePolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ __all__ = ["Frame", "SourceEnded", "SourceError", "SourceStats", "VideoSource", 
 
 
 class VideoSource:
-    """One source and its reader thread: ``start``, then ``read`` / ``next`` frames, ``stop``."""
+    """One source and its reader thread: ``start``, then ``read`` / ``next`` frames, ``stop``.
+
+    The URL passes ``policy`` first (:class:`~.policy.SourcePolicy`; by default the one for a source the operator
+    named), or comes already ``checked``."""
 
     def __init__(
         self,
@@ -48,9 +51,14 @@ class VideoSource:
         stall_timeout: float = 15.0,
         backoff: tuple[float, float] = (0.5, 30.0),
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        policy: SourcePolicy = OPERATOR,
+        operator: bool = True,
+        tls_verify: bool = True,
+        checked: CheckedSource | None = None,
     ) -> None:
-        self.url = url[7:] if url.startswith("file://") else url
-        self.kind = classify(url)
+        self.policy = policy
+        self.checked = checked or policy.check(url, operator=operator, tls_verify=tls_verify)
+        self.url, self.kind = self.checked.url, self.checked.kind
         self.name = name or Path(urlsplit(url).path).stem or "stream"
         self.live = self.kind in ("stream", "device") or bool(realtime)
         self.fps, self.loop = fps, loop
@@ -64,27 +72,20 @@ class VideoSource:
         self._thread: threading.Thread | None = None
         self._failure: SourceError | None = None
         self._ended = False
-        self._images: list[Path] = []
+        self._images = list(self.checked.images)
+        self._wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []  # next() callers waiting
         self._transport = "tcp"  # RTSP: interleaved TCP first; a server that refuses it is tried over UDP
-        if self.kind == "images":
-            self._images = self._list_images()
-        elif self.kind == "file":
+        if self.kind == "file":
             self._probe()
 
     # ------------------------------------------------------------------ set-up
 
-    def _list_images(self) -> list[Path]:
-        paths = list_images([self.url]) if os.path.isdir(self.url) else sorted(Path(p) for p in glob.glob(self.url))
-        if not paths:
-            raise SourceError(f"no images in {self.url}")
-        return paths
-
     def _open(self):
         import av
 
-        options = {}
+        options = dict(self.checked.av_options)
         if self.url.startswith(("rtsp://", "rtsps://")):
-            options = {"rtsp_transport": self._transport}
+            options["rtsp_transport"] = self._transport
         if self.kind in ("stream", "device"):
             options |= {"fflags": "nobuffer", "analyzeduration": "1000000"}  # start on the newest, probe 1 s
         container = av.open(
@@ -94,6 +95,7 @@ class VideoSource:
             container.close()
             raise SourceError(f"{mask_url(self.url)}: no video stream in it")
         stream = container.streams.video[0]
+        stream.codec_context.options = {"max_pixels": str(self.max_pixels)}  # every frame, not just the first
         w, h = stream.codec_context.width, stream.codec_context.height
         if w * h > self.max_pixels:
             container.close()
@@ -110,7 +112,7 @@ class VideoSource:
             if not self.stats.width or not self.stats.height:
                 raise SourceError(f"{self.url}: not a readable video (no picture size in it)")
         except av.FFmpegError as exc:
-            raise SourceError(f"{self.url}: not a readable video ({exc.strerror or exc})") from exc
+            raise SourceError(f"{self.url}: not a readable video ({exc.strerror or 'refused'})") from None
 
     # ------------------------------------------------------------------ consumer side
 
@@ -156,10 +158,28 @@ class VideoSource:
         return frame
 
     async def next(self, timeout: float = 1.0) -> Frame | None:
-        """:meth:`read` without blocking the event loop."""
-        import asyncio
+        """:meth:`read` without blocking the event loop, and without a thread of its executor: the reader thread
+        wakes the waiting task (so dead cameras cannot starve anything else of threads)."""
+        waker = (asyncio.get_running_loop(), asyncio.Event())
+        self._wakers.append(waker)
+        try:
+            frame = self.read(0)
+            if frame is None and not self._done():
+                try:
+                    await asyncio.wait_for(waker[1].wait(), timeout)
+                except TimeoutError:
+                    return None
+                frame = self.read(0)
+            return frame
+        finally:
+            self._wakers.remove(waker)
 
-        return await asyncio.to_thread(self.read, timeout)
+    def _wake(self) -> None:
+        for loop, ready in list(self._wakers):
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # that loop is closed
+                continue
 
     def _done(self) -> bool:
         return self._failure is not None or self._ended or self._stop.is_set()
@@ -175,6 +195,7 @@ class VideoSource:
                     self.stats.dropped += 1
                 self._slot = frame
                 self._cond.notify_all()
+            self._wake()
             return
         self._put(frame)
 
@@ -183,6 +204,7 @@ class VideoSource:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
+                self._wake()
                 return
             except queue.Full:
                 continue
@@ -196,6 +218,7 @@ class VideoSource:
             self._put(outcome)
         with self._cond:
             self._cond.notify_all()
+        self._wake()
 
     def _run(self) -> None:
         delay = self.backoff[0]
@@ -224,9 +247,9 @@ class VideoSource:
                 if self._stop.is_set():
                     return
                 self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self.stats.last_error = redact(f"{type(exc).__name__}: {exc}", self.url)
                 if self.kind == "file" and not self.live:
-                    log.warning("%s: %s; ending the file here", self.name, exc)
+                    log.warning("%s: %s; ending the file here", self.name, self.stats.last_error)
                     self._finish(SourceEnded(self.name))
                     return
                 if got == 0 and self.url.startswith(("rtsp://", "rtsps://")):
@@ -261,11 +284,17 @@ class VideoSource:
                     return
                 try:
                     decoded = packet.decode()
-                except av.FFmpegError as exc:  # one damaged packet: skip it
+                except av.FFmpegError as exc:  # one damaged packet, or a frame over the pixel limit: skip it
                     self.stats.errors += 1
-                    self.stats.last_error = f"damaged packet skipped: {exc}"
+                    why = redact(str(exc.strerror or exc), self.url)
+                    self.stats.last_error = f"a damaged frame, or one over the pixel limit, skipped ({why})"
                     decoded = []
                 for vf in decoded:
+                    if vf.width * vf.height > self.max_pixels:
+                        self.stats.errors += 1
+                        self.stats.last_error = f"a {vf.width}×{vf.height} frame over the pixel limit skipped"
+                        index += 1
+                        continue
                     pts = float(vf.time) if vf.time is not None else index / rate
                     first_pts = pts if first_pts is None else first_pts
                     if self.kind == "file" and self.live:  # a file played at its own pace
@@ -287,7 +316,7 @@ class VideoSource:
             if self._stop.is_set():
                 return
             try:
-                image = decode_image(path.read_bytes(), max_pixels=self.max_pixels)
+                image = decode_image(self.policy.read_image(path, self.checked.roots), max_pixels=self.max_pixels)
             except (HebbianMirrorError, OSError) as exc:
                 self.stats.errors += 1
                 self.stats.last_error = f"{path.name}: {exc}"
@@ -296,6 +325,6 @@ class VideoSource:
 
 
 def open_source(url: str, **kwargs) -> VideoSource:
-    """A source for ``url`` (see :class:`VideoSource`); :class:`SourceError` at once for a missing or unreadable
-    file, an empty folder or an unsupported URL."""
+    """A source for ``url`` (see :class:`VideoSource`); :class:`SourceError` at once for a source the policy
+    refuses, a missing or unreadable file, or an empty folder."""
     return VideoSource(url, **kwargs)

@@ -20,10 +20,12 @@ import numpy as np
 
 from ..config import Settings
 from ..detection import Detection, Detections, DetectOptions
-from ..errors import HebbianMirrorError, SourceError
+from ..errors import HebbianMirrorError, RuleError, SourceError, StreamLimitError
 from ..images import draw_detections, encode_jpeg
+from ..meta import DEFAULT_MAX_PIXELS
 from .alarms import Alarm, AlarmTracker, Transition
 from .events import Event, EventStore, new_event_id
+from .policy import OPERATOR, SourcePolicy
 from .recording import ClipRecorder
 from .rules import AlarmRule
 from .sources import Frame, SourceEnded, VideoSource, mask_url, open_source
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Detect = Callable[[np.ndarray, DetectOptions], Awaitable[Detections]]
 OnEvent = Callable[[str, Event], None]
+MAX_FPS = 60.0  # frames per second a stream may ask to process
+PRE_ROLL_BYTES = 64_000_000  # the frames kept for a clip's start, per stream, at most
 
 
 @dataclass
@@ -47,6 +51,15 @@ class StreamConfig:
     conf: float = 0.25  # detections drawn on the live view and snapshots
     pre_seconds: float = 2.0  # clip: seconds before the alarm
     clip_seconds: float = 20.0  # clip: longest (0: no clips)
+    operator: bool = False  # named by whoever runs the process (CLI, settings file), not sent through the API
+    tls_verify: bool = True  # check the camera's TLS certificate
+    max_pixels: int = DEFAULT_MAX_PIXELS  # every decoded frame at most
+
+    def __post_init__(self) -> None:
+        if not self.rules:
+            raise RuleError(f"stream {self.name}: no alarm classes: name at least one the model knows")
+        if self.fps is not None and not 0 < self.fps <= MAX_FPS:
+            raise StreamLimitError(f"stream {self.name}: fps must be above 0 and at most {MAX_FPS}, got {self.fps:g}")
 
     @classmethod
     def from_settings(
@@ -58,9 +71,13 @@ class StreamConfig:
         fps: float | None = None,
         realtime: bool | None = None,
         loop: bool = False,
+        *,
+        operator: bool = False,
+        tls_verify: bool | None = None,
     ) -> StreamConfig:
         """A stream as the server and ``watch`` start it: ``fps`` (else the configured one), the configured
-        drawing threshold and clip length."""
+        drawing threshold, clip length and pixel limit; TLS checked unless given or listed in
+        ``tls_unverified``. ``operator``: the stream comes from the command line or the settings file."""
         return cls(
             name,
             url,
@@ -70,6 +87,9 @@ class StreamConfig:
             loop=loop,
             conf=settings.conf,
             clip_seconds=settings.clip_seconds,
+            operator=operator,
+            tls_verify=name not in settings.tls_unverified if tls_verify is None else tls_verify,
+            max_pixels=settings.max_pixels,
         )
 
 
@@ -100,13 +120,22 @@ class StreamWatcher:
         store: EventStore | None,
         on_event: OnEvent | None = None,
         source: VideoSource | None = None,
+        policy: SourcePolicy = OPERATOR,
     ) -> None:
         self.config = config
         self.detect = detect
         self.store = store
         self.on_event = on_event
         self.source = source or open_source(
-            config.url, name=config.name, fps=config.fps, realtime=config.realtime, loop=config.loop
+            config.url,
+            name=config.name,
+            fps=config.fps,
+            realtime=config.realtime,
+            loop=config.loop,
+            max_pixels=config.max_pixels,
+            policy=policy,
+            operator=config.operator,
+            tls_verify=config.tls_verify,
         )
         self.alarms = AlarmTracker(config.rules, fps=config.fps or 10.0)
         self.options = DetectOptions(conf=min(self.alarms.detect_conf, config.conf))
@@ -116,7 +145,8 @@ class StreamWatcher:
         self.error: str | None = None
         self.ended = False
         self._stop = asyncio.Event()
-        self._pre: deque[np.ndarray] = deque(maxlen=max(1, round(config.pre_seconds * (config.fps or 10))))
+        self._pre: deque[np.ndarray] = deque()
+        self._pre_frames, self._pre_bytes = max(1, round(config.pre_seconds * (config.fps or 10))), 0
         self._clips: dict[str, ClipRecorder] = {}
         self._events: dict[str, Event] = {}
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"stream-{config.name}")  # snapshots, clips, store
@@ -149,7 +179,7 @@ class StreamWatcher:
         finally:
             for t in self.alarms.finish(time.time()):
                 await self._emit(t, None)
-            await loop.run_in_executor(None, self.source.stop)
+            await loop.run_in_executor(self._io, self.source.stop)  # not the shared executor: a dead camera is slow
             self._io.shutdown(wait=True)
 
     async def _process(self, frame: Frame) -> None:
@@ -169,6 +199,9 @@ class StreamWatcher:
             await self._emit(t, frame, shown)
         if self.config.clip_seconds > 0:
             self._pre.append(frame.image)
+            self._pre_bytes += frame.image.nbytes
+            while len(self._pre) > self._pre_frames or (self._pre_bytes > PRE_ROLL_BYTES and len(self._pre) > 1):
+                self._pre_bytes -= self._pre.popleft().nbytes
             for clip in self._clips.values():
                 self._io.submit(clip.add, frame.image)
         async with self.new_frame:

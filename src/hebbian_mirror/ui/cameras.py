@@ -3,11 +3,19 @@ stream (a page of the UI; see app.py)."""
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from hebbian_mirror.classes import DANGEROUS_CLASSES, canonical_name
+from hebbian_mirror.config import load_settings
+from hebbian_mirror.streams.policy import is_local, within
 from hebbian_mirror.ui.client import Client, ServerError
 from hebbian_mirror.ui.connection import connection
+
+SETTINGS = load_settings()
+# Local paths the page may hand to the server: only inside the folders its operator allowed (--allow-source).
+FOLDERS = [s for s in SETTINGS.ui_sources if "://" not in s and os.path.isdir(os.path.expanduser(s))]
 
 STATE_WORDS = {
     "streaming": "live",
@@ -18,7 +26,7 @@ STATE_WORDS = {
 }
 
 
-def stream_card(client: Client, stream: dict) -> None:
+def stream_card(client: Client, stream: dict, admin: bool) -> None:
     name = stream["name"]
     left, right = st.columns([3, 2])
     with left:
@@ -43,7 +51,7 @@ def stream_card(client: Client, stream: dict) -> None:
         c.metric("Alarms", stream["alarms"])
         watched = ", ".join(r["label"] for r in stream.get("rules", [])) or "none"
         st.caption(f"Alarms for: {watched}")
-        if st.button("Remove", key=f"remove-{name}", icon=":material/delete:"):
+        if admin and st.button("Remove", key=f"remove-{name}", icon=":material/delete:"):
             try:
                 client.remove_stream(name)
                 st.success(f"Stopped watching {name}.")
@@ -53,7 +61,7 @@ def stream_card(client: Client, stream: dict) -> None:
 
 
 @st.fragment(run_every=1.0)
-def live(client: Client) -> None:
+def live(client: Client, admin: bool) -> None:
     try:
         streams = client.streams()
     except ServerError as exc:
@@ -69,7 +77,7 @@ def live(client: Client) -> None:
         )
     for stream in streams:
         with st.container(border=True):
-            stream_card(client, stream)
+            stream_card(client, stream, admin)
 
 
 def add_form(client: Client) -> None:
@@ -85,12 +93,22 @@ def add_form(client: Client) -> None:
         default = [by_key[k] for k in map(canonical_name, DANGEROUS_CLASSES) if k in by_key]
         alarm = st.multiselect("Alarm for", known, default=default, key="new_alarm")
         fps = st.number_input("Frames per second to check (0: all)", 0.0, 60.0, 0.0, key="new_fps")
+        tls = st.checkbox(
+            "Check the camera's TLS certificate",
+            True,
+            key="new_tls",
+            help="Off only for a camera with a self-signed one.",
+        )
         if st.form_submit_button("Watch"):
             if not name.strip() or not url.strip():
                 st.error("Give the stream a name and a URL or file.")
                 return
+            if is_local(url.strip()) and not within(url.strip(), FOLDERS):
+                where = ", ".join(FOLDERS) if FOLDERS else "none: start the UI with --allow-source FOLDER"
+                st.error(f"Files can be watched only from the folders this page allows ({where}).")
+                return
             try:
-                client.add_stream(name.strip(), url.strip(), alarm, fps or None)
+                client.add_stream(name.strip(), url.strip(), alarm, fps or None, tls)
                 st.success(f"Watching {name.strip()}.")
             except ServerError as exc:
                 st.error(str(exc))
@@ -98,5 +116,9 @@ def add_form(client: Client) -> None:
 
 client = connection()
 st.title("Cameras")
-add_form(client)
-live(client)
+admin = "admin" in client.scopes()
+if admin:
+    add_form(client)
+else:
+    st.caption("This API key may watch the cameras but not add or remove them (that needs the admin scope).")
+live(client, admin)

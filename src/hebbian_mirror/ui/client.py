@@ -30,6 +30,7 @@ class ServerError(HebbianMirrorError):
 PLAIN_WORDS = {
     400: "The server could not read this image",
     401: "The server needs an API key, or the key given is wrong — set it in the sidebar",
+    403: "This API key may not do that",
     404: "The server does not have that model",
     413: "The image is too large for the server",
     415: "The server does not accept this kind of file",
@@ -166,8 +167,22 @@ class Client:
     def streams(self) -> list[dict]:
         return self._call("GET", "/v1/streams").json()["streams"]
 
-    def add_stream(self, name: str, url: str, alarm: list[str] | None = None, fps: float | None = None) -> dict:
-        body: dict = {"name": name, "url": url}
+    def scopes(self) -> set[str]:
+        """What this client's key may do on the server (``GET /v1/auth``): detect, view, review, admin."""
+        try:
+            r = self._http.get("/v1/auth")
+        except httpx.HTTPError:  # the server is down: the page says so where it lists the cameras
+            return set()
+        if r.status_code == 404:  # a server from before scopes: one key did everything
+            return {"detect", "view", "review", "admin"}
+        if r.status_code >= 400:
+            return set()
+        return set(r.json().get("scopes", []))
+
+    def add_stream(
+        self, name: str, url: str, alarm: list[str] | None = None, fps: float | None = None, tls_verify: bool = True
+    ) -> dict:
+        body: dict = {"name": name, "url": url, "tls_verify": tls_verify}
         if alarm is not None:
             body["alarm"] = alarm
         if fps:

@@ -20,7 +20,7 @@ def _error(status: int, message: str) -> dict:
     return {"success": False, "error": message, "code": status}  # clients look for success / error
 
 
-router = APIRouter(tags=["deepstack"], dependencies=[api_key(form_field="api_key")])
+router = APIRouter(tags=["deepstack"], dependencies=[api_key("detect", form_field="api_key")])
 SPEC = APISpec("deepstack", router, prefixes=("/v1/vision/",), error_body=_error)
 
 _ERROR_SCHEMA = {

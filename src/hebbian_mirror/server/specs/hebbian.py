@@ -11,7 +11,7 @@ from ..openapi import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, API
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
 from ..state import state_of
 
-router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key()])
+router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key("detect")])
 SPEC = APISpec("hebbian-mirror", router, prefixes=("/recognition/",))
 
 _RAW = body_schema(raw=True)

@@ -14,7 +14,7 @@ from ..openapi import IMAGE_ERRORS, PLAIN_ERROR_SCHEMA, READ_ERRORS, APISpec, bo
 from ..pipeline import Inputs, Outcome, annotated_jpeg, run
 from ..state import state_of
 
-router = APIRouter(tags=["native"], dependencies=[api_key()])
+router = APIRouter(tags=["native"], dependencies=[api_key("detect")])
 SPEC = APISpec("native", router, prefixes=("/v1/detect", "/v1/models"))
 
 _IMAGE_BODY = body_schema("image", raw=True)

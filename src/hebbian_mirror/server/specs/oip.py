@@ -9,6 +9,7 @@ data extension (``Inference-Header-Content-Length``); request parameters ``conf`
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -44,7 +45,7 @@ def _error(status: int, message: str) -> dict:
     return {"error": message}
 
 
-router = APIRouter(tags=["open inference protocol"], dependencies=[api_key()])
+router = APIRouter(tags=["open inference protocol"], dependencies=[api_key("detect")])
 SPEC = APISpec("oip", router, prefixes=("/v2",), error_body=_error)
 _ERROR_SCHEMA = {"title": "OIPError", "type": "object", "properties": {"error": {"type": "string"}}}
 
@@ -195,13 +196,20 @@ def _parameters(inputs: Inputs, params: Any) -> None:
 
 
 async def _read(request: Request, inputs: Inputs) -> bytes | np.ndarray:
-    doc, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    body, length = await request.body(), request.headers.get(HEADER_LENGTH)
+    doc, value = await asyncio.to_thread(_parse, body, length)  # JSON pixel arrays take long: off the event loop
+    _parameters(inputs, doc.get("parameters"))
+    request.state.oip = doc
+    return value
+
+
+def _parse(body: bytes, length: str | None) -> tuple[dict, bytes | np.ndarray]:
+    """The request's document and its one input's value (the encoded image, or the pixels as an array)."""
+    doc, binary = split_body(body, length)
     if len(doc["inputs"]) != 1 or not isinstance(doc["inputs"][0], dict):
         raise APIError(400, f"one input per request ('image' or 'pixels'), got {len(doc['inputs'])}")
-    _parameters(inputs, doc.get("parameters"))
     _check_outputs(doc.get("outputs"))
-    request.state.oip = doc
-    return read_tensor(doc["inputs"][0], binary, 0)[1]
+    return doc, read_tensor(doc["inputs"][0], binary, 0)[1]
 
 
 def _check_outputs(wanted: Any) -> None:

@@ -9,7 +9,7 @@ from ..bodies import form_image
 from ..openapi import DEFAULT_MODEL_ERRORS, PLAIN_ERROR_SCHEMA, APISpec, body_schema, error_responses
 from ..pipeline import Inputs, Outcome, run
 
-router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key()])
+router = APIRouter(tags=["hebbian-mirror"], dependencies=[api_key("detect")])
 SPEC = APISpec("weapons-demo", router, prefixes=("/predict",))
 
 _FORM = body_schema("file")

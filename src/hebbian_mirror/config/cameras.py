@@ -1,0 +1,110 @@
+"""The settings of cameras: streams and their alarm rules, where sources may come from, events and their
+delivery (components of :class:`~hebbian_mirror.config.Settings`, as in :mod:`.components`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ..classes import DANGEROUS_CLASSES
+from .components import Component, _expand, _split, _split_each
+
+
+class AlarmSettings(Component):
+    """Streams and their alarm rules."""
+
+    streams: list[str] = Field(
+        default_factory=list,
+        description="Stream to watch, as NAME=URL (video file, rtsp://, rtmp://, http(s):// incl. HLS and MJPEG, "
+        "/dev/videoN, image folder or glob); repeat for several.",
+    )
+    alarm: list[str] = Field(
+        default_factory=lambda: list(DANGEROUS_CLASSES),
+        description="Classes that raise alarms on streams (those the model knows).",
+    )
+    alarm_min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Score a detection needs to count.")
+    alarm_frames: int = Field(default=5, ge=1, description="Successive frames that raise an alarm.")
+    alarm_median_of: int | None = Field(
+        default=None, ge=1, description="Instead: the median of the last K scores reaches the min score."
+    )
+    alarm_end_after: int = Field(default=10, ge=1, description="Frames without the object that end an alarm.")
+    alarm_cooldown: float = Field(default=0.0, ge=0.0, description="Seconds after an alarm before the next.")
+    alarm_min_area: float = Field(default=0.0, ge=0.0, description="Smallest box that counts, in pixels.")
+    stream_fps: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=60.0,
+        description="Frames per second to process per stream (at most 60).",
+        json_schema_extra={"default_help": "every frame"},
+    )
+    max_streams: int = Field(default=16, ge=1, le=1024, description="Most streams watched at once.")
+    allow_source: list[Path] = Field(
+        default_factory=list,
+        description="Folder whose videos and images may be added as streams through the API and the UI "
+        "(repeatable). Without it they may add only cameras: network URLs and /dev/videoN.",
+    )
+    source_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts and networks (CIDR) that cameras added through the API may be on (repeatable). "
+        "Without it: any but this machine's own (loopback) and link-local addresses.",
+    )
+    tls_unverified: list[str] = Field(
+        default_factory=list,
+        description="Streams (by name) whose TLS certificate is not checked: cameras with self-signed ones.",
+    )
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _split_streams(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("alarm", mode="before")
+    @classmethod
+    def _split_alarm(cls, value: Any) -> Any:
+        return _split_each(value)
+
+    @field_validator("allow_source", "source_hosts", "tls_unverified", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_each(value)
+
+    @field_validator("allow_source", mode="after")
+    @classmethod
+    def _expand_folders(cls, value: list[Path]) -> list[Path]:
+        return [_expand(p) for p in value]
+
+
+class EventSettings(Component):
+    """Where events, snapshots and clips are kept, and for how long."""
+
+    events_dir: Path = Field(
+        default=Path("~/.local/share/hebbian-mirror/events"),
+        validate_default=True,
+        description="Events database, snapshots and clips.",
+    )
+    events_max_age_days: float | None = Field(default=30.0, gt=0.0, description="Delete ended events older.")
+    events_max_mb: float | None = Field(default=2000.0, gt=0.0, description="Most snapshot and clip storage.")
+    clip_seconds: float = Field(default=20.0, ge=0.0, description="Longest alarm clip (0: no clips).")
+
+    @field_validator("events_dir", mode="after")
+    @classmethod
+    def _expand_events(cls, value: Path) -> Path:
+        return _expand(value)
+
+
+class DeliverySettings(Component):
+    """Where events are delivered: webhooks (Standard Webhooks) and MQTT."""
+
+    webhooks: list[str] = Field(default_factory=list, description="POST events to this URL; repeatable.")
+    webhook_secret: str | None = Field(default=None, description="Sign webhooks (Standard Webhooks, whsec_...).")
+    mqtt: str | None = Field(
+        default=None,
+        description="Publish events to an MQTT broker: mqtt://user:pass@host:port/prefix, host alone at least.",
+    )
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _split_webhooks(cls, value: Any) -> Any:
+        return _split(value)
