@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class WebhookReceiver:
         self.port = port
         self.url = f"http://127.0.0.1:{port}/hook"
         self.received: list[dict] = []  # {"id", "type", "data"} of every verified delivery
+        self.arrived: list[float] = []  # time.monotonic() of each, in the same order
         self.rejected = 0
         self.failed = 0
         self.fail_first = fail_first
@@ -76,6 +78,7 @@ class WebhookReceiver:
                     return
                 message = json.loads(body)
                 receiver.received.append({"id": self.headers["webhook-id"], **message})
+                receiver.arrived.append(time.monotonic())
                 self.send_response(204)
                 self.end_headers()
 

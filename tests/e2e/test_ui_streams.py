@@ -18,6 +18,7 @@ from ..stream_peers import WEAPONS_MODEL, alarm_clip
 
 UI = REPO / "src" / "hebbian_mirror" / "ui"
 KEY = "ui-stream-key"
+VIEW_KEY = "ui-view-only-key"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def watched(tmp_path_factory):
         "--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--api-key", KEY, "--alarm", "pistol",
         "--stream", f"door={clip}", "--events-dir", str(tmp_path_factory.mktemp("ui-events")),
         "--allow-source", str(tmp_path_factory.getbasetemp()), "--allow-source", str(REPO / "runs"),
+        "--scoped-key", f"view:{VIEW_KEY}",
         log=tmp_path_factory.mktemp("ui-stream-server") / "server.log",
     )  # fmt: skip
     deadline = time.monotonic() + 90
@@ -39,9 +41,9 @@ def watched(tmp_path_factory):
     assert srv.stop(), srv.log()
 
 
-def page(name: str, url: str) -> AppTest:
+def page(name: str, url: str, key: str = KEY) -> AppTest:
     os.environ["HEBBIAN_MIRROR_UI_API"] = url
-    os.environ["HEBBIAN_MIRROR_UI_API_KEY"] = KEY
+    os.environ["HEBBIAN_MIRROR_UI_API_KEY"] = key
     os.environ["HEBBIAN_MIRROR_UI_SOURCES"] = str(Path(tempfile.gettempdir()).resolve())
     at = AppTest.from_file(str(UI / name), default_timeout=60)
     at.run()
@@ -74,6 +76,22 @@ def test_cameras_page_shows_each_stream_adds_refuses_and_removes(watched, tmp_pa
     at.run()
     names = [s["name"] for s in httpx.get(srv.url + "/v1/streams", headers={"X-API-Key": KEY}).json()["streams"]]
     assert names == ["door"]
+
+
+def test_cameras_page_offers_only_what_its_key_may_do_and_only_its_folders(watched):
+    srv, _ = watched
+    viewer = page("cameras.py", srv.url, VIEW_KEY)
+    assert not viewer.exception and "door" in texts(viewer.subheader)
+    assert not viewer.get("form_submit_button") and not viewer.button  # no adding, no removing
+    assert any("admin scope" in c for c in texts(viewer.caption))
+    admin = page("cameras.py", srv.url)
+    admin.text_input(key="new_name").set_value("passwd")
+    admin.text_input(key="new_url").set_value("/etc/passwd")  # the server would refuse it too; the page first
+    admin.get("form_submit_button")[0].click()
+    admin.run()
+    assert any("only from the folders this page allows" in e for e in texts(admin.error)), texts(admin.error)
+    names = [s["name"] for s in httpx.get(srv.url + "/v1/streams", headers={"X-API-Key": KEY}).json()["streams"]]
+    assert "passwd" not in names
 
 
 def test_cameras_page_banner_while_an_alarm_runs(watched):

@@ -115,3 +115,24 @@ def test_signatures_follow_standard_webhooks():
         "webhook-signature": sign(SECRET, "msg_1", ts, body),
     }
     assert Webhook(SECRET).verify(body, headers) == {"type": "alarm.new"}
+
+
+def test_a_removed_sink_no_longer_holds_back_retention_and_a_dead_one_cannot_fill_the_disk(tmp_path):
+    store = EventStore(tmp_path)
+    store.register_sink("webhook:http://old/hook")  # a webhook since removed from the settings
+    store.register_sink("webhook:http://dead/hook")  # configured, but down for good
+    old = []
+    for i in range(10):
+        e = event(start=time.time() - (20 - i) * 86400)
+        store.begin(e, b"s" * 1000)
+        store.end(e)
+        old.append(e)
+    assert store.prune(max_age_s=86400) == 0  # undelivered to both: kept while the disk allows
+    assert store.forget_sinks(["webhook:http://dead/hook"]) == ["webhook:http://old/hook"]
+    assert store.prune(max_age_s=86400, max_bytes=3500) == 7  # over the budget: the oldest go, undelivered
+    assert sum(f.stat().st_size for f in (tmp_path / "media").rglob("*") if f.is_file()) <= 3500
+    assert [e.id for e in store.query()] == [e.id for e in reversed(old[7:])]
+    assert store.dropped == {"webhook:http://dead/hook": 14}  # new + end of each event it never received
+    assert [m.event_id for m in store.pending("webhook:http://dead/hook")][::2] == [e.id for e in old[7:]]
+    ids = [m.msg_id for m in store.pending("webhook:http://dead/hook")]
+    assert len(set(ids)) == len(ids) and ids[0].startswith(old[7].id + "-new-")

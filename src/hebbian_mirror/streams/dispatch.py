@@ -89,7 +89,7 @@ class SinkWorker:
                 st["failures"] += 1
                 st["last_error"] = str(exc) or type(exc).__name__
                 st["retry_at"] = time.monotonic() + self._delay * random.uniform(0.8, 1.2)
-                log.warning("delivery to %s failed (%s); retrying in %.0f s", self.sink.name, exc, self._delay)
+                log.warning("delivery to %s failed (%s); retrying in %.1f s", self.sink.name, exc, self._delay)
                 self._delay = min(self._delay * 2, self.backoff[1])
                 if self.on_result:
                     self.on_result(self.sink.name, False)

@@ -111,6 +111,11 @@ class SourcePolicy:
             raise SourceError("a source needs a URL or a path")
         if len(url) > MAX_URL or any(ord(c) < 32 or ord(c) == 127 for c in url):
             raise SourceError(f"a source URL must be printable and at most {MAX_URL} characters")
+        bare = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):(?!//)", url)
+        if bare and bare.group(1).lower() in (*SCHEMES, "file", "tcp"):
+            name = bare.group(1).lower()
+            shown = url if "@" not in url else f"{name}:/***"
+            raise SourceError(f"{shown}: not a valid URL; expected {name}://HOST[:PORT]/PATH")
         scheme = urlsplit(url).scheme.lower() if "://" in url else ""
         if scheme and scheme != "file":
             return self._network(url, scheme, operator, tls_verify)

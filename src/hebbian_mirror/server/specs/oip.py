@@ -26,6 +26,7 @@ from ..openapi import APISpec, error_responses
 from ..pipeline import Inputs, Outcome, run
 from ..state import state_of
 
+MAX_JSON = 8_000_000  # bytes of JSON: about 0.3 s of parsing on one core
 HEADER_LENGTH = "inference-header-content-length"
 _DTYPES = {"FP32": "<f4", "INT32": "<i4", "UINT8": "u1", "INT64": "<i8", "FP64": "<f8"}
 INPUTS = [
@@ -91,11 +92,18 @@ async def model_ready(request: Request, model: str, version: str = "1") -> JSONR
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
-    """The request's JSON and, with the binary extension, the bytes after it."""
+    """The request's JSON and, with the binary extension, the bytes after it. The JSON part is at most
+    :data:`MAX_JSON` bytes: parsing holds Python's GIL, so a larger one would slow every other request."""
     try:
         length = len(body) if header_length is None else int(header_length)
         if not 0 <= length <= len(body):
             raise ValueError(f"{HEADER_LENGTH} {length} is outside the body's {len(body)} bytes")
+        if length > MAX_JSON:
+            raise APIError(
+                413,
+                f"the JSON part of an inference request is at most {MAX_JSON // 1_000_000} MB: send large pixel "
+                f"arrays as binary tensor data ({HEADER_LENGTH}), or the image file as BYTES",
+            )
         doc = json.loads(body[:length])
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise APIError(400, f"malformed inference request: {type(exc).__name__}: {str(exc)[:200]}") from None
