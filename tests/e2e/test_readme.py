@@ -115,7 +115,7 @@ def test_readme_commands_run_as_pasted(clone, tmp_path):
     repo, env = clone
     runnable = [(page, mode, script) for page, mode, _, script in blocks() if mode != "skip"]
     assert any(mode == "server" for _, mode, _ in runnable)
-    server = ServerProcess(log=tmp_path / "server.log")
+    server = ServerProcess("--allow-source", str(repo / "runs"), log=tmp_path / "server.log")
     try:
         for page, mode, script in runnable:
             if mode == "server":

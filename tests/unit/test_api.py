@@ -159,3 +159,28 @@ def test_a_new_api_family_is_one_module_and_one_registration(monkeypatch):
         assert client.post("/toy/count", content=jpeg()).json() == {"objects": 3}
         bad = client.post("/toy/count", content=b"not an image")
         assert bad.status_code == 400 and set(bad.json()) == {"toy_error"}
+
+
+def test_every_route_declares_its_scope():
+    """Only the probes, the landing page, the docs and /v1/auth (which needs a key, of any scope) are open."""
+    from fastapi.routing import APIRoute
+
+    def scopes(dependant) -> set[str]:
+        found = {getattr(dependant.call, "scope", None)} - {None}
+        return found.union(*(scopes(d) for d in dependant.dependencies))
+
+    app = create_app(load_settings(environ={}, api_key="k" * 16), detectors={"fake": FakeDetector()})
+    open_routes = {"/", "/health", "/ready", "/v1/auth", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    declared = {}
+
+    def walk(routes) -> None:
+        for route in routes:
+            if hasattr(route, "original_router"):  # an included router (FastAPI ≥ 0.160)
+                walk(route.original_router.routes)
+            elif isinstance(route, APIRoute) and route.path not in open_routes:
+                declared[(route.path, *sorted(route.methods))] = scopes(route.dependant)
+
+    walk(app.routes)
+    assert declared and all(len(s) == 1 for s in declared.values()), {k: v for k, v in declared.items() if len(v) != 1}
+    assert declared[("/v1/streams", "POST")] == {"admin"} and declared[("/v1/events", "GET")] == {"view"}
+    assert declared[("/v1/detect", "POST")] == {"detect"} and declared[("/metrics", "GET")] == {"view"}

@@ -122,3 +122,25 @@ def test_a_config_file_takes_each_component_as_its_own_table(tmp_path):
     path.write_text("[detect]\nconf = 2\n")
     with pytest.raises(ConfigError, match=r"conf \(config file"):
         load_settings(path, environ={})
+
+
+def test_scoped_keys_from_toml_environment_and_flags(tmp_path):
+    config = tmp_path / "keys.toml"
+    config.write_text(
+        '[server]\napi_key = "all-of-it-0123"\napi_keys = [\n'
+        '  { name = "nvr", key = "change-me-view-0001", scopes = ["view"] },\n'
+        '  { key = "change-me-admin-002", scopes = ["admin", "view"] },\n]\n'
+    )
+    settings = load_settings(config, environ={})
+    assert settings.scopes_of("change-me-view-0001") == ("nvr", frozenset({"view"}))
+    assert settings.scopes_of("change-me-admin-002")[1] == {"admin", "view"}
+    assert settings.scopes_of("all-of-it-0123")[1] == {"detect", "view", "review", "admin"}
+    assert settings.scopes_of("wrong") is None and settings.scopes_of(None) is None
+    from_env = load_settings(environ={"HEBBIAN_MIRROR_API_KEYS": "view,detect:env-key-0123456"})
+    assert from_env.scopes_of("env-key-0123456")[1] == {"view", "detect"}
+    flags = load_settings(environ={}, api_keys=["review:flag-key-0123456"])
+    assert flags.scopes_of("flag-key-0123456")[1] == {"review"}
+    assert load_settings(environ={}).scopes_of(None)[1] == {"detect", "view", "review", "admin"}  # no keys: open
+    for bad in ("view:short", "nope:long-enough-key", "no-colon-key-0123"):
+        with pytest.raises(ConfigError):
+            load_settings(environ={}, api_keys=[bad])

@@ -69,8 +69,10 @@ def api_error(exc: HebbianMirrorError) -> APIError:
 
 class BodyTooLargeError(APIError):
     def __init__(self, limit: int) -> None:
-        size = f"{limit / 1e6:g} MB" if limit >= 1_000_000 else f"{limit / 1e3:g} kB"
-        super().__init__(413, f"request body is over the {size} limit of this route")
+        if limit >= 1_000_000:
+            super().__init__(413, f"request body is over the {limit / 1e6:g} MB upload limit")
+        else:  # a route that takes a small JSON document
+            super().__init__(413, f"request body is over this route's {limit / 1e3:g} kB limit")
 
 
 ErrorBody = Callable[[str, int, str], dict]  # (path, status, message) → the JSON body, in the path's API shape
