@@ -136,3 +136,15 @@ def test_a_removed_sink_no_longer_holds_back_retention_and_a_dead_one_cannot_fil
     assert [m.event_id for m in store.pending("webhook:http://dead/hook")][::2] == [e.id for e in old[7:]]
     ids = [m.msg_id for m in store.pending("webhook:http://dead/hook")]
     assert len(set(ids)) == len(ids) and ids[0].startswith(old[7].id + "-new-")
+
+
+def test_the_disk_budget_takes_no_ended_event_for_media_it_cannot_free(tmp_path):
+    store = EventStore(tmp_path)
+    store.register_sink("webhook:http://dead/hook")
+    running = event()
+    store.begin(running, b"r" * 5000)  # a running alarm's media: never deleted
+    ended = event(start=time.time() - 3600)
+    store.begin(ended, b"s" * 100)
+    store.end(ended)
+    assert store.prune(max_bytes=1000) == 0 and store.get(ended.id) is not None  # deleting it would not help
+    assert store.dropped == {}

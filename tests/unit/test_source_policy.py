@@ -47,6 +47,11 @@ def test_cameras_need_a_camera_scheme_and_may_not_listen_or_bind():
         "rtsp:/10.0.0.5:554/stream1",
         "rtsp://10.0.0.5:99999/live",
         "http://10.0.0.5/a\x00b",
+        "srt://10.0.0.5:9000#?mode=listener",  # FFmpeg reads options after the first '?', fragment or not
+        "srt://10.0.0.5:9000?mode=listener&mode=caller",  # FFmpeg takes the first, Python the last
+        "udp://239.1.1.1:5000?local%70ort=80",
+        "http://[::1/x",
+        "rtsp://u:p@[zz]/live",
     ):
         with pytest.raises(SourceError):
             policy.check(url)
@@ -59,7 +64,12 @@ def test_cameras_need_a_camera_scheme_and_may_not_listen_or_bind():
 
 
 def test_the_servers_own_and_link_local_addresses_need_the_allowlist():
+    from hebbian_mirror.streams.addresses import own_addresses
+
     default = SourcePolicy()
+    for address in own_addresses():  # a service listening on every interface, reached at the LAN address
+        with pytest.raises(SourceError, match="--source-host"):
+            default.check(f"http://[{address}]:8000/" if address.version == 6 else f"http://{address}:8000/")
     for url in (
         "http://127.0.0.1:8000/metrics",
         "http://localhost:8000/",
@@ -67,6 +77,8 @@ def test_the_servers_own_and_link_local_addresses_need_the_allowlist():
         "http://[::ffff:127.0.0.1]:8000/",
         "http://169.254.169.254/latest/meta-data/",
         "http://0.0.0.0:8000/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
     ):
         with pytest.raises(SourceError, match="--source-host"):
             default.check(url)
@@ -125,12 +137,38 @@ def test_the_uis_check_of_local_paths(folders):
     assert not within(str(allowed / ".." / "other" / "a.jpg"), [allowed])
 
 
+def test_a_refusal_never_echoes_a_password():
+    for url in ("rtsp:cam/?password=hunter2", "rtsp://admin:hunter2@10.0.0.5:99999/x", "rtsp://a:hunter2@[zz]/"):
+        with pytest.raises(SourceError) as refused:
+            SourcePolicy().check(url)
+        assert "hunter2" not in str(refused.value)
+
+
+def test_sinks_that_differ_only_in_a_token_stay_two_and_keep_their_old_cursor(tmp_path):
+    from hebbian_mirror.streams.events import EventStore
+    from hebbian_mirror.streams.media import sink_name
+
+    a, legacy_a = sink_name("webhook", "https://hooks.example/x?token=aaa")
+    b, _ = sink_name("webhook", "https://hooks.example/x?token=bbb")
+    assert a != b and "aaa" not in a and legacy_a == "webhook:https://hooks.example/x?token=aaa"
+    assert sink_name("webhook", "http://10.0.0.9/hook") == ("webhook:http://10.0.0.9/hook",) * 2
+    store = EventStore(tmp_path)
+    store.register_sink(legacy_a)  # a cursor written by the version before
+    store.mark_delivered(legacy_a, 7)
+    store.register_sink(a, legacy_a)
+    assert (
+        store.forget_sinks([a]) == [] and store._conn.execute("SELECT delivered_seq FROM sinks").fetchall()[0][0] == 7
+    )
+
+
 def test_secrets_are_masked_in_urls_and_error_texts():
     url = "rtsp://admin:hunter2@10.0.0.5:554/live?user=admin&password=hunter3&channel=1"
     masked = mask_url(url)
     assert "hunter2" not in masked and "hunter3" not in masked and "channel=1" in masked
     error = f"[Errno 111] Connection refused: '{url}' (auth hunter2 rejected)"
     assert "hunter" not in redact(error, url)
+    for name in ("passphrase", "access_token", "X-Auth", "sessionid", "pass%77ord"):
+        assert "s3cr3t" not in mask_url(f"srt://10.0.0.5:9000?{name}=s3cr3t"), name
     assert mask_url("rtsp://a:b@h:99999/x") == "rtsp://***"  # malformed: nothing that could be a secret
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
 from ..streams.manager import StreamManager, split_stream
+from ..streams.media import mask_url
 from ..streams.rules import MAX_RULES, AlarmRule, stream_rules
 from ..streams.watcher import MAX_FPS, StreamConfig
 from .auth import api_key
@@ -56,7 +57,7 @@ class StreamRequest(BaseModel):
 
 
 def create_manager(state: ServerState) -> StreamManager:
-    return StreamManager.from_settings(state.settings, state.frame_detector())
+    return StreamManager.from_settings(state.settings, state.frame_detector(), forget_removed_sinks=True)
 
 
 def stream_config(state: ServerState, body: StreamRequest, operator: bool = False) -> StreamConfig:
@@ -87,7 +88,7 @@ async def start_configured(state: ServerState, manager: StreamManager) -> None:
         try:
             await manager.add(stream_config(state, StreamRequest(name=name, url=url), operator=True))
         except (HebbianMirrorError, ValueError) as exc:
-            log.error("stream %s (%s) not started: %s", name, url, exc)
+            log.error("stream %s (%s) not started: %s", name, mask_url(url), exc)
 
 
 def manager_of(request: Request) -> StreamManager:

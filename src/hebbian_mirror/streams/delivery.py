@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import DeliveryError
 from .events import Message
-from .media import mask_url
+from .media import mask_url, sink_name
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class WebhookSink:
                     "`hebbian-mirror webhook-secret`"
                 ) from exc
         self.url, self.secret, self.timeout = url, secret, timeout
-        self.name = f"webhook:{mask_url(url)}"
+        self.name, self.legacy_name = sink_name("webhook", url)
         self._client = None  # made in the worker's own event loop, on the first delivery
 
     async def deliver(self, message: Message) -> None:
@@ -131,7 +131,7 @@ class MqttSink:
         import paho.mqtt.client as mqtt
 
         self.cfg = parse_mqtt_url(url)
-        self.name = f"mqtt:{mask_url(url)}"
+        self.name, self.legacy_name = sink_name("mqtt", url)
         self.timeout = timeout
         prefix = self.cfg["prefix"]
         self.events_topic, self.availability = f"{prefix}/events", f"{prefix}/availability"

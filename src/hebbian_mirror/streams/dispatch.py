@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import DeliveryError
 from .delivery import Sink
 from .events import EventStore
 
@@ -47,19 +48,26 @@ class SinkWorker:
 
     def stop(self, deadline: float) -> None:
         self.deadline = deadline
-        self.stats["retry_at"] = 0.0
         self.stopping.set()
         self.wake.set()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     async def _main(self) -> None:
         try:
             while True:
                 stopping = self.stopping.is_set()
-                if time.monotonic() >= self.stats["retry_at"]:
-                    await self._drain()
+                if stopping or time.monotonic() >= self.stats["retry_at"]:
+                    try:
+                        await self._drain()
+                    except Exception:  # the store itself failed (disk full, closed): try again later
+                        log.exception("delivery to %s", self.sink.name)
+                        self.stats["retry_at"] = time.monotonic() + self.backoff[1]
                 if stopping:
                     return
                 await self._sleep()
@@ -115,8 +123,11 @@ class Dispatcher:
     ) -> None:
         self.store = EventStore(Path(db_path).parent, db_path)
         self.sinks = list(sinks)
+        names = [s.name for s in self.sinks]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise DeliveryError(f"the same delivery target twice: {', '.join(twice)}")
         for sink in self.sinks:
-            self.store.register_sink(sink.name)
+            self.store.register_sink(sink.name, getattr(sink, "legacy_name", None))
         self.workers = {s.name: SinkWorker(s, self.store, backoff, on_result) for s in self.sinks}
 
     def start(self) -> None:
@@ -139,4 +150,7 @@ class Dispatcher:
             worker.stop(deadline)
         for worker in self.workers.values():
             worker.join(max(0.0, deadline - time.monotonic()) + 3.0)
+        if running := [name for name, w in self.workers.items() if w.alive]:
+            log.warning("delivery to %s still in progress at exit; it resumes at the next start", ", ".join(running))
+            return  # the store stays open for them: closing it under a worker would lose its last mark
         self.store.close()

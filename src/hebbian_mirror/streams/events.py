@@ -240,9 +240,15 @@ class EventStore:
                 self._conn.execute("DELETE FROM sinks WHERE name = ?", (name,))
         return gone
 
-    def register_sink(self, name: str) -> None:
-        """A new sink starts after the messages already written (it does not replay history)."""
+    def register_sink(self, name: str, legacy: str | None = None) -> None:
+        """A new sink starts after the messages already written (it does not replay history); one known under
+        its ``legacy`` name (an earlier version's) keeps its cursor."""
         with self._lock:
+            if legacy and legacy != name:
+                self._conn.execute(
+                    "UPDATE sinks SET name = ? WHERE name = ? AND NOT EXISTS (SELECT 1 FROM sinks WHERE name = ?)",
+                    (name, legacy, name),
+                )
             last = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
             self._conn.execute("INSERT OR IGNORE INTO sinks VALUES (?, ?)", (name, last))
 
@@ -304,23 +310,29 @@ class EventStore:
 
     def _over_budget(self, excess: int, doomed: set[str]) -> list[str]:
         """The oldest ended events whose media make up ``excess`` bytes, undelivered messages or not; their
-        undelivered messages are counted per sink in :attr:`dropped`."""
+        undelivered messages are counted per sink in :attr:`dropped`. Nothing, when the ended events could not
+        make up the excess anyway (running events' media are not theirs to pay for)."""
         with self._lock:
             rows = self._conn.execute("SELECT id FROM events WHERE end IS NOT NULL ORDER BY start").fetchall()
+        candidates = [(r["id"], self._size(r["id"])) for r in rows if r["id"] not in doomed]
+        if sum(size for _, size in candidates) < excess:
+            return []
         chosen = []
-        for r in rows:
+        for event_id, size in candidates:
             if excess <= 0:
                 break
-            if r["id"] not in doomed:
-                chosen.append(r["id"])
-                excess -= self._size(r["id"])
+            chosen.append(event_id)
+            excess -= size
         with self._lock:
-            for sink, cursor in self._conn.execute("SELECT name, delivered_seq FROM sinks").fetchall():
-                marks = ",".join("?" * len(chosen))
-                lost = self._conn.execute(
-                    f"SELECT COUNT(*) FROM outbox WHERE seq > ? AND event_id IN ({marks})", (cursor, *chosen)
-                ).fetchone()[0]
-                self.dropped[sink] = self.dropped.get(sink, 0) + lost
+            sinks = self._conn.execute("SELECT name, delivered_seq FROM sinks").fetchall()
+            for start in range(0, len(chosen), 500):  # SQLite's limit on parameters
+                part = chosen[start : start + 500]
+                for sink, cursor in sinks:
+                    lost = self._conn.execute(
+                        f"SELECT COUNT(*) FROM outbox WHERE seq > ? AND event_id IN ({','.join('?' * len(part))})",
+                        (cursor, *part),
+                    ).fetchone()[0]
+                    self.dropped[sink] = self.dropped.get(sink, 0) + lost
         return chosen
 
     def _size(self, event_id: str) -> int:

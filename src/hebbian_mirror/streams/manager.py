@@ -39,7 +39,7 @@ def split_stream(entry: str, index: int) -> tuple[str, str]:
 
 def make_sinks(webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None) -> list:
     """The delivery targets named on the command line or in the config."""
-    sinks: list = [WebhookSink(url, secret=secret) for url in webhooks]
+    sinks: list = [WebhookSink(url, secret=secret) for url in dict.fromkeys(webhooks)]
     if mqtt:
         sinks.append(MqttSink(mqtt))
     return sinks
@@ -57,6 +57,7 @@ class StreamManager:
         on_delivery: Callable[[str, bool], None] | None = None,
         policy: SourcePolicy = OPERATOR,
         max_streams: int = 16,
+        forget_removed_sinks: bool = False,
     ) -> None:
         self.detect = detect
         self.events_dir = Path(events_dir)
@@ -68,15 +69,17 @@ class StreamManager:
         self.dispatcher: Dispatcher | None = None
         self.watchers: dict[str, StreamWatcher] = {}
         self.policy, self.max_streams = policy, max_streams
+        self.forget_removed_sinks = forget_removed_sinks  # the server owns its events folder; `watch` borrows it
         self._adding: set[str] = set()  # names being set up: taken, so that a second add with one fails
         self._setup = ThreadPoolExecutor(2, thread_name_prefix="stream-setup")  # probing files, resolving hosts
         self._tasks: dict[str, asyncio.Task] = {}
         self._pruner: asyncio.Task | None = None
 
     @classmethod
-    def from_settings(cls, settings, detect: Detect) -> StreamManager:
+    def from_settings(cls, settings, detect: Detect, forget_removed_sinks: bool = False) -> StreamManager:
         """The manager the server and ``watch`` run: events where the settings say, kept as long as they say,
-        delivered to their sinks; sources under their policy and limits; frames detected by ``detect``."""
+        delivered to their sinks; sources under their policy and limits; frames detected by ``detect``. The
+        server (``forget_removed_sinks``) drops the delivery cursors of sinks its settings no longer name."""
         events, delivery = settings.part(EventSettings), settings.part(DeliverySettings)
         alarms, limits = settings.part(AlarmSettings), settings.part(LimitSettings)
         return cls(
@@ -87,6 +90,7 @@ class StreamManager:
             max_bytes=int(events.events_max_mb * 1_000_000) if events.events_max_mb else None,
             policy=SourcePolicy.from_settings(alarms, limits),
             max_streams=alarms.max_streams,
+            forget_removed_sinks=forget_removed_sinks,
         )
 
     async def start(self) -> None:
@@ -96,7 +100,10 @@ class StreamManager:
         closed = await loop.run_in_executor(None, self.store.close_active, time.time())
         if closed:
             log.warning("ended %d alarm(s) left running by the previous run", len(closed))
-        gone = await loop.run_in_executor(None, self.store.forget_sinks, [s.name for s in self.sinks])
+        gone = []
+        if self.forget_removed_sinks:
+            keep = [n for s in self.sinks for n in (s.name, getattr(s, "legacy_name", s.name))]
+            gone = await loop.run_in_executor(None, self.store.forget_sinks, keep)
         if gone:
             log.info("forgot the delivery cursors of %s: no longer configured", ", ".join(gone))
         if self.sinks:

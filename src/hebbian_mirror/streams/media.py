@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,12 +46,12 @@ class SourceStats:
         return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0])
 
 
-SECRET_PARAMS = re.compile(r"(?i)^(pass(word|wd)?|pwd|token|secret|key|api_?key|auth|sig(nature)?)$")
+SECRET_PARAMS = re.compile(r"(?i)pass|pwd|token|secret|key|auth|sig|cred|session|%")  # anywhere in the name
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password, and query values such as ``password=`` or ``token=``, replaced by ``***``, for
-    logs, listings and error texts."""
+def mask_url(url: str, query: bool = True) -> str:
+    """``url`` with any password, and (with ``query``) query values such as ``password=`` or ``token=``, replaced
+    by ``***``, for logs, listings and error texts."""
     try:
         parts = urlsplit(url)
         password, port = parts.password, parts.port
@@ -59,11 +60,21 @@ def mask_url(url: str) -> str:
     if password is not None:
         netloc = f"{parts.username}:***@{parts.hostname}" + (f":{port}" if port else "")
         parts = parts._replace(netloc=netloc)
-    if parts.query:
+    if parts.query and query:
         pairs = [p.partition("=") for p in parts.query.split("&")]
-        query = "&".join(k + s + ("***" if s and SECRET_PARAMS.match(k) else v) for k, s, v in pairs)
+        query = "&".join(k + s + ("***" if s and SECRET_PARAMS.search(k) else v) for k, s, v in pairs)
         parts = parts._replace(query=query)
     return urlunsplit(parts)
+
+
+def sink_name(kind: str, url: str) -> tuple[str, str]:
+    """(name, the name before query secrets were masked) of a delivery target: its masked URL, made unique by a
+    hash of the whole URL when masking hid part of it (two webhooks that differ only in a token stay two)."""
+    legacy = f"{kind}:{mask_url(url, query=False)}"
+    masked = mask_url(url)
+    if masked == mask_url(url, query=False):
+        return legacy, legacy
+    return f"{kind}:{masked}#{hashlib.sha256(url.encode()).hexdigest()[:8]}", legacy
 
 
 def redact(text: str, url: str) -> str:
@@ -73,7 +84,7 @@ def redact(text: str, url: str) -> str:
     try:
         parts = urlsplit(url)
         secrets = [parts.password] + [
-            v for k, _, v in (p.partition("=") for p in parts.query.split("&")) if SECRET_PARAMS.match(k)
+            v for k, _, v in (p.partition("=") for p in parts.query.split("&")) if SECRET_PARAMS.search(k)
         ]
     except ValueError:
         secrets = []

@@ -22,16 +22,16 @@ import ipaddress
 import itertools
 import os
 import re
-import socket
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..config import AlarmSettings, LimitSettings
 from ..errors import SourceError
 from ..images import IMAGE_SUFFIXES
+from .addresses import METADATA, is_multicast, own_addresses, resolve
 from .media import mask_url
 
 VIDEO_SUFFIXES = frozenset(
@@ -114,11 +114,13 @@ class SourcePolicy:
         bare = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):(?!//)", url)
         if bare and bare.group(1).lower() in (*SCHEMES, "file", "tcp"):
             name = bare.group(1).lower()
-            shown = url if "@" not in url else f"{name}:/***"
-            raise SourceError(f"{shown}: not a valid URL; expected {name}://HOST[:PORT]/PATH")
-        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+            raise SourceError(f"the {name}: URL given is not valid; expected {name}://HOST[:PORT]/PATH")
+        scheme = _scheme(url)
         if scheme and scheme != "file":
-            return self._network(url, scheme, operator, tls_verify)
+            try:
+                return self._network(url, scheme, operator, tls_verify)
+            except ValueError:  # urlsplit's own refusals: a bad IPv6 literal, a bad port
+                raise SourceError(f"{mask_url(url)}: not a valid URL") from None
         path = url[7:] if scheme == "file" else url
         if path.startswith("/dev/"):
             return self._device(path)
@@ -139,13 +141,15 @@ class SourcePolicy:
             raise SourceError(f"{shown}: the port is not a number from 0 to 65535") from None
         if not host:
             raise SourceError(f"{shown}: no host in it (expected {scheme}://HOST[:PORT]/PATH)")
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if any(k.lower() in ("listen", "localport", "localaddr", "reuse", "reuse_socket") for k in query):
+        if "#" in url:  # FFmpeg reads options after a '?' that Python takes for part of the fragment
+            raise SourceError(f"{shown}: a camera URL has no '#' part")
+        query = _options(url, shown)
+        if any(k in ("listen", "localport", "localaddr", "reuse", "reuse_socket") for k in query):
             raise SourceError(f"{shown}: options that make this server listen or bind a port are not accepted")
         if family == "srt" and query.get("mode", "caller").lower() != "caller":
             raise SourceError(f"{shown}: only mode=caller is accepted (this server connects, it does not listen)")
         if family == "udp":
-            if not _is_multicast(host):
+            if not is_multicast(host):
                 raise SourceError(
                     f"{shown}: a udp:// source must be a multicast group (udp://239.1.1.1:5000): any other "
                     "makes this server bind a port"
@@ -153,28 +157,33 @@ class SourcePolicy:
             if unknown := sorted(set(query) - UDP_OPTIONS):
                 raise SourceError(f"{shown}: udp options {unknown} are not accepted; known: {sorted(UDP_OPTIONS)}")
         if not operator:
-            self._check_host(host, shown, multicast_ok=family == "udp")
-        options = {"protocol_whitelist": PROTOCOLS[family], "format_whitelist": FORMATS}
+            self.check_host(url)
+        # An HLS playlist's own URLs are opened without these options (FFmpeg passes on only headers and the
+        # like): only the operator's sources may be HLS.
+        formats = FORMATS if operator else FORMATS.replace(",hls", "")
+        options = {"protocol_whitelist": PROTOCOLS[family], "format_whitelist": formats}
         if family in ("http", "rtsp", "rtmp"):
             options |= {"max_redirects": "0", "tls_verify": "1" if tls_verify else "0"}
             if tls_verify and (bundle := ca_file()):
                 options["ca_file"] = bundle
-        if family == "rtsp":
-            options["rtsp_flags"] = "prefer_tcp"
         return CheckedSource(url, "stream", options)
 
-    def _check_host(self, host: str, shown: str, multicast_ok: bool) -> None:
-        addresses = _resolve(host, shown)
+    def check_host(self, url: str) -> None:
+        """:class:`SourceError` unless ``url``'s host may be watched by an API client: resolved now (a source
+        checks again each time it reconnects, so a name that comes to point elsewhere is caught then)."""
+        shown, host = mask_url(url), urlsplit(url).hostname or ""
+        addresses = resolve(host, shown)
         if self.hosts:
             if host.lower() in self.hosts or all(any(a in n for n in self._networks()) for a in addresses):
                 return
             raise SourceError(f"{shown}: the host is not among those this server may watch (--source-host)")
+        own = own_addresses()
         for a in addresses:
-            own = a.is_loopback or a.is_unspecified or a.is_link_local
-            if own or (a.is_multicast and not multicast_ok):
+            mine = a.is_loopback or a.is_unspecified or a.is_link_local or a in own or a in METADATA
+            if mine or (a.is_multicast and urlsplit(url).scheme.lower() != "udp"):
                 raise SourceError(
-                    f"{shown}: {host} is this machine or a link-local address; cameras there must be allowed "
-                    "with --source-host"
+                    f"{shown}: {host} is this machine, a link-local or a cloud metadata address; cameras there "
+                    "must be allowed with --source-host"
                 )
 
     def _networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -277,7 +286,7 @@ class SourcePolicy:
 
 def is_local(url: str) -> bool:
     """Whether ``url`` names a local path (a file, folder or glob; not a camera URL or a device)."""
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    scheme = _scheme(url)
     return scheme in ("", "file") and not (url[7:] if scheme else url).startswith("/dev/")
 
 
@@ -290,23 +299,24 @@ def within(url: str, folders: Iterable[str | Path]) -> bool:
     return ".." not in Path(path).parts and _inside(base, roots)
 
 
-def _is_multicast(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_multicast
-    except ValueError:
-        return False
+def _scheme(url: str) -> str:
+    """The URL's scheme, lower-cased ("" for a path); never an error, whatever follows it."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    return match.group(1).lower() if match else ""
 
 
-def _resolve(host: str, shown: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        found = [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            raise SourceError(f"{shown}: cannot resolve the host {host!r}") from None
-        found = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    return [a.ipv4_mapped if a.version == 6 and a.ipv4_mapped else a for a in found]  # ::ffff:127.0.0.1 is loopback
+def _options(url: str, shown: str) -> dict[str, str]:
+    """The options FFmpeg reads from a URL: after its first '?', split on '&', names not decoded; a name given
+    twice (FFmpeg takes the first, Python the last) or percent-encoded is refused."""
+    raw = url.split("?", 1)[1] if "?" in url else ""
+    found: dict[str, str] = {}
+    for pair in filter(None, raw.split("&")):
+        key, _, value = pair.partition("=")
+        key = key.lower()
+        if "%" in key or key in found:
+            raise SourceError(f"{shown}: option names must be plain and given once")
+        found[key] = value
+    return found
 
 
 OPERATOR = SourcePolicy()  # what a library caller gets: the path it names, the checks on type and size

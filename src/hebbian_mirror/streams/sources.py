@@ -56,7 +56,7 @@ class VideoSource:
         tls_verify: bool = True,
         checked: CheckedSource | None = None,
     ) -> None:
-        self.policy = policy
+        self.policy, self.operator = policy, operator
         self.checked = checked or policy.check(url, operator=operator, tls_verify=tls_verify)
         self.url, self.kind = self.checked.url, self.checked.kind
         self.name = name or Path(urlsplit(url).path).stem or "stream"
@@ -83,6 +83,8 @@ class VideoSource:
     def _open(self):
         import av
 
+        if self.kind == "stream" and not self.operator:
+            self.policy.check_host(self.url)  # again at every (re)open: a host name may point elsewhere now
         options = dict(self.checked.av_options)
         if self.url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = self._transport
