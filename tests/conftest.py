@@ -73,8 +73,8 @@ def cli(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 
-    def run(*args: str):
-        result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
+    def run(*args: str, env: dict[str, str] | None = None):
+        result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80", **(env or {})})
         return result.exit_code, result.stdout, result.stderr
 
     return run

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, *args: str, log: Path, startup_timeout: float = 120.0) -> None:
+    def __init__(self, *args: str, log: Path, startup_timeout: float = 120.0, cwd: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, HEBBIAN_MIRROR_WEIGHTS=str(WEIGHTS), HEBBIAN_MIRROR_OFFLINE="1")
@@ -41,7 +41,7 @@ class ServerProcess:
         ]
         self.log_path = log
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

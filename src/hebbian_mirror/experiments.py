@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
+VAL_DATA_TAG = "hebbian_mirror.val_data"  # the validation split's fingerprint: only like is compared with like
 MODEL_ARTIFACT = "model"  # name of the run's logged model (holding best.pt): runs:/ID/model
 METRIC = "best_AP"
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # a logged model's registered versions, as MLflow writes them
@@ -117,9 +118,10 @@ class TrainingRun:
         self.model_id = model.model_id
         return model.model_id
 
-    def register(self, name: str) -> dict:
-        """Register this run's model as a new version of ``name``; the ``champion`` alias moves to it only
-        when its validation AP beats the current champion's. Returns what happened."""
+    def register(self, name: str, val_data: str | None = None) -> dict:
+        """Register this run's model as a new version of ``name``; the ``champion`` alias moves to it only when
+        its validation AP beats the current champion's on the same validation data (``val_data``: the split's
+        fingerprint, kept as the run's tag), or when there is no champion yet. Returns what happened and why."""
         from mlflow.exceptions import MlflowException
 
         if self.model_id is None:
@@ -138,16 +140,27 @@ class TrainingRun:
             client.set_logged_model_tags(self.model_id, versions)
         except MlflowException as exc:
             raise TrackingError(f"could not register {name} in MLflow: {exc}") from exc
+        if val_data:
+            client.set_tag(self.run_id, VAL_DATA_TAG, val_data)
         mine = client.get_run(self.run_id).data.metrics.get(METRIC, float("-inf"))
         try:
             current = client.get_model_version_by_alias(name, CHAMPION)
-            theirs = client.get_run(current.run_id).data.metrics.get(METRIC, float("-inf"))
+            champion_run = client.get_run(current.run_id).data
+            theirs, their_data = champion_run.metrics.get(METRIC, float("-inf")), champion_run.tags.get(VAL_DATA_TAG)
         except Exception:
-            current, theirs = None, float("-inf")
-        promoted = mine > theirs
+            current, theirs, their_data = None, float("-inf"), None
+        comparable = current is None or (val_data is not None and val_data == their_data)
+        promoted = comparable and mine > theirs
+        if current is None:
+            why = "now the champion (the first version)"
+        elif not comparable:
+            why = "champion unchanged: it was measured on other validation data (evaluate both on one set)"
+        else:
+            why = "now the champion" if promoted else "champion unchanged (it was better)"
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, version.version)
         return {
+            "why": why,
             "name": name,
             "version": int(version.version),
             "promoted": promoted,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 
 import pytest
@@ -113,13 +114,16 @@ def clone(tmp_path_factory):
 
 def test_readme_commands_run_as_pasted(clone, tmp_path):
     repo, env = clone
-    runnable = [(page, mode, script) for page, mode, _, script in blocks() if mode != "skip"]
-    assert any(mode == "server" for _, mode, _ in runnable)
-    server = ServerProcess("--allow-source", str(repo / "runs"), log=tmp_path / "server.log")
+    runnable = [(page, mode, reason, script) for page, mode, reason, script in blocks() if mode != "skip"]
+    assert any(mode == "server" for _, mode, _, _ in runnable)
+    server = ServerProcess(log=tmp_path / "server.log")
     try:
-        for page, mode, script in runnable:
+        for page, mode, reason, script in runnable:
+            own = None
+            if mode == "server" and reason.startswith("hebbian-mirror serve "):  # a server of its own, as said
+                own = ServerProcess(*shlex.split(reason)[2:], cwd=repo, log=tmp_path / "own-server.log")
             if mode == "server":
-                script = script.replace("localhost:8000", f"127.0.0.1:{server.port}")
+                script = script.replace("localhost:8000", f"127.0.0.1:{(own or server).port}")
             done = subprocess.run(
                 ["bash", "-e", "-o", "pipefail", "-c", script],
                 cwd=repo,
@@ -128,6 +132,8 @@ def test_readme_commands_run_as_pasted(clone, tmp_path):
                 text=True,
                 timeout=600,
             )
+            if own is not None:
+                assert own.stop(), own.log()
             assert done.returncode == 0, f"{page} block failed:\n{script}\n--- stdout\n{done.stdout}\n{done.stderr}"
     finally:
         assert server.stop(), server.log()

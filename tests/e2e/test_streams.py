@@ -5,6 +5,7 @@ restart: every message delivered once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import av
 import httpx
 import pytest
 
-from ..conftest import WEIGHTS
+from ..conftest import REPO, WEIGHTS
 from ..server_process import ServerProcess, free_port
 from ..stream_peers import SECRET, WEAPONS_MODEL, RtspServer, WebhookReceiver, alarm_clip
 
@@ -57,6 +58,11 @@ def test_watch_raises_one_alarm_per_appearance_and_the_webhook_receives_each_sig
             assert event["label"] == "pistol" and event["stream"] == "stream1" and event["top_score"] > 0.8
             assert first <= event["extra"]["first_frame"] <= first + 6  # the 5th pistol frame, give or take one
         assert {m["data"]["id"] for m in new} == {m["data"]["id"] for m in end}
+        from jsonschema import Draft202012Validator
+
+        schema = json.loads((REPO / "docs" / "schemas" / "event-message.schema.json").read_text())
+        for message in receiver.received:  # what was really sent is what the docs say
+            Draft202012Validator(schema).validate({k: v for k, v in message.items() if k != "id"})
         assert all((tmp_path / "media" / m["data"]["id"] / "snapshot.jpg").is_file() for m in new)
         assert all((tmp_path / "media" / m["data"]["id"] / "clip.mp4").is_file() for m in end)
     finally:

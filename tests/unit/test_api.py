@@ -4,6 +4,7 @@ the routes, their JSON shapes and their errors, where the model is not the point
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -35,6 +36,9 @@ def serve():
         client = TestClient(create_app(settings, detectors={"fake": fake}))
         client.__enter__()  # runs the lifespan: the model's batcher starts
         opened.append(client)
+        deadline = time.monotonic() + 10  # the model is in hand; the events store opens beside it
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert client.get("/ready").status_code == 200
         return client, fake
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from hebbian_mirror.streams.delivery import WebhookSink, sign
 from hebbian_mirror.streams.dispatch import Dispatcher
@@ -148,3 +149,37 @@ def test_the_disk_budget_takes_no_ended_event_for_media_it_cannot_free(tmp_path)
     store.end(ended)
     assert store.prune(max_bytes=1000) == 0 and store.get(ended.id) is not None  # deleting it would not help
     assert store.dropped == {}
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event-message.schema.json"
+
+
+def test_every_message_and_the_documented_examples_match_the_documented_schema(tmp_path):
+    import re
+
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+    store = EventStore(tmp_path)
+    store.register_sink("x")
+    e = event()
+    e.extra = {"tracks": [7], "first_frame": 12, "held_by": [1.0, 2.0, 50.0, 80.0]}
+    store.begin(e, b"\xff\xd8jpg")
+    e.top_score = 0.95
+    store.update(e, b"\xff\xd8better")
+    store.end(e, b"mp4")
+    running = event(start=time.time() + 1)
+    store.begin(running)
+    store.close_active(time.time() + 2)  # what a restart sends: ended_by
+    bodies = [json.loads(m.body) for m in store.pending("x")]
+    assert [b["type"] for b in bodies] == ["alarm.new", "alarm.update", "alarm.end", "alarm.new", "alarm.end"]
+    assert bodies[-1]["data"]["extra"]["ended_by"] == "restart"
+    for body in bodies:
+        validator.validate(body)
+    page = (SCHEMA.parents[1] / "cameras.md").read_text()
+    section = page.split("## Delivered messages", 1)[1].split("\n## ", 1)[0]
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+    assert [x["type"] for x in examples] == ["alarm.new", "alarm.update", "alarm.end"]
+    for example in examples:
+        validator.validate(example)
+    assert set(examples[0]["data"]) == set(bodies[0]["data"])  # the examples show every field a message has

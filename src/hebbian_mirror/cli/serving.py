@@ -41,8 +41,11 @@ def serve(
     Mirror routes), in this process or through Ray Serve."""
     from ..models.loader import prefetch
     from ..server.serve import serve as run_server
+    from ..streams.manager import check_sources
 
     settings = cli_settings(ctx)
+    if problems := check_sources(settings, settings.streams):  # a mistyped path or URL, said before we listen
+        raise CommandError("; ".join(problems))
     prefetch([m.source for m in settings.served_models], settings)  # a missing file stops us before we listen
     if not ray:
         run_server(settings)

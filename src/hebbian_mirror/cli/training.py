@@ -138,9 +138,10 @@ def train(
         alarm = "".join(f" --alarm {c}" for c in a.get("classes", []))
         alarm += "".join(f" --alarm-{k.replace('_', '-')} {a[k]}" for k in ("min_score", "frames") if k in a)
     console.print(f"serve it: hebbian-mirror serve --model {served}{alarm}", highlight=False)
-    if registered:
-        verdict = "now the champion" if registered["promoted"] else "champion unchanged (it was better)"
-        console.print(f"registered {registered['name']} v{registered['version']}: {verdict}")
+    if registered and "skipped" in registered:
+        console.print(f"{registered['name']}: {registered['skipped']}")
+    elif registered:
+        console.print(f"registered {registered['name']} v{registered['version']}: {registered['why']}")
         console.print(f"serve it: hebbian-mirror serve --model models:/{registered['name']}@champion")
 
 

@@ -145,33 +145,14 @@ def watch(
 ) -> None:
     """Watch cameras or video files: detect, track, raise alarms, store events, deliver them."""
     from ..models.loader import prefetch
+    from ..streams.manager import check_sources
 
     settings = cli_settings(ctx)
-    check_sources(settings, sources)  # a mistyped path or URL is said now, not after the model has loaded
+    if problems := check_sources(settings, sources):  # a mistyped path or URL is said now, before the model loads
+        raise CommandError("; ".join(problems))
     prefetch([m.source for m in settings.served_models[:1]], settings)
     settings.models = [settings.served_models[0].source]
     raise typer.Exit(asyncio.run(_watch(settings, sources, settings.stream_fps, realtime, loop)))
-
-
-def check_sources(settings: Settings, sources: list[str]) -> None:
-    """Every source through the source policy (files opened as videos too); :class:`CommandError` naming each
-    one that cannot work."""
-    from ..config import AlarmSettings, LimitSettings
-    from ..streams.manager import split_stream
-    from ..streams.policy import SourcePolicy
-    from ..streams.sources import open_source
-
-    policy = SourcePolicy.from_settings(settings.part(AlarmSettings), settings.part(LimitSettings))
-    problems = []
-    for i, entry in enumerate(sources, 1):
-        name, url = split_stream(entry, i)
-        try:
-            tls = name not in settings.tls_unverified
-            open_source(url, name=name, policy=policy, tls_verify=tls, max_pixels=settings.max_pixels)
-        except HebbianMirrorError as exc:
-            problems.append(f"source {name}: {exc}")
-    if problems:
-        raise CommandError("; ".join(problems))
 
 
 DEFAULT_VARIANTS = (
@@ -267,10 +248,13 @@ def evaluate_alarms(
         console.print(f"results in {out}")
 
 
-@app.command("webhook-secret")
-def webhook_secret() -> None:
+@app.command("new-secret")
+def new_secret() -> None:
     """Print a new webhook signing secret (Standard Webhooks: whsec_ + 24 random bytes in base64) for
-    --webhook-secret, and for the receiver that checks the signatures."""
-    from ..streams.delivery import new_secret
+    --webhook-secret (or a file for --webhook-secret-file), and for the receiver that checks the signatures."""
+    from ..streams.delivery import new_secret as make
 
-    print(new_secret())
+    print(make())
+
+
+app.command("webhook-secret", hidden=True)(new_secret)  # its earlier name

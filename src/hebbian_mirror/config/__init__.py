@@ -45,6 +45,7 @@ COMPONENTS: tuple[type[Component], ...] = (
 
 __all__ = [
     "COMPONENTS",
+    "GENERIC_NAMES",
     "AlarmSettings",
     "ConfigError",
     "DeliverySettings",
@@ -60,6 +61,7 @@ __all__ = [
     "default_model_name",
     "env_name",
     "load_settings",
+    "meaningful_name",
 ]
 
 ENV_PREFIX = "HEBBIAN_MIRROR_"
@@ -76,7 +78,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}
+# Names that say nothing of a model: a file or folder so named is named after the folder above it.
+GENERIC_NAMES = {"best", "last", "model", "checkpoint", "weights", "run", "runs", "train", "out", "output", "exp"}
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,17 @@ def default_model_name(source: str) -> str:
         path = Path(source.split(",")[0].strip())
         name = source
         if path.suffix in (".pt", ".onnx", ".cfg", ".weights"):
-            generic = path.stem.lower() in _GENERIC_STEMS and path.parent.name not in ("", ".", "..")
-            name = path.parent.name if generic else path.stem
+            name = meaningful_name(path)
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+def meaningful_name(path: Path) -> str:
+    """A model file's name: its stem, else (``best.pt``, ``run/last.pt``) the nearest folder above it whose name
+    says more (``runs/weapons/run/best.pt`` → ``weapons``)."""
+    for name in (path.stem, *(p.name for p in path.parents)):
+        if name and name not in (".", "..") and name.lower() not in GENERIC_NAMES:
+            return name
+    return path.stem or "model"
 
 
 class Settings(
@@ -216,5 +227,6 @@ def load_settings(
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
             source = next((name for name, vals in reversed(layers) if field in vals), "default")
-            problems.append(f"{field} ({source}): {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{field} ({source}): {message}" if field else message)
         raise ConfigError("invalid settings: " + "; ".join(problems)) from exc

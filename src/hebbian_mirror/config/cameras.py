@@ -3,13 +3,15 @@ delivery (components of :class:`~hebbian_mirror.config.Settings`, as in :mod:`.c
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..classes import DANGEROUS_CLASSES
-from .components import Component, _expand, _split, _split_each
+from .components import Component, _expand, _split, _split_each, secret_from_file
 
 
 class AlarmSettings(Component):
@@ -99,6 +101,9 @@ class DeliverySettings(Component):
 
     webhooks: list[str] = Field(default_factory=list, description="POST events to this URL; repeatable.")
     webhook_secret: str | None = Field(default=None, description="Sign webhooks (Standard Webhooks, whsec_...).")
+    webhook_secret_file: Path | None = Field(
+        default=None, description="Read webhook-secret from this file (not on a command line)."
+    )
     mqtt: str | None = Field(
         default=None,
         description="Publish events to an MQTT broker: mqtt://user:pass@host:port/prefix, host alone at least.",
@@ -108,3 +113,48 @@ class DeliverySettings(Component):
     @classmethod
     def _split_webhooks(cls, value: Any) -> Any:
         return _split(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_file(cls, data: Any) -> Any:
+        return secret_from_file(data, "webhook_secret")
+
+    @field_validator("webhooks", mode="after")
+    @classmethod
+    def _http_only(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"a webhook is an http:// or https:// URL, got {url.split('?')[0]!r}")
+        return value
+
+    @field_validator("webhook_secret", mode="after")
+    @classmethod
+    def _standard_secret(cls, value: str | None) -> str | None:
+        """Standard Webhooks: ``whsec_`` and base64 of 24 to 64 random bytes."""
+        if value is None:
+            return value
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not 16 <= len(key) <= 64:
+            raise ValueError(
+                "a webhook secret is whsec_ and base64 of 24 to 64 random bytes: make one with "
+                "`hebbian-mirror new-secret`"
+            )
+        return value
+
+    @field_validator("mqtt", mode="after")
+    @classmethod
+    def _mqtt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("an MQTT broker is mqtt://[user:pass@]host[:port][/prefix] (mqtts:// for TLS)")
+        return value

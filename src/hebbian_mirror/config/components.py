@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..classes import DANGEROUS_CLASSES
 from ..detection import DetectOptions, resolve_classes
@@ -40,6 +40,22 @@ def _split_each(value: Any) -> Any:
 
 def _expand(value: Path) -> Path:
     return value.expanduser()
+
+
+def secret_from_file(data: Any, field: str) -> Any:
+    """``data`` (a component's raw values) with ``field`` read from the file ``<field>_file`` names, when that is
+    given and ``field`` is not: a secret need not appear on a command line or in the settings file."""
+    if not isinstance(data, dict) or not data.get(f"{field}_file") or data.get(field):
+        return data
+    path = Path(str(data[f"{field}_file"])).expanduser()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise ValueError(f"{field}_file: cannot read {path}: {why}") from None
+    if not value:
+        raise ValueError(f"{field}_file: {path} is empty")
+    return {**data, field: value}
 
 
 class ModelSettings(Component):
@@ -198,6 +214,7 @@ class ServerSettings(Component):
         json_schema_extra={"default_help": "one per GPU on CUDA, else 2 (1 on one core)"},
     )
     api_key: str | None = Field(default=None, description="Require this key (X-API-Key or Bearer).")
+    api_key_file: Path | None = Field(default=None, description="Read api-key from this file (not on a command line).")
     api_keys: list[ApiKey] = Field(
         default_factory=list,
         description="API keys with scopes, as SCOPE[,SCOPE...]:KEY (repeatable) or TOML tables {key, scopes, name}; "
@@ -214,6 +231,11 @@ class ServerSettings(Component):
     @classmethod
     def _split_models(cls, value: Any) -> Any:
         return _split(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_from_file(cls, data: Any) -> Any:
+        return secret_from_file(data, "api_key")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import statistics
 from dataclasses import replace
@@ -14,6 +15,16 @@ from ..image_batches import decoded_batches
 from ..images import draw_detections
 from .io import decode_as_annotated
 from .records import DetectionDataset, Splits
+
+
+def fingerprint(ds: DetectionDataset) -> str:
+    """A short hash of what a split holds (image names, their classes and boxes): two evaluations on splits with
+    one fingerprint measured the same thing."""
+    digest = hashlib.sha256()
+    for s in sorted(ds.samples, key=lambda s: s.image.name):
+        boxes = sorted((ds.classes[b.class_id], *(round(v) for v in b.xyxy)) for b in s.boxes)
+        digest.update(f"{s.image.name}:{boxes};".encode())
+    return digest.hexdigest()[:16]
 
 
 def stats(splits: Splits) -> dict:

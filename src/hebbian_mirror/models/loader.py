@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from ..config import ModelSettings
+from ..config import GENERIC_NAMES, ModelSettings, meaningful_name
 from ..detection import Detector
 from ..errors import ModelFormatError, WeightsNotFoundError
 from ..families import family, for_file
@@ -39,7 +40,10 @@ def load_network(source: str | os.PathLike, settings: ModelSettings | None = Non
     if text.endswith(".pt"):
         path = _existing(text, "checkpoint")
         log.info("loading checkpoint %s", path)
-        return checkpoint.load(path)
+        network = checkpoint.load(path)
+        if network.meta.name.lower() in GENERIC_NAMES:  # an earlier version named models after their run folder
+            network = replace(network, meta=replace(network.meta, name=meaningful_name(Path(path))))
+        return network
     if (runs_as_is := for_file(text)) is not None:
         raise ModelFormatError(
             f"{text} is an exported {runs_as_is.name.upper()} model: it can be run, not trained or exported"

@@ -46,7 +46,7 @@ def create_app(
         loader = asyncio.create_task(state.load_models(detectors or {}))
         manager = app.state.streams = create_manager(state)
         metrics.registry.register(StreamCollector(manager))
-        streams = asyncio.create_task(start_configured(state, manager))
+        streams = asyncio.create_task(start_configured(state, manager, loader))
         try:
             yield
         finally:

@@ -6,7 +6,7 @@ import logging
 import re
 
 from ..config import Settings
-from ..errors import ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError
 from .protocol import guarded_protocol
 
 _SECRET_PARAM = re.compile(r"(?i)([?&](?:api[_-]?key|apikey|key|token|access[_-]?token|password)=)[^&\s\"]*")
@@ -46,7 +46,9 @@ def serve(settings: Settings) -> None:
     logging.getLogger("uvicorn.access").addFilter(ScrubSecrets())  # after uvicorn.Config set up logging
     server = uvicorn.Server(config)
     state = app.state.hm
-    state.on_load_failure = lambda: setattr(server, "should_exit", True)
+    state.on_load_failure = state.on_config_error = lambda: setattr(server, "should_exit", True)
     server.run()
+    if state.config_error:
+        raise ConfigError(state.config_error)
     if failed := [f"{h.name} ({h.source}): {h.error}" for h in state.hosts.values() if h.error]:
         raise ModelNotFoundError("could not load " + "; ".join(failed))

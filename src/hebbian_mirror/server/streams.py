@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ..classes import DANGEROUS_CLASSES
 from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
 from ..streams.manager import StreamManager, split_stream
 from ..streams.media import mask_url
-from ..streams.rules import MAX_RULES, AlarmRule, stream_rules
+from ..streams.rules import MAX_RULES, AlarmRule, model_classes, stream_rules
 from ..streams.watcher import MAX_FPS, StreamConfig
 from .auth import api_key
 from .errors import APIError
@@ -67,8 +69,10 @@ def stream_config(state: ServerState, body: StreamRequest, operator: bool = Fals
     names = list(state.host(None).detector.class_names)
     if body.rules is not None:
         rules = [AlarmRule.from_dict(r) for r in body.rules]
-        if unknown := [r.label for r in rules if r.label not in names]:
-            raise RuleError(f"the model does not know {', '.join(unknown)}")
+        known, unknown = model_classes([r.label for r in rules], names)
+        if unknown:
+            raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(names)}")
+        rules = [replace(r, label=label) for r, label in zip(rules, known, strict=True)]
     else:
         rules = stream_rules(s, names, body.alarm)
     tls = None if operator else body.tls_verify
@@ -77,18 +81,34 @@ def stream_config(state: ServerState, body: StreamRequest, operator: bool = Fals
     )
 
 
-async def start_configured(state: ServerState, manager: StreamManager) -> None:
-    """Start the manager and the streams named in the settings, once the default model is ready."""
+async def start_configured(state: ServerState, manager: StreamManager, loading: asyncio.Task) -> None:
+    """Once the models are loaded: start the manager and the streams named in the settings; a configuration
+    mistake among them (an alarm class the model does not know, a source the policy refuses, a file that is no
+    video) stops the server, with one line naming the stream. Then say that the server is ready."""
     await manager.start()
-    default = state.hosts[state.default_model]
-    while state.settings.streams and default.batcher is None and not default.error:
-        await asyncio.sleep(0.1)
-    for i, entry in enumerate(state.settings.streams, 1):
+    await loading
+    if not state.ready:  # a model failed: that stops the server already
+        return
+    s = state.settings
+    names = list(state.host(None).detector.class_names)
+    problems = []
+    if not s.streams and list(s.alarm) != list(DANGEROUS_CLASSES):
+        try:
+            stream_rules(s, names)
+        except HebbianMirrorError as exc:
+            problems.append(f"alarm: {exc}")
+    for i, entry in enumerate(s.streams, 1):
         name, url = split_stream(entry, i)
         try:
             await manager.add(stream_config(state, StreamRequest(name=name, url=url), operator=True))
-        except (HebbianMirrorError, ValueError) as exc:
-            log.error("stream %s (%s) not started: %s", name, mask_url(url), exc)
+        except (HebbianMirrorError, ValueError) as exc:  # ValueError: a name the API would refuse
+            problems.append(f"stream {name} ({mask_url(url)}): {exc}")
+    if problems:
+        state.fail_config("; ".join(problems))
+        return
+    state.streams_started = True
+    watching = f"; watching {len(s.streams)} stream(s)" if s.streams else ""
+    log.info("ready: http://%s:%d serves %s%s", s.host, s.port, ", ".join(state.hosts), watching)
 
 
 def manager_of(request: Request) -> StreamManager:

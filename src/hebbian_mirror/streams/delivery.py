@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def new_secret() -> str:
     """A fresh Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64 (``hebbian-mirror
-    webhook-secret`` prints one)."""
+    new-secret`` prints one)."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
@@ -65,7 +65,7 @@ class WebhookSink:
             except ValueError as exc:
                 raise DeliveryError(
                     "the webhook secret must be whsec_ + base64 (Standard Webhooks): make one with "
-                    "`hebbian-mirror webhook-secret`"
+                    "`hebbian-mirror new-secret`"
                 ) from exc
         self.url, self.secret, self.timeout = url, secret, timeout
         self.name, self.legacy_name = sink_name("webhook", url)

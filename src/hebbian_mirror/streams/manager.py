@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import AlarmSettings, DeliverySettings, EventSettings, LimitSettings
-from ..errors import StreamError, StreamLimitError
+from ..errors import HebbianMirrorError, StreamError, StreamLimitError
 from .delivery import MqttSink, WebhookSink
 from .dispatch import Dispatcher
 from .events import Event, EventStore
 from .policy import OPERATOR, SourcePolicy
+from .sources import open_source
 from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,21 @@ def split_stream(entry: str, index: int) -> tuple[str, str]:
     if sep and "://" not in name and "/" not in name:
         return name, url
     return f"stream{index}", entry
+
+
+def check_sources(settings, entries: Sequence[str]) -> list[str]:
+    """Each ``NAME=URL`` entry an operator gave (``watch``'s sources, ``serve --stream``) through the source
+    policy, files opened as videos too: one line per entry that cannot work, naming it (empty: all can)."""
+    policy = SourcePolicy.from_settings(settings.part(AlarmSettings), settings.part(LimitSettings))
+    problems = []
+    for i, entry in enumerate(entries, 1):
+        name, url = split_stream(entry, i)
+        try:
+            tls = name not in settings.tls_unverified
+            open_source(url, name=name, policy=policy, tls_verify=tls, max_pixels=settings.max_pixels)
+        except HebbianMirrorError as exc:
+            problems.append(f"source {name}: {exc}")
+    return problems
 
 
 def make_sinks(webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None) -> list:

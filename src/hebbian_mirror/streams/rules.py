@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..classes import DANGEROUS_CLASSES
+from ..classes import DANGEROUS_CLASSES, canonical_name
 from ..config import AlarmSettings
 from ..errors import RuleError
 
@@ -189,14 +189,17 @@ def make_rules(labels: Iterable[str], **common: Any) -> list[AlarmRule]:
 
 
 def stream_rules(settings: AlarmSettings, class_names: list[str], alarm: list[str] | None = None) -> list[AlarmRule]:
-    """The alarm rules for a stream: the given or configured classes that the model knows."""
+    """The alarm rules for a stream: the given or configured classes, matched to the model's own names the way
+    every class name is matched (``Pistol``, ``pistol`` and ``PISTOL`` are one class). :class:`RuleError` naming
+    the classes the model does not know, except those of the default list (it names more than any one model
+    knows), and when none is left."""
     wanted = alarm if alarm is not None else settings.alarm
-    known = [c for c in wanted if c in class_names]
-    unknown = [c for c in wanted if c not in class_names]
-    if alarm is not None and unknown:
-        raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(class_names)}")
-    if unknown and list(wanted) != list(DANGEROUS_CLASSES):  # the default list names more than any one model knows
-        log.warning("alarm classes %s: the model does not know them (no alarm for them)", ", ".join(unknown))
+    default = alarm is None and list(wanted) == list(DANGEROUS_CLASSES)
+    known, unknown = model_classes(wanted, class_names)
+    if unknown and not default:
+        raise RuleError(
+            f"alarm class(es) {', '.join(unknown)}: the model does not know them; it knows: {', '.join(class_names)}"
+        )
     if not known:
         raise RuleError(
             f"the model knows none of the alarm classes {', '.join(wanted) or '(none given)'}; it knows: "
@@ -211,3 +214,10 @@ def stream_rules(settings: AlarmSettings, class_names: list[str], alarm: list[st
         cooldown=settings.alarm_cooldown,
         min_area=settings.alarm_min_area,
     )
+
+
+def model_classes(names: Iterable[str], class_names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(``names`` the model knows, spelled as the model spells them; those it does not know)."""
+    by_key = {canonical_name(c): c for c in class_names}
+    known = [by_key[canonical_name(n)] for n in names if canonical_name(n) in by_key]
+    return list(dict.fromkeys(known)), [n for n in names if canonical_name(n) not in by_key]

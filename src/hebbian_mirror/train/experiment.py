@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import default_model_name
-from ..datasets.tools import stats
+from ..datasets.tools import fingerprint, stats
 from ..experiments import TrainingRun
 from .callbacks import Callback, TrainResult
 from .loop import Prepared
@@ -71,7 +71,12 @@ class MlflowTracking(Callback):
         run.mlflow.log_metrics({f"final.{k}": v for k, v in finished.items() if isinstance(v, float)})
         if "model" in finished:  # registered instead of best.pt; the champion is still chosen by validation AP
             run.log_model(Path(finished["model"]), {"combined_val_AP50": finished["combined_val"]}, name="combined")
-        registered = run.register(self.register) if self.register else None
+        registered = None
+        if self.register and result.config.max_steps:
+            registered = {"name": self.register, "skipped": "a --max-steps run is a quick look: not registered"}
+        elif self.register:
+            val = self.splits.get("val") or self.splits.get("valid")
+            registered = run.register(self.register, fingerprint(val) if val is not None else None)
         result.run = TrackedRun(
             result.summary, run.run_id, run.run.info.run_name, self.name, run.experiment_id, registered, finished
         )

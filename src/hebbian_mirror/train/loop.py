@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..classes import canonical_name, class_index
-from ..config import Settings
+from ..config import Settings, meaningful_name
 from ..datasets import DetectionDataset, Splits, load_dataset, load_splits
 from ..detection import resolve_device
 from ..errors import DatasetError, ModelNotFoundError, TrainingConfigError
@@ -72,7 +72,8 @@ def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, t
         classes = list(base.meta.classes) + [c for c in train_ds.classes if canonical_name(c) not in known]
         display = dict(base.meta.display_names) | display
         keep = len(base.meta.classes)
-    return family(base.family).training().adapt(base, classes, display, cfg.img_size, Path(cfg.out).name, keep)
+    name = meaningful_name(Path(cfg.out) / "best.pt")  # runs/weapons/best.pt → weapons
+    return family(base.family).training().adapt(base, classes, display, cfg.img_size, name, keep)
 
 
 @dataclass
