@@ -149,9 +149,12 @@ class TrainingRun:
             theirs, their_data = champion_run.metrics.get(METRIC, float("-inf")), champion_run.tags.get(VAL_DATA_TAG)
         except Exception:
             current, theirs, their_data = None, float("-inf"), None
-        comparable = current is None or (val_data is not None and val_data == their_data)
+        # a champion from before fingerprints (no tag) is compared as it always was
+        comparable = current is None or their_data is None or val_data is None or val_data == their_data
         promoted = comparable and mine > theirs
-        if current is None:
+        if mine == float("-inf"):
+            why = f"not the champion: the run has no validation {METRIC}"
+        elif current is None:
             why = "now the champion (the first version)"
         elif not comparable:
             why = "champion unchanged: it was measured on other validation data (evaluate both on one set)"
@@ -165,7 +168,7 @@ class TrainingRun:
             "version": int(version.version),
             "promoted": promoted,
             "AP": mine,
-            "champion_AP": max(mine, theirs),
+            "champion_AP": mine if promoted else theirs,
             "previous_champion": current.version if current else None,
         }
 

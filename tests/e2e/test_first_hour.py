@@ -49,6 +49,8 @@ def test_a_camera_mistake_stops_serve_at_start_in_one_line(clip):
     assert "source shop: the rtsp: URL given is not valid; expected rtsp://HOST" in line
     line = one_error_line(serve("--stream", f"shop={clip}", "--alarm", "pistols"))  # the COCO model: no pistols
     assert "stream shop" in line and "pistols: the model does not know them; it knows: person" in line, line
+    line = one_error_line(serve("--stream", f"front door={clip}"))
+    assert "source front door: a stream's name is letters, digits" in line
     line = one_error_line(serve("--alarm", "knif"))  # no stream yet: the alarm classes are still checked
     assert "alarm class(es) knif" in line
     line = one_error_line(serve("--webhook-secret", "whsec_hunter2", "--stream", f"shop={clip}"))
@@ -74,6 +76,8 @@ def test_ready_means_the_cameras_are_watched_and_the_log_says_so(clip, tmp_path)
         body["url"] = "rtsp://192.0.2.10/live"  # TEST-NET: well-formed, never answers
         added = httpx.post(srv.url + "/v1/streams", json=body, timeout=30)
         assert added.status_code == 201 and added.json()["rules"][0]["label"] == "knife", added.text
+        twice = {"name": "zones", "url": body["url"], "rules": [{"label": "knife"}, {"label": "Knife", "frames": 3}]}
+        assert httpx.post(srv.url + "/v1/streams", json=twice, timeout=30).status_code == 201  # one class, two rules
         wrong = httpx.post(srv.url + "/v1/streams", json={"name": "x", "url": body["url"], "alarm": ["Pistol"]})
         assert wrong.status_code == 422 and "it knows: person" in wrong.text
     finally:

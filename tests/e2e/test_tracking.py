@@ -109,8 +109,9 @@ def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):
 
 
 def test_champion_moves_only_to_a_better_model_on_the_same_validation_data(cli, tmp_path, store, tiny):
-    """Runs registered in turn with validation AP 0.5, 0.3, 0.7 on one validation set, then 0.9 on another: the
-    champion goes v1, v1, v3, v3; a --max-steps run is never registered."""
+    """Runs registered in turn: AP 0.4 with no fingerprint (as before fingerprints), 0.5, 0.3, 0.7 on one
+    validation set, then 0.9 on another: the champion goes v1, v2, v2, v4, v4; a --max-steps run is never
+    registered."""
     checkpoint = tmp_path / "best.pt"
     from hebbian_mirror.train.loop import TrainConfig, train
 
@@ -130,16 +131,16 @@ def test_champion_moves_only_to_a_better_model_on_the_same_validation_data(cli, 
     )
     shutil.copy(tmp_path / "t" / "best.pt", checkpoint)
     outcomes = []
-    for ap, data in ((0.5, "val-a"), (0.3, "val-a"), (0.7, "val-a"), (0.9, "val-b")):
+    for ap, data in ((0.4, None), (0.5, "val-a"), (0.3, "val-a"), (0.7, "val-a"), (0.9, "val-b")):
         with TrainingRun("champions") as run:
             run.mlflow.log_metric(METRIC, ap)
             run.log_model(checkpoint)
             outcomes.append(run.register("hm-champ", data))
-    assert [o["promoted"] for o in outcomes] == [True, False, True, False]
-    assert [o["version"] for o in outcomes] == [1, 2, 3, 4]
-    assert "other validation data" in outcomes[3]["why"]
+    assert [o["promoted"] for o in outcomes] == [True, True, False, True, False]  # v1: from before fingerprints
+    assert [o["version"] for o in outcomes] == [1, 2, 3, 4, 5]
+    assert "other validation data" in outcomes[4]["why"] and outcomes[4]["champion_AP"] == 0.7
     client = mlflow.MlflowClient()
-    assert int(client.get_model_version_by_alias("hm-champ", CHAMPION).version) == 3
+    assert int(client.get_model_version_by_alias("hm-champ", CHAMPION).version) == 4
     code, stdout, stderr = cli(
         "train", "--data", tiny, "--epochs", "1", "--max-steps", "1", "--batch", "4", "--img-size", "160",
         "--workers", "0", "--device", "cpu", "--out", tmp_path / "quick", "--register", "hm-quick",

@@ -144,3 +144,15 @@ def test_scoped_keys_from_toml_environment_and_flags(tmp_path):
     for bad in ("view:short", "nope:long-enough-key", "no-colon-key-0123"):
         with pytest.raises(ConfigError):
             load_settings(environ={}, api_keys=[bad])
+
+
+def test_a_secret_file_given_higher_up_wins_over_the_secret_lower_down(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("from-the-file-0123\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\napi_key = "from-the-toml-0123"\n')
+    env = {"HEBBIAN_MIRROR_API_KEY_FILE": str(secret)}
+    assert load_settings(config, environ=env).api_key == "from-the-file-0123"
+    assert load_settings(config, environ=env, api_key="from-the-flag-0123").api_key == "from-the-flag-0123"
+    with pytest.raises(ConfigError, match="api_key_file: cannot read"):
+        load_settings(environ={}, api_key_file=str(tmp_path / "missing"))

@@ -44,7 +44,8 @@ def serve(
     from ..streams.manager import check_sources
 
     settings = cli_settings(ctx)
-    if problems := check_sources(settings, settings.streams):  # a mistyped path or URL, said before we listen
+    remote = ray and settings.ray_address  # the sources are the cluster's: checked where the app runs
+    if not remote and (problems := check_sources(settings, settings.streams)):  # said before we listen
         raise CommandError("; ".join(problems))
     prefetch([m.source for m in settings.served_models], settings)  # a missing file stops us before we listen
     if not ray:

@@ -126,7 +126,7 @@ WATCH_FLAGS = {
 }
 WATCH_SETTINGS = [
     *("models", "alarm", "alarm_min_score", "alarm_frames", "alarm_median_of", "alarm_end_after", "alarm_cooldown"),
-    *("stream_fps", "webhooks", "webhook_secret", "mqtt", "events_dir", "clip_seconds"),
+    *("stream_fps", "webhooks", "webhook_secret", "webhook_secret_file", "mqtt", "events_dir", "clip_seconds"),
     *("device", "workers", "conf", "log_level", "weights_dir", "offline"),
 ]
 

@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "HEBBIAN_MIRROR_"
+SECRET_FILES = ("api_key", "webhook_secret")  # secrets that can come from a file: <name>_file
 DEFAULT_CONFIG_FILE = "hebbian-mirror.toml"
 # Environment names that differ from ENV_PREFIX + FIELD.upper().
 ENV_ALIASES = {"weights_dir": "HEBBIAN_MIRROR_WEIGHTS"}
@@ -78,7 +79,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# Names that say nothing of a model: a file or folder so named is named after the folder above it.
+_GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}  # served under their folder's name
+# Names that say nothing of a model: a trained model in a file or folder so named is named after one above it.
 GENERIC_NAMES = {"best", "last", "model", "checkpoint", "weights", "run", "runs", "train", "out", "output", "exp"}
 
 
@@ -109,17 +111,18 @@ def default_model_name(source: str) -> str:
         path = Path(source.split(",")[0].strip())
         name = source
         if path.suffix in (".pt", ".onnx", ".cfg", ".weights"):
-            name = meaningful_name(path)
+            generic = path.stem.lower() in _GENERIC_STEMS and path.parent.name not in ("", ".", "..")
+            name = path.parent.name if generic else path.stem
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
 
 
 def meaningful_name(path: Path) -> str:
-    """A model file's name: its stem, else (``best.pt``, ``run/last.pt``) the nearest folder above it whose name
-    says more (``runs/weapons/run/best.pt`` → ``weapons``)."""
+    """The name a trained model carries: its file's stem, else (``best.pt``, ``run/last.pt``) the nearest folder
+    above it whose name says more (``runs/weapons/run/best.pt`` → ``weapons``); else its folder's name."""
     for name in (path.stem, *(p.name for p in path.parents)):
         if name and name not in (".", "..") and name.lower() not in GENERIC_NAMES:
             return name
-    return path.stem or "model"
+    return path.parent.name or path.stem or "model"
 
 
 class Settings(
@@ -216,6 +219,10 @@ def load_settings(
     layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
     merged: dict[str, Any] = {}
     for _, values in layers:
+        for secret in SECRET_FILES:  # a secret and its file: the higher layer's wins, whichever it gives
+            if values.get(secret) or values.get(f"{secret}_file"):
+                merged.pop(secret, None)
+                merged.pop(f"{secret}_file", None)
         merged.update(values)
     profile = merged.get("profile")
     if profile in PROFILES:  # a profile's values sit just above the defaults

@@ -24,7 +24,8 @@ class AlarmSettings(Component):
     )
     alarm: list[str] = Field(
         default_factory=lambda: list(DANGEROUS_CLASSES),
-        description="Classes that raise alarms on streams (those the model knows).",
+        description="Classes that raise alarms on streams; the model must know each (of the default list, those "
+        "it knows).",
     )
     alarm_min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="Score a detection needs to count.")
     alarm_frames: int = Field(default=5, ge=1, description="Successive frames that raise an alarm.")
@@ -125,7 +126,8 @@ class DeliverySettings(Component):
         for url in value:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"a webhook is an http:// or https:// URL, got {url.split('?')[0]!r}")
+                shown = f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else "(no scheme)"
+                raise ValueError(f"a webhook is an http:// or https:// URL, got {shown}...")
         return value
 
     @field_validator("webhook_secret", mode="after")
@@ -138,7 +140,7 @@ class DeliverySettings(Component):
             key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
         except ValueError:
             key = b""
-        if not 16 <= len(key) <= 64:
+        if not 24 <= len(key) <= 64:
             raise ValueError(
                 "a webhook secret is whsec_ and base64 of 24 to 64 random bytes: make one with "
                 "`hebbian-mirror new-secret`"

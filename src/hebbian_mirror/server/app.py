@@ -51,7 +51,7 @@ def create_app(
             yield
         finally:
             await loader
-            await streams
+            await asyncio.gather(streams, return_exceptions=True)  # its own errors are already said
             await manager.close()  # running alarms end and their messages are stored before the model stops
             await state.close()  # uvicorn has finished in-flight requests; drain anything still queued
 

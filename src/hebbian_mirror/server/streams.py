@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from ..classes import DANGEROUS_CLASSES
 from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
-from ..streams.manager import StreamManager, split_stream
+from ..streams.manager import STREAM_NAME, StreamManager, split_stream
 from ..streams.media import mask_url
 from ..streams.rules import MAX_RULES, AlarmRule, model_classes, stream_rules
 from ..streams.watcher import MAX_FPS, StreamConfig
@@ -33,7 +33,7 @@ MAX_BODY = 64_000  # bytes of a stream request (the guard middleware cuts a long
 
 
 class StreamRequest(BaseModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="The stream's name.")
+    name: str = Field(pattern=STREAM_NAME, description="The stream's name.")
     url: str = Field(
         min_length=1,
         max_length=2048,
@@ -69,10 +69,9 @@ def stream_config(state: ServerState, body: StreamRequest, operator: bool = Fals
     names = list(state.host(None).detector.class_names)
     if body.rules is not None:
         rules = [AlarmRule.from_dict(r) for r in body.rules]
-        known, unknown = model_classes([r.label for r in rules], names)
-        if unknown:
+        if unknown := model_classes([r.label for r in rules], names)[1]:
             raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(names)}")
-        rules = [replace(r, label=label) for r, label in zip(rules, known, strict=True)]
+        rules = [replace(r, label=model_classes([r.label], names)[0][0]) for r in rules]  # as the model spells it
     else:
         rules = stream_rules(s, names, body.alarm)
     tls = None if operator else body.tls_verify
@@ -84,31 +83,46 @@ def stream_config(state: ServerState, body: StreamRequest, operator: bool = Fals
 async def start_configured(state: ServerState, manager: StreamManager, loading: asyncio.Task) -> None:
     """Once the models are loaded: start the manager and the streams named in the settings; a configuration
     mistake among them (an alarm class the model does not know, a source the policy refuses, a file that is no
-    video) stops the server, with one line naming the stream. Then say that the server is ready."""
-    await manager.start()
-    await loading
-    if not state.ready:  # a model failed: that stops the server already
+    video) stops the server, with one line naming the stream, before any of them starts. Then say that the
+    server is ready."""
+    try:
+        await manager.start()
+        await loading
+        if not state.ready:  # a model failed: that stops the server already
+            return
+        problems, configs = _configured(state)
+        for config in configs if not problems else ():
+            try:
+                await manager.add(config)
+            except HebbianMirrorError as exc:  # e.g. a file gone since the command line checked it
+                problems.append(f"stream {config.name} ({mask_url(config.url)}): {exc}")
+    except Exception as exc:  # the events store cannot open, or a bug: the server must not run half-started
+        log.exception("streams not started")
+        problems = [f"streams not started: {exc}"]
+    if problems:
+        state.fail_config("; ".join(problems))
         return
+    state.streams_started = True
     s = state.settings
-    names = list(state.host(None).detector.class_names)
-    problems = []
+    watching = f"; watching {len(s.streams)} stream(s)" if s.streams else ""
+    log.info("ready: http://%s:%d serves %s%s", s.host, s.port, ", ".join(state.hosts), watching)
+
+
+def _configured(state: ServerState) -> tuple[list[str], list[StreamConfig]]:
+    """(problems, stream configs) of the settings' streams and alarm classes, nothing started."""
+    s, problems, configs = state.settings, [], []
     if not s.streams and list(s.alarm) != list(DANGEROUS_CLASSES):
         try:
-            stream_rules(s, names)
+            stream_rules(s, list(state.host(None).detector.class_names))
         except HebbianMirrorError as exc:
             problems.append(f"alarm: {exc}")
     for i, entry in enumerate(s.streams, 1):
         name, url = split_stream(entry, i)
         try:
-            await manager.add(stream_config(state, StreamRequest(name=name, url=url), operator=True))
-        except (HebbianMirrorError, ValueError) as exc:  # ValueError: a name the API would refuse
-            problems.append(f"stream {name} ({mask_url(url)}): {exc}")
-    if problems:
-        state.fail_config("; ".join(problems))
-        return
-    state.streams_started = True
-    watching = f"; watching {len(s.streams)} stream(s)" if s.streams else ""
-    log.info("ready: http://%s:%d serves %s%s", s.host, s.port, ", ".join(state.hosts), watching)
+            configs.append(stream_config(state, StreamRequest(name=name, url=url), operator=True))
+        except (HebbianMirrorError, ValueError) as exc:  # ValueError: pydantic's, for a name the API refuses
+            problems.append(f"stream {name} ({mask_url(url)}): {' '.join(str(exc).split())}")
+    return problems, configs
 
 
 def manager_of(request: Request) -> StreamManager:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0  # seconds between retention passes
+STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # in URLs, metrics and events
 
 
 def split_stream(entry: str, index: int) -> tuple[str, str]:
@@ -45,6 +47,9 @@ def check_sources(settings, entries: Sequence[str]) -> list[str]:
     problems = []
     for i, entry in enumerate(entries, 1):
         name, url = split_stream(entry, i)
+        if not re.fullmatch(STREAM_NAME, name):
+            problems.append(f"source {name}: a stream's name is letters, digits, '.', '_' and '-' (64 at most)")
+            continue
         try:
             tls = name not in settings.tls_unverified
             open_source(url, name=name, policy=policy, tls_verify=tls, max_pixels=settings.max_pixels)

@@ -52,6 +52,7 @@ class MlflowTracking(Callback):
         cfg, resume = trainer.config, trainer.resume
         self.name = self.experiment or dataset_name(cfg.data)
         self.splits = prepared.splits
+        self.val = prepared.val_ds  # what the run validates on: the champion is compared on the same
         tags = {"out": str(Path(cfg.out).resolve()), "base_model": cfg.model, "data": str(Path(cfg.data).resolve())}
         self.run = TrainingRun(self.name, run_name=run_name(cfg), tags=tags | ({"resumed": "true"} if resume else {}))
         try:
@@ -75,8 +76,7 @@ class MlflowTracking(Callback):
         if self.register and result.config.max_steps:
             registered = {"name": self.register, "skipped": "a --max-steps run is a quick look: not registered"}
         elif self.register:
-            val = self.splits.get("val") or self.splits.get("valid")
-            registered = run.register(self.register, fingerprint(val) if val is not None else None)
+            registered = run.register(self.register, fingerprint(self.val) if self.val is not None else None)
         result.run = TrackedRun(
             result.summary, run.run_id, run.run.info.run_name, self.name, run.experiment_id, registered, finished
         )
