@@ -67,7 +67,10 @@ def test_ready_means_the_cameras_are_watched_and_the_log_says_so(clip, tmp_path)
         streams = {s["name"]: s for s in httpx.get(srv.url + "/v1/streams").json()["streams"]}
         assert set(streams) == {"door", "yard"}  # /ready was 200: both were already being watched
         assert [r["label"] for r in streams["door"]["rules"]] == ["knife"]  # "Knife" is the model's "knife"
-        assert f"ready: http://127.0.0.1:{srv.port} serves yolov4-tiny; watching 2 stream(s)" in srv.log()
+        assert (
+            f"ready: http://127.0.0.1:{srv.port} serves yolov4-tiny; watching 2 stream(s); alarms for knife"
+            in srv.log()
+        )
         time.sleep(2)
         assert httpx.get(srv.url + "/v1/streams/yard").json()["state"] in ("connecting", "reconnecting")
         body = {"name": "hall", "url": dead, "rules": [{"label": "KNIFE", "frames": 3}]}

@@ -33,7 +33,7 @@ README_MAX_LINES = 200
 # The pages under docs/ whose shell blocks run, in this order, after the README's.
 DOC_PAGES = [
     "docs/training.md",  # the command line; a short fine-tune whose runs/handheld/best.pt the same block exports
-    "docs/cameras.md",  # the stream routes, on the runs/clips/pos-01.mp4 that the README's first camera made
+    "docs/cameras.md",  # the stream routes, on the runs/clips/pos-02.mp4 that the README's first camera made
     "docs/weapons.md",
     "docs/experiments/weapons.md",
     "docs/deploy.md",

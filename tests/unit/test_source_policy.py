@@ -5,6 +5,7 @@ alarm rules bounded and typed."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,8 @@ def test_rules_are_typed_and_bounded():
         make_rules([])
     rule = AlarmRule.from_dict({"label": "knife", "frames": 3, "zones": ["0,0,100,0,100,100"]})
     assert rule.frames == 3 and len(rule.zones[0]) == 3
+
+
+def test_a_camera_url_without_its_scheme_says_so():
+    with pytest.raises(SourceError, match="has no scheme: a camera URL starts with rtsp://"):
+        SourcePolicy(folders=(Path("/"),)).check("192.168.1.64:554/stream1")

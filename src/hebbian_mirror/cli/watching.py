@@ -57,7 +57,7 @@ async def _load(settings):
         rules = stream_rules(settings, list(host.detector.class_names))
     except HebbianMirrorError as exc:
         await engine.close()
-        raise CommandError(f"{exc}: pass --alarm") from None
+        raise CommandError(f"{exc} (choose the classes with --alarm)") from None
     return engine, host, rules
 
 

@@ -105,7 +105,13 @@ async def start_configured(state: ServerState, manager: StreamManager, loading: 
     state.streams_started = True
     s = state.settings
     watching = f"; watching {len(s.streams)} stream(s)" if s.streams else ""
-    log.info("ready: http://%s:%d serves %s%s", s.host, s.port, ", ".join(state.hosts), watching)
+    labels = {r.label for c in configs for r in c.rules} or model_classes(s.alarm, _names(state))[0]
+    alarms = f"; alarms for {', '.join(sorted(labels))}" if labels else "; no alarm class this model knows"
+    log.info("ready: http://%s:%d serves %s%s%s", s.host, s.port, ", ".join(state.hosts), watching, alarms)
+
+
+def _names(state: ServerState) -> list[str]:
+    return list(state.host(None).detector.class_names)
 
 
 def _configured(state: ServerState) -> tuple[list[str], list[StreamConfig]]:
@@ -113,7 +119,7 @@ def _configured(state: ServerState) -> tuple[list[str], list[StreamConfig]]:
     s, problems, configs = state.settings, [], []
     if not s.streams and list(s.alarm) != list(DANGEROUS_CLASSES):
         try:
-            stream_rules(s, list(state.host(None).detector.class_names))
+            stream_rules(s, _names(state))
         except HebbianMirrorError as exc:
             problems.append(f"alarm: {exc}")
     for i, entry in enumerate(s.streams, 1):

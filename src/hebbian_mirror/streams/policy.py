@@ -116,6 +116,9 @@ class SourcePolicy:
             name = bare.group(1).lower()
             raise SourceError(f"the {name}: URL given is not valid; expected {name}://HOST[:PORT]/PATH")
         scheme = _scheme(url)
+        if not scheme and re.match(r"[A-Za-z0-9.-]+:\d+(/|$)", url):  # host:port/path, the scheme forgotten
+            shown = url if "@" not in url else "the URL given"
+            raise SourceError(f"{shown} has no scheme: a camera URL starts with rtsp:// (or http://, rtmp://, ...)")
         if scheme and scheme != "file":
             try:
                 return self._network(url, scheme, operator, tls_verify)
