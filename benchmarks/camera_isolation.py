@@ -27,7 +27,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the loopback peers the tests use
 
-from tests.hostile_peers import MjpegService, RawPeer, rss_mb  # noqa: E402
+from tests.hostile_peers import MjpegService, RawPeer, announce, rss_mb  # noqa: E402
+from tests.hostile_peers import delays as received_after  # noqa: E402
 from tests.server_process import ServerProcess, free_port  # noqa: E402
 from tests.stream_peers import SECRET, WebhookReceiver  # noqa: E402
 
@@ -85,7 +86,7 @@ def streams(seconds: float, dead: int) -> dict[str, dict[str, float]]:
 def delivery_phase(bad_modes: list[str], messages: int = 40) -> dict[str, float]:
     from hebbian_mirror.streams.delivery import WebhookSink
     from hebbian_mirror.streams.dispatch import Dispatcher
-    from hebbian_mirror.streams.events import Event, EventStore, new_event_id
+    from hebbian_mirror.streams.events import EventStore
 
     healthy = WebhookReceiver(free_port())
     bad = [RawPeer(mode, every=1.0) for mode in bad_modes]
@@ -94,19 +95,13 @@ def delivery_phase(bad_modes: list[str], messages: int = 40) -> dict[str, float]
         sinks = [WebhookSink(healthy.url, SECRET)] + [WebhookSink(p.url, SECRET) for p in bad]
         dispatcher = Dispatcher(store.db_path, sinks)
         dispatcher.start()
-        memory, written = rss_mb(os.getpid()), {}
+        memory = rss_mb(os.getpid())
         try:
-            for i in range(messages):
-                start = time.time()
-                event = Event(new_event_id(start), "door", "pistol", 0, i, start, None, 0.9, (1, 2, 3, 4))
-                store.begin(event)
-                written[event.id] = time.monotonic()
-                dispatcher.notify()
-                time.sleep(0.1)
+            written = announce(store, dispatcher, messages, 0.1)
             deadline = time.monotonic() + 30
             while len(healthy.received) < messages and time.monotonic() < deadline:
                 time.sleep(0.05)
-            delays = [t - written[m["data"]["id"]] for m, t in zip(healthy.received, healthy.arrived, strict=True)]
+            delays = received_after(healthy, written)
             grown = rss_mb(os.getpid()) - memory
         finally:
             dispatcher.stop(timeout=1)

@@ -197,3 +197,24 @@ def listening(pid: int) -> set[tuple[str, int]]:
             if inode in inodes and (state == "0A" or proto.startswith("udp")):
                 found.add((proto.rstrip("6"), port))
     return found
+
+
+def announce(store, dispatcher, count: int, every: float) -> dict[str, float]:
+    """Write ``count`` alarm events (one ``alarm.new`` message each), one every ``every`` seconds, telling the
+    dispatcher each time; returns each event's id → ``time.monotonic()`` when it was written."""
+    from hebbian_mirror.streams.events import Event, new_event_id
+
+    written = {}
+    for i in range(count):
+        start = time.time()
+        event = Event(new_event_id(start), "door", "pistol", 0, i, start, None, 0.9, (1, 2, 3, 4))
+        store.begin(event)
+        written[event.id] = time.monotonic()
+        dispatcher.notify()
+        time.sleep(every)
+    return written
+
+
+def delays(receiver, written: dict[str, float]) -> list[float]:
+    """Seconds from written to received, of each message a :class:`WebhookReceiver` verified, sorted."""
+    return sorted(t - written[m["data"]["id"]] for m, t in zip(receiver.received, receiver.arrived, strict=True))

@@ -277,9 +277,9 @@ def test_huge_or_hostile_requests_are_refused_without_stalling_the_loop(server):
 def test_a_hanging_trickling_or_endless_receiver_does_not_delay_a_healthy_one(tmp_path):
     from hebbian_mirror.streams.delivery import WebhookSink
     from hebbian_mirror.streams.dispatch import Dispatcher
-    from hebbian_mirror.streams.events import Event, EventStore, new_event_id
+    from hebbian_mirror.streams.events import EventStore
 
-    from ..hostile_peers import rss_mb
+    from ..hostile_peers import announce, delays, rss_mb
     from ..stream_peers import SECRET, WebhookReceiver
 
     healthy = WebhookReceiver(free_port())
@@ -289,18 +289,11 @@ def test_a_hanging_trickling_or_endless_receiver_does_not_delay_a_healthy_one(tm
     dispatcher = Dispatcher(store.db_path, sinks, backoff=(0.2, 1.0))
     dispatcher.start()
     memory = rss_mb(os.getpid())
-    written: dict[str, float] = {}
     try:
-        for i in range(20):
-            start = time.time()
-            event = Event(new_event_id(start), "door", "pistol", 0, i, start, None, 0.9, (1, 2, 3, 4))
-            store.begin(event)
-            written[event.id] = time.monotonic()
-            dispatcher.notify()
-            time.sleep(0.2)
+        written = announce(store, dispatcher, 20, 0.2)
         wait_for(lambda: len(healthy.received) == 20, timeout=10)
-        delays = sorted(t - written[m["data"]["id"]] for m, t in zip(healthy.received, healthy.arrived, strict=True))
-        assert delays[int(0.95 * len(delays))] <= 1.0, delays  # p95: 0 of 174 delivered in 80 s before
+        waited = delays(healthy, written)
+        assert waited[int(0.95 * len(waited))] <= 1.0, waited  # p95: 0 of 174 delivered in 80 s before
         assert all(p.connections >= 1 for p in bad)  # each bad receiver was tried (and cut off)
         stats = dispatcher.stats()
         hanging, trickling, endless = (stats[s.name] for s in sinks[1:])
