@@ -98,14 +98,16 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert combined_found == best_found and combined_found
     assert f"serve it: hebbian-mirror serve --model {run / 'combined.pt'}" in out.replace("\n", "")
     client = mlflow.MlflowClient()
-    version = client.get_model_version_by_alias("hm-tiny", "champion")
-    model_id = version.source.removeprefix("models:/")
-    assert [a.path for a in client.list_logged_model_artifacts(model_id)] == ["combined.pt"]
-    assert client.get_experiment(client.get_run(version.run_id).info.experiment_id).name == "tiny"  # the recipe's
-    metrics = client.get_run(version.run_id).data.metrics
+    assert "hm-tiny: a --max-steps run is a quick look: not registered" in " ".join(out.split())
+    assert client.search_registered_models() == []  # a quick look never becomes anyone's champion
+    experiment = client.get_experiment_by_name("tiny")  # the recipe's
+    (tracked,) = client.search_runs([experiment.experiment_id])
+    combined_model = next(m for m in client.search_logged_models([experiment.experiment_id]) if m.name == "combined")
+    assert [a.path for a in client.list_logged_model_artifacts(combined_model.model_id)] == ["combined.pt"]
+    metrics = tracked.data.metrics
     assert metrics["final.combined_retention"] == pytest.approx(kept["combined_retention"])
-    assert resolve(f"runs:/{version.run_id}/combined").name == "combined.pt"
-    assert resolve(f"runs:/{version.run_id}/model").name == "best.pt"
+    assert resolve(f"runs:/{tracked.info.run_id}/combined").name == "combined.pt"
+    assert resolve(f"runs:/{tracked.info.run_id}/model").name == "best.pt"
 
     # the same run with other data is refused, not trained on the old data; a bad retention set fails up front
     tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
