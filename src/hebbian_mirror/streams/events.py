@@ -288,17 +288,16 @@ class EventStore:
             ).fetchall()
         doomed = [r["id"] for r in rows if max_age_s is not None and r["start"] < time.time() - max_age_s]
         if max_bytes is not None:
-            sizes = {r["id"]: self._size(r["id"]) for r in rows}
-            total = sum(self._size(p.name) for p in self.media.iterdir()) if self.media.is_dir() else 0
-            total -= sum(sizes[i] for i in doomed)
+            sizes = {p.name: self._size(p.name) for p in self.media.iterdir()} if self.media.is_dir() else {}
+            total = sum(sizes.values()) - sum(sizes.get(i, 0) for i in doomed)
             for r in rows:
                 if total <= max_bytes:
                     break
                 if r["id"] not in doomed:
                     doomed.append(r["id"])
-                    total -= sizes[r["id"]]
+                    total -= sizes.get(r["id"], 0)
             if total > max_bytes:
-                doomed += self._over_budget(total - max_bytes, set(doomed))
+                doomed += self._over_budget(total - max_bytes, set(doomed), sizes)
         for event_id in doomed:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -308,13 +307,14 @@ class EventStore:
             shutil.rmtree(self.media / event_id, ignore_errors=True)
         return len(doomed)
 
-    def _over_budget(self, excess: int, doomed: set[str]) -> list[str]:
+    def _over_budget(self, excess: int, doomed: set[str], sizes: dict[str, int]) -> list[str]:
         """The oldest ended events whose media make up ``excess`` bytes, undelivered messages or not; their
-        undelivered messages are counted per sink in :attr:`dropped`. Nothing, when the ended events could not
+        undelivered messages are counted per sink in :attr:`dropped` (``sizes``: each media folder's bytes, as
+        measured by this pass). Nothing, when the ended events could not
         make up the excess anyway (running events' media are not theirs to pay for)."""
         with self._lock:
             rows = self._conn.execute("SELECT id FROM events WHERE end IS NOT NULL ORDER BY start").fetchall()
-        candidates = [(r["id"], self._size(r["id"])) for r in rows if r["id"] not in doomed]
+        candidates = [(r["id"], sizes.get(r["id"], 0)) for r in rows if r["id"] not in doomed]
         if sum(size for _, size in candidates) < excess:
             return []
         chosen = []

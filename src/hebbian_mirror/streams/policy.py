@@ -216,8 +216,7 @@ class SourcePolicy:
         pattern = any(c in path for c in "*?[")
         if pattern and ".." in Path(path).parts:
             raise SourceError(f"{path}: a glob cannot climb out of its folder with '..'")
-        prefix = re.split(r"[*?\[]", path)[0]
-        base = (Path(prefix) if prefix.endswith("/") else Path(prefix).parent) if pattern else Path(path)
+        base = _base(path)
         roots = self.folders
         if operator:
             roots = (*roots, Path(os.path.realpath(base)))
@@ -296,10 +295,16 @@ def is_local(url: str) -> bool:
 def within(url: str, folders: Iterable[str | Path]) -> bool:
     """Whether the local path ``url`` (a glob: its folder) lies inside one of ``folders`` (links resolved)."""
     path = url[7:] if url.startswith("file://") else url
-    prefix = re.split(r"[*?\[]", path)[0]
-    base = prefix if prefix == path else (prefix if prefix.endswith("/") else os.path.dirname(prefix) or ".")
     roots = [Path(os.path.realpath(Path(f).expanduser())) for f in folders]
-    return ".." not in Path(path).parts and _inside(base, roots)
+    return ".." not in Path(path).parts and _inside(_base(path), roots)
+
+
+def _base(path: str) -> Path:
+    """The folder a glob searches (``/data/cam/img*.jpg`` → ``/data/cam``); a plain path itself."""
+    prefix = re.split(r"[*?\[]", path)[0]
+    if prefix == path:
+        return Path(path)
+    return Path(prefix) if prefix.endswith("/") else Path(prefix).parent
 
 
 def _scheme(url: str) -> str:

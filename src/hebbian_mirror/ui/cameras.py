@@ -114,7 +114,7 @@ def add_form(client: Client) -> None:
                 st.error(str(exc))
 
 
-client = connection()
+client = connection(SETTINGS)
 st.title("Cameras")
 admin = "admin" in client.scopes()
 if admin:
