@@ -27,15 +27,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """One detected object: ``box`` is ``(x1, y1, x2, y2)`` in original-image pixels."""
+    """One detected object: ``box`` is ``(x1, y1, x2, y2)`` in original-image pixels. A detection a verifier
+    looked at again also has the detector's own score and the verifier's (``score`` combines them)."""
 
     box: tuple[float, float, float, float]
     score: float
     class_id: int
     label: str
+    detector_score: float | None = None
+    verifier_score: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"box": list(self.box)}
+        out = asdict(self) | {"box": list(self.box)}
+        if self.verifier_score is None:
+            del out["detector_score"], out["verifier_score"]
+        return out
 
 
 class Detections(Sequence[Detection]):
@@ -43,14 +49,18 @@ class Detections(Sequence[Detection]):
     array (``x1, y1, x2, y2, score, class id``; boxes in the image's pixels), the model's class names and the
     image's ``(width, height)``. Detectors produce it once; it crosses the worker pipe as is; OIP reads its
     arrays; the JSON encoders, alarms, ``held_by`` and drawing read it as :class:`Detection` records (indexing,
-    iterating)."""
+    iterating). ``verified``, from a model with a verifier stage, is ``N×2``: the detector's score and the
+    verifier's per detection (NaN for one it did not look at)."""
 
-    __slots__ = ("class_names", "data", "image_size")
+    __slots__ = ("class_names", "data", "image_size", "verified")
 
-    def __init__(self, data: Any, class_names: Sequence[str], image_size: tuple[int, int]) -> None:
+    def __init__(
+        self, data: Any, class_names: Sequence[str], image_size: tuple[int, int], verified: Any = None
+    ) -> None:
         self.data = np.asarray(data, dtype=np.float64).reshape(-1, 6)
         self.class_names = tuple(class_names)
         self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.verified = None if verified is None else np.asarray(verified, dtype=np.float64).reshape(-1, 2)
 
     @classmethod
     def of(cls, records: Iterable[Detection], class_names: Sequence[str], image_size: tuple[int, int]) -> Detections:
@@ -62,7 +72,11 @@ class Detections(Sequence[Detection]):
         cls, items: Iterable[Mapping[str, Any]], class_names: Sequence[str], image_size: tuple[int, int]
     ) -> Detections:
         """From the native API's JSON detections (``box``, ``score``, ``class_id``)."""
-        return cls([(*d["box"], d["score"], d["class_id"]) for d in items], class_names, image_size)
+        items = list(items)
+        verified = None
+        if any(d.get("verifier_score") is not None for d in items):
+            verified = [(d.get("detector_score", d["score"]), _nan(d.get("verifier_score"))) for d in items]
+        return cls([(*d["box"], d["score"], d["class_id"]) for d in items], class_names, image_size, verified)
 
     @property
     def boxes(self) -> np.ndarray:
@@ -83,11 +97,12 @@ class Detections(Sequence[Detection]):
 
     def renamed(self, names: Mapping[str, str]) -> Detections:
         """The same detections under other class names (e.g. the model's display names); unnamed classes keep theirs."""
-        return Detections(self.data, [names.get(c, c) for c in self.class_names], self.image_size)
+        return Detections(self.data, [names.get(c, c) for c in self.class_names], self.image_size, self.verified)
 
     def select(self, keep: Any) -> Detections:
         """The detections a boolean mask or index array keeps, in its order."""
-        return Detections(self.data[keep], self.class_names, self.image_size)
+        verified = None if self.verified is None else self.verified[keep]
+        return Detections(self.data[keep], self.class_names, self.image_size, verified)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -102,7 +117,11 @@ class Detections(Sequence[Detection]):
         if isinstance(index, slice):
             return self.select(index)
         x1, y1, x2, y2, score, class_id = self.data[index].tolist()
-        return Detection((x1, y1, x2, y2), score, int(class_id), self.class_names[int(class_id)])
+        label = self.class_names[int(class_id)]
+        if self.verified is not None and not np.isnan(self.verified[index, 1]):
+            detector, verifier = self.verified[index].tolist()
+            return Detection((x1, y1, x2, y2), score, int(class_id), label, detector, verifier)
+        return Detection((x1, y1, x2, y2), score, int(class_id), label)
 
     def __iter__(self) -> Iterator[Detection]:
         return (self[i] for i in range(len(self)))
@@ -116,6 +135,10 @@ class Detections(Sequence[Detection]):
 
     def __repr__(self) -> str:
         return f"Detections({len(self)} of {len(self.class_names)} classes, image {self.image_size})"
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,3 +150,26 @@ def test_the_base_weights_stay_untouched_and_the_pair_runs_at_the_extensions_inp
         CombinedNet(base.module, tuned.module, [81])
     with pytest.raises(ModelFormatError, match="same heads and input size"):
         CombinedNet(base.module, small.module, [])
+
+
+def test_pack_keeps_the_fine_tuned_part_and_rebuilds_the_pair_from_the_cache(cli, base, tmp_path):
+    """A packed combined model (what the product ships) is its extension in float16 and the base's name: about a
+    quarter of the combined checkpoint, and it detects as the combined model does."""
+    tuned = extended(base, drift=0.05)
+    checkpoint.save(checkpoint.to_record(tuned), tmp_path / "tuned.pt")
+    assert cli("combine", "tuned.pt", "--base", "yolov4-tiny", "--taught", "dog", "--out", "both.pt")[0] == 0
+    code, out, err = cli("pack", "both.pt", "--out", "packed.pt")
+    assert code == 0, out + err
+    assert "packed.pt: " in out and "with yolov4-tiny from the weights cache" in out and "sha256 " in out
+    record = checkpoint.read(tmp_path / "packed.pt")
+    assert record["combine_with"] == {"base": "yolov4-tiny", "taught": ["dog"]} and "combined" not in record
+    assert (tmp_path / "packed.pt").stat().st_size < 0.3 * (tmp_path / "both.pt").stat().st_size
+    packed, both = (load_detector(tmp_path / n, load_settings(device="cpu")) for n in ("packed.pt", "both.pt"))
+    assert isinstance(packed.net, CombinedNet) and packed.class_names == both.class_names
+    dog = decode_image(DOG)
+    (a,), (b,) = packed.detect([dog], DetectOptions(conf=0.1)), both.detect([dog], DetectOptions(conf=0.1))
+    assert [d.label for d in a] == [d.label for d in b]
+    assert max(abs(x.score - y.score) for x, y in zip(a, b, strict=True)) < 0.01  # float16 weights
+    code, out, err = cli("pack", "tuned.pt", "--out", "plain.pt")  # not combined: packed whole, in float16
+    assert code == 0 and "from the weights cache" not in out
+    assert cli("pack", "both.pt", "--out", "x.onnx")[0] != 0

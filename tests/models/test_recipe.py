@@ -38,6 +38,7 @@ def tiny_recipe(path, tiny, **changes) -> None:
         "augment": {"mosaic": 0.0},
         "alarm": {"classes": ["wallet"], "min_score": 0.6, "frames": 3},
         "combine": True,
+        "verifier": {"classes": ["wallet"], "epochs": 3, "size": 64},
     }  # fmt: skip
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc | changes))
@@ -59,16 +60,17 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "2", "--register", "hm-tiny")
     assert code == 0, out + err
-    run = tmp_path / "runs" / "tiny"  # relative to the recipe's root
+    run = tmp_path / "runs" / "tiny" / "quick-look"  # relative to the recipe's root; a quick look: its own folder
     report = json.loads((run / "data-report.json").read_text())
     hand, coco = report["sources"]
     # the base model's people on the hand-held photos, though COCO (annotated, not pseudo-labelled) has people too;
     # never a class the new data teaches ("cell phone" on a wallet)
     assert hand["pseudo_boxes"] > 0 and hand["pseudo_classes"]["person"] > 0
     assert sum(hand["pseudo_classes"].values()) == hand["pseudo_boxes"]
-    assert coco["pseudo_boxes"] == 0 and coco["train"] == 128
+    assert coco["pseudo_boxes"] == 0 and coco["train"] == recipes.QUICK_LOOK["train"]  # a sample of coco128's
     data = load_splits(run / "data" / "data.yaml")
     coco128, own = load_splits(COCO128)["train2017"], load_splits(tiny)
+    coco128.samples = coco128.samples[:: 128 // recipes.QUICK_LOOK["train"]]  # spread over the set
     assert boxes_of(data["train"], "person") == boxes_of(coco128, "person") + hand["pseudo_classes"]["person"]
     assert boxes_of(data["train"], "cell phone") == boxes_of(coco128, "cell phone") + boxes_of(own["train"], "phone")
     val_labels = {data["val"].classes[b.class_id] for s in data["val"].samples for b in s.boxes}
@@ -88,7 +90,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     combined = checkpoint.read(run / "combined.pt")
     assert combined["combined"]["taught"] == [COCO_CLASSES.index("cell phone")]  # the base class the data labels
     assert combined["combined"]["tuned"] == str(run / "best.pt") and combined["class_names"] == best["class_names"]
-    assert kept["model"] == str(run / "combined.pt") and 0 < kept["combined_retention"] <= 1.2
+    assert kept["combined_model"] == str(run / "combined.pt") and 0 < kept["combined_retention"] <= 1.2
     assert abs(kept["combined_val"] - summary["history"][0]["AP50"]) < 0.05  # the new classes as trained
     assert 0 < kept["combined_val_merge_augment"] <= 1  # served with --merge --augment: measured, printed
     assert f"{kept['combined_val_merge_augment']:.3f} served with --merge --augment" in out.replace("\n", " ")
@@ -96,7 +98,14 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     new = {"cell phone", "wallet", "airpods"}  # taught and new: scored by the trained model, as best.pt scores them
     combined_found, best_found = (found(run / name, image, new) for name in ("combined.pt", "best.pt"))
     assert combined_found == best_found and combined_found
-    assert f"serve it: hebbian-mirror serve --model {run / 'combined.pt'}" in out.replace("\n", "")
+    # and verified: the served model, registered and measured
+    assert kept["model"] == kept["verified_model"] == str(run / "verified.pt")
+    assert kept["verified_per_class"]["classes"] == ["wallet"] and 0 <= kept["verified_val"] <= 1
+    verified = load_detector(run / "verified.pt", load_settings(device="cpu"))
+    assert verified.verifier.classes == ("wallet",) and verified.verifier.size == 64
+    assert f"verified → {run / 'verified.pt'}:" in out.replace("\n", "")
+    assert "validation AP50 wallet" in " ".join(out.split())
+    assert f"serve it: hebbian-mirror serve --model {run / 'verified.pt'}" in out.replace("\n", "")
     client = mlflow.MlflowClient()
     assert "hm-tiny: a --max-steps run is a quick look: not registered" in " ".join(out.split())
     assert client.search_registered_models(filter_string="name = 'hm-tiny'") == []  # a quick look: no champion
@@ -104,14 +113,17 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     (tracked,) = client.search_runs([experiment.experiment_id])
     combined_model = next(m for m in client.search_logged_models([experiment.experiment_id]) if m.name == "combined")
     assert [a.path for a in client.list_logged_model_artifacts(combined_model.model_id)] == ["combined.pt"]
+    verified_model = next(m for m in client.search_logged_models([experiment.experiment_id]) if m.name == "verified")
+    assert [a.path for a in client.list_logged_model_artifacts(verified_model.model_id)] == ["verified.pt"]
     metrics = tracked.data.metrics
     assert metrics["final.combined_retention"] == pytest.approx(kept["combined_retention"])
     assert resolve(f"runs:/{tracked.info.run_id}/combined").name == "combined.pt"
+    assert resolve(f"runs:/{tracked.info.run_id}/verified").name == "verified.pt"
     assert resolve(f"runs:/{tracked.info.run_id}/model").name == "best.pt"
 
     # the same run with other data is refused, not trained on the old data; a bad retention set fails up front
     tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
-    code, out, err = cli("train", "--recipe", path, "--resume", "--no-track")
+    code, out, err = cli("train", "--recipe", path, "--resume", "--max-steps", "1", "--no-track")
     assert code != 0 and "prepared from another recipe" in out + err, out + err
     elsewhere = tmp_path / "elsewhere"  # --out: another run folder, its own data
     code, out, err = cli(
@@ -121,7 +133,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert json.loads((elsewhere / "data-report.json").read_text())["pseudo_conf"] == 0.9
     assert (elsewhere / "best.pt").is_file() and (elsewhere / "data" / "data.yaml").is_file()
     assert "warning" not in out and (elsewhere / "combined.pt").is_file()  # combined from its own data's report
-    assert f"serve it: hebbian-mirror serve --model {elsewhere / 'combined.pt'}" in out.replace("\n", "")
+    assert f"serve it: hebbian-mirror serve --model {elsewhere / 'verified.pt'}" in out.replace("\n", "")
     assert json.loads((run / "data-report.json").read_text()) == report  # the first run's data untouched
     alone = tmp_path / "alone.json"
     alone.write_text((COCO_VAL / "instances_val2017_subset.json").read_text())
@@ -144,7 +156,7 @@ def test_a_failure_after_training_keeps_the_trained_model(cli, tiny, tmp_path, m
     code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "1", "--no-track")
     assert code == 0, out + err
     assert "warning: after training: the retention set went away" in out
-    best = tmp_path / "runs" / "tiny" / "best.pt"
+    best = tmp_path / "runs" / "tiny" / "quick-look" / "best.pt"
     assert best.is_file() and f"serve it: hebbian-mirror serve --model {best}" in out.replace("\n", "")
 
 
@@ -177,3 +189,4 @@ def test_the_weapons_recipe_reads():
     assert all(s.path.is_dir() for s in plan.sources)
     assert plan.train["keep_classes"] and plan.retention.is_file() and plan.register == "weapons" and plan.combine
     assert plan.out == REPO / "runs" / "weapons"
+    assert plan.verifier == {"classes": ["pistol", "knife"], "epochs": 5}

@@ -16,7 +16,7 @@ PACKAGE = "hebbian_mirror"
 LAYERS = [
     {"__init__", "errors", "classes", "meta", "runtime"},
     {"config", "images", "detection", "network", "plots", "supervisor", "boxes"},
-    {"image_batches", "datasets", "families", "darknet", "torchvision", "onnx"},
+    {"image_batches", "datasets", "families", "darknet", "torchvision", "onnx", "verify"},
     {"models", "experiments", "loadgen", "streams"},
     {"evaluation", "export", "serving"},
     {"train", "server", "ui"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import data, inference, serving, settings, stack, training, watching  # noqa: F401 - the modules register their commands
+from . import data, inference, serving, settings, stack, training, verifying, watching  # noqa: F401 - the modules register their commands
 from .app import app
 
 __all__ = ["app", "main"]

@@ -169,15 +169,59 @@ def data_preview(
 
 @data_app.command("alarm-clips")
 def data_alarm_clips(
-    shared: Path = typer.Argument(..., help="The team's shared data folder (../shared).", exists=True, file_okay=False),
+    shared: Path | None = typer.Argument(
+        None,
+        help="The shared data folder (../shared): its pistols, COCO photos and hand-held look-alikes.",
+        exists=True,
+        file_okay=False,
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for the clips and their clips.json."),
-    positives: int = typer.Option(6, "--positives", help="Clips in which a pistol appears."),
-    negatives: int = typer.Option(4, "--negatives", help="Clips without any (phones, wallets, COCO scenes)."),
-    fps: float = typer.Option(10.0, "--fps", help="Frames per second of the clips."),
+    weapon: list[str] = typer.Option(
+        [],
+        "--weapon",
+        help="DATASET=CLASS: its validation images showing CLASS appear in the positive clips "
+        "(repeatable; the classes take turns).",
+        show_default="SHARED's pistols",
+    ),
+    harmless: list[Path] = typer.Option(
+        [],
+        "--harmless",
+        help="A dataset whose held-out images (val, test; all of a dataset of one split) are the harmless "
+        "scenes (repeatable).",
+        show_default="SHARED's COCO photos and hand-held look-alikes",
+    ),
+    positives: int = typer.Option(6, "--positives", min=0, help="Clips in which a weapon appears."),
+    negatives: int = typer.Option(4, "--negatives", min=0, help="Clips without any."),
+    negative_seconds: float = typer.Option(15.0, "--negative-seconds", min=1.0, help="Length of each negative clip."),
+    fps: float = typer.Option(10.0, "--fps", min=1.0, help="Frames per second of the clips."),
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed, the same clips)."),
 ) -> None:
-    """Make a labelled clip set from real images, for evaluate-alarms: pistols appearing among look-alikes."""
-    from ..streams.clipset import make_alarm_clips
+    """Make a labelled clip set from real images, for evaluate-alarms: weapons appearing among look-alikes."""
+    from ..streams.clipset import harmless_images, make_alarm_clips, weapon_images
 
-    index = make_alarm_clips(shared, out, positives=positives, negatives=negatives, fps=fps, seed=seed)
+    pairs = []
+    for entry in weapon:
+        path, sep, label = entry.rpartition("=")
+        if not sep or not path or not label.strip():
+            raise CommandError(f"--weapon takes DATASET=CLASS, got {entry!r}")
+        pairs.append((Path(path), label.strip()))
+    if (not pairs or not harmless) and shared is None:
+        raise CommandError("give the shared data folder, or both --weapon and --harmless")
+    data = (shared or Path()) / "data"
+    pairs = pairs or [(data / "weapons" / "pistols", "pistol")]
+    sets = harmless or [data / "coco-val2017", data / "weapons" / "handheld"]
+    images: dict[str, list[Path]] = {}
+    for path, label in pairs:
+        images.setdefault(label, []).extend(weapon_images(path, label))
+    scenes = [harmless_images(path, images) for path in sets]
+    index = make_alarm_clips(
+        out,
+        images,
+        scenes,
+        positives=positives,
+        negatives=negatives,
+        negative_seconds=negative_seconds,
+        fps=fps,
+        seed=seed,
+    )
     console.print(f"clip set in {index}")

@@ -103,6 +103,7 @@ def predict(
     batch: int = typer.Option(8, "--batch", min=1, help="Images per forward pass."),
     device: str | None = setting("device"),
     half: bool | None = setting("half"),
+    verify: bool | None = setting("verify"),
     weights_dir: Path | None = setting("weights_dir"),
     offline: bool | None = setting("offline", "--offline/--online"),
     config: Path | None = config_option(),
@@ -173,6 +174,7 @@ def evaluate(
     ),
     device: str | None = setting("device"),
     half: bool | None = setting("half"),
+    verify: bool | None = setting("verify"),
     weights_dir: Path | None = setting("weights_dir"),
     offline: bool | None = setting("offline", "--offline/--online"),
     config: Path | None = config_option(),
@@ -247,8 +249,15 @@ def export(
     if fmt != "onnx":
         raise CommandError(f"unsupported format {fmt!r}: onnx is the only one")
     check_exportable(model)  # before any download
-    settings = cli_settings(ctx, device="cpu", half=False)
+    settings = cli_settings(ctx, device="cpu", half=False, verify=True)  # (--verify here is export's own check)
     detector = load_detector(model, settings)
+    if (verifier := getattr(detector, "verifier", None)) is not None:
+        console.print(
+            f"note: {detector.name}'s verifier stage ({', '.join(verifier.classes)}) is not exported: the ONNX file "
+            "is its detector alone, with the detector's own scores; serve the .pt for verified scores",
+            style="yellow",
+        )
+        detector = detector.inner
     target = out or Path(f"{Path(model).stem if '/' in model else model}.onnx")
     path = export_onnx(detector, target, dynamic_batch=dynamic_batch, half=half)
     console.print(f"exported {detector.name} → {path} ({path.stat().st_size / 1e6:.1f} MB)")

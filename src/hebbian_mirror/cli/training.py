@@ -124,13 +124,20 @@ def train(
             f"base classes kept: COCO AP50 {finished['trained']:.3f} vs the base model's {finished['base']:.3f} "
             f"({finished['retention']:.2f}×, {plan.retention.name})"
         )
-    if "model" in finished:
+    if "combined_model" in finished:
         kept = f", base classes kept {finished['combined_retention']:.2f}×" if "combined_retention" in finished else ""
         refined = finished["combined_val_merge_augment"]
         console.print(
-            f"combined with {cfg.model} → {finished['model']}: validation AP50 {finished['combined_val']:.3f}{kept}; "
-            f"{refined:.3f} served with --merge --augment (about 3× the time)"
+            f"combined with {cfg.model} → {finished['combined_model']}: validation AP50 {finished['combined_val']:.3f}"
+            f"{kept}; {refined:.3f} served with --merge --augment (about 3× the time)"
         )
+    if "verified_model" in finished:
+        ap = finished["verified_per_class"]
+        change = ", ".join(
+            f"{c} {ap['plain'][c]:.3f} → {ap['verified'][c]:.3f}" if c in ap["plain"] else f"{c} (no labels)"
+            for c in ap["classes"]
+        )
+        console.print(f"verified → {finished['verified_model']}: validation AP50 {change}", highlight=False)
     served = result.served
     alarm = ""
     if plan is not None and plan.alarm:  # the recipe's alarm defaults, as serve and watch take them

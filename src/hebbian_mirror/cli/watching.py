@@ -127,7 +127,7 @@ WATCH_FLAGS = {
 WATCH_SETTINGS = [
     *("models", "alarm", "alarm_min_score", "alarm_frames", "alarm_median_of", "alarm_end_after", "alarm_cooldown"),
     *("stream_fps", "webhooks", "webhook_secret", "webhook_secret_file", "mqtt", "events_dir", "clip_seconds"),
-    *("device", "workers", "conf", "log_level", "weights_dir", "offline"),
+    *("device", "workers", "verify", "conf", "log_level", "weights_dir", "offline"),
 ]
 
 
@@ -181,7 +181,9 @@ def _variant(spec: str, labels: list[str], base: dict) -> tuple[str, list]:
 
 
 @app.command("evaluate-alarms")
-@options(Settings, ["models", "alarm", "device", "workers", "log_level", "weights_dir", "offline"], WATCH_FLAGS)
+@options(
+    Settings, ["models", "alarm", "device", "workers", "verify", "log_level", "weights_dir", "offline"], WATCH_FLAGS
+)
 def evaluate_alarms(
     ctx: typer.Context,
     clips: Path = typer.Argument(..., help="Clip set folder (with clips.json).", exists=True, file_okay=False),

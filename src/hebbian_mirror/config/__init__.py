@@ -81,7 +81,20 @@ PROFILES: dict[str, dict[str, Any]] = {
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _GENERIC_STEMS = {"best", "last", "model", "checkpoint", "weights"}  # served under their folder's name
 # Names that say nothing of a model: a trained model in a file or folder so named is named after one above it.
-GENERIC_NAMES = {"best", "last", "model", "checkpoint", "weights", "run", "runs", "train", "out", "output", "exp"}
+GENERIC_NAMES = {
+    "best",
+    "last",
+    "model",
+    "checkpoint",
+    "weights",
+    "run",
+    "runs",
+    "train",
+    "out",
+    "output",
+    "exp",
+    "quick-look",
+}
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ class ModelSettings(Component):
     offline: bool = Field(default=False, description="Never download weights; a missing file is an error.")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N (auto: CUDA when present).")
     half: bool = Field(default=False, description="float16 inference (CUDA only).")
+    verify: bool = Field(
+        default=True,
+        description="Run a model's verifier stage, if it has one (--no-verify: the detector's own scores alone).",
+    )
 
     @field_validator("weights_dir", mode="after")
     @classmethod

@@ -17,38 +17,57 @@ from ..network import Network
 from . import checkpoint
 from .cache import ensure_weights
 from .registry import OTHER_SOURCES, get_spec, registry
+from .shipped import SHIPPED, shipped_path
 
 log = logging.getLogger(__name__)
 
 
 def load_detector(source: str | os.PathLike, settings: ModelSettings | None = None) -> Detector:
-    """A ready-to-run detector for ``source`` on ``settings.device`` (fp16 with ``settings.half``)."""
+    """A ready-to-run detector for ``source`` on ``settings.device`` (fp16 with ``settings.half``); a checkpoint
+    with a verifier stage runs it too, unless ``settings.verify`` is off."""
     settings = settings or ModelSettings()
     text = _resolve_uri(str(source))
     if (runs_as_is := for_file(text)) is not None:
         return runs_as_is.open(_existing(text, f"{runs_as_is.name.upper()} model"), device=settings.device)
-    network = load_network(text, settings)
-    return family(network.family).detector(network, device=settings.device, half=settings.half)
+    network, verifier = _network(text, settings)
+    detector = family(network.family).detector(network, device=settings.device, half=settings.half)
+    if verifier is not None and settings.verify:
+        from ..verify.verifier import VerifiedDetector, Verifier
+
+        return VerifiedDetector(detector, Verifier.from_record(verifier))
+    return detector
 
 
 def load_network(source: str | os.PathLike, settings: ModelSettings | None = None) -> Network:
-    """The trainable network of a zoo model, a ``.pt`` checkpoint, a Darknet pair or an MLflow URI."""
-    settings = settings or ModelSettings()
-    text = _resolve_uri(str(source))
+    """The trainable network of a zoo model, a ``.pt`` checkpoint, a Darknet pair or an MLflow URI (a
+    checkpoint's verifier stage is not part of it)."""
+    return _network(_resolve_uri(str(source)), settings or ModelSettings())[0]
+
+
+def _network(text: str, settings: ModelSettings) -> tuple[Network, dict | None]:
+    """The network ``text`` names and its checkpoint's verifier record, if any."""
     if text in registry():
-        return _zoo_network(text, settings)
+        return _zoo_network(text, settings), None
+    if (packaged := shipped_path(text)) is not None:
+        text = str(packaged)
     if text.endswith(".pt"):
         path = _existing(text, "checkpoint")
         log.info("loading checkpoint %s", path)
-        network = checkpoint.load(path)
+        record = checkpoint.read(path)
+        network = checkpoint.from_record(record)
+        if isinstance(spec := record.get("combine_with"), dict):  # packed: rebuilt with its base from the cache
+            from ..darknet.combined import combine
+
+            base = _network(str(spec.get("base")), settings)[0]
+            network = combine(network, base, spec.get("taught", []), (str(path), str(spec.get("base"))))
         if network.meta.name.lower() in GENERIC_NAMES:  # an earlier version named models after their run folder
             network = replace(network, meta=replace(network.meta, name=meaningful_name(Path(path))))
-        return network
+        return network, record.get("verifier")
     if (runs_as_is := for_file(text)) is not None:
         raise ModelFormatError(
             f"{text} is an exported {runs_as_is.name.upper()} model: it can be run, not trained or exported"
         )
-    return _darknet_pair_network(text)
+    return _darknet_pair_network(text), None
 
 
 def prefetch(sources: list[str], settings: ModelSettings) -> None:
@@ -57,6 +76,10 @@ def prefetch(sources: list[str], settings: ModelSettings) -> None:
     for source in sources:
         if source in registry():
             ensure_weights(get_spec(source), settings.weights_dir, settings.offline)
+        elif source in SHIPPED:  # its file checked, and its base model's weights fetched
+            base = checkpoint.read(shipped_path(source)).get("combine_with", {}).get("base")
+            if base in registry():
+                ensure_weights(get_spec(base), settings.weights_dir, settings.offline)
         elif not source.startswith(("models:/", "runs:/")):
             for part in (p.strip() for p in source.split(",")):
                 if Path(part).suffix not in (".pt", ".cfg", ".weights") and for_file(part) is None:

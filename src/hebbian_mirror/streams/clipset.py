@@ -1,9 +1,10 @@
 """A labelled alarm clip set from real images, for ``evaluate-alarms`` and the tests.
 
-Positive clips show harmless scenes (COCO photos, people holding a phone, wallet or AirPods), then a pistol from
-the Granada validation split for a few seconds (slowly drifting, as a camera sees a still scene), then scenes
-again, sometimes twice; negative clips show only the harmless scenes. ``clips.json`` says where each pistol is
-visible, in frame numbers. The same seed gives the same set.
+Positive clips show harmless scenes (by default COCO photos and people holding a phone, wallet or AirPods), then
+a weapon from a validation split (Granada's pistols, the knife set's knives: each class in turn) for a few seconds
+(slowly drifting, as a camera sees a still scene), then scenes again, sometimes twice; negative clips show only
+the harmless scenes. ``clips.json`` says which class is visible where, in frame numbers. The same seed gives the
+same set.
 """
 
 from __future__ import annotations
@@ -50,44 +51,76 @@ def encode_clip(frames: Iterable[np.ndarray], path: Path, fps: float) -> Path:
     return path
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+def weapon_images(dataset: Path, label: str, split: str = "val") -> list[Path]:
+    """The images of ``dataset``'s ``split`` that show a labelled ``label`` (matched by canonical name)."""
+    from ..classes import canonical_name
+    from ..datasets import load_dataset
+
+    ds = load_dataset(dataset, split=split)
+    wanted = canonical_name(label)
+    return [s.image for s in ds.samples if any(canonical_name(ds.classes[b.class_id]) == wanted for b in s.boxes)]
+
+
+def harmless_images(dataset: Path, avoid: Iterable[str], splits: Iterable[str] = ("val", "test")) -> list[Path]:
+    """The images of ``dataset``'s held-out ``splits`` (all of a dataset of one split) with no labelled object of a
+    class in ``avoid`` (COCO's table knives are labelled knives: not harmless footage)."""
+    from ..classes import canonical_name
+    from ..datasets import load_splits
+
+    avoid = {canonical_name(c) for c in avoid}
+    found = load_splits(dataset)
+    out = []
+    for split in splits if len(found) > 1 else found:  # a dataset of one split (a folder of photos): all of it
+        if (ds := found.get(split)) is None:
+            continue
+        out += [
+            s.image for s in ds.samples if not any(canonical_name(ds.classes[b.class_id]) in avoid for b in s.boxes)
+        ]
+    return out
 
 
 def make_alarm_clips(
-    shared: Path, out: Path, *, positives: int = 6, negatives: int = 4, fps: float = 10.0, seed: int = 0
+    out: Path,
+    weapons: dict[str, list[Path]],
+    harmless: list[list[Path]],
+    *,
+    positives: int = 6,
+    negatives: int = 4,
+    negative_seconds: float = 15.0,
+    fps: float = 10.0,
+    seed: int = 0,
 ) -> Path:
-    """Write ``out/pos-NN.mp4``, ``out/neg-NN.mp4`` and ``out/clips.json``; returns ``out``."""
+    """Write ``out/pos-NN.mp4``, ``out/neg-NN.mp4`` and ``out/clips.json``; returns ``out``. ``weapons``: each
+    dangerous class's images (positive clips take the classes in turn); ``harmless``: pools of scenes for around
+    them and for the negative clips (``negative_seconds`` each), each pool drawn as often (the look-alikes as
+    often as the COCO photos, however many of each there are)."""
+    weapons = {label: images for label, images in weapons.items() if images}
+    harmless = [pool for pool in harmless if pool]
+    if not weapons or not harmless:
+        raise ClipSetError("a clip set needs images of at least one dangerous class and harmless images")
     rng = random.Random(seed)
-    data = Path(shared) / "data"
-    pistols = _images(data / "weapons" / "pistols" / "valid" / "images")
-    scenes = _images(data / "coco-val2017" / "images")
-    handheld = _images(data / "weapons" / "handheld" / "valid" / "images") + _images(
-        data / "weapons" / "handheld" / "test" / "images"
-    )
-    if not pistols or not scenes or not handheld:
-        raise FileNotFoundError(f"{shared}: pistol, COCO or hand-held images missing (see its README)")
     second = round(fps)
     clips = []
 
-    def harmless(seconds: float) -> list[np.ndarray]:
+    def scenes(seconds: float) -> list[np.ndarray]:
         frames: list[np.ndarray] = []
         while len(frames) < seconds * fps:
-            pool = handheld if rng.random() < 0.5 else scenes
-            frames += drifting(rng.choice(pool), 2 * second, rng)
+            frames += drifting(rng.choice(rng.choice(harmless)), 2 * second, rng)
         return frames
 
+    labels = sorted(weapons)
     for i in range(1, positives + 1):
-        frames, visible = harmless(3), []
-        for _ in range(1 + (i % 3 == 0)):  # every third clip: the pistol comes back
+        label = labels[(i - 1) % len(labels)]
+        frames, visible = scenes(3), []
+        for _ in range(1 + (i % 3 == 0)):  # every third clip: the weapon comes back
             first = len(frames)
-            frames += drifting(rng.choice(pistols), 3 * second, rng)
+            frames += drifting(rng.choice(weapons[label]), 3 * second, rng)
             visible.append([first, len(frames) - 1])
-            frames += harmless(3)
-        clips.append({"file": f"pos-{i:02d}.mp4", "label": "pistol", "visible": visible, "frames": len(frames)})
+            frames += scenes(3)
+        clips.append({"file": f"pos-{i:02d}.mp4", "label": label, "visible": visible, "frames": len(frames)})
         encode_clip(frames, Path(out) / clips[-1]["file"], fps)
     for i in range(1, negatives + 1):
-        frames = harmless(15)
+        frames = scenes(negative_seconds)
         clips.append({"file": f"neg-{i:02d}.mp4", "label": None, "visible": [], "frames": len(frames)})
         encode_clip(frames, Path(out) / clips[-1]["file"], fps)
     for c in clips:

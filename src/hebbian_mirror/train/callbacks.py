@@ -64,6 +64,7 @@ class RecipeFinish(Callback):
         cfg = result.config
         try:
             if best.is_file():
-                result.finished = recipes.finish(self.plan, best, cfg.model, Path(cfg.data), self.settings)
+                quick = cfg.max_steps is not None
+                result.finished = recipes.finish(self.plan, best, cfg.model, Path(cfg.data), self.settings, quick)
         except HebbianMirrorError as exc:
             self.warn(f"warning: after training: {exc}")

@@ -39,8 +39,9 @@ def run_name(cfg: TrainConfig) -> str:
 
 class MlflowTracking(Callback):
     """The run inside an MLflow run (experiment: ``experiment``, default the dataset's name): params, per-epoch
-    metrics, results; what the recipe's step measured as ``final.*`` metrics, and a model it made (a combined
-    model) logged (``runs:/ID/combined``) and registered instead of ``best.pt``; registered under ``register``
+    metrics, results; what the recipe's step measured as ``final.*`` metrics, and the models it made (combined,
+    verified) logged (``runs:/ID/combined``, ``runs:/ID/verified``), the served one registered instead of
+    ``best.pt``; registered under ``register``
     when given. The Trainer opens it only once the run has loaded what it needs: a run that cannot start leaves
     nothing in MLflow."""
 
@@ -70,8 +71,14 @@ class MlflowTracking(Callback):
     def on_end(self, trainer, result: TrainResult) -> None:
         run, finished = self.run, result.finished
         run.mlflow.log_metrics({f"final.{k}": v for k, v in finished.items() if isinstance(v, float)})
-        if "model" in finished:  # registered instead of best.pt; the champion is still chosen by validation AP
-            run.log_model(Path(finished["model"]), {"combined_val_AP50": finished["combined_val"]}, name="combined")
+        # the served model is registered instead of best.pt (the last logged); the champion is still chosen by
+        # the run's validation AP
+        if "combined_model" in finished:
+            metrics = {"combined_val_AP50": finished["combined_val"]}
+            run.log_model(Path(finished["combined_model"]), metrics, name="combined")
+        if "verified_model" in finished:
+            metrics = {"verified_val_AP50": finished["verified_val"]}
+            run.log_model(Path(finished["verified_model"]), metrics, name="verified")
         registered = None
         if self.register and result.config.max_steps:
             registered = {"name": self.register, "skipped": "a --max-steps run is a quick look: not registered"}

@@ -32,10 +32,12 @@ from ..image_batches import decoded_batches
 from ..models import checkpoint
 from ..models.loader import load_detector, load_network
 from .run_config import TrainConfig
+from .verifier import section
 
 # what prepare_data writes; 2: pseudo-labels skip only the classes the new datasets teach; 3: and the objects
 # already annotated (a labelled pistol the base model calls a remote)
 DATA_FORMAT = 3
+QUICK_LOOK = {"train": 64, "val": 32}  # images per dataset and split of a quick look (a --max-steps run)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Recipe:
     register: str | None = None
     alarm: dict[str, Any] = field(default_factory=dict)
     combine: bool = False  # serve the trained model combined with its base (darknet/combined.py)
+    verifier: dict[str, Any] | None = None  # a verifier stage after training (train/verifier.py's VerifierConfig)
 
     @property
     def out(self) -> Path:
@@ -111,6 +114,7 @@ def _recipe(path: Path, doc: dict, at) -> Recipe:
         register=doc.get("register"),
         alarm=dict(doc.get("alarm") or {}),
         combine=bool(doc.get("combine", False)),
+        verifier=section(path, doc.get("verifier")),
     )
 
 
@@ -167,24 +171,28 @@ def pseudo_label(
     return replace(ds, classes=classes, samples=samples, category_ids=[]), added, on_labels
 
 
-def fingerprint(recipe: Recipe, base_model: str) -> dict[str, Any]:
+def fingerprint(recipe: Recipe, base_model: str, sample: bool = False) -> dict[str, Any]:
     """What the prepared data depends on: a run prepared from anything else is not reused."""
     sources = [
         {"path": str(s.path), "rename": s.rename, "splits": s.splits, "pseudo_labels": s.pseudo_labels}
         for s in recipe.sources
     ]
-    return {"format": DATA_FORMAT, "base_model": base_model, "pseudo_conf": recipe.pseudo_conf, "sources": sources}
+    out = {"format": DATA_FORMAT, "base_model": base_model, "pseudo_conf": recipe.pseudo_conf, "sources": sources}
+    return out | ({"sample": QUICK_LOOK} if sample else {})
 
 
-def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[Path, dict[str, Any]]:
-    """The recipe's merged dataset in ``OUT/data`` (made once; a resumed run reuses it) and what was done.
+def prepare_data(
+    recipe: Recipe, settings: Settings, base_model: str, sample: bool = False
+) -> tuple[Path, dict[str, Any]]:
+    """The recipe's merged dataset in ``OUT/data`` (made once; a resumed run reuses it) and what was done; with
+    ``sample`` (a quick look), of :data:`QUICK_LOOK` images per dataset and split, spread over each.
     Data prepared from another recipe (or by an older version) is made again, unless a run already trained on it:
     then it is an error."""
     if recipe.retention is not None:
         _retention_split(recipe.retention)  # a bad retention set fails now, not after hours of training
     out = recipe.out / "data"
     report_path = recipe.out / "data-report.json"
-    wanted = fingerprint(recipe, base_model)
+    wanted = fingerprint(recipe, base_model, sample)
     if (out / "data.yaml").is_file() and report_path.is_file():
         report = json.loads(report_path.read_text())
         if report.get("recipe") == wanted:
@@ -198,6 +206,8 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     for source in recipe.sources:
         splits = {source.splits.get(k, k): v for k, v in load_splits(source.path).items()}
         splits = {k: v for k, v in splits.items() if k in ("train", "val")}  # test splits stay held out
+        if sample:
+            splits = {k: replace(v, samples=_spread(v.samples, QUICK_LOOK[k])) for k, v in splits.items()}
         if "train" not in splits:
             raise DatasetError(f"{source.path}: no train split (map one with 'splits')")
         has = {k: {canonical_name(c) for c in v.classes} for k, v in splits.items()}
@@ -244,6 +254,11 @@ def prepare_data(recipe: Recipe, settings: Settings, base_model: str) -> tuple[P
     return data, report
 
 
+def _spread(items: list, n: int) -> list:
+    """``n`` of ``items`` spread evenly over them (all of them when there are no more)."""
+    return items if len(items) <= n else [items[i * len(items) // n] for i in range(n)]
+
+
 def _counts(ds: DetectionDataset, taught: set[str]) -> dict[str, int]:
     """Boxes per class in ``ds`` that are not of a ``taught`` class (the pseudo-labels), most first."""
     counts: dict[str, int] = {}
@@ -273,7 +288,9 @@ def check_combinable(recipe: Recipe, base_model: str, keep_classes: bool, settin
         raise TrainingConfigError(f"'combine' is for Darknet models; {base_model} is a {name} model")
 
 
-def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings) -> dict[str, Any]:
+def finish(
+    recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings, quick: bool = False
+) -> dict[str, Any]:
     """After training: COCO AP50 of ``best`` and of its base on the retention set (``retention``: how much of the
     base classes it kept); with ``combine``, the combined model (``combined.pt`` beside ``best``: what to serve and
     register), its validation AP50 on ``data`` (also with ``merge`` and ``augment``: what it scores served with them)
@@ -283,11 +300,19 @@ def finish(recipe: Recipe, best: Path, base_model: str, data: Path, settings: Se
     if recipe.combine:
         val = load_dataset(data, split="val")
         models["combined"] = str(_combined(recipe, best, base_model, settings, val))
-        result["model"] = models["combined"]
+        result["model"] = result["combined_model"] = models["combined"]
         combined = load_detector(models["combined"], settings)
         result["combined_val"] = evaluate(combined, val, EVAL_OPTIONS, True)["AP50"]
         refined = replace(EVAL_OPTIONS, merge=True, augment=True)
         result["combined_val_merge_augment"] = evaluate(combined, val, refined, True)["AP50"]
+    if recipe.verifier is not None:
+        from .verifier import VerifierConfig, run
+
+        cfg = VerifierConfig.from_dict(recipe.verifier | ({"epochs": 1} if quick else {}))
+        stage = run(result.get("model", str(best)), data, best.parent, cfg, settings)
+        result["model"] = result["verified_model"] = stage["model"]
+        result["verified_val"] = stage["val_AP50"]["verified"]["all"]
+        result["verified_per_class"] = stage["val_AP50"] | {"classes": [canonical_name(c) for c in cfg.classes]}
     if recipe.retention is not None:
         split = _retention_split(recipe.retention)
         for name, model in models.items():

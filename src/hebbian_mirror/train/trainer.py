@@ -71,9 +71,12 @@ class Trainer:
             from . import recipe as recipes
 
             plan = recipes.read(Path(self.recipe))
+            quick = given.get("max_steps") is not None  # a quick look: every stage on a sample, in its own folder
             if "out" in given:  # the run folder given here holds the prepared data too, not the recipe's
                 given["out"] = str(given["out"])
                 plan = replace(plan, train=plan.train | {"out": given["out"]})
+            elif quick:
+                plan = replace(plan, train=plan.train | {"out": str(plan.out / "quick-look")})
             if (plan.register or self.register) and not self.track:
                 raise TrainingConfigError("--register needs tracking (drop --no-track)")
             extra = {"augmentation": self.augmentation} if self.augmentation else {}
@@ -81,7 +84,7 @@ class Trainer:
             base = given.get("model", plan.train.get("model", TrainConfig.model))
             keep = given.get("keep_classes", plan.train.get("keep_classes", TrainConfig.keep_classes))
             recipes.check_combinable(plan, base, keep, self.settings)
-            data_path, _ = recipes.prepare_data(plan, self.settings, base)
+            data_path, _ = recipes.prepare_data(plan, self.settings, base, sample=quick)
             self.config = recipes.config(plan, data_path, given | extra)
             self.plan = plan
             self.register = self.register or plan.register

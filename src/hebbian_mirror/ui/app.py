@@ -208,10 +208,20 @@ def show_result(slot: str, name: str, data: bytes, result: Detected, settings: d
         }
         for d in result.detections
     ]
+    verified = any(d.get("verifier_score") is not None for d in result.detections)
+    if verified:  # a model with a verifier stage: what each stage said of the boxes it looked at again
+        for row, d in zip(rows, result.detections, strict=True):
+            row["detector"] = round(d["detector_score"], 3) if d.get("verifier_score") is not None else None
+            row["verifier"] = round(d["verifier_score"], 3) if d.get("verifier_score") is not None else None
     with table_area:
         st.markdown(f"**{len(rows)} object{'s' if len(rows) != 1 else ''}** found by `{result.model}`")
         if rows:
             st.table(rows)
+        if verified:
+            st.caption(
+                "confidence combines the detector's score and the verifier's (a second look at each candidate "
+                "of a dangerous class); both are shown for the boxes it checked"
+            )
         t = result.timing
         st.caption(
             f"server timing: queue {t.get('queue_ms', 0):.1f} ms · inference {t.get('inference_ms', 0):.1f} ms · "
