@@ -344,6 +344,34 @@ def test_resuming_with_another_backbone_rate_or_objectness_target_is_refused(tin
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
 
 
+def test_ema_weights_are_validated_saved_as_best_and_resumed_exactly(tiny, tmp_path):
+    """--ema: best.pt holds the average (not the last step's weights), last.pt both; a resumed run continues the
+    same average as an uninterrupted one, and resuming without --ema is refused."""
+    settings = load_settings(device="cpu")
+    straight = train(config(tiny, tmp_path / "straight", ema=0.99, max_steps=3, epochs=2), settings)
+    last = checkpoint.read(tmp_path / "straight" / "last.pt")
+    best = checkpoint.read(tmp_path / "straight" / "best.pt")
+    assert last["ema"]["updates"] == 6  # every step of both epochs
+    averaged, trained = last["ema"]["weights"], last["state_dict"]
+    assert any(not torch.equal(averaged[k], trained[k]) for k in trained if trained[k].is_floating_point())
+    if best["epoch"] == 1:  # best.pt is the last epoch's average
+        assert all(torch.equal(best["state_dict"][k], averaged[k]) for k in averaged)
+    assert straight["epochs_run"] == 2
+
+    def interrupt(epoch, metrics):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(config(tiny, tmp_path / "resumed", ema=0.99, max_steps=3, epochs=2), settings, on_epoch=interrupt)
+    with pytest.raises(TrainingConfigError, match=r"trained with --ema 0\.99: resume it with the same"):
+        train(config(tiny, tmp_path / "resumed", max_steps=3, epochs=2), settings, resume=True)
+    train(config(tiny, tmp_path / "resumed", ema=0.99, max_steps=3, epochs=2), settings, resume=True)
+    again = checkpoint.read(tmp_path / "resumed" / "last.pt")["ema"]
+    assert again["updates"] == 6
+    for key, value in averaged.items():
+        assert torch.allclose(again["weights"][key].float(), value.float(), atol=1e-6), key
+
+
 def test_multi_scale_batches_resize_with_their_boxes_and_the_loss_follows_the_size(tiny, tmp_path):
     """Multi-scale training: each batch at a random side in (1 ± spread) × its own, a multiple of 32, its boxes
     scaled with it; the loss then places its grid at that size (the network's own size would misplace every box)."""

@@ -96,6 +96,38 @@ def optimisation(
     return Optimisation(optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=use_amp))
 
 
+class Ema:
+    """An exponential moving average of a network's weights and batch-norm statistics
+    (``torch.optim.swa_utils.AveragedModel``), the decay ramped up as YOLOv5 does: ``decay × (1 − e^(−n/2000))``
+    after ``n`` updates, so the first steps' weights do not linger."""
+
+    RAMP = 2000.0
+
+    def __init__(self, network: Network, decay: float) -> None:
+        from torch.optim.swa_utils import AveragedModel
+
+        def average(kept: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+            d = decay * (1 - math.exp(-float(n) / self.RAMP))
+            return kept * d + new * (1 - d)
+
+        self.network = network
+        self.model = AveragedModel(network.module, avg_fn=average, use_buffers=True)
+
+    def update(self) -> None:
+        self.model.update_parameters(self.network.module)
+
+    def averaged(self) -> Network:
+        """The averaged weights as a network of their own (what is validated and saved as ``best.pt``)."""
+        return Network(self.network.family, self.model.module, self.network.meta, self.network.arch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.model.module.state_dict(), "updates": int(self.model.n_averaged)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.module.load_state_dict(state["weights"])
+        self.model.n_averaged.fill_(state["updates"])
+
+
 def train_one_epoch(
     network: Network,
     criterion: Criterion,
@@ -108,9 +140,10 @@ def train_one_epoch(
     use_amp: bool,
     desc: str,
     quiet: bool = False,
+    ema: Ema | None = None,
 ) -> dict[str, float]:
-    """At most ``steps`` optimiser steps, with a progress bar of the live losses; returns the mean loss and
-    the seconds it took."""
+    """At most ``steps`` optimiser steps (each followed by an ``ema`` update), with a progress bar of the live
+    losses; returns the mean loss and the seconds it took."""
     started, losses = time.perf_counter(), []
     params = [p for p in network.module.parameters() if p.requires_grad]
     with tqdm(loader, total=steps, desc=desc, unit="batch", disable=quiet) as bar:
@@ -125,6 +158,8 @@ def train_one_epoch(
             opt.scaler.step(opt.optimizer)
             opt.scaler.update()
             opt.scheduler.step()
+            if ema is not None:
+                ema.update()
             losses.append(loss.item())
             shown = {k: f"{v:.3f}" for k, v in parts.items() if k != "positives"}
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", **shown, lr=f"{opt.scheduler.get_last_lr()[0]:.2e}")
@@ -157,8 +192,10 @@ def epoch_metrics(epoch: int, trained: dict[str, float], report: dict, lr: float
     }
 
 
-def save_last(path: Path, network: Network, opt: Optimisation, progress: Progress, config: dict) -> None:
-    """``last.pt``: the model plus everything :func:`resume` needs to continue exactly."""
+def save_last(
+    path: Path, network: Network, opt: Optimisation, progress: Progress, config: dict, ema: Ema | None = None
+) -> None:
+    """``last.pt``: the model plus everything :func:`resume` needs to continue exactly (the average too)."""
     last = progress.history[-1]
     checkpoint.save(
         checkpoint.to_record(network)
@@ -171,7 +208,8 @@ def save_last(path: Path, network: Network, opt: Optimisation, progress: Progres
             "config": config,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         }
-        | opt.state_dict(),
+        | opt.state_dict()
+        | ({"ema": ema.state_dict()} if ema is not None else {}),
         path,
     )
 
@@ -180,7 +218,9 @@ def save_best(path: Path, network: Network, epoch: int, metrics: dict) -> None:
     checkpoint.save(checkpoint.to_record(network) | {"epoch": epoch, "metrics": metrics}, path)
 
 
-def resume(record: dict, opt: Optimisation) -> Progress:
-    """Restore the optimiser from a ``last.pt`` record; returns where the run stands."""
+def resume(record: dict, opt: Optimisation, ema: Ema | None = None) -> Progress:
+    """Restore the optimiser (and the average) from a ``last.pt`` record; returns where the run stands."""
     opt.load_state_dict(record)
+    if ema is not None:
+        ema.load_state_dict(record["ema"])
     return Progress(record["epoch"] + 1, record["history"], record["best_ap"], record["stale"])

@@ -100,7 +100,7 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     if resume and not last_path.is_file():
         raise TrainingConfigError(f"nothing to resume: {last_path} does not exist")
     last = checkpoint.read(last_path) if resume else None
-    for key, default in (("backbone_lr", 1.0), ("iou_objectness", False)):  # what the run so far learnt under
+    for key, default in (("backbone_lr", 1.0), ("iou_objectness", False), ("ema", 0.0)):  # what it learnt under
         if last is not None and (was := last.get("config", {}).get(key, default)) != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
             flag = (flag if was else flag.replace("--", "--no-")) if isinstance(was, bool) else f"{flag} {was}"
@@ -194,7 +194,8 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             f"{cfg.out}/last.pt was trained by {last['config'].get('processes', 1)} process(es): resume it with "
             f"as many (--nproc), its schedule and batch depend on them"
         )
-    progress = engine.resume(last, opt) if last is not None else engine.Progress()
+    ema = engine.Ema(network, cfg.ema) if cfg.ema and world.main else None  # on rank 0: the one that validates
+    progress = engine.resume(last, opt, ema) if last is not None else engine.Progress()
     if p.teacher is not None:
         p.teacher.module.to(device)
     criterion = fam.criterion(
@@ -236,11 +237,12 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
             use_amp=use_amp,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             quiet=not world.main,
+            ema=ema,
         )
         progress.next_epoch = epoch + 1
         if world.main:
             trained["started"] = started  # when the epoch began: its minutes count validation too
-            _evaluate_and_save(cfg, network, (val_ds, kept_ds), device, epoch, trained, opt, progress, on_epoch)
+            _evaluate_and_save(cfg, (network, ema), (val_ds, kept_ds), device, epoch, trained, opt, progress, on_epoch)
         progress.stale = distributed.broadcast(progress.stale)  # every process stops early together
     if not world.main:
         return {"best_ap": None, "history": [], "best": str(best_path), "last": str(last_path)}
@@ -261,9 +263,11 @@ def _train(cfg: TrainConfig, p: Prepared, world: distributed.World, device: torc
     return summary
 
 
-def _evaluate_and_save(cfg, network, datasets, device, epoch, trained, opt, progress, on_epoch) -> None:
-    """Rank 0's end of an epoch: validation (and the retention set's AP50), best.pt / last.pt, the log line and
-    ``on_epoch``."""
+def _evaluate_and_save(cfg, networks, datasets, device, epoch, trained, opt, progress, on_epoch) -> None:
+    """Rank 0's end of an epoch: validation (and the retention set's AP50) of the network, or of its average with
+    ``--ema``, best.pt / last.pt, the log line and ``on_epoch``."""
+    trainee, ema = networks
+    network = ema.averaged() if ema is not None else trainee
     out = Path(cfg.out)
     val_ds, kept_ds = datasets
     report = engine.validate(network, val_ds, device, cfg.eval_batch)
@@ -282,7 +286,7 @@ def _evaluate_and_save(cfg, network, datasets, device, epoch, trained, opt, prog
         write_plots(report, out / "best-eval")
     else:
         progress.stale += 1
-    engine.save_last(out / "last.pt", network, opt, progress, cfg.to_dict() | {"processes": world_size()})
+    engine.save_last(out / "last.pt", trainee, opt, progress, cfg.to_dict() | {"processes": world_size()}, ema)
     log.info(
         "epoch %d: loss %.3f, val AP %.3f AP50 %.3f (%.0f s)",
         epoch + 1,

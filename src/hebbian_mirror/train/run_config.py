@@ -113,6 +113,13 @@ class TrainConfig:
             "random=1, YOLOv3's multi-scale training; Darknet models); 0: off."
         },
     )
+    ema: float = field(
+        default=0.0,
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999; ramped up "
+            "over the first 2000 steps, as YOLOv5): it is what is validated and saved as best.pt; 0: off."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})
@@ -134,6 +141,8 @@ class TrainConfig:
             raise TrainingConfigError("loader_workers, warmup_epochs and freeze_epochs cannot be negative")
         if not 0.0 <= self.backbone_lr <= 1.0:
             raise TrainingConfigError(f"backbone_lr must be between 0 and 1, got {self.backbone_lr:g}")
+        if not 0.0 <= self.ema < 1.0:
+            raise TrainingConfigError(f"ema must be at least 0 and below 1, got {self.ema:g}")
         if not 0.0 <= self.multi_scale <= 0.9:
             raise TrainingConfigError(f"multi_scale must be between 0 and 0.9, got {self.multi_scale:g}")
         if self.repeat_threshold is not None and not 0.0 <= self.repeat_threshold <= 1.0:
