@@ -372,6 +372,31 @@ def test_ema_weights_are_validated_saved_as_best_and_resumed_exactly(tiny, tmp_p
         assert torch.allclose(again["weights"][key].float(), value.float(), atol=1e-6), key
 
 
+def test_the_last_epochs_kept_and_averaged_with_batch_norm_measured_anew(cli, tiny, tmp_path):
+    train(config(tiny, tmp_path / "run", epochs=3, keep_epochs=2, lr=0.02), load_settings(device="cpu"))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("epoch-*.pt")) == ["epoch-2.pt", "epoch-3.pt"]  # the last 2 only
+    code, out, err = cli(
+        "average", run / "epoch-2.pt", run / "epoch-3.pt", "--data", tiny, "--out", tmp_path / "avg.pt", "--images", "8"
+    )
+    assert code == 0, out + err
+    assert "2 checkpoints averaged, batch norm measured on 8 images" in out
+    a, b, avg = (
+        checkpoint.read(p)["state_dict"] for p in (run / "epoch-2.pt", run / "epoch-3.pt", tmp_path / "avg.pt")
+    )
+    weights = [k for k in avg if k.endswith("conv.weight")]
+    assert all(torch.allclose(avg[k], (a[k] + b[k]) / 2, atol=1e-6) for k in weights)  # a uniform mean
+    means = [k for k in avg if k.endswith("running_mean")]
+    assert any(not torch.allclose(avg[k], (a[k] + b[k]) / 2, atol=1e-4) for k in means)  # measured, not averaged
+    assert (
+        tuple(load_detector(tmp_path / "avg.pt", load_settings(device="cpu")).class_names)
+        == checkpoint.load(run / "epoch-3.pt").meta.classes
+    )
+    code, out, err = cli("average", run / "epoch-3.pt", WEIGHTS / "weapons4-yolov4-tiny.pt", "--data", tiny,
+                         "--out", tmp_path / "x.pt")  # fmt: skip
+    assert code != 0 and "not the same model" in out + err, out + err
+
+
 def test_multi_scale_batches_resize_with_their_boxes_and_the_loss_follows_the_size(tiny, tmp_path):
     """Multi-scale training: each batch at a random side in (1 ± spread) × its own, a multiple of 32, its boxes
     scaled with it; the loss then places its grid at that size (the network's own size would misplace every box)."""

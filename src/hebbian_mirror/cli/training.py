@@ -259,3 +259,38 @@ def combine(
     console.print(f"{out}: {', '.join(new)} from {tuned}; the other {len(classes) - len(new)} classes from {base}")
     console.print(f"layers run once for both: {shared} of {len(module.tuned.layers)}", style="dim")
     console.print(f"serve it: hebbian-mirror serve --model {out}", highlight=False)
+
+
+@app.command()
+def average(
+    ctx: typer.Context,
+    checkpoints: list[Path] = typer.Argument(..., help="Checkpoints of one run (train --keep-epochs N keeps them)."),
+    data: Path = typer.Option(..., "--data", help="The run's dataset: its training images recalibrate batch norm."),
+    out: Path = typer.Option(..., "--out", help="The averaged checkpoint to write (.pt)."),
+    images: int = typer.Option(512, "--images", min=1, help="Training images batch norm is measured on."),
+    weights_dir: Path | None = setting("weights_dir"),
+    config: Path | None = config_option(),
+) -> None:
+    """Average a run's last epochs' weights (uniformly, as stochastic weight averaging does), then measure batch
+    norm's statistics anew on training images: often a flatter, better model than any one epoch."""
+    from ..datasets import load_splits
+    from ..models import checkpoint
+    from ..train.averaging import average as averaged
+    from ..train.averaging import recalibrate
+
+    if out.suffix != ".pt":
+        raise CommandError(f"--out is a checkpoint: a .pt file, got {out}")
+    cli_settings(ctx)
+    network = averaged(checkpoints)
+    splits = load_splits(data)
+    if "train" not in splits:
+        raise CommandError(f"--data {data} has no train split to recalibrate batch norm on")
+    try:
+        train_ds = splits["train"].remapped(list(network.meta.classes), dict(network.meta.display_names))
+    except KeyError as exc:
+        raise CommandError(f"--data {data} has a class the model does not: {exc.args[0]}") from None
+    used = recalibrate(network, train_ds, images)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(checkpoint.to_record(network) | {"averaged": [str(p) for p in checkpoints]}, out)
+    console.print(f"{len(checkpoints)} checkpoints averaged, batch norm measured on {used} images → {out}")
+    console.print(f"evaluate it: hebbian-mirror evaluate --data {data} --model {out}", highlight=False)

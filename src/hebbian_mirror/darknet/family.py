@@ -32,6 +32,7 @@ class DarknetFamily(Family):
         iou_objectness=True,
         distill=True,
         combine=True,
+        average=True,
     )
 
     def architecture(self, network: Network) -> dict[str, Any]:

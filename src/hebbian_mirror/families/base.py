@@ -37,6 +37,7 @@ class Capabilities:
     iou_objectness: bool = False  # train --iou-objectness: a YOLO objectness target
     distill: bool = False  # train --distill: an extended head learns from its base model's outputs
     combine: bool = False  # `combine`: an extended model and its base as one detector
+    average: bool = False  # `average`: checkpoints averaged, batch norm recalibrated on training images alone
 
 
 class Family:

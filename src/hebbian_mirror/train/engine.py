@@ -224,3 +224,32 @@ def resume(record: dict, opt: Optimisation, ema: Ema | None = None) -> Progress:
     if ema is not None:
         ema.load_state_dict(record["ema"])
     return Progress(record["epoch"] + 1, record["history"], record["best_ap"], record["stale"])
+
+
+def keep_epoch(out: Path, network: Network, epoch: int, keep: int) -> None:
+    """With ``keep`` > 0, the epoch's weights as ``OUT/epoch-N.pt``, only the last ``keep`` of them left."""
+    if keep <= 0:
+        return
+    save_best(out / f"epoch-{epoch + 1}.pt", network, epoch, {})
+    for old in out.glob("epoch-*.pt"):
+        number = old.stem.removeprefix("epoch-")
+        if number.isdigit() and int(number) <= epoch + 1 - keep:
+            old.unlink(missing_ok=True)
+
+
+def time_left(cfg: TrainConfig, history: list[dict]) -> None:
+    """The line that says how long the rest of the run should take (epochs with a frozen backbone and the
+    others estimated apart, each from the last one of its kind; an unfrozen one never seen counts 2×)."""
+    done = len(history)
+    mins = [h.get("minutes", 0.0) for h in history]  # runs written before this line existed have none
+    took = [m - (mins[i - 1] if i else 0.0) for i, m in enumerate(mins)]
+    frozen = [t for i, t in enumerate(took) if history[i]["epoch"] <= cfg.freeze_epochs]
+    full = [t for i, t in enumerate(took) if history[i]["epoch"] > cfg.freeze_epochs]
+    per_full = full[-1] if full else (frozen[-1] * 2 if frozen else 0.0)
+    left = sum(
+        (frozen[-1] if frozen else per_full) if e < cfg.freeze_epochs else per_full for e in range(done, cfg.epochs)
+    )
+    tqdm.write(
+        f"epoch {done}/{cfg.epochs} done after {mins[-1]:.1f} min: about {left:.0f} min left"
+        f" (AP50 {history[-1]['AP50']:.3f})"
+    )

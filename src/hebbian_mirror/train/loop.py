@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..classes import canonical_name, class_index
 from ..config import Settings, meaningful_name
@@ -278,7 +277,7 @@ def _evaluate_and_save(cfg, networks, datasets, device, epoch, trained, opt, pro
     metrics["minutes"] = round(before + (time.monotonic() - trained["started"]) / 60, 4)
     progress.history.append(metrics)
     learning_curve(progress.history, out / "ap-by-minutes.png")
-    _time_left(cfg, progress.history)
+    engine.time_left(cfg, progress.history)
     if report["AP"] > progress.best_ap:
         progress.best_ap, progress.stale = report["AP"], 0
         engine.save_best(out / "best.pt", network, epoch, metrics)
@@ -287,6 +286,7 @@ def _evaluate_and_save(cfg, networks, datasets, device, epoch, trained, opt, pro
     else:
         progress.stale += 1
     engine.save_last(out / "last.pt", trainee, opt, progress, cfg.to_dict() | {"processes": world_size()}, ema)
+    engine.keep_epoch(out, network, epoch, cfg.keep_epochs)  # for checkpoint averaging
     log.info(
         "epoch %d: loss %.3f, val AP %.3f AP50 %.3f (%.0f s)",
         epoch + 1,
@@ -318,24 +318,6 @@ def _balance(cfg: TrainConfig, train_ds: DetectionDataset) -> list[float]:
         "; ".join(f"{train_ds.classes[c]} in {before[c]:.1%} → {after[c]:.1%} of draws" for c in rarest),
     )
     return factors
-
-
-def _time_left(cfg: TrainConfig, history: list[dict]) -> None:
-    """The line that says how long the rest of the run should take (epochs with a frozen backbone and the
-    others estimated apart, each from the last one of its kind; an unfrozen one never seen counts 2×)."""
-    done = len(history)
-    mins = [h.get("minutes", 0.0) for h in history]  # runs written before this line existed have none
-    took = [m - (mins[i - 1] if i else 0.0) for i, m in enumerate(mins)]
-    frozen = [t for i, t in enumerate(took) if history[i]["epoch"] <= cfg.freeze_epochs]
-    full = [t for i, t in enumerate(took) if history[i]["epoch"] > cfg.freeze_epochs]
-    per_full = full[-1] if full else (frozen[-1] * 2 if frozen else 0.0)
-    left = sum(
-        (frozen[-1] if frozen else per_full) if e < cfg.freeze_epochs else per_full for e in range(done, cfg.epochs)
-    )
-    tqdm.write(
-        f"epoch {done}/{cfg.epochs} done after {mins[-1]:.1f} min: about {left:.0f} min left"
-        f" (AP50 {history[-1]['AP50']:.3f})"
-    )
 
 
 def draw_predictions(best: Path, ds: DetectionDataset, out: Path, device, count: int = 6) -> None:

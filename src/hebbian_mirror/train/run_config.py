@@ -120,6 +120,10 @@ class TrainConfig:
             "over the first 2000 steps, as YOLOv5): it is what is validated and saved as best.pt; 0: off."
         },
     )
+    keep_epochs: int = field(
+        default=0,
+        metadata={"help": "Also keep the last N epochs' weights (OUT/epoch-N.pt), for `hebbian-mirror average`."},
+    )
     seed: int = field(default=0, metadata={"help": "Random seed (shuffling, augmentation)."})
     patience: int = field(default=10, metadata={"help": "Early stop after N epochs without a better val AP."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop each epoch after N steps (quick runs)."})
@@ -132,6 +136,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise TrainingConfigError(f"unknown {name} {getattr(self, name)!r}: {' or '.join(allowed)}")
+        if self.keep_epochs < 0:
+            raise TrainingConfigError(f"keep_epochs cannot be negative, got {self.keep_epochs}")
         for name in ("epochs", "batch", "eval_batch", "patience"):
             if getattr(self, name) < 1:
                 raise TrainingConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
