@@ -24,7 +24,7 @@ import numpy as np
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.models.loader import load_detector
 from hebbian_mirror.serving.engine import Engine
-from hebbian_mirror.streams.clipset import make_alarm_clips
+from hebbian_mirror.streams.clipset import make_alarm_clips, sources
 from hebbian_mirror.streams.manager import StreamManager
 from hebbian_mirror.streams.rules import make_rules
 from hebbian_mirror.streams.sources import open_source
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: the server's).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    clips = make_alarm_clips(SHARED, Path(tempfile.mkdtemp()) / "clips", positives=1, negatives=0)
+    clips = make_alarm_clips(Path(tempfile.mkdtemp()) / "clips", *sources(SHARED), positives=1, negatives=0)
     clip = next(clips.glob("pos-*.mp4"))
     frames = clip_frames(clip)
     raw = raw_limit(args.model, frames)

@@ -24,7 +24,7 @@ from hebbian_mirror.config import load_settings
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.images import decode_image, list_images
 from hebbian_mirror.models.loader import load_detector
-from hebbian_mirror.verify.verifier import VerifiedDetector, crops, square_regions
+from hebbian_mirror.verify.verifier import VerifiedDetector
 
 
 def per_candidate_ms(
@@ -46,7 +46,7 @@ def per_candidate_ms(
         start = time.perf_counter()
         for image, boxes in batches:
             if len(boxes):
-                v.probabilities(crops(image, square_regions(boxes, v.margin), v.size))
+                v.probabilities(v.crops_of(image, boxes))
         samples.append((time.perf_counter() - start) * 1000 / count)
     return count / len(images), statistics.median(samples)
 

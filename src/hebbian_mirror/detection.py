@@ -61,6 +61,8 @@ class Detections(Sequence[Detection]):
         self.class_names = tuple(class_names)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.verified = None if verified is None else np.asarray(verified, dtype=np.float64).reshape(-1, 2)
+        if self.verified is not None and len(self.verified) != len(self.data):
+            raise ValueError(f"{len(self.verified)} verified score pairs for {len(self.data)} detections")
 
     @classmethod
     def of(cls, records: Iterable[Detection], class_names: Sequence[str], image_size: tuple[int, int]) -> Detections:

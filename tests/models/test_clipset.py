@@ -43,3 +43,7 @@ def test_the_command_makes_clips_of_each_class_in_turn(cli, tmp_path):
     assert [c.label for c in clips] == ["knife", "pistol", "knife", None] and all(c.fps == 4 for c in clips)
     code, out, err = cli("data", "alarm-clips", "--out", tmp_path / "x", "--weapon", "no-class-here")
     assert code != 0 and "DATASET=CLASS" in out + err
+    code, out, err = cli(
+        "data", "alarm-clips", SHARED, "--out", tmp_path / "y", "--weapon", f"{WEAPONS / 'knives'}=rifle"
+    )
+    assert code != 0 and "shows a labelled 'rifle'" in " ".join((out + err).split()), out + err

@@ -38,7 +38,7 @@ def tiny_recipe(path, tiny, **changes) -> None:
         "augment": {"mosaic": 0.0},
         "alarm": {"classes": ["wallet"], "min_score": 0.6, "frames": 3},
         "combine": True,
-        "verifier": {"classes": ["wallet"], "epochs": 3, "size": 64},
+        "verifier": {"classes": ["airpods"], "epochs": 3, "size": 64},
     }  # fmt: skip
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc | changes))
@@ -100,11 +100,11 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     assert combined_found == best_found and combined_found
     # and verified: the served model, registered and measured
     assert kept["model"] == kept["verified_model"] == str(run / "verified.pt")
-    assert kept["verified_per_class"]["classes"] == ["wallet"] and 0 <= kept["verified_val"] <= 1
+    assert kept["verified_per_class"]["classes"] == ["airpods"] and 0 <= kept["verified_val"] <= 1
     verified = load_detector(run / "verified.pt", load_settings(device="cpu"))
-    assert verified.verifier.classes == ("wallet",) and verified.verifier.size == 64
+    assert verified.verifier.classes == ("airpods",) and verified.verifier.size == 64
     assert f"verified → {run / 'verified.pt'}:" in out.replace("\n", "")
-    assert "validation AP50 wallet" in " ".join(out.split())
+    assert "validation AP50 airpods" in " ".join(out.split())
     assert f"serve it: hebbian-mirror serve --model {run / 'verified.pt'}" in out.replace("\n", "")
     client = mlflow.MlflowClient()
     assert "hm-tiny: a --max-steps run is a quick look: not registered" in " ".join(out.split())
@@ -190,3 +190,18 @@ def test_the_weapons_recipe_reads():
     assert plan.train["keep_classes"] and plan.retention.is_file() and plan.register == "weapons" and plan.combine
     assert plan.out == REPO / "runs" / "weapons"
     assert plan.verifier == {"classes": ["pistol", "knife"], "epochs": 5}
+
+
+def test_a_failing_verifier_stage_warns_and_keeps_what_was_made_before_it(monkeypatch, tmp_path):
+    from hebbian_mirror.errors import TrainingConfigError
+    from hebbian_mirror.train import verifier
+
+    def fail(*args, **kwargs):
+        raise TrainingConfigError("the training split gives the verifier no crop of knife")
+
+    monkeypatch.setattr(verifier, "run", fail)
+    plan = recipes.Recipe("x", [], {"out": str(tmp_path)}, verifier={"classes": ["knife"]})
+    warned: list[str] = []
+    result = recipes.finish(plan, tmp_path / "best.pt", "yolov4-tiny", tmp_path, load_settings(), warn=warned.append)
+    assert warned == ["warning: the verifier stage: the training split gives the verifier no crop of knife"]
+    assert "verified_model" not in result and "model" not in result  # best.pt (or the combined model) served

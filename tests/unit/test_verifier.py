@@ -124,3 +124,37 @@ def test_the_floor_is_the_lowest_detector_score_the_verifier_could_lift_to_the_t
     assert v.floor(0.0) == 0.001  # never below low
     found = Detections([[0, 0, 5, 5, 0.004, 0], [0, 0, 5, 5, 0.5, 0]], ["knife"], (10, 10))
     assert v.candidates(found, 0.5)[0].tolist() == [1] and v.candidates(found, 0.0)[0].tolist() == [1, 0]
+
+
+def test_a_negative_verifier_weight_still_lowers_the_floor():
+    v = _verifier(low=0.0, weights={"knife": (0.0, 1.0, -0.5)})
+    floor = v.floor(0.5)
+    assert v.combine("knife", np.array([floor]), np.array([0.0]))[0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_verified_class_detections_the_verifier_did_not_see_are_scored_without_its_evidence():
+    v = _verifier(low=0.05, max_candidates=1, weights={"knife": (0.5, 1.0, 2.0)})
+    rows = [[0, 0, 9, 9, 0.9, 0], [20, 20, 29, 29, 0.8, 0], [0, 0, 9, 9, 0.7, 1]]
+    found = Detections(rows, ["knife", "dog"], (32, 32))
+    (out,) = v.rescore([np.zeros((32, 32, 3), np.uint8)], [found], [DetectOptions(conf=0.1)])
+    second = next(d for d in out if d.box == (20, 20, 29, 29))  # past max_candidates: not looked at
+    assert second.verifier_score is None and second.score == pytest.approx(1 / (1 + np.exp(-(0.5 + np.log(4)))))
+    assert next(d for d in out if d.label == "dog").score == 0.7  # a class it does not verify: unchanged
+
+
+def test_detections_refuse_score_pairs_that_do_not_fit():
+    with pytest.raises(ValueError, match="2 verified score pairs for 1 detections"):
+        Detections([[0, 0, 5, 5, 0.8, 0]], ["knife"], (10, 10), [[0.1, 0.2], [0.3, 0.4]])
+
+
+def test_verifier_settings_are_checked():
+    from hebbian_mirror.errors import TrainingConfigError
+    from hebbian_mirror.train.verifier import VerifierConfig
+
+    with pytest.raises(TrainingConfigError, match="classes is a list of class names"):
+        VerifierConfig.from_dict({"classes": "pistol"})
+    with pytest.raises(TrainingConfigError, match="batch >= 2, max_candidates >= 1"):
+        VerifierConfig.from_dict({"batch": 1, "max_candidates": 0})
+    with pytest.raises(TrainingConfigError, match="unknown setting"):
+        VerifierConfig.from_dict({"epoch": 3})
+    assert VerifierConfig.from_dict({"classes": ["knife"]}).classes == ("knife",)

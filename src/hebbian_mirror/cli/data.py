@@ -197,7 +197,7 @@ def data_alarm_clips(
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed, the same clips)."),
 ) -> None:
     """Make a labelled clip set from real images, for evaluate-alarms: weapons appearing among look-alikes."""
-    from ..streams.clipset import harmless_images, make_alarm_clips, weapon_images
+    from ..streams.clipset import make_alarm_clips, sources
 
     pairs = []
     for entry in weapon:
@@ -205,15 +205,7 @@ def data_alarm_clips(
         if not sep or not path or not label.strip():
             raise CommandError(f"--weapon takes DATASET=CLASS, got {entry!r}")
         pairs.append((Path(path), label.strip()))
-    if (not pairs or not harmless) and shared is None:
-        raise CommandError("give the shared data folder, or both --weapon and --harmless")
-    data = (shared or Path()) / "data"
-    pairs = pairs or [(data / "weapons" / "pistols", "pistol")]
-    sets = harmless or [data / "coco-val2017", data / "weapons" / "handheld"]
-    images: dict[str, list[Path]] = {}
-    for path, label in pairs:
-        images.setdefault(label, []).extend(weapon_images(path, label))
-    scenes = [harmless_images(path, images) for path in sets]
+    images, scenes = sources(shared, pairs, harmless)
     index = make_alarm_clips(
         out,
         images,

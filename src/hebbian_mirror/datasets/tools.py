@@ -139,3 +139,9 @@ def preview(ds: DetectionDataset, out: Path, limit: int | None = None) -> list[P
             draw_detections(image, dets).save(path, quality=90)
             written.append(path)
     return written
+
+
+def spread(items: list, n: int | None) -> list:
+    """``n`` of ``items`` spread evenly over them (all of them when there are no more, or ``n`` is ``None``): a
+    sample of a split whose datasets are concatenated takes from each."""
+    return items if n is None or len(items) <= n else [items[i * len(items) // n] for i in range(n)]

@@ -59,7 +59,7 @@ def pack(record: dict[str, Any], network: Network) -> dict[str, Any]:
     from ..darknet.combined import CombinedNet
 
     module = network.module
-    out = {k: v for k, v in record.items() if k not in ("state_dict", "combined", "cfg", "optimizer", "scheduler")}
+    out = {k: record[k] for k in ("verifier", "interpolation", "averaged") if k in record}  # nothing of training
     if isinstance(module, CombinedNet):
         base = module.sources.get("base", "")
         if not base or base.endswith((".pt", ".cfg", ".weights")):

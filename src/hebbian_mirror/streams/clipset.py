@@ -79,6 +79,25 @@ def harmless_images(dataset: Path, avoid: Iterable[str], splits: Iterable[str] =
     return out
 
 
+def sources(
+    shared: Path | None, weapons: list[tuple[Path, str]] = (), harmless: list[Path] = ()
+) -> tuple[dict[str, list[Path]], list[list[Path]]]:
+    """The images of each weapon class (``(dataset, class)`` pairs; default the shared folder's pistols) and the
+    pools of harmless scenes (a pool per dataset; default the shared COCO photos and hand-held look-alikes)."""
+    if (not weapons or not harmless) and shared is None:
+        raise ClipSetError("give the shared data folder, or both weapon datasets and harmless ones")
+    data = Path(shared or ".") / "data"
+    images: dict[str, list[Path]] = {}
+    for path, label in weapons or [(data / "weapons" / "pistols", "pistol")]:
+        if not (found := weapon_images(path, label)):
+            raise ClipSetError(f"no validation image of {path} shows a labelled {label!r}")
+        images.setdefault(label, []).extend(found)
+    pools = [
+        harmless_images(path, images) for path in harmless or [data / "coco-val2017", data / "weapons" / "handheld"]
+    ]
+    return images, pools
+
+
 def make_alarm_clips(
     out: Path,
     weapons: dict[str, list[Path]],

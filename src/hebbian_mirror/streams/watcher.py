@@ -235,7 +235,9 @@ class StreamWatcher:
         event.end = alarm.end_wall
         event.extra = event.extra | {"tracks": sorted(alarm.tracks), "first_frame": alarm.start_index}
         event.extra["held_by"] = list(alarm.held_by) if alarm.held_by else None  # the holder's person box
-        event.extra |= alarm.top_parts  # a verified model's two scores of the top detection
+        for key in ("detector_score", "verifier_score"):  # a verified model's two scores of the top detection
+            event.extra.pop(key, None)
+        event.extra |= alarm.top_parts
         alarm.event_id = event.id
         return event
 

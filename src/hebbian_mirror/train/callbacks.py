@@ -30,7 +30,7 @@ class TrainResult:
 
     @property
     def served(self) -> str:
-        """The model to serve: the combined one when the recipe made it, else ``best.pt``."""
+        """The model to serve: the verified or combined one when the recipe made it, else ``best.pt``."""
         return self.finished.get("model", self.summary["best"])
 
 
@@ -51,8 +51,9 @@ class Callback:
 
 
 class RecipeFinish(Callback):
-    """After training a recipe: the retention check and the combined model (``recipe.finish``). Whatever fails
-    there, the trained model stays: a warning, and ``best.pt`` is what is served and registered."""
+    """After training a recipe: the retention check, the combined model and the verifier stage (``recipe.finish``).
+    Whatever fails there, the trained model stays: a warning, and ``best.pt`` (or the combined model, when only the
+    verifier stage failed) is what is served and registered."""
 
     def __init__(self, plan: Recipe, settings: Settings, warn=print) -> None:
         self.plan, self.settings, self.warn = plan, settings, warn
@@ -65,6 +66,7 @@ class RecipeFinish(Callback):
         try:
             if best.is_file():
                 quick = cfg.max_steps is not None
-                result.finished = recipes.finish(self.plan, best, cfg.model, Path(cfg.data), self.settings, quick)
+                data = Path(cfg.data)
+                result.finished = recipes.finish(self.plan, best, cfg.model, data, self.settings, quick, self.warn)
         except HebbianMirrorError as exc:
             self.warn(f"warning: after training: {exc}")

@@ -98,20 +98,24 @@ def optimisation(
 
 class Ema:
     """An exponential moving average of a network's weights and batch-norm statistics
-    (``torch.optim.swa_utils.AveragedModel``), the decay ramped up as YOLOv5 does: ``decay × (1 − e^(−n/2000))``
-    after ``n`` updates, so the first steps' weights do not linger."""
+    (``torch.optim.swa_utils.AveragedModel``), the decay ramped up as YOLOv5 does: ``decay × (1 − e^(−n/RAMP))``
+    after ``n`` updates (2000: about 63% of the decay by then), so the first steps' weights do not linger."""
 
     RAMP = 2000.0
 
     def __init__(self, network: Network, decay: float) -> None:
         from torch.optim.swa_utils import AveragedModel
 
-        def average(kept: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-            d = decay * (1 - math.exp(-float(n) / self.RAMP))
-            return kept * d + new * (1 - d)
+        def average(kept: list[torch.Tensor], new: list[torch.Tensor], n: torch.Tensor) -> None:
+            d = decay * (1 - math.exp(-float(n) / self.RAMP))  # once per update
+            for k, v in zip(kept, new, strict=True):
+                if k.is_floating_point():
+                    k.lerp_(v, 1 - d)
+                else:  # counters (batch norm's batches seen) follow the network
+                    k.copy_(v)
 
         self.network = network
-        self.model = AveragedModel(network.module, avg_fn=average, use_buffers=True)
+        self.model = AveragedModel(network.module, multi_avg_fn=average, use_buffers=True)
 
     def update(self) -> None:
         self.model.update_parameters(self.network.module)

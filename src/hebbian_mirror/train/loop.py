@@ -103,7 +103,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
         if last is not None and (was := last.get("config", {}).get(key, default)) != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
             flag = (flag if was else flag.replace("--", "--no-")) if isinstance(was, bool) else f"{flag} {was}"
-            raise TrainingConfigError(f"{last_path} was trained with {flag}: resume it with the same setting")
+            with_ = "without " + flag.split()[0] if was == 0.0 and key == "ema" else "with " + flag
+            raise TrainingConfigError(f"{last_path} was trained {with_}: resume it with the same setting")
     seed_everything(cfg.seed)
     network = _starting_network(cfg, settings, last, train_ds)
     if list(network.meta.classes) != train_ds.classes:  # an extended head (now or when it was started)

@@ -23,9 +23,9 @@ from ..config import Settings
 from ..darknet.combined import combine
 from ..datasets import Box, DetectionDataset, Splits, decode_as_annotated, load_dataset, load_splits, write_splits
 from ..datasets.augment import AugmentConfig
-from ..datasets.tools import merge
+from ..datasets.tools import merge, spread
 from ..detection import DetectOptions
-from ..errors import DatasetError, TrainingConfigError
+from ..errors import DatasetError, HebbianMirrorError, TrainingConfigError
 from ..evaluation import EVAL_OPTIONS, evaluate
 from ..families import family
 from ..image_batches import decoded_batches
@@ -207,7 +207,7 @@ def prepare_data(
         splits = {source.splits.get(k, k): v for k, v in load_splits(source.path).items()}
         splits = {k: v for k, v in splits.items() if k in ("train", "val")}  # test splits stay held out
         if sample:
-            splits = {k: replace(v, samples=_spread(v.samples, QUICK_LOOK[k])) for k, v in splits.items()}
+            splits = {k: replace(v, samples=spread(v.samples, QUICK_LOOK[k])) for k, v in splits.items()}
         if "train" not in splits:
             raise DatasetError(f"{source.path}: no train split (map one with 'splits')")
         has = {k: {canonical_name(c) for c in v.classes} for k, v in splits.items()}
@@ -254,11 +254,6 @@ def prepare_data(
     return data, report
 
 
-def _spread(items: list, n: int) -> list:
-    """``n`` of ``items`` spread evenly over them (all of them when there are no more)."""
-    return items if len(items) <= n else [items[i * len(items) // n] for i in range(n)]
-
-
 def _counts(ds: DetectionDataset, taught: set[str]) -> dict[str, int]:
     """Boxes per class in ``ds`` that are not of a ``taught`` class (the pseudo-labels), most first."""
     counts: dict[str, int] = {}
@@ -289,12 +284,14 @@ def check_combinable(recipe: Recipe, base_model: str, keep_classes: bool, settin
 
 
 def finish(
-    recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings, quick: bool = False
+    recipe: Recipe, best: Path, base_model: str, data: Path, settings: Settings, quick: bool = False, warn=print
 ) -> dict[str, Any]:
     """After training: COCO AP50 of ``best`` and of its base on the retention set (``retention``: how much of the
     base classes it kept); with ``combine``, the combined model (``combined.pt`` beside ``best``: what to serve and
     register), its validation AP50 on ``data`` (also with ``merge`` and ``augment``: what it scores served with them)
-    and its retention. Written to ``retention.json`` beside ``best``."""
+    and its retention; with a ``verifier`` section, the verifier stage on the combined model (one epoch in a
+    ``quick`` look): ``verified.pt`` is then what is served and registered (a stage that fails is a ``warn``ing, the
+    combined model stays). Written to ``retention.json`` beside ``best``."""
     result: dict[str, Any] = {}
     models = {"base": base_model, "trained": str(best)}
     if recipe.combine:
@@ -305,14 +302,18 @@ def finish(
         result["combined_val"] = evaluate(combined, val, EVAL_OPTIONS, True)["AP50"]
         refined = replace(EVAL_OPTIONS, merge=True, augment=True)
         result["combined_val_merge_augment"] = evaluate(combined, val, refined, True)["AP50"]
-    if recipe.verifier is not None:
-        from .verifier import VerifierConfig, run
+    if recipe.verifier is not None:  # a failure here keeps what was made before it (the combined model served)
+        from . import verifier
 
-        cfg = VerifierConfig.from_dict(recipe.verifier | ({"epochs": 1} if quick else {}))
-        stage = run(result.get("model", str(best)), data, best.parent, cfg, settings)
-        result["model"] = result["verified_model"] = stage["model"]
-        result["verified_val"] = stage["val_AP50"]["verified"]["all"]
-        result["verified_per_class"] = stage["val_AP50"] | {"classes": [canonical_name(c) for c in cfg.classes]}
+        cfg = verifier.VerifierConfig.from_dict(recipe.verifier | ({"epochs": 1} if quick else {}))
+        try:
+            stage = verifier.run(result.get("model", str(best)), data, best.parent, cfg, settings)
+        except HebbianMirrorError as exc:
+            warn(f"warning: the verifier stage: {exc}")
+        else:
+            result["model"] = result["verified_model"] = stage["model"]
+            result["verified_val"] = stage["val_AP50"]["verified"]["all"]
+            result["verified_per_class"] = stage["val_AP50"] | {"classes": [canonical_name(c) for c in cfg.classes]}
     if recipe.retention is not None:
         split = _retention_split(recipe.retention)
         for name, model in models.items():

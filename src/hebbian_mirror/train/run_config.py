@@ -117,7 +117,8 @@ class TrainConfig:
         default=0.0,
         metadata={
             "help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999; ramped up "
-            "over the first 2000 steps, as YOLOv5): it is what is validated and saved as best.pt; 0: off."
+            "as YOLOv5 does, with a time constant of 2000 steps): it is what is validated and saved as best.pt; "
+            "0: off."
         },
     )
     keep_epochs: int = field(

@@ -71,7 +71,8 @@ class Trainer:
             from . import recipe as recipes
 
             plan = recipes.read(Path(self.recipe))
-            quick = given.get("max_steps") is not None  # a quick look: every stage on a sample, in its own folder
+            # a quick look (--max-steps, here or in the recipe): every stage on a sample, in its own folder
+            quick = given.get("max_steps", plan.train.get("max_steps")) is not None
             if "out" in given:  # the run folder given here holds the prepared data too, not the recipe's
                 given["out"] = str(given["out"])
                 plan = replace(plan, train=plan.train | {"out": given["out"]})

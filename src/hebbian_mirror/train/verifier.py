@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..classes import canonical_name
 from ..config import ModelSettings, Settings
 from ..datasets import DetectionDataset, decode_as_annotated, load_splits
+from ..datasets.tools import spread
 from ..detection import DetectOptions, Detector
 from ..errors import DatasetError, TrainingConfigError
 from ..evaluation import EVAL_OPTIONS, evaluate
@@ -56,15 +57,32 @@ class VerifierConfig:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> VerifierConfig:
+        """The settings a recipe's section or the command line gives, each checked."""
         known = {f for f in cls.__dataclass_fields__}
         if unknown := set(doc) - known:
             raise TrainingConfigError(
                 f"verifier: unknown setting(s) {', '.join(sorted(unknown))}; known: {sorted(known)}"
             )
+        for name in ("classes", "lookalikes"):
+            value = doc.get(name, ())
+            if isinstance(value, str) or not all(isinstance(c, str) and c.strip() for c in value):
+                raise TrainingConfigError(f"verifier: {name} is a list of class names, got {value!r}")
         out = cls(**doc)
         out.classes, out.lookalikes = tuple(out.classes), tuple(out.lookalikes)
-        if not out.classes or out.epochs < 1 or out.size < 32 or not 0 <= out.low <= 1:
-            raise TrainingConfigError("verifier: needs classes, epochs >= 1, size >= 32 and low in [0, 1]")
+        checks = {
+            "classes": bool(out.classes),
+            "epochs >= 1": out.epochs >= 1,
+            "batch >= 2": out.batch >= 2,
+            "size >= 32": out.size >= 32,
+            "max_candidates >= 1": out.max_candidates >= 1,
+            "freeze in 0..16": 0 <= out.freeze <= 16,
+            "margin in [0, 2]": 0 <= out.margin <= 2,
+            "low, mine_conf in [0, 1]": 0 <= out.low <= 1 and 0 <= out.mine_conf <= 1,
+            "lr > 0": out.lr > 0,
+            "limit >= 1": out.limit is None or out.limit >= 1,
+        }
+        if failed := [name for name, ok in checks.items() if not ok]:
+            raise TrainingConfigError(f"verifier: needs {', '.join(failed)}")
         return out
 
 
@@ -130,14 +148,16 @@ def _bank(detector: Detector, ds: DetectionDataset, labels: tuple[str, ...], cfg
     return found, CropBank(found, ds, cfg, what == "training", f"cut {what} crops")
 
 
-def train_net(train: CropBank, val: CropBank, labels: tuple[str, ...], cfg: VerifierConfig, log=print) -> nn.Module:
-    """Fine-tune EfficientNet-Lite0 on ``train`` (class-balanced loss); keep the epoch with the lowest
-    validation loss."""
-    net = pretrained(len(labels))
+def train_net(
+    train: CropBank, val: CropBank, labels: tuple[str, ...], cfg: VerifierConfig, device: torch.device, log=print
+) -> nn.Module:
+    """Fine-tune EfficientNet-Lite0 on ``train`` (class-balanced loss) on ``device``; keep the epoch with the
+    lowest validation loss."""
+    net = pretrained(len(labels)).to(device)
     frozen = nn.ModuleList([net._conv_stem, net._bn0, *net._blocks[: cfg.freeze]])
     frozen.requires_grad_(False)
     freq = torch.bincount(train.labels, minlength=len(labels)).float().clamp(min=1)
-    loss_fn = nn.CrossEntropyLoss(weight=(freq.sum() / freq / len(labels)), label_smoothing=0.05)
+    loss_fn = nn.CrossEntropyLoss(weight=(freq.sum() / freq / len(labels)).to(device), label_smoothing=0.05)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(train, cfg.batch, shuffle=True, drop_last=len(train) > cfg.batch)
     steps = cfg.epochs * len(loader)
@@ -148,17 +168,17 @@ def train_net(train: CropBank, val: CropBank, labels: tuple[str, ...], cfg: Veri
         frozen.eval()  # their batch-norm statistics stay ImageNet's too
         for x, y in tqdm(loader, desc=f"verifier epoch {epoch + 1}/{cfg.epochs}", unit="batch"):
             opt.zero_grad()
-            loss_fn(net(x), y).backward()
+            loss_fn(net(x.to(device)), y.to(device)).backward()
             opt.step()
             sched.step()
         net.eval()
         with torch.inference_mode():
-            outs = [(net(x), y) for x, y in torch.utils.data.DataLoader(val, 128)]
+            outs = [(net(x.to(device)).cpu(), y) for x, y in torch.utils.data.DataLoader(val, 128)]
         logits, ys = torch.cat([o for o, _ in outs]), torch.cat([y for _, y in outs])
         val_loss = nn.functional.cross_entropy(logits, ys).item()
         accuracy = (logits.argmax(1) == ys).float().mean().item()
         log(f"verifier epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {accuracy:.3f}")
-        if val_loss < best_loss:
+        if best is None or val_loss < best_loss:  # (a NaN loss is never better: the first epoch stands)
             best, best_loss = {k: v.clone() for k, v in net.state_dict().items()}, val_loss
     net.load_state_dict(best)
     return net.eval()
@@ -174,9 +194,7 @@ def fit_combination(detector: Detector, verifier: Verifier, ds: DetectionDataset
             pick, labels = verifier.candidates(found)
             if not len(pick):
                 continue
-            probs = verifier.probabilities(
-                crops(image, square_regions(found.boxes[pick], verifier.margin), verifier.size)
-            )
+            probs = verifier.probabilities(verifier.crops_of(image, found.boxes[pick]))
             for label in set(labels.tolist()):
                 name = verifier.labels[label]
                 rows_of = pick[labels == label]
@@ -199,7 +217,15 @@ def run(source: str, data: Path, out: Path, cfg: VerifierConfig, settings: Setti
     splits = load_splits(data)
     if not {"train", "val"} <= set(splits):
         raise TrainingConfigError(f"the verifier stage needs train and val splits in {data}, found {sorted(splits)}")
-    train_ds, val_ds = (_limited(splits[k], cfg.limit) for k in ("train", "val"))
+    train_ds, val_ds = (replace(splits[k], samples=spread(splits[k].samples, cfg.limit)) for k in ("train", "val"))
+    if source.startswith(("models:/", "runs:/")):
+        from ..experiments import resolve
+
+        source = str(resolve(source))
+    if not source.endswith(".pt"):
+        raise TrainingConfigError(
+            f"the verifier stage is for a trained checkpoint (.pt, models:/, runs:/), not {source}"
+        )
     detector = load_detector(source, settings.part(ModelSettings).model_copy(update={"verify": False}))
     labels = (BACKGROUND, *(canonical_name(c) for c in cfg.classes))
     missing = [c for c in labels[1:] if c not in {canonical_name(n) for n in detector.class_names}]
@@ -207,7 +233,12 @@ def run(source: str, data: Path, out: Path, cfg: VerifierConfig, settings: Setti
         raise TrainingConfigError(f"the verifier's classes {missing} are not classes of {detector.name}")
     train_crops, train_bank = _bank(detector, train_ds, labels, cfg, "training")
     val_crops, val_bank = _bank(detector, val_ds, labels, cfg, "validation")
-    net = train_net(train_bank, val_bank, labels, cfg, log)
+    counts_of = torch.bincount(train_bank.labels, minlength=len(labels)).tolist()
+    if empty := [labels[i] for i, n in enumerate(counts_of) if n == 0]:
+        raise TrainingConfigError(f"the training split gives the verifier no crop of {', '.join(empty)}")
+    if not len(val_bank):
+        raise TrainingConfigError("the validation split gives the verifier no crop to check its epochs on")
+    net = train_net(train_bank, val_bank, labels, cfg, detector.device, log)
     verifier = Verifier(net, labels, cfg.size, cfg.margin, cfg.low, cfg.max_candidates)
     fitted = fit_combination(detector, verifier, val_ds)
     plain = evaluate(detector, val_ds, EVAL_OPTIONS, progress=True)
@@ -223,18 +254,10 @@ def run(source: str, data: Path, out: Path, cfg: VerifierConfig, settings: Setti
     }
     out.mkdir(parents=True, exist_ok=True)
     torch.save(verifier.to_record(), out / "verifier.pt")
-    if source.endswith(".pt"):  # the detector's checkpoint with the verifier inside: one file to serve
-        report["model"] = str(out / "verified.pt")
-        checkpoint.save(checkpoint.read(source) | {"verifier": verifier.to_record()}, out / "verified.pt")
+    report["model"] = str(out / "verified.pt")  # the detector's checkpoint with the verifier inside: one file
+    checkpoint.save(checkpoint.read(source) | {"verifier": verifier.to_record()}, out / "verified.pt")
     (out / "verifier.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
-
-
-def _limited(ds: DetectionDataset, limit: int | None) -> DetectionDataset:
-    if limit is None or limit >= len(ds.samples):
-        return ds
-    step = len(ds.samples) / limit  # spread over the whole split (its datasets are concatenated)
-    return replace(ds, samples=[ds.samples[int(i * step)] for i in range(limit)])
 
 
 def _per_class(report: dict) -> dict[str, float]:

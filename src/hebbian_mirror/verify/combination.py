@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .verifier import logit
+from .verifier import NEUTRAL, logit
 
 L2 = 1e-3  # a light pull towards 0, so a class with few candidates still gets finite weights
 
@@ -17,10 +17,10 @@ def fit(detector: np.ndarray, verifier: np.ndarray, positive: np.ndarray) -> tup
     negative to learn from, the verifier's and the detector's logits are averaged."""
     positive = np.asarray(positive, dtype=bool)
     if positive.all() or not positive.any():
-        return (0.0, 0.5, 0.5)
+        return NEUTRAL
     x = torch.tensor(np.stack([logit(detector), logit(verifier)], axis=1), dtype=torch.float64)
     y = torch.tensor(positive, dtype=torch.float64)
-    w = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(NEUTRAL, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:

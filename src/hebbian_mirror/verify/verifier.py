@@ -21,10 +21,12 @@ from torchvision.ops import roi_align
 from ..classes import canonical_name
 from ..detection import Detections, DetectOptions, Detector
 from ..errors import ModelFormatError
+from ..meta import DEFAULT_MAX_DET
 from .net import EfficientNetLite0
 
 BACKGROUND = "background"
 EPS = 1e-4
+NEUTRAL = (0.0, 0.5, 0.5)  # the combination before it is fitted: the mean of the two logits
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
@@ -83,6 +85,10 @@ class Verifier:
         self.net.to(device)
         return self
 
+    def crops_of(self, image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+        """The verifier's view of ``boxes`` (``N×4``) on ``image``: context crops at its input size."""
+        return crops(image, square_regions(boxes, self.margin), self.size)
+
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
         """``K×3×S×S`` crops → ``K×labels`` probabilities."""
@@ -92,7 +98,7 @@ class Verifier:
         return self.net(batch.to(device)).softmax(1).float().cpu().numpy()
 
     def combine(self, label: str, detector: np.ndarray, verifier: np.ndarray) -> np.ndarray:
-        bias, a, b = self.weights.get(label, (0.0, 0.5, 0.5))
+        bias, a, b = self.weights.get(label, NEUTRAL)
         return 1 / (1 + np.exp(-(bias + a * logit(detector) + b * logit(verifier))))
 
     def floor(self, conf: float) -> float:
@@ -101,17 +107,21 @@ class Verifier:
         reach = float(logit(1 - EPS))
         lowest = 1.0
         for label in self.classes:
-            bias, a, b = self.weights.get(label, (0.0, 0.5, 0.5))
-            need = float(logit(conf)) - bias - max(b, 0.0) * reach
+            bias, a, b = self.weights.get(label, NEUTRAL)
+            need = float(logit(conf)) - bias - abs(b) * reach  # the most any verifier probability can add
             lowest = min(lowest, 1 / (1 + np.exp(-need / a)) if a > 0 else 0.0)
         return max(self.low, lowest)
+
+    def label_indices(self, found: Detections) -> np.ndarray:
+        """Each detection's verifier label index (0: a class it does not verify)."""
+        index = {c: i for i, c in enumerate(self.labels) if i}
+        label_of = np.array([index.get(canonical_name(c), 0) for c in found.class_names] or [0])
+        return label_of[found.class_ids] if len(found) else np.zeros(0, dtype=int)
 
     def candidates(self, found: Detections, conf: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the detections to look at for a caller's threshold ``conf`` (at least :meth:`floor`, the
         ``max_candidates`` best) and each one's verifier label index."""
-        index = {c: i for i, c in enumerate(self.labels) if i}
-        label_of = np.array([index.get(canonical_name(c), 0) for c in found.class_names] or [0])
-        labels = label_of[found.class_ids] if len(found) else np.zeros(0, dtype=int)
+        labels = self.label_indices(found)
         pick = np.flatnonzero((labels > 0) & (found.scores >= self.floor(conf)))
         pick = pick[np.argsort(-found.scores[pick], kind="stable")][: self.max_candidates]
         return pick, labels[pick]
@@ -119,12 +129,12 @@ class Verifier:
     def rescore(
         self, images: Sequence[np.ndarray], found: Sequence[Detections], options: Sequence[DetectOptions]
     ) -> list[Detections]:
-        """Each image's detections with its candidates' scores combined, then ``conf`` and ``max_det`` applied."""
+        """Each image's detections with its candidates' scores combined, then ``conf`` and ``max_det`` applied. A
+        detection of a verified class the verifier did not look at (too weak to reach ``conf``, or past
+        ``max_candidates``) is scored by the combination with no evidence from the verifier (its logit 0), so every
+        verified class's scores are on one scale."""
         picks = [self.candidates(f, opt.conf) for f, opt in zip(found, options, strict=True)]
-        batch = [
-            crops(img, square_regions(f.boxes[p], self.margin), self.size)
-            for img, f, (p, _) in zip(images, found, picks, strict=True)
-        ]
+        batch = [self.crops_of(img, f.boxes[p]) for img, f, (p, _) in zip(images, found, picks, strict=True)]
         probs = self.probabilities(torch.cat(batch)) if batch else np.zeros((0, len(self.labels)))
         out, start = [], 0
         for f, (pick, labels), opt in zip(found, picks, options, strict=True):
@@ -138,6 +148,11 @@ class Verifier:
             for label in set(labels.tolist()):
                 rows = labels == label
                 data[pick[rows], 4] = self.combine(self.labels[label], f.scores[pick[rows]], ver[rows])
+            unseen = self.label_indices(f)
+            unseen[pick] = 0
+            for label in set(unseen.tolist()) - {0}:
+                rows = unseen == label
+                data[rows, 4] = self.combine(self.labels[label], f.scores[rows], np.full(rows.sum(), 0.5))
             order = np.argsort(-data[:, 4], kind="stable")
             order = order[data[order, 4] >= opt.conf][: opt.max_det]
             out.append(Detections(data[order], f.class_names, f.image_size, verified[order]))
@@ -169,7 +184,7 @@ class Verifier:
             weights = {k: tuple(float(x) for x in v) for k, v in record.get("weights", {}).items()}
             keys = ("size", "margin", "low", "max_candidates")
             return cls(net, tuple(record["labels"]), weights=weights, **{k: record[k] for k in keys if k in record})
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"the checkpoint's verifier does not load: {exc}") from exc
 
 
@@ -184,7 +199,11 @@ class VerifiedDetector(Detector):
         self.refines, self.augments = detector.refines, detector.augments
 
     def _detect_batch(self, images: list[np.ndarray], options: list[DetectOptions]) -> list[Detections]:
-        wider = [replace(o, conf=min(o.conf, self.verifier.floor(o.conf))) for o in options]
+        # low enough for every candidate, and as many boxes as the model gives: max_det applies after rescoring
+        wider = [
+            replace(o, conf=min(o.conf, self.verifier.floor(o.conf)), max_det=max(o.max_det, DEFAULT_MAX_DET))
+            for o in options
+        ]
         return self.verifier.rescore(images, self.inner._detect_batch(images, wider), options)
 
     def info(self) -> dict:
