@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -15,6 +16,9 @@ from .app import app
 from .common import cli_settings, config_option, console, err_console
 from .options import fraction, setting
 
+if TYPE_CHECKING:
+    from ..models.shipped import ShippedModel
+
 MODEL_OPTION = setting("model", "--model", "-m")
 
 
@@ -25,9 +29,11 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="One JSON line per model."),
     config: Path | None = config_option(),
 ) -> None:
-    """List the model zoo: classes, input size, published COCO AP and whether the weights are cached."""
+    """List the model zoo (classes, input size, published COCO AP, whether the weights are cached) and the
+    models shipped with the product (their measured AP and sha256)."""
     from ..models.cache import is_cached
     from ..models.registry import registry
+    from ..models.shipped import SHIPPED
 
     settings = cli_settings(ctx)
     rows = [
@@ -44,11 +50,43 @@ def models(
         }
         for spec in registry().values()
     ]
+    shipped = [_shipped_row(model) for model in SHIPPED.values()]
     if as_json:
-        for row in rows:
+        for row in rows + shipped:
             print(json.dumps(row))
         return
     _print_zoo(rows, settings.weights_dir)
+    if shipped:
+        _print_shipped(shipped)
+
+
+def _shipped_row(model: ShippedModel) -> dict:
+    """A shipped model as ``models`` lists it: its classes, measured accuracy and digest, from the registry
+    (the file is not read)."""
+    return {
+        "name": model.name,
+        "shipped": True,
+        "base": model.base,
+        "classes": model.classes,
+        "new_classes": list(model.new_classes),
+        "AP50": dict(model.measured),
+        "sha256": model.sha256,
+        "file": str(model.path),
+        "card": model.card,
+    }
+
+
+def _print_shipped(rows: list[dict]) -> None:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for col in ("name", "base", "classes", "validation AP50", "sha256"):
+        table.add_column(col, no_wrap=col != "validation AP50", justify="right" if col == "classes" else "left")
+    for r in rows:
+        measured = ", ".join(f"{k} {v:.2f}" for k, v in r["AP50"].items())
+        table.add_row(r["name"], r["base"], str(r["classes"]), measured, r["sha256"][:12])
+    console.print("\nShipped with the product (trained by this project; offline, loaded by name)", highlight=False)
+    console.print(table)
+    for r in rows:
+        console.print(f"{r['name']}: + {', '.join(r['new_classes'])}; model card {r['card']}", style="dim")
 
 
 def _print_zoo(rows: list[dict], weights_dir: Path) -> None:

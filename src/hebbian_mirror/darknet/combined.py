@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from ..classes import canonical_name
 from ..errors import ModelFormatError
 from ..network import Network
 from .model import DarknetNet, YoloHead
+from .yolo import reparametrise
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,9 @@ class CombinedNet(nn.Module):
     def __init__(self, base: DarknetNet, tuned: DarknetNet, taught: Sequence[int]) -> None:
         super().__init__()
         n_base, n_all = base.num_classes, tuned.num_classes
-        same = [(len(h.anchors), h.scale_x_y, h.new_coords) for h in base.heads] == [
-            (len(h.anchors), h.scale_x_y, h.new_coords) for h in tuned.heads
-        ]
+        same = [(len(h.anchors), h.new_coords) for h in base.heads] == [
+            (len(h.anchors), h.new_coords) for h in tuned.heads
+        ] and all(b.scale_x_y <= t.scale_x_y or b.new_coords for b, t in zip(base.heads, tuned.heads, strict=True))
         if not same or (base.width, base.height) != (tuned.width, tuned.height):
             raise ModelFormatError("a combined model needs two networks with the same heads and input size")
         if n_all < n_base or any(not 0 <= t < n_base for t in taught):
@@ -82,8 +84,11 @@ class CombinedNet(nn.Module):
         tuned_out = self.tuned.run(last, list(start), k, len(self.tuned.layers))
         heads = []
         from_base, from_tuned = self.from_base.view(1, 1, -1, 1, 1), self.from_tuned.view(1, 1, -1, 1, 1)
-        for head, bi, ti in zip(self.heads, self.base.head_layers, self.tuned.head_layers, strict=True):
+        layers = zip(self.heads, self.base.heads, self.base.head_layers, self.tuned.head_layers, strict=True)
+        for head, own, bi, ti in layers:
             b, t = base_out[bi], tuned_out[ti]
+            if own.scale_x_y != head.scale_x_y:  # the tuned network's heads were changed (train --neighbour-cells)
+                b = reparametrise(b, own, replace(own, scale_x_y=head.scale_x_y))
             n, _, h, w = b.shape
             b = b.view(n, -1, self.base.num_classes + 5, h, w)
             t = t.view(n, -1, head.classes + 5, h, w)

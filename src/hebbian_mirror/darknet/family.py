@@ -29,6 +29,7 @@ class DarknetFamily(Family):
         merge=True,
         augment=True,
         multi_scale=True,
+        heads=True,
         iou_objectness=True,
         distill=True,
         combine=True,

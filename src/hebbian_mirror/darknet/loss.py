@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou, complete_box_iou_loss
 
 from .. import runtime
+from ..errors import ModelFormatError
+from .heads import wh_iou
 from .model import DarknetNet
 
 
@@ -34,18 +36,15 @@ class Teacher:
     overlap: float = 0.5
 
 
-def _wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes sharing a centre: ``N×2`` against ``M×2`` widths/heights."""
-    inter = torch.min(wh1[:, None], wh2[None]).prod(-1)
-    return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
-
-
 class YoloLoss:
     """Assignment as in Darknet: each ground-truth box goes to its cell in every head whose anchor is the
     best-fitting one of all the model's anchors, and to any anchor fitting it with IoU above ``iou_thresh``
     (AlexeyAB's extension); predictions overlapping a ground truth by more than ``ignore_thresh`` are not
     punished for their objectness. An assigned anchor's objectness target is 1 (Darknet's), or with
-    ``iou_objectness`` its predicted box's IoU with the label (YOLOv5's): its score then says how well it fits."""
+    ``iou_objectness`` its predicted box's IoU with the label (YOLOv5's): its score then says how well it fits.
+    With ``neighbours`` a label is also assigned, on the same anchors, to the horizontal and the vertical
+    neighbour cell nearest its centre (YOLOv5's): three positives where Darknet has one; this needs heads whose
+    ``scale_x_y`` is 2, so that a cell's predicted centre can reach half a cell beyond it."""
 
     def __init__(
         self,
@@ -54,8 +53,12 @@ class YoloLoss:
         ignore_thresh: float = 0.7,
         iou_thresh: float = 0.213,
         iou_objectness: bool = False,
+        neighbours: bool = False,
     ) -> None:
+        if neighbours and any(head.scale_x_y < 2 for head in net.heads):
+            raise ModelFormatError("neighbour cells need heads with scale_x_y 2: their centres must reach the label's")
         self.net, self.weights, self.iou_objectness = net, weights, iou_objectness
+        self.neighbours = neighbours
         self.ignore_thresh, self.iou_thresh = ignore_thresh, iou_thresh
         anchors = [a for head in net.heads for a in head.anchors]
         self.anchors = torch.tensor(anchors, dtype=torch.float32)
@@ -63,6 +66,30 @@ class YoloLoss:
         for head in net.heads:
             offsets.append(offsets[-1] + len(head.anchors))
         self.offsets = offsets
+
+    def _cells(
+        self, gt: torch.Tensor, chosen: torch.Tensor, stride_x: float, stride_y: float, gw: int, gh: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The cells (rows, columns) the ``chosen`` labels are assigned to, with those labels' indices: each
+        label's own cell, and with ``neighbours`` the horizontal and the vertical neighbour nearest its centre."""
+        if not chosen.any():
+            return []
+        cx = (gt[chosen, 1] + gt[chosen, 3]) / 2 / stride_x
+        cy = (gt[chosen, 2] + gt[chosen, 4]) / 2 / stride_y
+        gi, gj = cx.long().clamp(0, gw - 1), cy.long().clamp(0, gh - 1)
+        which = chosen.nonzero().squeeze(1)
+        cells = [(gj, gi, which)]
+        if self.neighbours:
+            left, up = (cx - gi) < 0.5, (cy - gj) < 0.5
+            for di, dj, ok in (
+                (-1, 0, left & (gi > 0)),
+                (1, 0, ~left & (gi < gw - 1)),
+                (0, -1, up & (gj > 0)),
+                (0, 1, ~up & (gj < gh - 1)),
+            ):
+                if ok.any():
+                    cells.append((gj[ok] + dj, gi[ok] + di, which[ok]))
+        return cells
 
     def _boxes(self, p: torch.Tensor, h: int, size: tuple[int, int] | None = None) -> torch.Tensor:
         """``B×A×H×W×4`` boxes (x1, y1, x2, y2, pixels of an input ``size``: width, height, default the network's)
@@ -145,27 +172,23 @@ class YoloLoss:
                     best = box_iou(pred[i].reshape(-1, 4), gt[:, 1:]).max(1).values.view(a, gh, gw)
                     obj_weight[i][best > self.ignore_thresh] = 0.0
                 gt_wh = gt[:, 3:5] - gt[:, 1:3]
-                ious = _wh_iou(gt_wh, anchors)  # N×all anchors
+                ious = wh_iou(gt_wh, anchors)  # N×all anchors
                 best_anchor = ious.argmax(1)
-                gi = ((gt[:, 1] + gt[:, 3]) / 2 / stride_x).long().clamp(0, gw - 1)
-                gj = ((gt[:, 2] + gt[:, 4]) / 2 / stride_y).long().clamp(0, gh - 1)
                 for k in range(a):
                     g = self.offsets[h] + k
                     chosen = (best_anchor == g) | (ious[:, g] > self.iou_thresh)
-                    if not chosen.any():
-                        continue
-                    jj, ii = gj[chosen], gi[chosen]
-                    if self.iou_objectness:  # how well the box fits its label; two labels on one anchor: the better
-                        fit = box_iou(pred[i, k, jj, ii].detach(), gt[chosen, 1:]).diagonal()  # a few labels
-                        obj_target[i, k].view(-1).scatter_reduce_(0, jj * gw + ii, fit, "amax")
-                    else:
-                        obj_target[i, k, jj, ii] = 1.0
-                    obj_weight[i, k, jj, ii] = 1.0
-                    assigned[i, k, jj, ii] = True
-                    pos_pred.append(pred[i, k, jj, ii])
-                    pos_gt.append(gt[chosen, 1:])
-                    pos_logits.append(p[i, k, jj, ii, 5:])
-                    pos_cls.append(gt[chosen, 0].long())
+                    for jj, ii, which in self._cells(gt, chosen, stride_x, stride_y, gw, gh):
+                        if self.iou_objectness:  # how well the box fits its label; two labels on one anchor: the better
+                            fit = box_iou(pred[i, k, jj, ii].detach(), gt[which, 1:]).diagonal()  # a few labels
+                            obj_target[i, k].view(-1).scatter_reduce_(0, jj * gw + ii, fit, "amax")
+                        else:
+                            obj_target[i, k, jj, ii] = 1.0
+                        obj_weight[i, k, jj, ii] = 1.0
+                        assigned[i, k, jj, ii] = True
+                        pos_pred.append(pred[i, k, jj, ii])
+                        pos_gt.append(gt[which, 1:])
+                        pos_logits.append(p[i, k, jj, ii, 5:])
+                        pos_cls.append(gt[which, 0].long())
             if teacher is not None:
                 free = ~assigned & (obj_weight > 0)
                 t_obj, free, d_sum = self._distill(p, h, teacher, gt_all, free, size)

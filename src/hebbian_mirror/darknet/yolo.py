@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torchvision.ops import batched_nms, box_iou
 
+from ..errors import ModelFormatError
 from .model import YoloHead
 from .preprocess import Letterbox
 
@@ -38,6 +39,27 @@ def decode_head(raw: torch.Tensor, head: YoloHead, net_w: int, net_h: int) -> to
         wh = torch.exp(p[..., 2:4]) * anchors
         rest = torch.sigmoid(p[..., 4:])
     return torch.cat((xy, wh, rest), dim=-1).reshape(b, -1, head.classes + 5)
+
+
+def reparametrise(raw: torch.Tensor, src: YoloHead, dst: YoloHead) -> torch.Tensor:
+    """One head's raw output ``B×A(5+C)×H×W`` re-expressed for a head ``dst`` with as many anchors (other anchors,
+    a ``scale_x_y`` at least ``src``'s), so that it decodes to the same boxes: where two parametrisations meet (a
+    combined model's base part; a base model teaching a network whose heads were changed)."""
+    if (src.anchors, src.scale_x_y) == (dst.anchors, dst.scale_x_y):
+        return raw
+    if src.new_coords or dst.new_coords or len(src.anchors) != len(dst.anchors) or dst.scale_x_y < src.scale_x_y:
+        raise ModelFormatError("these YOLO heads cannot express each other's outputs")
+    b, _, h, w = raw.shape
+    p = raw.view(b, len(src.anchors), -1, h, w)
+    s1, s2 = src.scale_x_y, dst.scale_x_y
+    xy = p[:, :, :2]
+    if s1 != s2:  # the same centre: sigmoid(q)·s2 − (s2 − 1)/2 = sigmoid(p)·s1 − (s1 − 1)/2
+        xy = torch.logit((torch.sigmoid(xy.float()) * s1 + 0.5 * (s2 - s1)) / s2).to(raw.dtype)
+    ratio = torch.tensor(src.anchors, dtype=raw.dtype, device=raw.device) / torch.tensor(
+        dst.anchors, dtype=raw.dtype, device=raw.device
+    )
+    wh = p[:, :, 2:4] + ratio.log().view(1, -1, 2, 1, 1)
+    return torch.cat((xy, wh, p[:, :, 4:]), dim=2).reshape(raw.shape)
 
 
 def decode(raw_heads: Sequence[torch.Tensor], heads: Sequence[YoloHead], net_w: int, net_h: int) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Box-aware augmentation (torchvision.transforms.v2): the original weapons demo's set, plus scale jitter,
-and mosaic for YOLO models. Training only; validation images are never augmented."""
+mosaic and copy-paste for YOLO models. Training only; validation images are never augmented."""
 
 from __future__ import annotations
 
@@ -33,10 +33,17 @@ class AugmentConfig:
     median_blur: float = 0.05
     scale_jitter: float = 0.25  # random affine scale 1 ± this, with translation
     mosaic: float = 0.5
+    copy_paste: float = 0.0  # an image without any of paste_classes gets 1-2 of their labelled boxes pasted in
+    paste_classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.paste_classes = tuple(self.paste_classes)
+        if self.copy_paste and not self.paste_classes:
+            raise DatasetError("copy_paste needs paste_classes: the classes whose labelled boxes are pasted")
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(**{f.name: 0.0 for f in fields(cls)})
+        return cls(**{f.name: 0.0 for f in fields(cls) if f.name != "paste_classes"})
 
     @classmethod
     def from_yaml(cls, path: Path) -> AugmentConfig:
@@ -154,6 +161,61 @@ def mosaic(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], out_w: 
     labels = torch.cat(all_labels) if all_labels else torch.zeros((0,), dtype=torch.long)
     keep = ((boxes[:, 2] - boxes[:, 0]) > 2) & ((boxes[:, 3] - boxes[:, 1]) > 2)
     return canvas, boxes[keep], labels[keep]
+
+
+def paste(
+    image: torch.Tensor,
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    crops: list[tuple[torch.Tensor, int, float]],
+    max_cover: float = 0.3,
+    tries: int = 10,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Copy-paste: each of ``crops`` (a labelled box cut from another image: ``C×h×w`` uint8, its class, its width
+    as a share of that image's) pasted onto ``image`` (``C×H×W`` uint8) at the same share of its width, ×0.7-1.4,
+    somewhere it covers at most ``max_cover`` of any box already there, its edges feathered into the scene;
+    its box and class added. A crop with no such place is left out."""
+    image = image.clone()
+    _, height, width = image.shape
+    boxes, labels = boxes.clone().float().reshape(-1, 4), labels.clone()
+    for crop, label, share in crops:
+        _, ch, cw = crop.shape
+        w = min(max(8, round(share * width * random.uniform(0.7, 1.4))), int(width * 0.6))
+        h = min(max(8, round(w * ch / cw)), int(height * 0.6))
+        if w < 8 or h < 8:
+            continue
+        for _ in range(tries):
+            x, y = random.randint(0, width - w), random.randint(0, height - h)
+            new = torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32)
+            if not len(boxes) or (_covered(boxes, new) <= max_cover).all():
+                break
+        else:
+            continue
+        part = F.interpolate(crop[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        alpha = _feather(h, w)
+        region = image[:, y : y + h, x : x + w].float()
+        image[:, y : y + h, x : x + w] = (alpha * part + (1 - alpha) * region).round().clamp(0, 255).byte()
+        boxes = torch.cat((boxes, new))
+        labels = torch.cat((labels, torch.tensor([label], dtype=labels.dtype)))
+    return image, boxes, labels
+
+
+def _covered(boxes: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """The share of each of ``boxes`` that ``new`` (``1×4``) covers."""
+    lt, rb = torch.max(boxes[:, :2], new[:, :2]), torch.min(boxes[:, 2:], new[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    return inter / ((boxes[:, 2:] - boxes[:, :2]).prod(1)).clamp(min=1e-6)
+
+
+def _feather(h: int, w: int, share: float = 0.08) -> torch.Tensor:
+    """``1×h×w`` opacity rising linearly over the outer ``share`` of each side: no hard seam."""
+
+    def ramp(n: int) -> torch.Tensor:
+        edge = max(1.0, n * share)
+        i = torch.arange(n, dtype=torch.float32)
+        return torch.minimum((i + 0.5) / edge, (n - i - 0.5) / edge).clamp(max=1.0)
+
+    return (ramp(h)[:, None] * ramp(w)[None])[None]
 
 
 def rescale(

@@ -38,6 +38,7 @@ class Capabilities:
     distill: bool = False  # train --distill: an extended head learns from its base model's outputs
     combine: bool = False  # `combine`: an extended model and its base as one detector
     average: bool = False  # `average`: checkpoints averaged, batch norm recalibrated on training images alone
+    heads: bool = False  # train --neighbour-cells / --recluster-anchors: a YOLO head's assignment and anchors
 
 
 class Family:
@@ -105,6 +106,12 @@ class TrainingAdapter(Protocol):
 
     def train_set(self, network: Network, ds: DetectionDataset, augment: AugmentConfig, cache: bool = False) -> Dataset:
         """The training items; ``cache``: decode every image once, into RAM."""
+
+    def reshape_heads(
+        self, network: Network, ds: DetectionDataset, neighbour_cells: bool, recluster_anchors: bool
+    ) -> Network:
+        """(Families with ``capabilities.heads``.) ``network`` with heads that assign each label to its
+        neighbouring cells too, and/or anchors clustered on ``ds``'s boxes; it starts out predicting as before."""
 
     def backbone(self, network: Network) -> list[torch.nn.Parameter]:
         """The backbone's parameters: what ``--freeze-backbone`` freezes and ``--backbone-lr`` slows."""

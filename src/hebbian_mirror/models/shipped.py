@@ -28,7 +28,10 @@ class ShippedModel:
     file: str
     sha256: str
     description: str
-    measured: dict[str, float] = field(default_factory=dict)  # validation AP50 per class, as the card says
+    base: str  # the zoo model it extends (its weights come from the weights cache)
+    classes: int  # how many it detects: the base's and the new ones
+    new_classes: tuple[str, ...]
+    measured: dict[str, float] = field(default_factory=dict)  # validation AP50 per class, as served by default
     card: str = ""  # its model card, relative to the repository
 
     @property

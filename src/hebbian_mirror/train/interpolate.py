@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from ..darknet.combined import check_extends
-from ..darknet.heads import head_convs, resize_heads
+from ..darknet.heads import head_convs, resize_heads, with_heads
 from ..datasets import DetectionDataset
 from ..errors import DatasetError, InvalidOptionError, ModelFormatError
 from ..network import Network
@@ -22,7 +22,11 @@ def base_state(tuned: Network, base: Network) -> dict[str, torch.Tensor]:
     """``base``'s weights in ``tuned``'s shape (its head extended as ``tuned``'s was); a ``tuned`` that does not
     extend ``base`` is refused."""
     check_extends(tuned, base)
-    start = resize_heads(base.module, len(tuned.meta.classes), keep=len(base.meta.classes)).state_dict()
+    net = resize_heads(base.module, len(tuned.meta.classes), keep=len(base.meta.classes))
+    wanted = [(h.anchors, h.scale_x_y) for h in tuned.module.heads]
+    if [(h.anchors, h.scale_x_y) for h in net.heads] != wanted:  # trained with other heads: the base as it began
+        net = with_heads(net, wanted[0][1], [list(a) for a, _ in wanted])
+    start = net.state_dict()
     for key, value in tuned.module.state_dict().items():
         if key not in start or start[key].shape != value.shape:
             raise ModelFormatError(f"{tuned.meta.name} and {base.meta.name} differ at {key}: not the same network")

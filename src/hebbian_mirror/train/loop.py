@@ -56,6 +56,9 @@ def _splits(cfg: TrainConfig, splits: Splits) -> tuple[DetectionDataset, Detecti
     return splits["train"], val
 
 
+_HEADS = (("neighbour_cells", False), ("recluster_anchors", False))  # the heads it was given when it started
+
+
 def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, train_ds: DetectionDataset) -> Network:
     """``last.pt``'s network when resuming, else the base model with its head sized for the dataset."""
     if last is not None:
@@ -72,7 +75,11 @@ def _starting_network(cfg: TrainConfig, settings: Settings, last: dict | None, t
         display = dict(base.meta.display_names) | display
         keep = len(base.meta.classes)
     name = meaningful_name(Path(cfg.out) / "best.pt")  # runs/weapons/best.pt → weapons
-    return family(base.family).training().adapt(base, classes, display, cfg.img_size, name, keep)
+    training = family(base.family).training()
+    network = training.adapt(base, classes, display, cfg.img_size, name, keep)
+    if (cfg.neighbour_cells or cfg.recluster_anchors) and family(base.family).capabilities.heads:  # else refused
+        network = training.reshape_heads(network, train_ds, cfg.neighbour_cells, cfg.recluster_anchors)
+    return network
 
 
 @dataclass
@@ -99,7 +106,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     if resume and not last_path.is_file():
         raise TrainingConfigError(f"nothing to resume: {last_path} does not exist")
     last = checkpoint.read(last_path) if resume else None
-    for key, default in (("backbone_lr", 1.0), ("iou_objectness", False), ("ema", 0.0)):  # what it learnt under
+    learnt_under = (("backbone_lr", 1.0), ("iou_objectness", False), ("ema", 0.0), *_HEADS)
+    for key, default in learnt_under:
         if last is not None and (was := last.get("config", {}).get(key, default)) != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
             flag = (flag if was else flag.replace("--", "--no-")) if isinstance(was, bool) else f"{flag} {was}"
@@ -116,6 +124,8 @@ def prepare(cfg: TrainConfig, settings: Settings, resume: bool = False) -> Prepa
     for flag, wanted, able in (
         ("--iou-objectness", cfg.iou_objectness, caps.iou_objectness),
         ("--multi-scale", cfg.multi_scale, caps.multi_scale),
+        ("--neighbour-cells", cfg.neighbour_cells, caps.heads),
+        ("--recluster-anchors", cfg.recluster_anchors, caps.heads),
     ):
         if wanted and not able:
             raise TrainingConfigError(

@@ -106,6 +106,21 @@ class TrainConfig:
             "compare it only with runs that use it too)."
         },
     )
+    neighbour_cells: bool = field(
+        default=False,
+        metadata={
+            "help": "Assign each label also to the horizontal and vertical neighbour cells nearest its centre "
+            "(YOLOv5's): three positives per label and anchor instead of one; the heads' scale_x_y becomes 2 so "
+            "that those cells can reach it (Darknet models; a new run, not a resumed one)."
+        },
+    )
+    recluster_anchors: bool = field(
+        default=False,
+        metadata={
+            "help": "Cluster the anchors on the training boxes (k-means, 1 − IoU; as many as the model has) and "
+            "start from predictions unchanged (Darknet models; a new run, not a resumed one)."
+        },
+    )
     multi_scale: float = field(
         default=0.0,
         metadata={
