@@ -55,6 +55,7 @@ def test_the_stage_reports_and_writes_one_model_to_serve(stage):
     assert report["crops"]["train"]["pistol"]["labelled"] > 0 and report["crops"]["train"]["background"]["mined"] > 0
     assert set(report["val_AP50"]) == {"plain", "verified"} and "pistol" in report["val_AP50"]["verified"]
     assert len(report["combination"]["pistol"]["weights"]) == 3
+    assert set(report["val_AP50_held_out"]) == {"plain", "verified"} and "halves: verified" in stdout
     assert "validation AP50" in stdout and f"serve it: hebbian-mirror serve --model {out / 'verified.pt'}" in stdout
     assert isinstance(load_detector(out / "verified.pt", load_settings(device="cpu")), VerifiedDetector)
     network = load_network(out / "verified.pt")  # training, export, combine: the detector alone

@@ -52,7 +52,14 @@ def train_verifier(
         table.add_column(col, justify="right")
     table.add_row("detector", *(f"{plain[c]:.3f}" for c in plain))
     table.add_row("verified", *(f"{verified.get(c, float('nan')):.3f}" for c in plain))
+    held = report["val_AP50_held_out"]
+    table.add_row("halves: detector", *(f"{held['plain'].get(c, float('nan')):.3f}" for c in plain))
+    table.add_row("halves: verified", *(f"{held['verified'].get(c, float('nan')):.3f}" for c in plain))
     console.print(table)
+    console.print(
+        "halves: each half of the split scored with the combination fitted on the other half (mean of the two)",
+        style="dim",
+    )
     console.print(f"{out / 'verifier.json'}: the crops, the combination's weights, the numbers", highlight=False)
     if "model" in report:
         console.print(f"serve it: hebbian-mirror serve --model {report['model']}", highlight=False)
