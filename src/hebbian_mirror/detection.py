@@ -37,6 +37,12 @@ class Detection:
     detector_score: float | None = None
     verifier_score: float | None = None
 
+    def parts(self) -> dict[str, float]:
+        """A verified detection's two scores as the wire formats and events give them (empty otherwise)."""
+        if self.verifier_score is None:
+            return {}
+        return {"detector_score": round(self.detector_score, 5), "verifier_score": round(self.verifier_score, 5)}
+
     def to_dict(self) -> dict:
         out = asdict(self) | {"box": list(self.box)}
         if self.verifier_score is None:

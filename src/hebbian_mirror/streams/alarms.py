@@ -194,7 +194,7 @@ class AlarmTracker:
             tracks={t.track_id for t in hits},
         )
         alarm.reported_score = alarm.top_score
-        alarm.held_by, alarm.top_parts = self._holder(best.detection), _parts(best.detection)
+        alarm.held_by, alarm.top_parts = self._holder(best.detection), best.detection.parts()
         self.active[rule.label] = alarm
         return [Transition("new", alarm)]
 
@@ -210,7 +210,7 @@ class AlarmTracker:
         best = max(hits, key=lambda t: t.detection.score)
         if best.detection.score > alarm.top_score:
             alarm.top_score, alarm.top_box, alarm.top_index = best.detection.score, best.detection.box, index
-            alarm.held_by, alarm.top_parts = self._holder(best.detection), _parts(best.detection)
+            alarm.held_by, alarm.top_parts = self._holder(best.detection), best.detection.parts()
         if alarm.top_score >= alarm.reported_score + UPDATE_STEP:
             alarm.reported_score = alarm.top_score
             return [Transition("update", alarm)]
@@ -230,10 +230,3 @@ class AlarmTracker:
     def finish(self, wall: float) -> list[Transition]:
         """End every running alarm (the stream ended or is being removed)."""
         return [self._end(alarm, self._clock, wall) for alarm in list(self.active.values())]
-
-
-def _parts(d: Detection) -> dict[str, float]:
-    """A verified detection's two scores (empty for a model without a verifier)."""
-    if d.verifier_score is None:
-        return {}
-    return {"detector_score": round(d.detector_score, 5), "verifier_score": round(d.verifier_score, 5)}

@@ -54,8 +54,7 @@ async def _json(request: Request, out: Outcome) -> dict:
     for i, d in enumerate(result.detections):
         entry = {"box": [round(v, 2) for v in d.box], "score": round(d.score, 5), "class_id": d.class_id}
         entry |= {"label": d.label} | ({"held_by": holders[i]} if i in holders else {})
-        if d.verifier_score is not None:  # a verified model: the detector's own score and the verifier's
-            entry |= {"detector_score": round(d.detector_score, 5), "verifier_score": round(d.verifier_score, 5)}
+        entry |= d.parts()  # a verified model: the detector's own score and the verifier's
         detections.append(entry)
     return {
         "model": out.host.name,
