@@ -132,6 +132,29 @@ def test_events_page_lists_events_with_snapshots_and_filters(watched):
     assert any("No event matches" in i for i in texts(at.info))
 
 
+def test_events_page_reviews_an_event_and_a_view_key_only_sees_the_state(watched):
+    srv, _ = watched
+    viewer = page("events.py", srv.url, VIEW_KEY)
+    assert not viewer.exception and any("Not reviewed yet" in w for w in texts(viewer.warning))
+    assert not [b for b in viewer.button if b.label == "False alarm"]  # no review scope: no buttons
+    at = page("events.py", srv.url)
+    assert any("not reviewed yet" in w for w in texts(at.warning))
+    event_id = httpx.get(srv.url + "/v1/events", headers={"X-API-Key": KEY}).json()["events"][0]["id"]
+    at.text_input(key=f"note_{event_id}").set_value("a toy in a shop window")
+    next(b for b in at.button if b.key == f"false_alarm_{event_id}").click()
+    at.run()
+    assert not at.exception
+    stored = httpx.get(f"{srv.url}/v1/events/{event_id}", headers={"X-API-Key": KEY}).json()["review"]
+    assert stored["state"] == "false_alarm" and stored["note"] == "a toy in a shop window"
+    assert any(t.startswith("False alarm") and "a toy in a shop window" in t for t in texts(at.success))
+    at.selectbox(key="ev_review").set_value("Not reviewed")
+    at.run()
+    assert not at.exception and event_id not in " ".join(texts(at.caption))
+    at.selectbox(key="ev_review").set_value("False alarm")
+    at.run()
+    assert any(event_id in c for c in texts(at.caption))
+
+
 def test_an_event_whose_object_was_held_says_who_holds_it(tmp_path):
     """An alarm stored with its holder (``extra.held_by``, as the watcher writes it) reads "Person holding a knife"
     after a restart; one without a holder keeps the bare label."""

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from hebbian_mirror.streams.delivery import WebhookSink, sign
 from hebbian_mirror.streams.dispatch import Dispatcher
 from hebbian_mirror.streams.events import Event, EventStore, new_event_id
@@ -179,7 +181,84 @@ def test_every_message_and_the_documented_examples_match_the_documented_schema(t
     page = (SCHEMA.parents[1] / "cameras.md").read_text()
     section = page.split("## Delivered messages", 1)[1].split("\n## ", 1)[0]
     examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
-    assert [x["type"] for x in examples] == ["alarm.new", "alarm.update", "alarm.end"]
+    assert [x["type"] for x in examples] == ["alarm.new", "alarm.update", "alarm.end", "alarm.review"]
     for example in examples:
         validator.validate(example)
     assert set(examples[0]["data"]) == set(bodies[0]["data"])  # the examples show every field a message has
+
+
+V1_SCHEMA = """
+CREATE TABLE events (
+    id TEXT PRIMARY KEY, stream TEXT NOT NULL, label TEXT NOT NULL, class_id INTEGER, track_id INTEGER,
+    start REAL NOT NULL, end REAL, last_seen REAL, top_score REAL, box TEXT, frames INTEGER, extra TEXT,
+    has_snapshot INTEGER DEFAULT 0, has_clip INTEGER DEFAULT 0
+);
+CREATE INDEX events_start ON events(start);
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT UNIQUE NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+    created REAL NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE sinks (name TEXT PRIMARY KEY, delivered_seq INTEGER NOT NULL);
+INSERT INTO events VALUES ('0000000001000-0badcafe', 'door', 'knife', 43, 2, 1000.0, 1010.0, 1010.0, 0.7,
+    '[1, 2, 3, 4]', 6, '{}', 0, 0);
+INSERT INTO outbox (msg_id, event_id, type, created, body) VALUES ('m1', '0000000001000-0badcafe', 'end', 1010.0, '{}');
+INSERT INTO sinks VALUES ('x', 0);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_review_is_kept_announced_in_order_and_survives_later_changes(tmp_path):
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+    store = EventStore(tmp_path)
+    store.register_sink("x")
+    a, b = event(start=1000.0), event(start=2000.0)
+    store.begin(a)
+    store.begin(b)
+    assert store.unreviewed() == 2 and store.get(a.id).review is None
+    reviewed = store.review(a.id, "acknowledged", by="guard")
+    assert reviewed.review["state"] == "acknowledged" and reviewed.review["by"] == "guard"
+    a.top_score = 0.95
+    store.update(a)  # the alarm still runs: its review stays, and its messages carry it
+    store.review(a.id, "false_alarm", by="guard", note="a black phone")
+    store.end(a)
+    got = store.get(a.id)
+    assert got.review["state"] == "false_alarm" and got.review["note"] == "a black phone" and got.top_score == 0.95
+    assert [r["state"] for r in store.reviews(a.id)] == ["acknowledged", "false_alarm"]
+    bodies = [json.loads(m.body) for m in store.pending("x")]
+    assert [(b_["type"], b_["data"]["id"] == a.id) for b_ in bodies] == [
+        ("alarm.new", True), ("alarm.new", False), ("alarm.review", True), ("alarm.update", True),
+        ("alarm.review", True), ("alarm.end", True),
+    ]  # fmt: skip
+    assert bodies[3]["data"]["review"]["state"] == "acknowledged"
+    assert bodies[-1]["data"]["review"]["state"] == "false_alarm"
+    for body in bodies:
+        validator.validate(body)
+    ids = [m.msg_id for m in store.pending("x")]
+    assert len(set(ids)) == len(ids) and all(
+        "-review-" in i for i, b_ in zip(ids, bodies, strict=True) if b_["type"] == "alarm.review"
+    )
+    assert store.unreviewed() == 1
+    assert [e.id for e in store.query(review="unreviewed")] == [b.id]
+    assert [e.id for e in store.query(review="false_alarm")] == [a.id]
+    assert store.review("0000000000000-00000000", "confirmed") is None  # no such event
+    for bad in ({"state": "fine"}, {"state": "confirmed", "note": "x" * 5000}):
+        with pytest.raises(ValueError):
+            store.review(b.id, **bad)
+    assert store.get(b.id).review is None
+
+
+def test_a_database_from_before_reviews_keeps_its_events_and_outbox(tmp_path):
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "events.db")
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    store = EventStore(tmp_path)
+    old = store.get("0000000001000-0badcafe")
+    assert old is not None and old.label == "knife" and old.review is None and old.frames == 6
+    assert [m.msg_id for m in store.pending("x")] == ["m1"]
+    assert store.review(old.id, "confirmed", by="owner").review["state"] == "confirmed"
+    store.close()
+    assert EventStore(tmp_path).get(old.id).review["by"] == "owner"

@@ -150,6 +150,10 @@ class StreamCollector:
             fps.add_metric([s["name"]], s["fps_processed"])
         yield latency
         yield fps
+        if self.manager.store is not None:
+            unreviewed = GaugeMetricFamily("hm_unreviewed_alarms", "Alarms nobody has reviewed yet")
+            unreviewed.add_metric([], self.manager.store.unreviewed())
+            yield unreviewed
         stats = self.manager.delivery()
         delivered = CounterMetricFamily("hm_deliveries", "Event messages delivered", labels=["sink"])
         failed = CounterMetricFamily("hm_delivery_failures", "Failed delivery attempts", labels=["sink"])

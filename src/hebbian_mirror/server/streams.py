@@ -9,26 +9,29 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..classes import DANGEROUS_CLASSES
 from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
+from ..streams.eventdb import MAX_NOTE, MAX_REVIEWER, REVIEW_STATES, UNREVIEWED
 from ..streams.manager import STREAM_NAME, StreamManager, split_stream
 from ..streams.media import mask_url
 from ..streams.rules import MAX_RULES, AlarmRule, model_classes, stream_rules
 from ..streams.watcher import MAX_FPS, StreamConfig
-from .auth import api_key
+from .auth import api_key, key_of
 from .errors import APIError
 from .state import ServerState, state_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
-VIEW, ADMIN = [api_key("view")], [api_key("admin")]
+VIEW, REVIEW, ADMIN = [api_key("view")], [api_key("review")], [api_key("admin")]
 BOUNDARY = "frame"
+ReviewState = Literal[REVIEW_STATES]
+ReviewFilter = Literal[(UNREVIEWED, *REVIEW_STATES)]
 MAX_BODY = 64_000  # bytes of a stream request (the guard middleware cuts a longer one off as it arrives)
 
 
@@ -213,16 +216,57 @@ async def list_events(
     since: float | None = Query(None, allow_inf_nan=False, description="Start time at or after (Unix seconds)."),
     until: float | None = Query(None, allow_inf_nan=False, description="Start time before (Unix seconds)."),
     active: bool | None = None,
+    review: ReviewFilter | None = Query(None, description="Review state, or unreviewed: nobody has looked yet."),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000_000),
 ) -> dict:
     store = manager_of(request).store
     events = await asyncio.to_thread(
         lambda: store.query(
-            stream=stream, label=label, since=since, until=until, active=active, limit=limit, offset=offset
+            stream=stream,
+            label=label,
+            since=since,
+            until=until,
+            active=active,
+            limit=limit,
+            offset=offset,
+            review=review,
         )
     )
     return {"events": [e.to_dict() for e in events]}
+
+
+class ReviewRequest(BaseModel):
+    """A person's verdict on an event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: ReviewState = Field(
+        description="acknowledged (seen, not judged yet), confirmed (a real threat) or false_alarm (nothing "
+        "dangerous: a hard negative for training)."
+    )
+    note: str | None = Field(default=None, max_length=MAX_NOTE, description="What the reviewer saw.")
+    by: str | None = Field(
+        default=None, min_length=1, max_length=MAX_REVIEWER, description="Who (default: the API key's holder)."
+    )
+
+
+@router.post("/v1/events/{event_id}/review", summary="Review an event", dependencies=REVIEW)
+async def review_event(request: Request, event_id: str, body: ReviewRequest) -> dict:
+    """Acknowledge an event, confirm it or mark it a false alarm; the change is delivered to every webhook and
+    MQTT receiver as its own ``alarm.review`` message (in order, at least once). Needs the ``review`` scope."""
+    holder, _ = await key_of(request)
+    manager = manager_of(request)
+    event = await manager.review(event_id, body.state, body.by or holder, body.note)
+    if event is None:
+        raise APIError(404, f"no event {event_id!r}")
+    return event.to_dict()
+
+
+@router.get("/v1/events/{event_id}/reviews", summary="Every review of an event", dependencies=VIEW)
+async def event_reviews(request: Request, event_id: str) -> dict:
+    store, _ = await _event(request, event_id)
+    return {"reviews": await asyncio.to_thread(store.reviews, event_id)}
 
 
 async def _event(request: Request, event_id: str):

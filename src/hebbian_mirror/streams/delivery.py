@@ -13,9 +13,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -125,7 +127,11 @@ def parse_mqtt_url(url: str) -> dict[str, Any]:
 
 class MqttSink:
     """Publishes each message to ``PREFIX/events`` (QoS 1); ``PREFIX/availability`` is ``online`` (retained)
-    while connected and the broker's last will ``offline`` when this process dies."""
+    while connected and the broker's last will ``offline`` when this process dies. With :meth:`listen`, it
+    also takes reviews published to ``PREFIX/review`` (JSON: ``id``, ``state``, optionally ``note``, ``by``):
+    whoever the broker lets publish there may review events."""
+
+    MAX_COMMAND = 8192  # bytes of one review command
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         import paho.mqtt.client as mqtt
@@ -135,6 +141,8 @@ class MqttSink:
         self.timeout = timeout
         prefix = self.cfg["prefix"]
         self.events_topic, self.availability = f"{prefix}/events", f"{prefix}/availability"
+        self.review_topic = f"{prefix}/review"
+        self._on_review: Callable[[dict[str, Any]], None] | None = None
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hebbian-mirror-{secrets.token_hex(4)}")
         if self.cfg["username"]:
             self._client.username_pw_set(self.cfg["username"], self.cfg["password"])
@@ -148,15 +156,38 @@ class MqttSink:
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if not reason.is_failure:
             client.publish(self.availability, "online", qos=1, retain=True)
+            if self._on_review is not None:
+                client.subscribe(self.review_topic, qos=1)
+
+    def listen(self, on_review: Callable[[dict[str, Any]], None]) -> None:
+        """Connect now and hand each review command (a JSON object) to ``on_review``, on paho's thread."""
+        self._on_review = on_review
+        self._client.message_callback_add(self.review_topic, self._command)
+        self._start()
+
+    def _command(self, client, userdata, message) -> None:
+        try:
+            if len(message.payload) > self.MAX_COMMAND:
+                raise ValueError(f"at most {self.MAX_COMMAND} bytes")
+            command = json.loads(message.payload)
+            if not isinstance(command, dict):
+                raise ValueError("expected a JSON object")
+            self._on_review(command)
+        except Exception as exc:  # a bad command from the broker never stops delivery
+            log.warning("%s: review command on %s refused: %s", self.name, self.review_topic, exc)
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        try:
+            self._client.connect_async(self.cfg["host"], self.cfg["port"], keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise DeliveryError(f"{self.name}: {exc}") from exc
+        self._client.loop_start()
+        self._started = True
 
     def send(self, message: Message) -> None:
-        if not self._started:
-            try:
-                self._client.connect_async(self.cfg["host"], self.cfg["port"], keepalive=30)
-            except (OSError, ValueError) as exc:
-                raise DeliveryError(f"{self.name}: {exc}") from exc
-            self._client.loop_start()
-            self._started = True
+        self._start()
         if not self._client.is_connected():
             deadline = time.monotonic() + min(self.timeout, 2.0)
             while not self._client.is_connected() and time.monotonic() < deadline:

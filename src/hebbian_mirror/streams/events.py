@@ -8,110 +8,26 @@ cursor into the outbox: messages reach a sink in order, each marked only once it
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, stream TEXT NOT NULL, label TEXT NOT NULL, class_id INTEGER, track_id INTEGER,
-    start REAL NOT NULL, end REAL, last_seen REAL, top_score REAL, box TEXT, frames INTEGER, extra TEXT,
-    has_snapshot INTEGER DEFAULT 0, has_clip INTEGER DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS events_start ON events(start);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT UNIQUE NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
-    created REAL NOT NULL, body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sinks (name TEXT PRIMARY KEY, delivered_seq INTEGER NOT NULL);
-"""
-
-
-def new_event_id(start: float) -> str:
-    """Unique and sortable by time: milliseconds since the epoch, then random hex."""
-    return f"{int(start * 1000):013d}-{secrets.token_hex(4)}"
-
-
-@dataclass
-class Event:
-    id: str
-    stream: str
-    label: str
-    class_id: int
-    track_id: int
-    start: float
-    end: float | None
-    top_score: float
-    box: tuple[float, float, float, float]
-    frames: int = 0
-    extra: dict = field(default_factory=dict)
-    has_snapshot: bool = False
-    has_clip: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"box": [round(float(v), 1) for v in self.box], "active": self.end is None}
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Event:
-        return cls(
-            id=row["id"],
-            stream=row["stream"],
-            label=row["label"],
-            class_id=row["class_id"],
-            track_id=row["track_id"],
-            start=row["start"],
-            end=row["end"],
-            top_score=row["top_score"],
-            box=tuple(json.loads(row["box"])),
-            frames=row["frames"],
-            extra=json.loads(row["extra"] or "{}"),
-            has_snapshot=bool(row["has_snapshot"]),
-            has_clip=bool(row["has_clip"]),
-        )
-
-
-@dataclass
-class Message:
-    seq: int
-    msg_id: str
-    event_id: str
-    type: str
-    body: str
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def connect(db_path: Path) -> sqlite3.Connection:
-    """A connection to the events database (created and migrated when needed)."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version < SCHEMA_VERSION:
-        conn.executescript(SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
-    return conn
+from .eventdb import (  # noqa: F401  (Event, Message, new_event_id: the store's objects, imported from here too)
+    COLUMNS,
+    MAX_NOTE,
+    MAX_REVIEWER,
+    REVIEW_STATES,
+    UNREVIEWED,
+    Event,
+    Message,
+    connect,
+    iso_time,
+    new_event_id,
+    write_file,
+)
 
 
 class EventStore:
@@ -134,7 +50,7 @@ class EventStore:
     def _message(self, event: Event, kind: str, now: float) -> None:
         """The message announcing this change; its id is the event's, the kind and the outbox sequence number,
         so it is unique even after older messages were pruned."""
-        body = json.dumps({"type": f"alarm.{kind}", "timestamp": _iso(now), "data": event.to_dict()})
+        body = json.dumps({"type": f"alarm.{kind}", "timestamp": iso_time(now), "data": event.to_dict()})
         cursor = self._conn.execute(
             "INSERT INTO outbox (msg_id, event_id, type, created, body) VALUES (?, ?, ?, ?, ?)",
             (f"pending-{secrets.token_hex(8)}", event.id, kind, now, body),
@@ -144,10 +60,10 @@ class EventStore:
 
     def _save(self, event: Event, kind: str, snapshot: bytes | None = None, clip: bytes | None = None) -> None:
         if snapshot:
-            _write_file(self.media / event.id / "snapshot.jpg", snapshot)
+            write_file(self.media / event.id / "snapshot.jpg", snapshot)
             event.has_snapshot = True
         if clip:
-            _write_file(self.media / event.id / "clip.mp4", clip)
+            write_file(self.media / event.id / "clip.mp4", clip)
             event.has_clip = True
         now = time.time()
         row = (
@@ -155,15 +71,75 @@ class EventStore:
             event.top_score, json.dumps([float(v) for v in event.box]), event.frames, json.dumps(event.extra),
             int(event.has_snapshot), int(event.has_clip),
         )  # fmt: skip
+        upsert = (
+            f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT(id) "
+            f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}"
+        )  # a review made while the alarm runs stays
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("INSERT OR REPLACE INTO events VALUES (" + ",".join("?" * len(row)) + ")", row)
+                self._conn.execute(upsert, row)
+                if kind != "new" and (current := self._review_of(event.id)) is not None:
+                    event.review = current
                 self._message(event, kind, now)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def _review_of(self, event_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT review, reviewed_by, reviewed_at, review_note FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+        if row is None or not row["review"]:
+            return None
+        return {"state": row["review"], "by": row["reviewed_by"], "at": row["reviewed_at"], "note": row["review_note"]}
+
+    def review(self, event_id: str, state: str, by: str | None = None, note: str | None = None) -> Event | None:
+        """Record a person's verdict on an event (``state``: acknowledged, confirmed or false_alarm), and the
+        message that tells every receiver (``alarm.review``), in one transaction; ``None`` for an unknown event.
+        Every change is kept (:meth:`reviews`); the event shows the latest."""
+        if state not in REVIEW_STATES:
+            raise ValueError(f"a review state is one of {', '.join(REVIEW_STATES)}, got {state!r}")
+        if (note and len(note) > MAX_NOTE) or (by and len(by) > MAX_REVIEWER):
+            raise ValueError(f"a review note has at most {MAX_NOTE} characters, a reviewer's name {MAX_REVIEWER}")
+        now = time.time()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+                if row is None:
+                    self._conn.execute("ROLLBACK")
+                    return None
+                self._conn.execute(
+                    "UPDATE events SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ? WHERE id = ?",
+                    (state, by, now, note, event_id),
+                )
+                self._conn.execute(
+                    "INSERT INTO reviews (event_id, state, by, at, note) VALUES (?, ?, ?, ?, ?)",
+                    (event_id, state, by, now, note),
+                )
+                event = Event.from_row(row)
+                event.review = {"state": state, "by": by, "at": now, "note": note}
+                self._message(event, "review", now)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return event
+
+    def reviews(self, event_id: str) -> list[dict[str, Any]]:
+        """Every review of an event, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT state, by, at, note FROM reviews WHERE event_id = ? ORDER BY seq", (event_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def unreviewed(self) -> int:
+        """How many events nobody has reviewed yet."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM events WHERE review IS NULL").fetchone()[0]
 
     def begin(self, event: Event, snapshot: bytes | None = None) -> None:
         self._save(event, "new", snapshot=snapshot)
@@ -205,8 +181,10 @@ class EventStore:
         active: bool | None = None,
         limit: int = 100,
         offset: int = 0,
+        review: str | None = None,
     ) -> list[Event]:
-        """Events, newest first, filtered by stream, label, start time and whether they are running."""
+        """Events, newest first, filtered by stream, label, start time, whether they are running and their review
+        state (:data:`UNREVIEWED` for none yet)."""
         where, args = [], []
         for column, op, value in (("stream", "=", stream), ("label", "=", label), ("start", ">=", since)):
             if value is not None:
@@ -217,6 +195,11 @@ class EventStore:
             args.append(until)
         if active is not None:
             where.append("end IS NULL" if active else "end IS NOT NULL")
+        if review == UNREVIEWED:
+            where.append("review IS NULL")
+        elif review is not None:
+            where.append("review = ?")
+            args.append(review)
         sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "")
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY start DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,9 @@ class StreamManager:
         if self.sinks:
             self.dispatcher = Dispatcher(self.store.db_path, self.sinks, on_result=self.on_delivery)
             self.dispatcher.start()
+        for sink in self.sinks:
+            if hasattr(sink, "listen"):  # reviews published to the broker
+                sink.listen(partial(self._review_command, loop, sink.name))
         self._pruner = loop.create_task(self._prune_forever(), name="events-retention")
 
     async def _prune_forever(self) -> None:
@@ -149,6 +153,27 @@ class StreamManager:
             self.dispatcher.notify()
         if self.on_event is not None:
             self.on_event(kind, event)
+
+    async def review(self, event_id: str, state: str, by: str | None = None, note: str | None = None) -> Event | None:
+        """A person's verdict on an event, stored and delivered (``alarm.review``) like every change; ``None`` for
+        an unknown event, :class:`ValueError` for a state or note the store refuses."""
+        event = await asyncio.get_running_loop().run_in_executor(None, self.store.review, event_id, state, by, note)
+        if event is not None:
+            log.info("event %s reviewed: %s%s", event_id, state, f" by {by}" if by else "")
+            self._event("review", event)
+        return event
+
+    def _review_command(self, loop: asyncio.AbstractEventLoop, source: str, command: dict[str, Any]) -> None:
+        """A review from a sink (MQTT), on its thread: applied on the event loop; refusals logged."""
+        unknown = set(command) - {"id", "state", "note", "by"}
+        event_id, state, note, by = (command.get(k) for k in ("id", "state", "note", "by"))
+        if unknown or not isinstance(event_id, str) or not isinstance(state, str):
+            raise ValueError(f"a review is {{id, state, note?, by?}} (strings), got keys {sorted(command)}")
+        if not all(v is None or isinstance(v, str) for v in (note, by)):
+            raise ValueError("a review's note and by are strings")
+        done = asyncio.run_coroutine_threadsafe(self.review(event_id, state, by or source, note), loop)
+        if done.result(timeout=30) is None:
+            raise ValueError(f"no event {event_id!r}")
 
     async def add(self, config: StreamConfig) -> StreamWatcher:
         """Start watching a stream; :class:`StreamError` if the name is taken, :class:`StreamLimitError` past

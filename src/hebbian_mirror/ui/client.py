@@ -201,6 +201,11 @@ class Client:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._call("GET", "/v1/events", params=params).json()["events"]
 
+    def review(self, event_id: str, state: str, note: str | None = None) -> dict:
+        """Acknowledge, confirm or mark an event a false alarm (the key's holder is the reviewer)."""
+        body = {"state": state} | ({"note": note} if note else {})
+        return self._call("POST", f"/v1/events/{event_id}/review", json=body).json()
+
     def event_file(self, event_id: str, name: str) -> bytes | None:
         """``snapshot.jpg`` or ``clip.mp4`` of an event; ``None`` when it has none."""
         r = self._http.get(f"/v1/events/{event_id}/{name}")

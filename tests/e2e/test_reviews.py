@@ -1,0 +1,146 @@
+"""Reviewing events against a real server, a real webhook receiver and a real MQTT broker (mosquitto) on loopback:
+a review made through the API or published to the broker is stored, listed, counted, and reaches every receiver
+as its own signed ``alarm.review`` message, after the event's own messages; scopes and bad reviews are refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from hebbian_mirror.streams.events import Event, EventStore, new_event_id
+
+from ..server_process import ServerProcess, free_port
+from ..stream_peers import SECRET, WebhookReceiver
+
+ADMIN, VIEW, GUARD = "admin-key-0123456789", "view-key-0123456789", "guard-key-0123456789"
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    got: list[dict] = []
+    online = threading.Event()
+
+    def on_message(c, u, m) -> None:
+        if m.topic == "shop/availability":
+            online.set() if m.payload == b"online" else online.clear()
+        else:
+            got.append(json.loads(m.payload))
+
+    client.on_message = on_message
+
+    def connected() -> bool:
+        try:
+            return client.connect("127.0.0.1", port) == 0
+        except ConnectionRefusedError:
+            return False
+
+    wait_for(connected, timeout=10)
+    client.subscribe([("shop/events", 1), ("shop/availability", 1)])
+    client.loop_start()
+    yield port, client, got, online
+    client.loop_stop()
+    client.disconnect()
+    proc.kill()
+    proc.wait()
+
+
+def stored_events(folder) -> list[Event]:
+    """Two ended alarms, stored before the server starts (as a previous run left them)."""
+    store = EventStore(folder)
+    events, now = [], time.time() - 60  # recent: retention keeps them
+    for i, label in enumerate(("pistol", "knife")):
+        e = Event(new_event_id(now + i), "door", label, i, 3, now + i, None, 0.8, (1.0, 2.0, 30.0, 40.0), 5)
+        store.begin(e)
+        store.end(e)
+        events.append(e)
+    store.close()
+    return events
+
+
+def test_reviews_from_the_api_and_the_broker_reach_every_receiver_in_order(tmp_path, broker):
+    port, client, on_broker, online = broker
+    pistol, knife = stored_events(tmp_path / "events")
+    receiver = WebhookReceiver(free_port())
+    guard = json.dumps({"key": GUARD, "scopes": ["review", "view"], "name": "night-guard"})
+    srv = ServerProcess(
+        "--model", "yolov4-tiny", "--workers", "0", "--api-key", ADMIN, "--scoped-key", f"view:{VIEW}",
+        "--scoped-key", guard, "--events-dir", str(tmp_path / "events"), "--webhook", receiver.url,
+        "--webhook-secret", SECRET, "--mqtt", f"mqtt://127.0.0.1:{port}/shop",
+        log=tmp_path / "server.log",
+    )  # fmt: skip
+    try:
+        url, as_guard, as_viewer = srv.url, {"X-API-Key": GUARD}, {"X-API-Key": VIEW}
+        metrics = lambda: httpx.get(url + "/metrics", headers=as_viewer).text  # noqa: E731
+        assert "hm_unreviewed_alarms 2.0" in metrics()
+        answer = httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "acknowledged"}, headers=as_guard)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["review"]["state"] == "acknowledged" and answer.json()["review"]["by"] == "night-guard"
+        refused = [
+            httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "confirmed"}, headers=as_viewer),
+            httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "fine"}, headers=as_guard),
+            httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "confirmed", "x": 1}, headers=as_guard),
+            httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "confirmed", "note": "n" * 3000},
+                       headers=as_guard),
+            httpx.post(f"{url}/v1/events/0000000000000-00000000/review", json={"state": "confirmed"},
+                       headers=as_guard),
+            httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "confirmed"}),
+        ]  # fmt: skip
+        assert [r.status_code for r in refused] == [403, 422, 422, 422, 404, 401]
+        # from the broker: whoever may publish to PREFIX/review (the broker's ACL decides)
+        assert online.wait(30)  # the server is connected, and subscribed in the same breath
+        time.sleep(0.3)
+        client.publish("shop/review", json.dumps({"id": knife.id, "state": "false_alarm", "note": "a phone"}), qos=1)
+        client.publish("shop/review", b"not json", qos=1)  # refused and logged: delivery goes on
+        client.publish("shop/review", json.dumps({"id": "nope", "state": "confirmed"}), qos=1)
+        wait_for(lambda: httpx.get(f"{url}/v1/events/{knife.id}", headers=as_viewer).json()["review"])
+        knife_now = httpx.get(f"{url}/v1/events/{knife.id}", headers=as_viewer).json()
+        assert knife_now["review"]["state"] == "false_alarm" and knife_now["review"]["note"] == "a phone"
+        assert knife_now["review"]["by"].startswith("mqtt")  # no name given: the sink it came through
+        httpx.post(f"{url}/v1/events/{pistol.id}/review", json={"state": "confirmed", "note": "a real one"},
+                   headers=as_guard)  # fmt: skip
+        # every receiver: the reviews only (the events' own messages were sent by the earlier run), in order
+        expected = [(pistol.id, "acknowledged"), (knife.id, "false_alarm"), (pistol.id, "confirmed")]
+        for messages in (receiver.received, on_broker):
+            wait_for(lambda m=messages: len(m) >= 3)
+            assert [(m["type"], m["data"]["id"], m["data"]["review"]["state"]) for m in messages] == [
+                ("alarm.review", i, s) for i, s in expected
+            ]
+        assert len({m["id"] for m in receiver.received}) == 3  # idempotent ids, one per review
+        listed = httpx.get(url + "/v1/events?review=false_alarm", headers=as_viewer).json()["events"]
+        assert [e["id"] for e in listed] == [knife.id]
+        assert httpx.get(url + "/v1/events?review=unreviewed", headers=as_viewer).json()["events"] == []
+        assert httpx.get(url + "/v1/events?review=bogus", headers=as_viewer).status_code == 422
+        history = httpx.get(f"{url}/v1/events/{pistol.id}/reviews", headers=as_viewer).json()["reviews"]
+        assert [(r["state"], r["by"]) for r in history] == [
+            ("acknowledged", "night-guard"),
+            ("confirmed", "night-guard"),
+        ]
+        assert "hm_unreviewed_alarms 0.0" in metrics()
+        assert "review command on shop/review refused" in srv.log() and "no event 'nope'" in srv.log()
+    finally:
+        assert srv.stop(), srv.log()
+        receiver.close()
+    assert " 500 " not in srv.log() and "Traceback" not in srv.log(), srv.log()[-3000:]
+    # a restart keeps every review
+    again = EventStore(tmp_path / "events")
+    assert again.get(pistol.id).review["state"] == "confirmed" and len(again.reviews(pistol.id)) == 2
