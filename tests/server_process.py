@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,3 +76,46 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in self.log()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+class UiProcess:
+    """``hebbian-mirror ui`` in front of ``api`` on a free port (extra flags: ``args``), ready when Streamlit's
+    health check answers; :meth:`browser` opens headless Chromium (``make test`` installs it)."""
+
+    def __init__(self, api: str, *args: str, timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "hebbian_mirror", "ui", "--api", api, "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/_stcore/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.3)
+        self.stop()
+        raise AssertionError(f"the UI did not start within {timeout} s")
+
+    @staticmethod
+    def browser(playwright):
+        chromium = shutil.which("chromium") or "/usr/bin/chromium"
+        assert Path(chromium).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+        return playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)

@@ -5,6 +5,7 @@ as its own signed ``alarm.review`` message, after the event's own messages; scop
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from hebbian_mirror.streams.events import Event, EventStore, new_event_id
 
-from ..server_process import ServerProcess, free_port
+from ..server_process import ServerProcess, UiProcess, free_port
 from ..stream_peers import SECRET, WebhookReceiver
 
 ADMIN, VIEW, GUARD = "admin-key-0123456789", "view-key-0123456789", "guard-key-0123456789"
@@ -144,3 +145,36 @@ def test_reviews_from_the_api_and_the_broker_reach_every_receiver_in_order(tmp_p
     # a restart keeps every review
     again = EventStore(tmp_path / "events")
     assert again.get(pistol.id).review["state"] == "confirmed" and len(again.reviews(pistol.id)) == 2
+
+
+def test_a_false_alarm_marked_in_the_browser_is_stored_with_its_note(tmp_path):
+    """Real headless Chromium on the UI's Events page: a note typed, "False alarm" clicked; the server has the
+    review, by the key's holder, and the page shows it."""
+    from playwright.sync_api import sync_playwright
+
+    pistol, _ = stored_events(tmp_path / "events")
+    guard = json.dumps({"key": GUARD, "scopes": ["review", "view"], "name": "night-guard"})
+    srv = ServerProcess(
+        "--workers", "0", "--api-key", ADMIN, "--scoped-key", guard, "--events-dir", str(tmp_path / "events"),
+        log=tmp_path / "server.log",
+    )  # fmt: skip
+    ui = UiProcess(srv.url, "--api-key", GUARD)
+    try:
+        with sync_playwright() as p:
+            browser = UiProcess.browser(p)
+            tab = browser.new_page(viewport={"width": 1400, "height": 1600})
+            tab.goto(f"{ui.url}/events", wait_until="domcontentloaded")
+            tab.get_by_text("2 alarm(s) not reviewed yet").wait_for(timeout=60_000)
+            card = tab.locator("[data-testid=stHorizontalBlock]").filter(has_text=pistol.id).first  # its row
+            card.get_by_placeholder("what you saw").fill("a toy in the window")
+            card.get_by_placeholder("what you saw").press("Enter")
+            card.get_by_role("button", name="False alarm").click()
+            tab.get_by_text("1 alarm(s) not reviewed yet").wait_for(timeout=30_000)
+            card.get_by_text(re.compile("False alarm by night-guard.*a toy in the window")).wait_for(timeout=30_000)
+            browser.close()
+        stored = httpx.get(f"{srv.url}/v1/events/{pistol.id}", headers={"X-API-Key": ADMIN}).json()["review"]
+        assert stored["state"] == "false_alarm" and stored["by"] == "night-guard"
+        assert stored["note"] == "a toy in the window"
+    finally:
+        ui.stop()
+        assert srv.stop(), srv.log()

@@ -6,12 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,7 +21,7 @@ from hebbian_mirror.ui.client import Client, ServerError, load_image_source
 
 from ..conftest import DOG, KNIFE, REPO, SHARED, WEIGHTS
 from ..helpers import huge_png
-from ..server_process import ServerProcess, free_port
+from ..server_process import ServerProcess, UiProcess, free_port
 
 PAGE = REPO / "src" / "hebbian_mirror" / "ui" / "app.py"
 KEY = "ui-key"
@@ -386,55 +382,14 @@ def test_browser_end_to_end(server):
     """Real headless Chromium: upload the photo, see the detections and the alert; screenshot kept."""
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(chromium).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
-    port = free_port()
-    ui = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hebbian_mirror",
-            "ui",
-            "--api",
-            server.url,
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--dangerous",
-            "dog,knife",
-            "--api-key",
-            KEY,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    ui = UiProcess(server.url, "--dangerous", "dog,knife", "--api-key", KEY)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "ui-end-to-end.png"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
+            browser = UiProcess.browser(p)
             tab = browser.new_page(viewport={"width": 1400, "height": 1600})
-            tab.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded")
+            tab.goto(ui.url, wait_until="domcontentloaded")
             tab.get_by_text("Server ready").wait_for(timeout=60_000)  # with the key from --api-key, none typed
             tab.locator("input[type=file]").first.set_input_files([str(DOG), str(KNIFE)])  # KNIFE: 958×1280
             alert = tab.get_by_text(re.compile(r"ALERT: \d")).first
@@ -473,5 +428,4 @@ def test_browser_end_to_end(server):
         assert shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")
     finally:
-        ui.terminate()
-        ui.wait(20)
+        ui.stop()
