@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -178,3 +179,32 @@ def test_a_false_alarm_marked_in_the_browser_is_stored_with_its_note(tmp_path):
     finally:
         ui.stop()
         assert srv.stop(), srv.log()
+
+
+def test_reviews_made_while_the_receiver_is_down_survive_a_kill_and_arrive_once_in_order(tmp_path):
+    """The receiver is down (refusing) while three reviews are made; the server is killed (SIGKILL, no goodbye);
+    the next start delivers the three, once each, in the order they were made."""
+    pistol, knife = stored_events(tmp_path / "events")
+    receiver = WebhookReceiver(free_port(), fail_first=1_000_000)  # refuses everything: an outage
+    common = ["--workers", "0", "--events-dir", str(tmp_path / "events"), "--webhook", receiver.url]
+    common += ["--webhook-secret", SECRET]
+    try:
+        srv = ServerProcess(*common, log=tmp_path / "first.log")
+        made = [(pistol.id, "acknowledged"), (knife.id, "false_alarm"), (pistol.id, "confirmed")]
+        for event_id, state in made:
+            answer = httpx.post(f"{srv.url}/v1/events/{event_id}/review", json={"state": state, "by": "guard"})
+            assert answer.status_code == 200
+        wait_for(lambda: receiver.failed >= 2)  # tried, refused, backing off
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(30)
+        receiver.fail_first = 0  # the receiver is back
+        again = ServerProcess(*common, log=tmp_path / "second.log")
+        try:
+            wait_for(lambda: len(receiver.received) >= 3, timeout=60)
+            time.sleep(2)  # nothing more arrives
+            assert [(m["data"]["id"], m["data"]["review"]["state"]) for m in receiver.received] == made
+            assert len(set(receiver.ids())) == 3 and receiver.rejected == 0
+        finally:
+            assert again.stop(), again.log()
+    finally:
+        receiver.close()
