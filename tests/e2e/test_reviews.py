@@ -208,3 +208,50 @@ def test_reviews_made_while_the_receiver_is_down_survive_a_kill_and_arrive_once_
             assert again.stop(), again.log()
     finally:
         receiver.close()
+
+
+def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli):
+    """The loop: `watch` raises two alarms on a clip (real model); one is marked a false alarm, the other
+    confirmed; `data from-events` writes the hard negative and the labelled frame (undrawn), and a recipe that
+    lists the folder prepares its data with them."""
+    from hebbian_mirror.config import load_settings
+    from hebbian_mirror.datasets import load_splits
+    from hebbian_mirror.images import decode_image
+    from hebbian_mirror.train import recipe as recipes
+
+    from ..conftest import SHARED
+    from ..stream_peers import WEAPONS_MODEL, alarm_clip
+
+    clip, _ = alarm_clip(tmp_path / "door.mp4", appearances=2)
+    events = tmp_path / "events"
+    code, out, err = cli("watch", clip, "--model", WEAPONS_MODEL, "--alarm", "pistol", "--out", events,
+                         "--workers", "0", "--device", "cpu")  # fmt: skip
+    assert code == 0, out + err
+    store = EventStore(events)
+    first, second = sorted(store.query(), key=lambda e: e.start)
+    assert store.frame_path(first.id) and store.snapshot_path(first.id)
+    store.review(first.id, "false_alarm", by="owner", note="a toy")
+    store.review(second.id, "confirmed", by="owner")
+    store.close()
+    code, out, err = cli("data", "from-events", tmp_path / "feedback", "--events-dir", events)
+    assert code == 0 and "1 confirmed, 1 false alarms" in out, out + err
+    train = load_splits(tmp_path / "feedback" / "data.yaml")["train"]
+    by_event = {s.image.stem.split("-", 1)[1]: s for s in train.samples}
+    assert train.classes == ["pistol"] and set(by_event) == {first.id, second.id}
+    assert by_event[first.id].boxes == [] and len(by_event[second.id].boxes) == 1
+    assert by_event[second.id].boxes[0].xyxy == pytest.approx(second.box, abs=0.5)
+    frame = decode_image(by_event[second.id].image.read_bytes())
+    drawn = decode_image((events / "media" / second.id / "snapshot.jpg").read_bytes())
+    assert frame.shape == drawn.shape and abs(frame.astype(int) - drawn.astype(int)).mean() > 0.5  # no drawings
+    manifest = json.loads((tmp_path / "feedback" / "events.json").read_text())
+    assert {m["event"]: m["review"]["state"] for m in manifest} == {first.id: "false_alarm", second.id: "confirmed"}
+    code, _, err = cli("data", "from-events", tmp_path / "nothing", "--events-dir", tmp_path / "none")
+    assert code != 0 and "no events.db" in err
+    spec = tmp_path / "feedback.yaml"
+    spec.write_text(
+        f"name: feedback\ndatasets:\n  - path: {tmp_path / 'feedback'}\n  - path: {SHARED / 'data/weapons/pistols'}\n"
+        f"train: {{model: yolov4-tiny, keep_classes: true, out: {tmp_path / 'run'}}}\n"
+    )
+    data, report = recipes.prepare_data(recipes.read(spec), load_settings(device="cpu"), "yolov4-tiny", sample=True)
+    merged = load_splits(data)["train"]
+    assert report["sources"][0]["train"] == 2 and any(first.id in s.image.name for s in merged.samples)

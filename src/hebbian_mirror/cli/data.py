@@ -1,4 +1,4 @@
-"""``data``: inspect, convert, merge, split and preview labelled datasets."""
+"""``data``: inspect, convert, merge, split and preview labelled datasets; clip sets; reviewed events as data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from rich.table import Table
 
 from ..errors import CommandError
 from .app import app
-from .common import Commands, console
-from .options import fraction
+from .common import Commands, cli_settings, config_option, console
+from .options import fraction, setting
 
 data_app = typer.Typer(
     help="Inspect, convert, merge, split and preview labelled datasets.", no_args_is_help=True, cls=Commands
@@ -217,3 +217,28 @@ def data_alarm_clips(
         seed=seed,
     )
     console.print(f"clip set in {index}")
+
+
+@data_app.command("from-events")
+def data_from_events(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="New output folder (a YOLO dataset with one train split)."),
+    events_dir: Path | None = setting("events_dir"),
+    since: float | None = typer.Option(None, "--since", help="Only events started at or after (Unix seconds)."),
+    stream: list[str] = typer.Option([], "--stream", help="Only this stream's events (repeatable)."),
+    config: Path | None = config_option(),
+) -> None:
+    """Reviewed events as training data: each false alarm's frame a hard negative, each confirmed alarm's frame
+    with its (detector's) box; events.json beside them says which event and review each image came from."""
+    from ..streams.feedback import from_events
+
+    settings = cli_settings(ctx)
+    done = from_events(settings.events_dir, out, since=since, streams=stream or None)
+    console.print(
+        f"wrote {done.confirmed + done.false_alarms} images ({done.confirmed} confirmed, {done.false_alarms} "
+        f"false alarms) → {done.data}",
+        highlight=False,
+    )
+    if done.skipped:
+        console.print(f"{done.skipped} reviewed event(s) without a stored frame left out", style="yellow")
+    console.print("check the confirmed boxes (they are the detector's), then add the folder to a recipe's datasets")

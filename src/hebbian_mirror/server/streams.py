@@ -291,6 +291,15 @@ async def snapshot(request: Request, event_id: str) -> FileResponse:
     return FileResponse(path, media_type="image/jpeg")
 
 
+@router.get("/v1/events/{event_id}/frame.jpg", summary="The snapshot's frame, undrawn", dependencies=VIEW)
+async def frame(request: Request, event_id: str) -> FileResponse:
+    store, _ = await _event(request, event_id)
+    path = store.frame_path(event_id)
+    if path is None:
+        raise APIError(404, f"event {event_id} has no frame")
+    return FileResponse(path, media_type="image/jpeg")
+
+
 @router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip", dependencies=VIEW)
 async def clip(request: Request, event_id: str) -> FileResponse:
     store, event = await _event(request, event_id)

@@ -58,7 +58,16 @@ class EventStore:
         seq = cursor.lastrowid
         self._conn.execute("UPDATE outbox SET msg_id = ? WHERE seq = ?", (f"{event.id}-{kind}-{seq}", seq))
 
-    def _save(self, event: Event, kind: str, snapshot: bytes | None = None, clip: bytes | None = None) -> None:
+    def _save(
+        self,
+        event: Event,
+        kind: str,
+        snapshot: bytes | None = None,
+        clip: bytes | None = None,
+        frame: bytes | None = None,
+    ) -> None:
+        if frame:  # the snapshot's frame without drawings: what training takes (data from-events)
+            write_file(self.media / event.id / "frame.jpg", frame)
         if snapshot:
             write_file(self.media / event.id / "snapshot.jpg", snapshot)
             event.has_snapshot = True
@@ -141,11 +150,11 @@ class EventStore:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM events WHERE review IS NULL").fetchone()[0]
 
-    def begin(self, event: Event, snapshot: bytes | None = None) -> None:
-        self._save(event, "new", snapshot=snapshot)
+    def begin(self, event: Event, snapshot: bytes | None = None, frame: bytes | None = None) -> None:
+        self._save(event, "new", snapshot=snapshot, frame=frame)
 
-    def update(self, event: Event, snapshot: bytes | None = None) -> None:
-        self._save(event, "update", snapshot=snapshot)
+    def update(self, event: Event, snapshot: bytes | None = None, frame: bytes | None = None) -> None:
+        self._save(event, "update", snapshot=snapshot, frame=frame)
 
     def end(self, event: Event, clip: bytes | None = None) -> None:
         if event.end is None:
@@ -207,6 +216,11 @@ class EventStore:
 
     def snapshot_path(self, event_id: str) -> Path | None:
         path = self.media / event_id / "snapshot.jpg"
+        return path if "/" not in event_id and path.is_file() else None
+
+    def frame_path(self, event_id: str) -> Path | None:
+        """The snapshot's frame as the camera gave it (no drawings), when the event has one."""
+        path = self.media / event_id / "frame.jpg"
         return path if "/" not in event_id and path.is_file() else None
 
     def clip_path(self, event_id: str) -> Path | None:

@@ -254,11 +254,11 @@ class StreamWatcher:
                 pre = list(self._pre)
                 self._io.submit(clip.extend, pre)
         if t.kind in ("new", "update") and self.store is not None:
-            snapshot = None
+            snapshot = clean = None
             if frame is not None:
-                snapshot = await loop.run_in_executor(self._io, _snapshot, frame.image, shown, t.alarm)
+                snapshot, clean = await loop.run_in_executor(self._io, _snapshot, frame.image, shown, t.alarm)
             write = self.store.begin if t.kind == "new" else self.store.update
-            await loop.run_in_executor(self._io, write, event, snapshot)
+            await loop.run_in_executor(self._io, write, event, snapshot, clean)
         elif t.kind == "end":
             del self._events[t.alarm.label]
             clip = self._clips.pop(t.alarm.label, None)
@@ -307,9 +307,10 @@ class StreamWatcher:
         }
 
 
-def _snapshot(image: np.ndarray, shown: Sequence[Detection], alarm: Alarm) -> bytes:
-    """The frame with its detections drawn, the alarm's own box included even below the display threshold."""
+def _snapshot(image: np.ndarray, shown: Sequence[Detection], alarm: Alarm) -> tuple[bytes, bytes]:
+    """The frame with its detections drawn, the alarm's own box included even below the display threshold; and
+    the frame as it was (for training on reviewed events)."""
     boxes = list(shown)
     if not any(d.label == alarm.label and d.box == alarm.top_box for d in boxes):
         boxes.append(Detection(tuple(alarm.top_box), alarm.top_score, alarm.class_id, alarm.label))
-    return encode_jpeg(draw_detections(image, boxes), quality=85)
+    return encode_jpeg(draw_detections(image, boxes), quality=85), encode_jpeg(image, quality=92)
