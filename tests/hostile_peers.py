@@ -25,6 +25,20 @@ def jpeg(size: tuple[int, int], value: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def self_signed(folder: Path, host: str = "127.0.0.1") -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for ``host`` (made by ``openssl``), kept in
+    ``folder`` as ``cert.pem`` (the CA a client must trust) and ``key.pem``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", f"/CN={host}", "-addext", f"subjectAltName=IP:{host}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 class MjpegService:
     """An HTTP MJPEG feed (``/feed.mjpg``) on ``host``: ``sizes`` cycled frame by frame; counts requests. With
     ``redirect_to``, every request is answered 302 to that URL instead. With ``tls``, served over HTTPS with a
@@ -72,14 +86,7 @@ class MjpegService:
         self._server.daemon_threads = True
         scheme = "http"
         if tls_dir is not None:
-            cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                 "-days", "2", "-subj", f"/CN={host}", "-addext", f"subjectAltName=IP:{host}"],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert, key)
+            context = self_signed(tls_dir, host)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://{host}:{self._server.server_address[1]}/feed.mjpg"

@@ -129,3 +129,50 @@ class RtspServer:
         for proc in self.procs:
             proc.kill()
             proc.wait()
+
+
+class SmtpServer:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that offers STARTTLS with a self-signed certificate
+    (``folder/cert.pem``), accepts AUTH (``user`` / ``password``) only after it, and keeps every e-mail received
+    (``email.message.EmailMessage``); ``refuse`` makes it answer 451 (a temporary outage) until cleared."""
+
+    def __init__(self, folder: Path, user: str = "alarms", password: str = "s3cret-smtp") -> None:
+        import email
+        import email.policy
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        from .hostile_peers import self_signed
+        from .server_process import free_port
+
+        self.received: list = []
+        self.logins: list[str] = []
+        self.refuse = False
+        self.ca = folder / "cert.pem"
+        context = self_signed(folder)
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp, session, envelope):
+                if server.refuse:
+                    return "451 try again later"
+                server.received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+                return "250 OK"
+
+        def authenticate(smtp, session, envelope, mechanism, auth_data):
+            ok = auth_data.login.decode() == user and auth_data.password.decode() == password
+            if ok:
+                server.logins.append(user)
+            return AuthResult(success=ok)
+
+        self.port = free_port()
+        self._controller = Controller(
+            Handler(), hostname="127.0.0.1", port=self.port, tls_context=context, require_starttls=True,
+            authenticator=authenticate, auth_required=True, auth_require_tls=True,
+        )  # fmt: skip
+        self._controller.start()
+        self.url = f"smtp://{user}:{password}@127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._controller.stop()

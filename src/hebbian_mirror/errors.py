@@ -154,6 +154,15 @@ class DeliveryError(HebbianMirrorError):
     """A message was not accepted (receiver down, refused, timed out) or a target is misconfigured."""
 
 
+class LinkError(HebbianMirrorError):
+    """A link to an event's file that does not open it: ``status`` 403 (not signed by this server) or 410
+    (expired)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class TrackingError(HebbianMirrorError):
     """MLflow refused something (store unreachable, registry error)."""
 

@@ -18,6 +18,7 @@ URLS = {
     "streams",
     "webhooks",
     "mqtt",
+    "smtp",
     "ray_address",
     "ui_api",
     "ui_sources",

@@ -4,6 +4,7 @@ delivery (components of :class:`~hebbian_mirror.config.Settings`, as in :mod:`.c
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,11 +110,72 @@ class DeliverySettings(Component):
         default=None,
         description="Publish events to an MQTT broker: mqtt://user:pass@host:port/prefix, host alone at least.",
     )
+    smtp: str | None = Field(
+        default=None,
+        description="E-mail events through this SMTP server: smtp://user:pass@host:port (STARTTLS, required "
+        "before a password is sent) or smtps://... (TLS from the start); needs email-to.",
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None, description="Trust this CA certificate for the SMTP server (one with a self-signed certificate)."
+    )
+    email_to: list[str] = Field(default_factory=list, description="Send event e-mails to this address; repeatable.")
+    email_from: str | None = Field(
+        default=None,
+        description="The e-mails' sender address.",
+        json_schema_extra={"default_help": "hebbian-mirror@ this host's name"},
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The server's address as receivers reach it (http(s)://host:port): messages then carry signed "
+        "links to the snapshot and clip that work without an API key until they expire.",
+    )
+    link_hours: float = Field(default=24.0, gt=0.0, le=24 * 365, description="How long a link in a message works.")
+    thumbnails: bool = Field(
+        default=False,
+        description="Put a small copy of the snapshot (JPEG, at most 320 pixels, base64) inside alarm messages.",
+    )
 
-    @field_validator("webhooks", mode="before")
+    @field_validator("webhooks", "email_to", mode="before")
     @classmethod
     def _split_webhooks(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("email_to", mode="after")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s<>,]+@[^@\s<>,]+", address):
+                raise ValueError(f"an e-mail address is name@host, got {address!r}")
+        return value
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError("public-url is the server's http(s)://host[:port][/path] as receivers reach it")
+            value = value.rstrip("/")
+        return value
+
+    @field_validator("smtp", mode="after")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parts = urlsplit(value)
+                _ = parts.port
+            except ValueError:
+                parts = None
+            if parts is None or parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError("an SMTP server is smtp://[user:pass@]host[:port] (smtps:// for TLS from the start)")
+        return value
+
+    @model_validator(mode="after")
+    def _email_needs_both(self) -> DeliverySettings:
+        if bool(self.smtp) != bool(self.email_to):
+            raise ValueError("e-mail needs both smtp (the server) and email-to (the recipients)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..classes import DANGEROUS_CLASSES
-from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
+from ..errors import HebbianMirrorError, LinkError, RuleError, SourceError, StreamError, StreamLimitError
 from ..streams.eventdb import MAX_NOTE, MAX_REVIEWER, REVIEW_STATES, UNREVIEWED
 from ..streams.manager import STREAM_NAME, StreamManager, split_stream
 from ..streams.media import mask_url
@@ -29,6 +29,30 @@ from .state import ServerState, state_of
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
 VIEW, REVIEW, ADMIN = [api_key("view")], [api_key("review")], [api_key("admin")]
+
+
+def _view_or_link():
+    """An event's file: a key with the ``view`` scope, or a link this server signed (``expires`` and ``sig``,
+    as delivered messages carry them) that has not expired: 403 when forged, 410 when expired."""
+    view = VIEW[0].dependency
+
+    async def check(request: Request, event_id: str) -> None:
+        query = request.query_params
+        if "sig" not in query and "expires" not in query:
+            await view(request)
+            return
+        signer = manager_of(request).signer
+        file = request.url.path.rsplit("/", 1)[-1]
+        try:
+            signer.check(event_id, file, query.get("expires", ""), query.get("sig", ""))
+        except LinkError as exc:
+            raise APIError(exc.status, str(exc)) from None
+
+    check.scope = "view"  # type: ignore[attr-defined]  # what it stands for, for the docs and the tests
+    return Depends(check)
+
+
+LINKED = [_view_or_link()]
 BOUNDARY = "frame"
 ReviewState = Literal[REVIEW_STATES]
 ReviewFilter = Literal[(UNREVIEWED, *REVIEW_STATES)]
@@ -282,7 +306,7 @@ async def get_event(request: Request, event_id: str) -> dict:
     return (await _event(request, event_id))[1].to_dict()
 
 
-@router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot", dependencies=VIEW)
+@router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot", dependencies=LINKED)
 async def snapshot(request: Request, event_id: str) -> FileResponse:
     store, _ = await _event(request, event_id)
     path = store.snapshot_path(event_id)
@@ -291,7 +315,7 @@ async def snapshot(request: Request, event_id: str) -> FileResponse:
     return FileResponse(path, media_type="image/jpeg")
 
 
-@router.get("/v1/events/{event_id}/frame.jpg", summary="The snapshot's frame, undrawn", dependencies=VIEW)
+@router.get("/v1/events/{event_id}/frame.jpg", summary="The snapshot's frame, undrawn", dependencies=LINKED)
 async def frame(request: Request, event_id: str) -> FileResponse:
     store, _ = await _event(request, event_id)
     path = store.frame_path(event_id)
@@ -300,7 +324,7 @@ async def frame(request: Request, event_id: str) -> FileResponse:
     return FileResponse(path, media_type="image/jpeg")
 
 
-@router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip", dependencies=VIEW)
+@router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip", dependencies=LINKED)
 async def clip(request: Request, event_id: str) -> FileResponse:
     store, event = await _event(request, event_id)
     path = store.clip_path(event_id)

@@ -8,10 +8,12 @@ cursor into the outbox: messages reach a sink in order, each marked only once it
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from .eventdb import (  # noqa: F401  (Event, Message, new_event_id: the store's
     write_file,
 )
 
+log = logging.getLogger(__name__)
+
 
 class EventStore:
     """Events under ``root``: ``events.db`` and ``media/<event id>/{snapshot.jpg, clip.mp4}``."""
@@ -39,6 +43,7 @@ class EventStore:
         self.media = self.root / "media"
         self._conn = connect(self.db_path)
         self._lock = threading.Lock()
+        self.extras: Callable[[Event, str, bytes | None, float], dict[str, Any]] | None = None  # links, thumbnail
         self.dropped: dict[str, int] = {}  # per sink: messages removed before it received them (disk budget)
 
     def close(self) -> None:
@@ -47,10 +52,16 @@ class EventStore:
 
     # ------------------------------------------------------------------ writing
 
-    def _message(self, event: Event, kind: str, now: float) -> None:
+    def _message(self, event: Event, kind: str, now: float, snapshot: bytes | None = None) -> None:
         """The message announcing this change; its id is the event's, the kind and the outbox sequence number,
-        so it is unique even after older messages were pruned."""
-        body = json.dumps({"type": f"alarm.{kind}", "timestamp": iso_time(now), "data": event.to_dict()})
+        so it is unique even after older messages were pruned. ``extras`` may add links and a thumbnail."""
+        envelope = {"type": f"alarm.{kind}", "timestamp": iso_time(now), "data": event.to_dict()}
+        if self.extras is not None:
+            try:
+                envelope |= self.extras(event, kind, snapshot, now)
+            except Exception:  # a picture that cannot be shrunk never costs the event its message
+                log.exception("event %s: the message's links or thumbnail failed; sent without", event.id)
+        body = json.dumps(envelope)
         cursor = self._conn.execute(
             "INSERT INTO outbox (msg_id, event_id, type, created, body) VALUES (?, ?, ?, ?, ?)",
             (f"pending-{secrets.token_hex(8)}", event.id, kind, now, body),
@@ -90,7 +101,7 @@ class EventStore:
                 self._conn.execute(upsert, row)
                 if kind != "new" and (current := self._review_of(event.id)) is not None:
                     event.review = current
-                self._message(event, kind, now)
+                self._message(event, kind, now, snapshot)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

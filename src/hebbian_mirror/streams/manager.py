@@ -23,6 +23,8 @@ from ..errors import HebbianMirrorError, StreamError, StreamLimitError
 from .delivery import MqttSink, WebhookSink
 from .dispatch import Dispatcher
 from .events import Event, EventStore
+from .links import Extras, Signer, link_key
+from .mail import EmailSettings, EmailSink
 from .policy import OPERATOR, SourcePolicy
 from .sources import open_source
 from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
@@ -59,11 +61,15 @@ def check_sources(settings, entries: Sequence[str]) -> list[str]:
     return problems
 
 
-def make_sinks(webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None) -> list:
+def make_sinks(
+    webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None, email: EmailSettings | None = None
+) -> list:
     """The delivery targets named on the command line or in the config."""
     sinks: list = [WebhookSink(url, secret=secret) for url in dict.fromkeys(webhooks)]
     if mqtt:
         sinks.append(MqttSink(mqtt))
+    if email is not None:
+        sinks.append(EmailSink(email))
     return sinks
 
 
@@ -80,6 +86,9 @@ class StreamManager:
         policy: SourcePolicy = OPERATOR,
         max_streams: int = 16,
         forget_removed_sinks: bool = False,
+        public_url: str | None = None,
+        link_hours: float = 24.0,
+        thumbnails: bool = False,
     ) -> None:
         self.detect = detect
         self.events_dir = Path(events_dir)
@@ -92,6 +101,8 @@ class StreamManager:
         self.watchers: dict[str, StreamWatcher] = {}
         self.policy, self.max_streams = policy, max_streams
         self.forget_removed_sinks = forget_removed_sinks  # the server owns its events folder; `watch` borrows it
+        self.links = (public_url, link_hours * 3600, thumbnails)
+        self.signer: Signer | None = None  # signs and checks links to events' files (made with the store)
         self._adding: set[str] = set()  # names being set up: taken, so that a second add with one fails
         self._setup = ThreadPoolExecutor(2, thread_name_prefix="stream-setup")  # probing files, resolving hosts
         self._tasks: dict[str, asyncio.Task] = {}
@@ -107,18 +118,24 @@ class StreamManager:
         return cls(
             detect,
             events.events_dir,
-            make_sinks(delivery.webhooks, delivery.webhook_secret, delivery.mqtt),
+            make_sinks(delivery.webhooks, delivery.webhook_secret, delivery.mqtt, EmailSettings.of(delivery)),
             max_age_s=events.events_max_age_days * 86400 if events.events_max_age_days else None,
             max_bytes=int(events.events_max_mb * 1_000_000) if events.events_max_mb else None,
             policy=SourcePolicy.from_settings(alarms, limits),
             max_streams=alarms.max_streams,
             forget_removed_sinks=forget_removed_sinks,
+            public_url=delivery.public_url,
+            link_hours=delivery.link_hours,
+            thumbnails=delivery.thumbnails,
         )
 
     async def start(self) -> None:
         """Open the store, end alarms a killed run left open, start delivering."""
         loop = asyncio.get_running_loop()
         self.store = await loop.run_in_executor(None, EventStore, self.events_dir)
+        public_url, ttl_s, thumbnails = self.links
+        self.signer = Signer(await loop.run_in_executor(None, link_key, self.events_dir), public_url, ttl_s)
+        self.store.extras = Extras(self.signer, thumbnails)
         closed = await loop.run_in_executor(None, self.store.close_active, time.time())
         if closed:
             log.warning("ended %d alarm(s) left running by the previous run", len(closed))
