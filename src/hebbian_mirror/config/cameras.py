@@ -43,6 +43,18 @@ class AlarmSettings(Component):
         description="Frames per second to process per stream (at most 60).",
         json_schema_extra={"default_help": "every frame"},
     )
+    camera_offline_after: float = Field(
+        default=10.0, ge=0.0, le=86400.0, description="Seconds without a frame before a camera is offline (0: off)."
+    )
+    camera_frozen_after: float = Field(
+        default=30.0, ge=0.0, le=86400.0, description="Seconds of one unchanging picture before it is frozen (0: off)."
+    )
+    camera_covered_after: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=86400.0,
+        description="Seconds of a black or featureless picture before the camera is covered (0: off).",
+    )
     max_streams: int = Field(default=16, ge=1, le=1024, description="Most streams watched at once.")
     allow_source: list[Path] = Field(
         default_factory=list,

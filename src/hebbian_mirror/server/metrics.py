@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..serving.batcher import BatchStats
 from ..serving.runners import Runner
+from ..streams.health import PROBLEMS
 from ..streams.manager import StreamManager
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -150,6 +151,15 @@ class StreamCollector:
             fps.add_metric([s["name"]], s["fps_processed"])
         yield latency
         yield fps
+        problem = GaugeMetricFamily(
+            "hm_camera_problem",
+            "1 while the camera has this problem (offline, frozen, covered)",
+            labels=["stream", "problem"],
+        )
+        for s in streams:
+            for name in PROBLEMS:
+                problem.add_metric([s["name"], name], float(name in s["problems"]))
+        yield problem
         if self.manager.store is not None:
             unreviewed = GaugeMetricFamily("hm_unreviewed_alarms", "Alarms nobody has reviewed yet")
             unreviewed.add_metric([], self.manager.store.unreviewed())

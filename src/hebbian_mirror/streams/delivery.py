@@ -127,7 +127,8 @@ def parse_mqtt_url(url: str) -> dict[str, Any]:
 
 class MqttSink:
     """Publishes each message to ``PREFIX/events`` (QoS 1); ``PREFIX/availability`` is ``online`` (retained)
-    while connected and the broker's last will ``offline`` when this process dies. With :meth:`listen`, it
+    while connected and the broker's last will ``offline`` when this process dies; a camera going offline and
+    coming back sets ``PREFIX/cameras/NAME/availability`` (retained). With :meth:`listen`, it
     also takes reviews published to ``PREFIX/review`` (JSON: ``id``, ``state``, optionally ``note``, ``by``):
     whoever the broker lets publish there may review events."""
 
@@ -141,7 +142,7 @@ class MqttSink:
         self.timeout = timeout
         prefix = self.cfg["prefix"]
         self.events_topic, self.availability = f"{prefix}/events", f"{prefix}/availability"
-        self.review_topic = f"{prefix}/review"
+        self.review_topic, self.cameras_topic = f"{prefix}/review", f"{prefix}/cameras"
         self._on_review: Callable[[dict[str, Any]], None] | None = None
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hebbian-mirror-{secrets.token_hex(4)}")
         if self.cfg["username"]:
@@ -194,6 +195,9 @@ class MqttSink:
                 time.sleep(0.05)
             if not self._client.is_connected():
                 raise DeliveryError(f"{self.name}: not connected to the broker")
+        if message.type.startswith("camera.") and (state := _availability(message.body)) is not None:
+            stream, online = state  # the camera's own availability, retained, before the message that explains it
+            self._client.publish(f"{self.cameras_topic}/{stream}/availability", online, qos=1, retain=True)
         info = self._client.publish(self.events_topic, message.body, qos=1)
         try:
             info.wait_for_publish(self.timeout)
@@ -213,3 +217,12 @@ class MqttSink:
             self._client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(2)
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _availability(body: str) -> tuple[str, str] | None:
+    """(stream, ``offline`` / ``online``) from a camera message about its connection, else ``None``."""
+    message = json.loads(body)
+    data = message.get("data") or {}
+    if data.get("label") != "offline" or data.get("extra", {}).get("ended_by"):
+        return None
+    return data["stream"], "offline" if message["type"] == "camera.offline" else "online"

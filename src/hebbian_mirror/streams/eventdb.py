@@ -103,11 +103,7 @@ class Event:
             extra=json.loads(row["extra"] or "{}"),
             has_snapshot=bool(row["has_snapshot"]),
             has_clip=bool(row["has_clip"]),
-            review=(
-                {"state": row["review"], "by": row["reviewed_by"], "at": row["reviewed_at"], "note": row["review_note"]}
-                if row["review"]
-                else None
-            ),
+            review=review_of(row),
         )
 
 
@@ -148,3 +144,10 @@ def connect(db_path: Path) -> sqlite3.Connection:
     for target in range(version + 1, SCHEMA_VERSION + 1):  # each step one transaction: stored events are kept
         conn.executescript(f"BEGIN; {MIGRATIONS[target]} PRAGMA user_version={target}; COMMIT;")
     return conn
+
+
+def review_of(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    """An events row's latest review (``None``: not reviewed)."""
+    if row is None or not row["review"]:
+        return None
+    return {"state": row["review"], "by": row["reviewed_by"], "at": row["reviewed_at"], "note": row["review_note"]}

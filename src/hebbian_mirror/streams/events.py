@@ -28,6 +28,7 @@ from .eventdb import (  # noqa: F401  (Event, Message, new_event_id: the store's
     connect,
     iso_time,
     new_event_id,
+    review_of,
     write_file,
 )
 
@@ -55,7 +56,8 @@ class EventStore:
     def _message(self, event: Event, kind: str, now: float, snapshot: bytes | None = None) -> None:
         """The message announcing this change; its id is the event's, the kind and the outbox sequence number,
         so it is unique even after older messages were pruned. ``extras`` may add links and a thumbnail."""
-        envelope = {"type": f"alarm.{kind}", "timestamp": iso_time(now), "data": event.to_dict()}
+        kind_type = kind if "." in kind else f"alarm.{kind}"  # camera.offline ...: a camera's own events
+        envelope = {"type": kind_type, "timestamp": iso_time(now), "data": event.to_dict()}
         if self.extras is not None:
             try:
                 envelope |= self.extras(event, kind, snapshot, now)
@@ -108,12 +110,8 @@ class EventStore:
                 raise
 
     def _review_of(self, event_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute(
-            "SELECT review, reviewed_by, reviewed_at, review_note FROM events WHERE id = ?", (event_id,)
-        ).fetchone()
-        if row is None or not row["review"]:
-            return None
-        return {"state": row["review"], "by": row["reviewed_by"], "at": row["reviewed_at"], "note": row["review_note"]}
+        sql = "SELECT review, reviewed_by, reviewed_at, review_note FROM events WHERE id = ?"
+        return review_of(self._conn.execute(sql, (event_id,)).fetchone())
 
     def review(self, event_id: str, state: str, by: str | None = None, note: str | None = None) -> Event | None:
         """Record a person's verdict on an event (``state``: acknowledged, confirmed or false_alarm), and the
@@ -172,6 +170,10 @@ class EventStore:
             event.end = time.time()
         self._save(event, "end", clip=clip)
 
+    def camera(self, event: Event, kind: str) -> None:
+        """A camera's problem begins (``camera.offline``, ``.frozen``, ``.covered``) or ends (``camera.ok``)."""
+        self._save(event, kind)
+
     def close_active(self, now: float) -> list[Event]:
         """End the events a previous run left running (at the time they were last seen)."""
         with self._lock:
@@ -181,7 +183,7 @@ class EventStore:
             event = Event.from_row(row)
             event.end = min(now, row["last_seen"] or now)
             event.extra = event.extra | {"ended_by": "restart"}
-            self._save(event, "end")
+            self._save(event, "camera.ok" if event.extra.get("problem") else "end")
             ended.append(event)
         return ended
 

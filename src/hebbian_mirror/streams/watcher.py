@@ -25,6 +25,7 @@ from ..images import draw_detections, encode_jpeg
 from ..meta import DEFAULT_MAX_PIXELS
 from .alarms import Alarm, AlarmTracker, Transition
 from .events import Event, EventStore, new_event_id
+from .health import CameraHealth, HealthRules
 from .policy import OPERATOR, SourcePolicy
 from .recording import ClipRecorder
 from .rules import AlarmRule
@@ -54,6 +55,7 @@ class StreamConfig:
     operator: bool = False  # named by whoever runs the process (CLI, settings file), not sent through the API
     tls_verify: bool = True  # check the camera's TLS certificate
     max_pixels: int = DEFAULT_MAX_PIXELS  # every decoded frame at most
+    health: HealthRules = field(default_factory=HealthRules)  # when a live camera is offline, frozen, covered
 
     def __post_init__(self) -> None:
         if not self.rules:
@@ -90,6 +92,9 @@ class StreamConfig:
             operator=operator,
             tls_verify=name not in settings.tls_unverified if tls_verify is None else tls_verify,
             max_pixels=settings.max_pixels,
+            health=HealthRules(
+                settings.camera_offline_after, settings.camera_frozen_after, settings.camera_covered_after
+            ),
         )
 
 
@@ -151,6 +156,8 @@ class StreamWatcher:
         self._events: dict[str, Event] = {}
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"stream-{config.name}")  # snapshots, clips, store
         self._jpeg: tuple[int, bytes] | None = None
+        self.health = CameraHealth(config.health, self.source.live, time.time())
+        self._problems: dict[str, Event] = {}
 
     @property
     def name(self) -> str:
@@ -174,11 +181,16 @@ class StreamWatcher:
                     self.error = str(exc)
                     log.error("stream %s: %s", self.name, exc)
                     break
+                now = time.time()
+                for problem, present in self.health.frame(frame.image, now) if frame else self.health.tick(now):
+                    await self._camera(problem, present, now)
                 if frame is not None:
                     await self._process(frame)
         finally:
             for t in self.alarms.finish(time.time()):
                 await self._emit(t, None)
+            for problem in list(self._problems):  # no longer watched: said so, not that it is fixed
+                await self._camera(problem, False, time.time(), ended_by="stopped")
             await loop.run_in_executor(self._io, self.source.stop)  # not the shared executor: a dead camera is slow
             self._io.shutdown(wait=True)
 
@@ -273,6 +285,25 @@ class StreamWatcher:
         if self.on_event is not None:
             self.on_event(t.kind, event)
 
+    async def _camera(self, problem: str, present: bool, now: float, ended_by: str | None = None) -> None:
+        """Store and announce a camera problem (``camera.<problem>``) or its end (``camera.ok``)."""
+        if present:
+            detail = self.health.details.get(problem, "")
+            event = Event(new_event_id(now), self.name, problem, -1, -1, now, None, 0.0, (0.0, 0.0, 0.0, 0.0))
+            event.extra = {"problem": problem, "detail": detail}
+            self._problems[problem] = event
+        elif (event := self._problems.pop(problem, None)) is None:
+            return
+        else:
+            event.end = now
+            event.extra |= {"ended_by": ended_by} if ended_by else {}
+        kind = f"camera.{problem}" if present else "camera.ok"
+        log.warning("stream %s: %s%s", self.name, kind, f" ({event.extra['detail']})" if present else "")
+        if self.store is not None:
+            await asyncio.get_running_loop().run_in_executor(self._io, self.store.camera, event, kind)
+        if self.on_event is not None:
+            self.on_event(kind, event)
+
     @property
     def state(self) -> str:
         """The source's state, until the watcher itself is done (the last frames may still be in its hands)."""
@@ -303,6 +334,7 @@ class StreamWatcher:
             "latency_ms_p50": round(1000 * latency[len(latency) // 2], 1) if latency else None,
             "alarms": self.stats.alarms,
             "active_alarms": sorted(self.alarms.active),
+            "problems": sorted(self._problems),  # the camera's: offline, frozen, covered
             "rules": [r.to_dict() for r in self.config.rules],
         }
 

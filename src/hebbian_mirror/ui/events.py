@@ -22,8 +22,13 @@ def when(ts: float) -> str:
 
 
 def headline(event: dict) -> str:
-    """ "knife on door", or "Person holding a knife on door" when the alarm's object was in a person's hands."""
+    """ "knife on door", or "Person holding a knife on door" when the alarm's object was in a person's hands;
+    "Camera door offline: no frame for 10 s" for a camera's problem."""
     label = event["label"]
+    if (event.get("extra") or {}).get("problem"):  # a camera's own problem, not an alarm
+        return f"Camera {event['stream']} {label}" + (
+            ": " + event["extra"]["detail"] if event["extra"].get("detail") else ""
+        )
     if (event.get("extra") or {}).get("held_by"):
         label = f"Person holding {'an' if label[:1].lower() in 'aeiou' else 'a'} {label}"
     return f"{label} on {event['stream']}"

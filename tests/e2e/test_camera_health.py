@@ -1,0 +1,104 @@
+"""Camera health against a real server and real cameras on loopback: an RTSP camera (ffmpeg into an RTSP server)
+killed and brought back is offline, then ok; an MJPEG camera that sends one flat picture over and over is frozen
+and covered. Each change is an event of its own kind, delivered to a webhook and MQTT (with the camera's
+availability retained there) and shown in /metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+
+from ..hostile_peers import MjpegService
+from ..server_process import ServerProcess, free_port
+from ..stream_peers import SECRET, RtspServer, WebhookReceiver, alarm_clip
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event-message.schema.json"
+
+
+def wait_for(predicate, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_a_camera_that_goes_dark_freezes_or_drops_out_raises_its_own_events(tmp_path):
+    from jsonschema import Draft202012Validator
+
+    clip, _ = alarm_clip(tmp_path / "scene.mp4", appearances=1)
+    rtsp, flat, receiver = RtspServer(clip), MjpegService(fps=5.0), WebhookReceiver(free_port())
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    retained: dict[str, str] = {}
+    got = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda c, u, m: (retained.__setitem__(m.topic, m.payload.decode()), got.set())
+    srv = None
+    try:
+        wait_for(lambda: _connects(sub, port), timeout=10)
+        sub.subscribe("shop/cameras/#", qos=1)
+        sub.loop_start()
+        srv = ServerProcess(
+            "--model", "yolov4-tiny", "--workers", "0", "--alarm", "knife", "--stream-fps", "3",
+            "--stream", f"door={rtsp.url}", "--stream", f"flat={flat.url}", "--events-dir", str(tmp_path / "ev"),
+            "--webhook", receiver.url, "--webhook-secret", SECRET, "--mqtt", f"mqtt://127.0.0.1:{port}/shop",
+            "--camera-offline-after", "3", "--camera-frozen-after", "2", "--camera-covered-after", "2",
+            log=tmp_path / "server.log",
+        )  # fmt: skip
+
+        def seen(kind: str, stream: str) -> list[dict]:
+            return [m for m in receiver.received if m["type"] == kind and m["data"]["stream"] == stream]
+
+        wait_for(lambda: seen("camera.frozen", "flat") and seen("camera.covered", "flat"))
+        assert "featureless" in seen("camera.covered", "flat")[0]["data"]["extra"]["detail"]
+        assert not [m for m in receiver.received if m["data"]["stream"] == "door"]  # a moving picture: nothing
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert 'hm_camera_problem{problem="frozen",stream="flat"} 1.0' in metrics
+        assert 'hm_camera_problem{problem="offline",stream="door"} 0.0' in metrics
+        rtsp.kill()
+        offline = wait_for(lambda: seen("camera.offline", "door"), timeout=60)[0]
+        assert offline["data"]["label"] == "offline" and offline["data"]["end"] is None
+        wait_for(lambda: retained.get("shop/cameras/door/availability") == "offline", timeout=10)
+        assert 'hm_camera_problem{problem="offline",stream="door"} 1.0' in httpx.get(srv.url + "/metrics").text
+        rtsp.start()
+        back = wait_for(lambda: [m for m in seen("camera.ok", "door") if m["data"]["label"] == "offline"], timeout=90)
+        assert back[0]["data"]["id"] == offline["data"]["id"] and back[0]["data"]["end"] is not None
+        wait_for(lambda: retained.get("shop/cameras/door/availability") == "online", timeout=10)
+        stored = httpx.get(srv.url + "/v1/events?stream=door").json()["events"]
+        assert [e["label"] for e in stored] == ["offline"] and stored[0]["extra"]["problem"] == "offline"
+        validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
+        for message in receiver.received:
+            validator.validate({k: v for k, v in message.items() if k != "id"})
+    finally:
+        if srv is not None:
+            assert srv.stop(), srv.log()
+        sub.loop_stop()
+        sub.disconnect()
+        broker.kill()
+        broker.wait()
+        rtsp.kill()
+        flat.close()
+        receiver.close()
+    # stopping the server ended the flat camera's problems as "no longer watched", not as fixed
+    from hebbian_mirror.streams.events import EventStore
+
+    ended = EventStore(tmp_path / "ev").query(stream="flat")
+    assert {e.label for e in ended} == {"frozen", "covered"} and all(e.end is not None for e in ended)
+    assert all(e.extra["ended_by"] == "stopped" for e in ended)
+
+
+def _connects(client, port: int) -> bool:
+    try:
+        return client.connect("127.0.0.1", port) == 0
+    except ConnectionRefusedError:
+        return False
