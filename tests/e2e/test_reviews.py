@@ -210,7 +210,7 @@ def test_reviews_made_while_the_receiver_is_down_survive_a_kill_and_arrive_once_
         receiver.close()
 
 
-def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli):
+def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli, tiny):
     """The loop: `watch` raises two alarms on a clip (real model); one is marked a false alarm, the other
     confirmed; `data from-events` writes the hard negative and the labelled frame (undrawn), and a recipe that
     lists the folder prepares its data with them."""
@@ -219,7 +219,6 @@ def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli):
     from hebbian_mirror.images import decode_image
     from hebbian_mirror.train import recipe as recipes
 
-    from ..conftest import SHARED
     from ..stream_peers import WEAPONS_MODEL, alarm_clip
 
     clip, _ = alarm_clip(tmp_path / "door.mp4", appearances=2)
@@ -249,7 +248,7 @@ def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli):
     assert code != 0 and "no events.db" in err
     spec = tmp_path / "feedback.yaml"
     spec.write_text(
-        f"name: feedback\ndatasets:\n  - path: {tmp_path / 'feedback'}\n  - path: {SHARED / 'data/weapons/pistols'}\n"
+        f"name: feedback\ndatasets:\n  - path: {tmp_path / 'feedback'}\n  - path: {tiny}\n"
         f"train: {{model: yolov4-tiny, keep_classes: true, out: {tmp_path / 'run'}}}\n"
     )
     data, report = recipes.prepare_data(recipes.read(spec), load_settings(device="cpu"), "yolov4-tiny", sample=True)

@@ -31,11 +31,12 @@ from .eventdb import (  # noqa: F401  (Event, Message, new_event_id: the store's
     review_of,
     write_file,
 )
+from .outbox import OutboxCursors
 
 log = logging.getLogger(__name__)
 
 
-class EventStore:
+class EventStore(OutboxCursors):
     """Events under ``root``: ``events.db`` and ``media/<event id>/{snapshot.jpg, clip.mp4}``."""
 
     def __init__(self, root: Path, db_path: Path | None = None) -> None:
@@ -239,48 +240,6 @@ class EventStore:
     def clip_path(self, event_id: str) -> Path | None:
         path = self.media / event_id / "clip.mp4"
         return path if "/" not in event_id and path.is_file() else None
-
-    # ------------------------------------------------------------------ outbox
-
-    def forget_sinks(self, keep: list[str]) -> list[str]:
-        """Drop the cursors of sinks not in ``keep`` (removed or renamed): they no longer hold back retention."""
-        with self._lock:
-            gone = [r[0] for r in self._conn.execute("SELECT name FROM sinks").fetchall() if r[0] not in keep]
-            for name in gone:
-                self._conn.execute("DELETE FROM sinks WHERE name = ?", (name,))
-        return gone
-
-    def register_sink(self, name: str, legacy: str | None = None) -> None:
-        """A new sink starts after the messages already written (it does not replay history); one known under
-        its ``legacy`` name (an earlier version's) keeps its cursor."""
-        with self._lock:
-            if legacy and legacy != name:
-                self._conn.execute(
-                    "UPDATE sinks SET name = ? WHERE name = ? AND NOT EXISTS (SELECT 1 FROM sinks WHERE name = ?)",
-                    (name, legacy, name),
-                )
-            last = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
-            self._conn.execute("INSERT OR IGNORE INTO sinks VALUES (?, ?)", (name, last))
-
-    def pending(self, sink: str, limit: int = 100) -> list[Message]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, msg_id, event_id, type, body FROM outbox WHERE seq > "
-                "(SELECT delivered_seq FROM sinks WHERE name = ?) ORDER BY seq LIMIT ?",
-                (sink, limit),
-            ).fetchall()
-        return [Message(*r) for r in rows]
-
-    def mark_delivered(self, sink: str, seq: int) -> None:
-        with self._lock:
-            self._conn.execute("UPDATE sinks SET delivered_seq = MAX(delivered_seq, ?) WHERE name = ?", (seq, sink))
-
-    def depth(self, sink: str) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM outbox WHERE seq > (SELECT delivered_seq FROM sinks WHERE name = ?)", (sink,)
-            ).fetchone()
-        return row[0]
 
     # ------------------------------------------------------------------ retention
 
