@@ -128,7 +128,7 @@ WATCH_SETTINGS = [
     *("models", "alarm", "alarm_min_score", "alarm_frames", "alarm_median_of", "alarm_end_after", "alarm_cooldown"),
     *("stream_fps", "webhooks", "webhook_secret", "webhook_secret_file", "mqtt", "events_dir", "clip_seconds"),
     *("smtp", "smtp_ca_file", "email_to", "email_from", "thumbnails"),
-    *("camera_offline_after", "camera_frozen_after", "camera_covered_after"),
+    *("camera_offline_after", "camera_frozen_after", "camera_covered_after", "arm_schedule", "arm_timezone"),
     *("device", "workers", "verify", "conf", "log_level", "weights_dir", "offline"),
 ]
 

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..classes import DANGEROUS_CLASSES
 from .components import Component, _expand, _split, _split_each, secret_from_file
+from .schedule import Schedule
 
 
 class AlarmSettings(Component):
@@ -55,6 +56,13 @@ class AlarmSettings(Component):
         le=86400.0,
         description="Seconds of a black or featureless picture before the camera is covered (0: off).",
     )
+    arm_schedule: list[str] = Field(
+        default_factory=list,
+        description="When alarms are delivered, as weekly windows DAYS HH:MM-HH:MM (mon-fri 18:00-08:00, sat,sun "
+        "00:00-24:00, daily 22:00-06:00); repeatable (';' between them in one value); none: always. Outside them "
+        "alarms are stored, not delivered.",
+    )
+    arm_timezone: str = Field(default="UTC", description="The time zone of arm-schedule (e.g. Europe/Madrid).")
     max_streams: int = Field(default=16, ge=1, le=1024, description="Most streams watched at once.")
     allow_source: list[Path] = Field(
         default_factory=list,
@@ -80,6 +88,17 @@ class AlarmSettings(Component):
     @classmethod
     def _split_alarm(cls, value: Any) -> Any:
         return _split_each(value)
+
+    @field_validator("arm_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: Any) -> Any:
+        """Windows hold commas (sat,sun ...): several in one string (the environment's form) are split on ';'."""
+        return [w.strip() for w in value.split(";") if w.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _schedule_parses(self) -> AlarmSettings:
+        Schedule.parse(self.arm_schedule, self.arm_timezone)  # RuleError names the window or the zone
+        return self
 
     @field_validator("allow_source", "source_hosts", "tls_unverified", mode="before")
     @classmethod

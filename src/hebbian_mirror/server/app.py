@@ -20,6 +20,7 @@ from ..detection import Detector
 from ..serving.engine import Connect
 from .auth import api_key, key_of
 from .errors import install_handlers
+from .events import router as events_router
 from .metrics import StreamCollector
 from .middleware import MetricsMiddleware, RequestGuardMiddleware
 from .openapi import PLAIN_ERROR_SCHEMA, error_responses
@@ -76,6 +77,7 @@ def create_app(
     for spec in SPECS:
         app.include_router(spec.router)
     app.include_router(streams_router)
+    app.include_router(events_router)
 
     @app.get("/", include_in_schema=False)
     async def landing(request: Request) -> HTMLResponse:

@@ -160,6 +160,10 @@ class StreamCollector:
             for name in PROBLEMS:
                 problem.add_metric([s["name"], name], float(name in s["problems"]))
         yield problem
+        armed = GaugeMetricFamily("hm_stream_armed", "1 while the stream's alarms are delivered", labels=["stream"])
+        for s in streams:
+            armed.add_metric([s["name"]], float(s["armed"]))
+        yield armed
         if self.manager.store is not None:
             unreviewed = GaugeMetricFamily("hm_unreviewed_alarms", "Alarms nobody has reviewed yet")
             unreviewed.add_metric([], self.manager.store.unreviewed())

@@ -1,7 +1,7 @@
-"""Streams and events over HTTP: ``/v1/streams`` (add, list, remove; the annotated latest frame and an MJPEG
-live view) and ``/v1/events`` (query, one event, its snapshot and clip). Frames go through the same batcher as
-the detection requests. Reading needs a key with the ``view`` scope, adding and removing streams ``admin``
-(when the server has keys); sources pass the server's :class:`~hebbian_mirror.streams.policy.SourcePolicy`."""
+"""Streams over HTTP: ``/v1/streams`` (add, list, remove, arm; the annotated latest frame and an MJPEG live view;
+events are in :mod:`.events`). Frames go through the same batcher as the detection requests. Reading needs a key
+with the ``view`` scope, adding, removing and arming streams ``admin`` (when the server has keys); sources pass
+the server's :class:`~hebbian_mirror.streams.policy.SourcePolicy`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..classes import DANGEROUS_CLASSES
-from ..errors import HebbianMirrorError, LinkError, RuleError, SourceError, StreamError, StreamLimitError
-from ..streams.eventdb import MAX_NOTE, MAX_REVIEWER, REVIEW_STATES, UNREVIEWED
+from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
+from ..streams.arming import MODES, Schedule
 from ..streams.manager import STREAM_NAME, StreamManager, split_stream
 from ..streams.media import mask_url
 from ..streams.rules import MAX_RULES, AlarmRule, model_classes, stream_rules
@@ -28,34 +28,10 @@ from .state import ServerState, state_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
-VIEW, REVIEW, ADMIN = [api_key("view")], [api_key("review")], [api_key("admin")]
+VIEW, ADMIN = [api_key("view")], [api_key("admin")]
 
 
-def _view_or_link():
-    """An event's file: a key with the ``view`` scope, or a link this server signed (``expires`` and ``sig``,
-    as delivered messages carry them) that has not expired: 403 when forged, 410 when expired."""
-    view = VIEW[0].dependency
-
-    async def check(request: Request, event_id: str) -> None:
-        query = request.query_params
-        if "sig" not in query and "expires" not in query:
-            await view(request)
-            return
-        signer = manager_of(request).signer
-        file = request.url.path.rsplit("/", 1)[-1]
-        try:
-            signer.check(event_id, file, query.get("expires", ""), query.get("sig", ""))
-        except LinkError as exc:
-            raise APIError(exc.status, str(exc)) from None
-
-    check.scope = "view"  # type: ignore[attr-defined]  # what it stands for, for the docs and the tests
-    return Depends(check)
-
-
-LINKED = [_view_or_link()]
 BOUNDARY = "frame"
-ReviewState = Literal[REVIEW_STATES]
-ReviewFilter = Literal[(UNREVIEWED, *REVIEW_STATES)]
 MAX_BODY = 64_000  # bytes of a stream request (the guard middleware cuts a longer one off as it arrives)
 
 
@@ -83,6 +59,26 @@ class StreamRequest(BaseModel):
     realtime: bool | None = Field(default=None, description="Play a file at its own pace, as if live.")
     loop: bool = Field(default=False, description="Replay a file forever.")
     tls_verify: bool = Field(default=True, description="Check the camera's TLS certificate (false: self-signed).")
+    arming: ArmingRequest | None = Field(
+        default=None, description="When its alarms are delivered (default: the server's arm-schedule)."
+    )
+
+
+class ArmingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    windows: list[str] = Field(
+        default_factory=list, max_length=28, description="DAYS HH:MM-HH:MM, e.g. mon-fri 18:00-08:00; none: always."
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="e.g. Europe/Madrid.")
+
+
+class ArmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal[MODES] = Field(
+        description="armed or disarmed (until changed), or schedule (follow the stream's arming windows)."
+    )
 
 
 def create_manager(state: ServerState) -> StreamManager:
@@ -102,9 +98,11 @@ def stream_config(state: ServerState, body: StreamRequest, operator: bool = Fals
     else:
         rules = stream_rules(s, names, body.alarm)
     tls = None if operator else body.tls_verify
+    arming = Schedule.parse(body.arming.windows, body.arming.timezone) if body.arming else None
     return StreamConfig.from_settings(
-        s, body.name, body.url, rules, body.fps, body.realtime, body.loop, operator=operator, tls_verify=tls
-    )
+        s, body.name, body.url, rules, body.fps, body.realtime, body.loop, operator=operator, tls_verify=tls,
+        arming=arming,
+    )  # fmt: skip
 
 
 async def start_configured(state: ServerState, manager: StreamManager, loading: asyncio.Task) -> None:
@@ -204,6 +202,15 @@ async def delete_stream(request: Request, name: str) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/v1/streams/{name}/arming", summary="Arm or disarm a stream's alarms", dependencies=ADMIN)
+async def arm_stream(request: Request, name: str, body: ArmRequest) -> dict:
+    """armed: alarms delivered whatever the schedule; disarmed: stored, not delivered; schedule: as its windows
+    say. Kept across restarts, published on MQTT (``PREFIX/cameras/NAME/arm``, retained)."""
+    _watcher(request, name)
+    holder, _ = await key_of(request)
+    return await manager_of(request).arm(name, body.mode, holder)
+
+
 @router.get("/v1/streams/{name}/latest.jpg", summary="The newest processed frame, annotated", dependencies=VIEW)
 async def latest(request: Request, name: str) -> Response:
     watcher = _watcher(request, name)
@@ -230,105 +237,3 @@ async def live(request: Request, name: str) -> StreamingResponse:
                 yield head.encode() + data + b"\r\n"
 
     return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-
-
-@router.get("/v1/events", summary="Stored events, newest first", dependencies=VIEW)
-async def list_events(
-    request: Request,
-    stream: str | None = Query(None, max_length=64),
-    label: str | None = Query(None, max_length=100),
-    since: float | None = Query(None, allow_inf_nan=False, description="Start time at or after (Unix seconds)."),
-    until: float | None = Query(None, allow_inf_nan=False, description="Start time before (Unix seconds)."),
-    active: bool | None = None,
-    review: ReviewFilter | None = Query(None, description="Review state, or unreviewed: nobody has looked yet."),
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=1_000_000_000),
-) -> dict:
-    store = manager_of(request).store
-    events = await asyncio.to_thread(
-        lambda: store.query(
-            stream=stream,
-            label=label,
-            since=since,
-            until=until,
-            active=active,
-            limit=limit,
-            offset=offset,
-            review=review,
-        )
-    )
-    return {"events": [e.to_dict() for e in events]}
-
-
-class ReviewRequest(BaseModel):
-    """A person's verdict on an event."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    state: ReviewState = Field(
-        description="acknowledged (seen, not judged yet), confirmed (a real threat) or false_alarm (nothing "
-        "dangerous: a hard negative for training)."
-    )
-    note: str | None = Field(default=None, max_length=MAX_NOTE, description="What the reviewer saw.")
-    by: str | None = Field(
-        default=None, min_length=1, max_length=MAX_REVIEWER, description="Who (default: the API key's holder)."
-    )
-
-
-@router.post("/v1/events/{event_id}/review", summary="Review an event", dependencies=REVIEW)
-async def review_event(request: Request, event_id: str, body: ReviewRequest) -> dict:
-    """Acknowledge an event, confirm it or mark it a false alarm; the change is delivered to every webhook and
-    MQTT receiver as its own ``alarm.review`` message (in order, at least once). Needs the ``review`` scope."""
-    holder, _ = await key_of(request)
-    manager = manager_of(request)
-    event = await manager.review(event_id, body.state, body.by or holder, body.note)
-    if event is None:
-        raise APIError(404, f"no event {event_id!r}")
-    return event.to_dict()
-
-
-@router.get("/v1/events/{event_id}/reviews", summary="Every review of an event", dependencies=VIEW)
-async def event_reviews(request: Request, event_id: str) -> dict:
-    store, _ = await _event(request, event_id)
-    return {"reviews": await asyncio.to_thread(store.reviews, event_id)}
-
-
-async def _event(request: Request, event_id: str):
-    store = manager_of(request).store
-    event = await asyncio.to_thread(store.get, event_id)  # off the loop: a write may hold the store for an fsync
-    if event is None:
-        raise APIError(404, f"no event {event_id!r}")
-    return store, event
-
-
-@router.get("/v1/events/{event_id}", summary="One event", dependencies=VIEW)
-async def get_event(request: Request, event_id: str) -> dict:
-    return (await _event(request, event_id))[1].to_dict()
-
-
-@router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot", dependencies=LINKED)
-async def snapshot(request: Request, event_id: str) -> FileResponse:
-    store, _ = await _event(request, event_id)
-    path = store.snapshot_path(event_id)
-    if path is None:
-        raise APIError(404, f"event {event_id} has no snapshot")
-    return FileResponse(path, media_type="image/jpeg")
-
-
-@router.get("/v1/events/{event_id}/frame.jpg", summary="The snapshot's frame, undrawn", dependencies=LINKED)
-async def frame(request: Request, event_id: str) -> FileResponse:
-    store, _ = await _event(request, event_id)
-    path = store.frame_path(event_id)
-    if path is None:
-        raise APIError(404, f"event {event_id} has no frame")
-    return FileResponse(path, media_type="image/jpeg")
-
-
-@router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip", dependencies=LINKED)
-async def clip(request: Request, event_id: str) -> FileResponse:
-    store, event = await _event(request, event_id)
-    path = store.clip_path(event_id)
-    if path is None:
-        why = "is still running" if event.end is None else "has no clip"
-        raise APIError(404, f"event {event_id} {why}")
-    return FileResponse(path, media_type="video/mp4")

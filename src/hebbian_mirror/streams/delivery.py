@@ -129,8 +129,9 @@ class MqttSink:
     """Publishes each message to ``PREFIX/events`` (QoS 1); ``PREFIX/availability`` is ``online`` (retained)
     while connected and the broker's last will ``offline`` when this process dies; a camera going offline and
     coming back sets ``PREFIX/cameras/NAME/availability`` (retained). With :meth:`listen`, it
-    also takes reviews published to ``PREFIX/review`` (JSON: ``id``, ``state``, optionally ``note``, ``by``):
-    whoever the broker lets publish there may review events."""
+    also takes reviews published to ``PREFIX/review`` (JSON: ``id``, ``state``, optionally ``note``, ``by``)
+    and arming commands on ``PREFIX/cameras/NAME/arm/set`` (ON, OFF, SCHEDULE; the state is retained on
+    ``PREFIX/cameras/NAME/arm``): whoever the broker lets publish there may do both."""
 
     MAX_COMMAND = 8192  # bytes of one review command
 
@@ -144,6 +145,8 @@ class MqttSink:
         self.events_topic, self.availability = f"{prefix}/events", f"{prefix}/availability"
         self.review_topic, self.cameras_topic = f"{prefix}/review", f"{prefix}/cameras"
         self._on_review: Callable[[dict[str, Any]], None] | None = None
+        self._on_arm: Callable[[str, str], None] | None = None
+        self._states: dict[str, str] = {}  # retained states (a camera's arming), republished on reconnect
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hebbian-mirror-{secrets.token_hex(4)}")
         if self.cfg["username"]:
             self._client.username_pw_set(self.cfg["username"], self.cfg["password"])
@@ -158,13 +161,31 @@ class MqttSink:
         if not reason.is_failure:
             client.publish(self.availability, "online", qos=1, retain=True)
             if self._on_review is not None:
-                client.subscribe(self.review_topic, qos=1)
+                client.subscribe([(self.review_topic, 1), (f"{self.cameras_topic}/+/arm/set", 1)])
+            for topic, payload in list(self._states.items()):  # the retained states, again after a reconnect
+                client.publish(topic, payload, qos=1, retain=True)
 
-    def listen(self, on_review: Callable[[dict[str, Any]], None]) -> None:
-        """Connect now and hand each review command (a JSON object) to ``on_review``, on paho's thread."""
-        self._on_review = on_review
+    def listen(self, on_review: Callable[[dict[str, Any]], None], on_arm: Callable[[str, str], None]) -> None:
+        """Connect now; hand each review command (a JSON object) to ``on_review`` and each arming command
+        (``PREFIX/cameras/NAME/arm/set``: ON, OFF, SCHEDULE) to ``on_arm(name, payload)``, on paho's thread."""
+        self._on_review, self._on_arm = on_review, on_arm
         self._client.message_callback_add(self.review_topic, self._command)
+        self._client.message_callback_add(f"{self.cameras_topic}/+/arm/set", self._arm_command)
         self._start()
+
+    def state(self, suffix: str, payload: str) -> None:
+        """Publish a retained state (``PREFIX/SUFFIX``): now if connected, and again on every reconnection."""
+        topic = f"{self.cfg['prefix']}/{suffix}"
+        self._states[topic] = payload
+        if self._client.is_connected():
+            self._client.publish(topic, payload, qos=1, retain=True)
+
+    def _arm_command(self, client, userdata, message) -> None:
+        try:
+            name = message.topic[len(self.cameras_topic) + 1 :].rsplit("/arm/set", 1)[0]
+            self._on_arm(name, message.payload[:64].decode("utf-8", "replace"))
+        except Exception as exc:  # a bad command from the broker never stops delivery
+            log.warning("%s: arming command on %s refused: %s", self.name, message.topic, exc)
 
     def _command(self, client, userdata, message) -> None:
         try:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, stream TEXT NOT NULL, label TEXT NOT NULL, class_id INTEGER, track_id INTEGER,
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS sinks (name TEXT PRIMARY KEY, delivered_seq INTEGER NOT NULL);
 """
-# version 2: review states (the latest on the event, every change in ``reviews``)
+# version 2: review states (the latest on the event, every change in ``reviews``); 3: arming modes set by people
 MIGRATIONS = {
     2: """
 ALTER TABLE events ADD COLUMN review TEXT;
@@ -39,7 +39,10 @@ CREATE TABLE IF NOT EXISTS reviews (
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_event ON reviews(event_id);
-"""
+""",
+    3: """
+CREATE TABLE IF NOT EXISTS arming (stream TEXT PRIMARY KEY, mode TEXT NOT NULL, by TEXT, at REAL NOT NULL);
+""",
 }
 COLUMNS = [
     "id",

@@ -57,6 +57,8 @@ class EventStore(OutboxCursors):
     def _message(self, event: Event, kind: str, now: float, snapshot: bytes | None = None) -> None:
         """The message announcing this change; its id is the event's, the kind and the outbox sequence number,
         so it is unique even after older messages were pruned. ``extras`` may add links and a thumbnail."""
+        if event.extra.get("armed") is False:  # raised while its camera was disarmed: stored, not delivered
+            return
         kind_type = kind if "." in kind else f"alarm.{kind}"  # camera.offline ...: a camera's own events
         envelope = {"type": kind_type, "timestamp": iso_time(now), "data": event.to_dict()}
         if self.extras is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import AlarmSettings, DeliverySettings, EventSettings, LimitSettings
 from ..errors import HebbianMirrorError, StreamError, StreamLimitError
+from .arming import ArmingModes
 from .delivery import MqttSink, WebhookSink
 from .dispatch import Dispatcher
 from .events import Event, EventStore
@@ -103,6 +104,9 @@ class StreamManager:
         self.forget_removed_sinks = forget_removed_sinks  # the server owns its events folder; `watch` borrows it
         self.links = (public_url, link_hours * 3600, thumbnails)
         self.signer: Signer | None = None  # signs and checks links to events' files (made with the store)
+        self.modes: ArmingModes | None = None  # the arming modes people set (opened with the store)
+        self._armed: dict[str, bool] = {}  # each stream's arming state as last announced
+        self._arming_task: asyncio.Task | None = None
         self._adding: set[str] = set()  # names being set up: taken, so that a second add with one fails
         self._setup = ThreadPoolExecutor(2, thread_name_prefix="stream-setup")  # probing files, resolving hosts
         self._tasks: dict[str, asyncio.Task] = {}
@@ -136,6 +140,7 @@ class StreamManager:
         public_url, ttl_s, thumbnails = self.links
         self.signer = Signer(await loop.run_in_executor(None, link_key, self.events_dir), public_url, ttl_s)
         self.store.extras = Extras(self.signer, thumbnails)
+        self.modes = await loop.run_in_executor(None, ArmingModes, self.store.db_path)
         closed = await loop.run_in_executor(None, self.store.close_active, time.time())
         if closed:
             log.warning("ended %d alarm(s) left running by the previous run", len(closed))
@@ -149,9 +154,10 @@ class StreamManager:
             self.dispatcher = Dispatcher(self.store.db_path, self.sinks, on_result=self.on_delivery)
             self.dispatcher.start()
         for sink in self.sinks:
-            if hasattr(sink, "listen"):  # reviews published to the broker
-                sink.listen(partial(self._review_command, loop, sink.name))
+            if hasattr(sink, "listen"):  # reviews and arming published to the broker
+                sink.listen(partial(self._review_command, loop, sink.name), partial(self._arm_command, loop, sink.name))
         self._pruner = loop.create_task(self._prune_forever(), name="events-retention")
+        self._arming_task = loop.create_task(self._follow_schedules(), name="arming")
 
     async def _prune_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -180,6 +186,37 @@ class StreamManager:
             self._event("review", event)
         return event
 
+    async def arm(self, name: str, mode: str, by: str | None = None) -> dict[str, Any]:
+        """Set a stream's arming mode (armed, disarmed, schedule), kept across restarts; its state, announced."""
+        watcher = self.get(name)
+        await asyncio.get_running_loop().run_in_executor(None, self.modes.set, name, mode, by)
+        log.info("stream %s: arming %s%s", name, mode, f" by {by}" if by else "")
+        self._announce(watcher)
+        return watcher.describe()
+
+    def _announce(self, watcher: StreamWatcher) -> None:
+        """Publish a stream's arming state where it is shown (MQTT, retained) when it changed."""
+        armed = watcher.armed()
+        if self._armed.get(watcher.name) == armed:
+            return
+        self._armed[watcher.name] = armed
+        for sink in self.sinks:
+            if hasattr(sink, "state"):
+                sink.state(f"cameras/{watcher.name}/arm", "ON" if armed else "OFF")
+
+    async def _follow_schedules(self) -> None:
+        """A schedule's window opening or closing changes the state shown (checked every 20 s)."""
+        while True:
+            await asyncio.sleep(20)
+            for watcher in list(self.watchers.values()):
+                self._announce(watcher)
+
+    def _arm_command(self, loop: asyncio.AbstractEventLoop, source: str, stream: str, payload: str) -> None:
+        """``PREFIX/cameras/NAME/arm/set`` from MQTT: ON / OFF / SCHEDULE (or armed, disarmed, schedule)."""
+        mode = {"on": "armed", "off": "disarmed"}.get(payload.strip().lower(), payload.strip().lower())
+        done = asyncio.run_coroutine_threadsafe(self.arm(stream, mode, source), loop)
+        done.result(timeout=30)
+
     def _review_command(self, loop: asyncio.AbstractEventLoop, source: str, command: dict[str, Any]) -> None:
         """A review from a sink (MQTT), on its thread: applied on the event loop; refusals logged."""
         unknown = set(command) - {"id", "state", "note", "by"}
@@ -203,12 +240,16 @@ class StreamManager:
         loop = asyncio.get_running_loop()
         try:
             watcher = await loop.run_in_executor(
-                self._setup, lambda: StreamWatcher(config, self.detect, self.store, self._event, policy=self.policy)
+                self._setup,
+                lambda: StreamWatcher(
+                    config, self.detect, self.store, self._event, policy=self.policy, modes=self.modes
+                ),
             )
         finally:
             self._adding.discard(config.name)
         self.watchers[config.name] = watcher
         self._tasks[config.name] = loop.create_task(self._run(watcher), name=f"stream-{config.name}")
+        self._announce(watcher)
         log.info("watching stream %s (%s)", config.name, watcher.describe()["url"])
         return watcher
 
@@ -250,11 +291,14 @@ class StreamManager:
         for watcher in self.watchers.values():
             watcher.stop()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        if self._pruner is not None:
-            self._pruner.cancel()
+        for task in (self._pruner, self._arming_task):
+            if task is not None:
+                task.cancel()
         loop = asyncio.get_running_loop()
         if self.dispatcher is not None:
             await loop.run_in_executor(None, self.dispatcher.stop, timeout)
         if self.store is not None:
             await loop.run_in_executor(None, self.store.close)
+        if self.modes is not None:
+            self.modes.close()
         self._setup.shutdown(wait=False, cancel_futures=True)

@@ -18,84 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Settings
 from ..detection import Detection, Detections, DetectOptions
-from ..errors import HebbianMirrorError, RuleError, SourceError, StreamLimitError
+from ..errors import HebbianMirrorError, SourceError
 from ..images import draw_detections, encode_jpeg
-from ..meta import DEFAULT_MAX_PIXELS
 from .alarms import Alarm, AlarmTracker, Transition
+from .arming import ArmingModes
 from .events import Event, EventStore, new_event_id
-from .health import CameraHealth, HealthRules
+from .health import CameraHealth
 from .policy import OPERATOR, SourcePolicy
 from .recording import ClipRecorder
-from .rules import AlarmRule
 from .sources import Frame, SourceEnded, VideoSource, mask_url, open_source
+from .streamconfig import MAX_FPS, StreamConfig  # noqa: F401  (imported from here too)
 
 log = logging.getLogger(__name__)
 
 Detect = Callable[[np.ndarray, DetectOptions], Awaitable[Detections]]
 OnEvent = Callable[[str, Event], None]
-MAX_FPS = 60.0  # frames per second a stream may ask to process
 PRE_ROLL_BYTES = 64_000_000  # the frames kept for a clip's start, per stream, at most
-
-
-@dataclass
-class StreamConfig:
-    """What to watch and how: the source, its alarm rules, and the frame rate to process."""
-
-    name: str
-    url: str
-    rules: list[AlarmRule]
-    fps: float | None = None  # process at most this many frames per second (files: sampled by timestamp)
-    realtime: bool | None = None  # play a file at its own pace, as if live
-    loop: bool = False  # replay a file forever
-    conf: float = 0.25  # detections drawn on the live view and snapshots
-    pre_seconds: float = 2.0  # clip: seconds before the alarm
-    clip_seconds: float = 20.0  # clip: longest (0: no clips)
-    operator: bool = False  # named by whoever runs the process (CLI, settings file), not sent through the API
-    tls_verify: bool = True  # check the camera's TLS certificate
-    max_pixels: int = DEFAULT_MAX_PIXELS  # every decoded frame at most
-    health: HealthRules = field(default_factory=HealthRules)  # when a live camera is offline, frozen, covered
-
-    def __post_init__(self) -> None:
-        if not self.rules:
-            raise RuleError(f"stream {self.name}: no alarm classes: name at least one the model knows")
-        if self.fps is not None and not 0 < self.fps <= MAX_FPS:
-            raise StreamLimitError(f"stream {self.name}: fps must be above 0 and at most {MAX_FPS}, got {self.fps:g}")
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        name: str,
-        url: str,
-        rules: list[AlarmRule],
-        fps: float | None = None,
-        realtime: bool | None = None,
-        loop: bool = False,
-        *,
-        operator: bool = False,
-        tls_verify: bool | None = None,
-    ) -> StreamConfig:
-        """A stream as the server and ``watch`` start it: ``fps`` (else the configured one), the configured
-        drawing threshold, clip length and pixel limit; TLS checked unless given or listed in
-        ``tls_unverified``. ``operator``: the stream comes from the command line or the settings file."""
-        return cls(
-            name,
-            url,
-            rules,
-            fps=fps or settings.stream_fps,
-            realtime=realtime,
-            loop=loop,
-            conf=settings.conf,
-            clip_seconds=settings.clip_seconds,
-            operator=operator,
-            tls_verify=name not in settings.tls_unverified if tls_verify is None else tls_verify,
-            max_pixels=settings.max_pixels,
-            health=HealthRules(
-                settings.camera_offline_after, settings.camera_frozen_after, settings.camera_covered_after
-            ),
-        )
 
 
 @dataclass
@@ -126,8 +65,10 @@ class StreamWatcher:
         on_event: OnEvent | None = None,
         source: VideoSource | None = None,
         policy: SourcePolicy = OPERATOR,
+        modes: ArmingModes | None = None,
     ) -> None:
         self.config = config
+        self.modes = modes  # the arming modes people set (none: the schedule alone)
         self.detect = detect
         self.store = store
         self.on_event = on_event
@@ -250,6 +191,7 @@ class StreamWatcher:
         for key in ("detector_score", "verifier_score"):  # a verified model's two scores of the top detection
             event.extra.pop(key, None)
         event.extra |= alarm.top_parts
+        event.extra.setdefault("armed", self.armed(alarm.start_wall))  # decided once: when the alarm began
         alarm.event_id = event.id
         return event
 
@@ -284,6 +226,12 @@ class StreamWatcher:
         )
         if self.on_event is not None:
             self.on_event(t.kind, event)
+
+    def armed(self, now: float | None = None) -> bool:
+        """Whether this camera's alarms are delivered now: the mode a person set, else its schedule."""
+        if self.modes is None:
+            return self.config.arming.armed_at(time.time() if now is None else now)
+        return self.modes.armed(self.name, self.config.arming, now)
 
     async def _camera(self, problem: str, present: bool, now: float, ended_by: str | None = None) -> None:
         """Store and announce a camera problem (``camera.<problem>``) or its end (``camera.ok``)."""
@@ -335,6 +283,9 @@ class StreamWatcher:
             "alarms": self.stats.alarms,
             "active_alarms": sorted(self.alarms.active),
             "problems": sorted(self._problems),  # the camera's: offline, frozen, covered
+            "armed": self.armed(),
+            "arming": self.config.arming.to_dict()
+            | ((self.modes and self.modes.get(self.name)) or {"mode": "schedule"}),
             "rules": [r.to_dict() for r in self.config.rules],
         }
 

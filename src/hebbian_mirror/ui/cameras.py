@@ -51,10 +51,36 @@ def stream_card(client: Client, stream: dict, admin: bool) -> None:
         c.metric("Alarms", stream["alarms"])
         watched = ", ".join(r["label"] for r in stream.get("rules", [])) or "none"
         st.caption(f"Alarms for: {watched}")
+        for problem in stream.get("problems", []):
+            st.error(f"Camera {problem}", icon=":material/videocam_off:")
+        arming_row(client, stream, admin)
         if admin and st.button("Remove", key=f"remove-{name}", icon=":material/delete:"):
             try:
                 client.remove_stream(name)
                 st.success(f"Stopped watching {name}.")
+                st.rerun()
+            except ServerError as exc:
+                st.error(str(exc))
+
+
+def arming_row(client: Client, stream: dict, admin: bool) -> None:
+    """Whether the camera's alarms are delivered now, why, and (admin) the buttons that change it."""
+    arming, name = stream.get("arming") or {}, stream["name"]
+    mode = arming.get("mode", "schedule")
+    why = "as its schedule says" if mode == "schedule" else f"set by {arming.get('by') or 'hand'}"
+    windows = ", ".join(arming.get("windows") or []) or "always"
+    if stream.get("armed", True):
+        st.success(f"Armed ({why}): alarms are delivered", icon=":material/shield:")
+    else:
+        st.warning(f"Disarmed ({why}): alarms are stored, not delivered", icon=":material/shield:")
+    st.caption(f"Schedule: {windows} ({arming.get('timezone', 'UTC')})")
+    if not admin:
+        return
+    for column, (wanted, label) in zip(st.columns(3), (("armed", "Arm"), ("disarmed", "Disarm"),
+                                                     ("schedule", "Follow schedule")), strict=True):  # fmt: skip
+        if column.button(label, key=f"arm-{wanted}-{name}", disabled=mode == wanted):
+            try:
+                client.arm(name, wanted)
                 st.rerun()
             except ServerError as exc:
                 st.error(str(exc))

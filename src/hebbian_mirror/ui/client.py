@@ -189,6 +189,10 @@ class Client:
             body["fps"] = fps
         return self._call("POST", "/v1/streams", json=body).json()
 
+    def arm(self, name: str, mode: str) -> dict:
+        """Arm (``armed``), disarm (``disarmed``) or let a stream follow its ``schedule``."""
+        return self._call("POST", f"/v1/streams/{name}/arming", json={"mode": mode}).json()
+
     def remove_stream(self, name: str) -> None:
         self._call("DELETE", f"/v1/streams/{name}")
 
