@@ -32,7 +32,13 @@ def test_a_link_opens_its_own_file_until_it_expires_and_nothing_else(tmp_path):
         ("0000000001000-0badcafe", "clip.mp4", "4600", sig, 1000.0),  # another file
         ("0000000001000-deadbeef", "snapshot.jpg", "4600", sig, 1000.0),  # another event
         ("0000000001000-0badcafe", "snapshot.jpg", "9999", sig, 1000.0),  # a longer life, not signed
-        ("0000000001000-0badcafe", "snapshot.jpg", "4600", sig[:-1] + "A", 1000.0),  # forged
+        (
+            "0000000001000-0badcafe",
+            "snapshot.jpg",
+            "4600",
+            sig[:-1] + ("B" if sig[-1] == "A" else "A"),
+            1000.0,
+        ),  # forged
         ("0000000001000-0badcafe", "snapshot.jpg", "soon", sig, 1000.0),
         ("0000000001000-0badcafe", "../events.db", "4600", sig, 1000.0),
     ]

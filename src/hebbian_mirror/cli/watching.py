@@ -129,6 +129,7 @@ WATCH_SETTINGS = [
     *("stream_fps", "webhooks", "webhook_secret", "webhook_secret_file", "mqtt", "events_dir", "clip_seconds"),
     *("smtp", "smtp_ca_file", "email_to", "email_from", "thumbnails"),
     *("camera_offline_after", "camera_frozen_after", "camera_covered_after", "arm_schedule", "arm_timezone"),
+    *("home_assistant", "home_assistant_prefix", "public_url", "link_hours"),
     *("device", "workers", "verify", "conf", "log_level", "weights_dir", "offline"),
 ]
 

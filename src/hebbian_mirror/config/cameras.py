@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,6 +162,14 @@ class DeliverySettings(Component):
         "links to the snapshot and clip that work without an API key until they expire.",
     )
     link_hours: float = Field(default=24.0, gt=0.0, le=24 * 365, description="How long a link in a message works.")
+    home_assistant: bool = Field(
+        default=False,
+        description="Announce each camera to Home Assistant over MQTT discovery (a sensor per alarm class, the "
+        "latest alarm snapshot, an arming switch, a problem sensor); needs mqtt.",
+    )
+    home_assistant_prefix: str = Field(
+        default="homeassistant", pattern=r"^[A-Za-z0-9_\-/]{1,64}$", description="Home Assistant's discovery prefix."
+    )
     thumbnails: bool = Field(
         default=False,
         description="Put a small copy of the snapshot (JPEG, at most 320 pixels, base64) inside alarm messages.",
@@ -201,6 +210,25 @@ class DeliverySettings(Component):
             if parts is None or parts.scheme not in ("smtp", "smtps") or not parts.hostname:
                 raise ValueError("an SMTP server is smtp://[user:pass@]host[:port] (smtps:// for TLS from the start)")
         return value
+
+    @field_validator("smtp_ca_file", mode="after")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            value = _expand(value)
+            if not value.is_file():
+                raise ValueError(f"smtp-ca-file {value}: no such file")
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ValueError(f"smtp-ca-file {value}: not a PEM certificate ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _home_assistant_needs_mqtt(self) -> DeliverySettings:
+        if self.home_assistant and not self.mqtt:
+            raise ValueError("home-assistant needs mqtt: the broker Home Assistant listens to")
+        return self
 
     @model_validator(mode="after")
     def _email_needs_both(self) -> DeliverySettings:

@@ -50,7 +50,10 @@ class CombinedNet(nn.Module):
         n_base, n_all = base.num_classes, tuned.num_classes
         same = [(len(h.anchors), h.new_coords) for h in base.heads] == [
             (len(h.anchors), h.new_coords) for h in tuned.heads
-        ] and all(b.scale_x_y <= t.scale_x_y or b.new_coords for b, t in zip(base.heads, tuned.heads, strict=True))
+        ] and all(
+            b.scale_x_y == t.scale_x_y or (b.scale_x_y < t.scale_x_y and not b.new_coords)
+            for b, t in zip(base.heads, tuned.heads, strict=True)
+        )
         if not same or (base.width, base.height) != (tuned.width, tuned.height):
             raise ModelFormatError("a combined model needs two networks with the same heads and input size")
         if n_all < n_base or any(not 0 <= t < n_base for t in taught):
@@ -87,7 +90,7 @@ class CombinedNet(nn.Module):
         layers = zip(self.heads, self.base.heads, self.base.head_layers, self.tuned.head_layers, strict=True)
         for head, own, bi, ti in layers:
             b, t = base_out[bi], tuned_out[ti]
-            if own.scale_x_y != head.scale_x_y:  # the tuned network's heads were changed (train --neighbour-cells)
+            if own.scale_x_y != head.scale_x_y and not own.new_coords:  # heads changed (train --neighbour-cells)
                 b = reparametrise(b, own, replace(own, scale_x_y=head.scale_x_y))
             n, _, h, w = b.shape
             b = b.view(n, -1, self.base.num_classes + 5, h, w)

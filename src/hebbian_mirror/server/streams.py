@@ -70,7 +70,7 @@ class ArmingRequest(BaseModel):
     windows: list[str] = Field(
         default_factory=list, max_length=28, description="DAYS HH:MM-HH:MM, e.g. mon-fri 18:00-08:00; none: always."
     )
-    timezone: str = Field(default="UTC", max_length=64, description="e.g. Europe/Madrid.")
+    timezone: str | None = Field(default=None, max_length=64, description="e.g. Europe/Madrid (default: the server's).")
 
 
 class ArmRequest(BaseModel):
@@ -82,7 +82,7 @@ class ArmRequest(BaseModel):
 
 
 def create_manager(state: ServerState) -> StreamManager:
-    return StreamManager.from_settings(state.settings, state.frame_detector(), forget_removed_sinks=True)
+    return StreamManager.from_settings(state.settings, state.frame_detector(), forget_removed_sinks=True, commands=True)
 
 
 def stream_config(state: ServerState, body: StreamRequest, operator: bool = False) -> StreamConfig:
@@ -98,7 +98,7 @@ def stream_config(state: ServerState, body: StreamRequest, operator: bool = Fals
     else:
         rules = stream_rules(s, names, body.alarm)
     tls = None if operator else body.tls_verify
-    arming = Schedule.parse(body.arming.windows, body.arming.timezone) if body.arming else None
+    arming = Schedule.parse(body.arming.windows, body.arming.timezone or s.arm_timezone) if body.arming else None
     return StreamConfig.from_settings(
         s, body.name, body.url, rules, body.fps, body.realtime, body.loop, operator=operator, tls_verify=tls,
         arming=arming,

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import DeliveryError
 from .events import Message
+from .homeassistant import states
 from .media import mask_url, sink_name
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,10 @@ class MqttSink:
         self.review_topic, self.cameras_topic = f"{prefix}/review", f"{prefix}/cameras"
         self._on_review: Callable[[dict[str, Any]], None] | None = None
         self._on_arm: Callable[[str, str], None] | None = None
-        self._states: dict[str, str] = {}  # retained states (a camera's arming), republished on reconnect
+        self._states: dict[str, str | bytes] = {}  # retained states (arming, Home Assistant's), again on reconnect
+        self.home_assistant: str | None = None  # Home Assistant's discovery prefix, when it is on
+        self.snapshot_of: Callable[[str], bytes | None] | None = None  # an event's snapshot (the camera entity)
+        self._problems: dict[str, set[str]] = {}  # each camera's problems, for its problem sensor
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hebbian-mirror-{secrets.token_hex(4)}")
         if self.cfg["username"]:
             self._client.username_pw_set(self.cfg["username"], self.cfg["password"])
@@ -173,14 +177,27 @@ class MqttSink:
         self._client.message_callback_add(f"{self.cameras_topic}/+/arm/set", self._arm_command)
         self._start()
 
-    def state(self, suffix: str, payload: str) -> None:
-        """Publish a retained state (``PREFIX/SUFFIX``): now if connected, and again on every reconnection."""
-        topic = f"{self.cfg['prefix']}/{suffix}"
+    def state(self, suffix: str, payload: str | bytes, absolute: bool = False) -> None:
+        """Publish a retained state (``PREFIX/SUFFIX``, or the topic ``SUFFIX`` itself with ``absolute``): now if
+        connected, and again on every reconnection."""
+        topic = suffix if absolute else f"{self.cfg['prefix']}/{suffix}"
         self._states[topic] = payload
         if self._client.is_connected():
             self._client.publish(topic, payload, qos=1, retain=True)
 
+    def _home_assistant(self, message: Message) -> None:
+        """The states a message changes, and a new alarm's snapshot for the camera entity (retained)."""
+        body = json.loads(message.body)
+        for suffix, payload in states(body, self._problems):
+            self.state(f"cameras/{suffix}", payload)
+        fresh = message.type in ("new", "update") and self.snapshot_of is not None
+        if fresh and (picture := self.snapshot_of(body["data"]["id"])) is not None:
+            self.state(f"cameras/{body['data']['stream']}/snapshot", picture)
+
     def _arm_command(self, client, userdata, message) -> None:
+        if message.retain:
+            log.warning("%s: a retained arming command on %s ignored", self.name, message.topic)
+            return
         try:
             name = message.topic[len(self.cameras_topic) + 1 :].rsplit("/arm/set", 1)[0]
             self._on_arm(name, message.payload[:64].decode("utf-8", "replace"))
@@ -188,6 +205,9 @@ class MqttSink:
             log.warning("%s: arming command on %s refused: %s", self.name, message.topic, exc)
 
     def _command(self, client, userdata, message) -> None:
+        if message.retain:  # an old command the broker kept: applying it at every reconnection would undo later ones
+            log.warning("%s: a retained review command on %s ignored", self.name, message.topic)
+            return
         try:
             if len(message.payload) > self.MAX_COMMAND:
                 raise ValueError(f"at most {self.MAX_COMMAND} bytes")
@@ -218,7 +238,9 @@ class MqttSink:
                 raise DeliveryError(f"{self.name}: not connected to the broker")
         if message.type.startswith("camera.") and (state := _availability(message.body)) is not None:
             stream, online = state  # the camera's own availability, retained, before the message that explains it
-            self._client.publish(f"{self.cameras_topic}/{stream}/availability", online, qos=1, retain=True)
+            self.state(f"cameras/{stream}/availability", online)
+        if self.home_assistant:
+            self._home_assistant(message)
         info = self._client.publish(self.events_topic, message.body, qos=1)
         try:
             info.wait_for_publish(self.timeout)

@@ -140,12 +140,21 @@ def connect(db_path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version < 1:
-        conn.executescript(SCHEMA + "PRAGMA user_version=1;")
-        version = 1
-    for target in range(version + 1, SCHEMA_VERSION + 1):  # each step one transaction: stored events are kept
-        conn.executescript(f"BEGIN; {MIGRATIONS[target]} PRAGMA user_version={target}; COMMIT;")
+    conn.execute("BEGIN IMMEDIATE")  # one process migrates; another starting meanwhile waits, then sees it done
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                conn.execute(statement)
+            version = 1
+        for target in range(version + 1, SCHEMA_VERSION + 1):  # stored events are kept
+            for statement in filter(str.strip, MIGRATIONS[target].split(";")):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={max(version, SCHEMA_VERSION)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return conn
 
 

@@ -54,19 +54,21 @@ class EventStore(OutboxCursors):
 
     # ------------------------------------------------------------------ writing
 
-    def _message(self, event: Event, kind: str, now: float, snapshot: bytes | None = None) -> None:
+    def _extras(self, event: Event, kind: str, snapshot: bytes | None, now: float) -> dict[str, Any]:
+        """Links and a thumbnail for the message (made before the transaction: shrinking a picture takes time)."""
+        try:
+            return self.extras(event, kind, snapshot, now) if self.extras is not None else {}
+        except Exception:  # a picture that cannot be shrunk never costs the event its message
+            log.exception("event %s: the message's links or thumbnail failed; sent without", event.id)
+            return {}
+
+    def _message(self, event: Event, kind: str, now: float, extras: dict[str, Any] | None = None) -> None:
         """The message announcing this change; its id is the event's, the kind and the outbox sequence number,
-        so it is unique even after older messages were pruned. ``extras`` may add links and a thumbnail."""
+        so it is unique even after older messages were pruned."""
         if event.extra.get("armed") is False:  # raised while its camera was disarmed: stored, not delivered
             return
         kind_type = kind if "." in kind else f"alarm.{kind}"  # camera.offline ...: a camera's own events
-        envelope = {"type": kind_type, "timestamp": iso_time(now), "data": event.to_dict()}
-        if self.extras is not None:
-            try:
-                envelope |= self.extras(event, kind, snapshot, now)
-            except Exception:  # a picture that cannot be shrunk never costs the event its message
-                log.exception("event %s: the message's links or thumbnail failed; sent without", event.id)
-        body = json.dumps(envelope)
+        body = json.dumps({"type": kind_type, "timestamp": iso_time(now), "data": event.to_dict()} | (extras or {}))
         cursor = self._conn.execute(
             "INSERT INTO outbox (msg_id, event_id, type, created, body) VALUES (?, ?, ?, ?, ?)",
             (f"pending-{secrets.token_hex(8)}", event.id, kind, now, body),
@@ -96,6 +98,7 @@ class EventStore(OutboxCursors):
             event.top_score, json.dumps([float(v) for v in event.box]), event.frames, json.dumps(event.extra),
             int(event.has_snapshot), int(event.has_clip),
         )  # fmt: skip
+        extras = self._extras(event, kind, snapshot, now)
         upsert = (
             f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT(id) "
             f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}"
@@ -106,7 +109,7 @@ class EventStore(OutboxCursors):
                 self._conn.execute(upsert, row)
                 if kind != "new" and (current := self._review_of(event.id)) is not None:
                     event.review = current
-                self._message(event, kind, now, snapshot)
+                self._message(event, kind, now, extras)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -122,6 +125,8 @@ class EventStore(OutboxCursors):
         Every change is kept (:meth:`reviews`); the event shows the latest."""
         if state not in REVIEW_STATES:
             raise ValueError(f"a review state is one of {', '.join(REVIEW_STATES)}, got {state!r}")
+        if (found := self.get(event_id)) is not None and found.extra.get("problem"):
+            raise ValueError("a camera's problem (offline, frozen, covered) is not an alarm to review")
         if (note and len(note) > MAX_NOTE) or (by and len(by) > MAX_REVIEWER):
             raise ValueError(f"a review note has at most {MAX_NOTE} characters, a reviewer's name {MAX_REVIEWER}")
         now = time.time()
@@ -142,7 +147,7 @@ class EventStore(OutboxCursors):
                 )
                 event = Event.from_row(row)
                 event.review = {"state": state, "by": by, "at": now, "note": note}
-                self._message(event, "review", now)
+                self._message(event, "review", now, self._extras(event, "review", None, now))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -160,7 +165,8 @@ class EventStore(OutboxCursors):
     def unreviewed(self) -> int:
         """How many events nobody has reviewed yet."""
         with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM events WHERE review IS NULL").fetchone()[0]
+            sql = "SELECT COUNT(*) FROM events WHERE review IS NULL AND class_id >= 0"  # alarms, not camera problems
+            return self._conn.execute(sql).fetchone()[0]
 
     def begin(self, event: Event, snapshot: bytes | None = None, frame: bytes | None = None) -> None:
         self._save(event, "new", snapshot=snapshot, frame=frame)
@@ -221,7 +227,7 @@ class EventStore(OutboxCursors):
         if active is not None:
             where.append("end IS NULL" if active else "end IS NOT NULL")
         if review == UNREVIEWED:
-            where.append("review IS NULL")
+            where.append("review IS NULL AND class_id >= 0")
         elif review is not None:
             where.append("review = ?")
             args.append(review)
@@ -272,8 +278,8 @@ class EventStore(OutboxCursors):
         for event_id in doomed:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
-                self._conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+                for table, column in (("outbox", "event_id"), ("reviews", "event_id"), ("events", "id")):
+                    self._conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (event_id,))
                 self._conn.execute("COMMIT")
             shutil.rmtree(self.media / event_id, ignore_errors=True)
         return len(doomed)

@@ -39,11 +39,14 @@ def from_events(events_dir: Path, out: Path, since: float | None = None, streams
         raise DatasetError(f"{events_dir} holds no events (no events.db): give the server's --events-dir")
     store = EventStore(events_dir)
     try:
-        events = [e for state in USED for e in _all(store, state, since) if streams is None or e.stream in streams]
-        events.sort(key=lambda e: e.start)
+        found = {e.id: e for state in USED for e in _all(store, state, since)}  # once each, even if reviewed meanwhile
+        events = sorted(
+            (e for e in found.values() if not e.extra.get("problem") and (streams is None or e.stream in streams)),
+            key=lambda e: e.start,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             samples, manifest, skipped = [], [], 0
-            classes = sorted({e.label for e in events})
+            classes = sorted({e.label for e in events if store.frame_path(e.id) is not None})
             for e in events:
                 frame = store.frame_path(e.id)
                 if frame is None:
@@ -54,7 +57,8 @@ def from_events(events_dir: Path, out: Path, since: float | None = None, streams
                 with Image.open(frame) as im:
                     width, height = im.size
                 confirmed = e.review["state"] == "confirmed"
-                boxes = [Box(tuple(e.box), classes.index(e.label))] if confirmed else []
+                box = tuple(e.extra.get("frame_box") or e.box)  # the box drawn on this very frame
+                boxes = [Box(box, classes.index(e.label))] if confirmed else []
                 samples.append(Sample(named, width, height, boxes))
                 manifest.append(_entry(e, named.name))
             if not samples:
@@ -88,7 +92,7 @@ def _entry(event, image: str) -> dict[str, Any]:
         "label": event.label,
         "start": event.start,
         "top_score": event.top_score,
-        "box": [round(float(v), 1) for v in event.box],
+        "box": [round(float(v), 1) for v in (event.extra.get("frame_box") or event.box)],
         "box_from": "detector",  # a person should check it before training on it
         "review": event.review,
     }

@@ -3,7 +3,7 @@
 
 A link is ``PUBLIC_URL/v1/events/ID/FILE?expires=UNIX&sig=SIG``, ``SIG`` the URL-safe base64 HMAC-SHA256 of
 ``ID/FILE/UNIX`` under a key kept in the events folder (``link.key``, made on first use, readable by its owner
-only), so links keep working across restarts until they expire; removing the file revokes every link.
+only), so links keep working across restarts until they expire; removing the file and restarting revokes them.
 """
 
 from __future__ import annotations
@@ -29,19 +29,23 @@ THUMBNAIL_SIDE = 320
 
 
 def link_key(events_dir: Path) -> bytes:
-    """The events folder's link key, made (32 random bytes, mode 0600) the first time."""
+    """The events folder's link key, made the first time (32 random bytes, mode 0600, written whole to a
+    temporary file and linked into place, so no process ever reads a partial one)."""
     path = Path(events_dir) / "link.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"link.key.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
+            os.link(tmp, path)  # fails if another process was first: then its key is the key
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-                f.flush()
-                os.fsync(f.fileno())
+        finally:
+            tmp.unlink()
     key = path.read_bytes()
     if len(key) < 32:
         raise ValueError(f"{path}: a link key of {len(key)} bytes (remove it to make a new one)")

@@ -59,6 +59,18 @@ class EmailSink:
         self.name, self.legacy_name = sink_name("email", settings.url)
 
     def compose(self, message: Message) -> EmailMessage:
+        """The e-mail for a message; one that cannot be read as an event becomes a plain e-mail with the message
+        itself (a message must never block the ones after it)."""
+        try:
+            return self._compose(message)
+        except Exception:
+            mail = EmailMessage()
+            mail["Subject"], mail["From"], mail["To"] = "Hebbian Mirror event", self.sender, ", ".join(self.to)
+            mail["Message-ID"] = f"<{_header(message.msg_id)}@hebbian-mirror>"
+            mail.set_content(message.body)
+            return mail
+
+    def _compose(self, message: Message) -> EmailMessage:
         body = json.loads(message.body)
         event, kind = body["data"], body["type"].removeprefix("alarm.")
         what = f"{event['label']} on {event['stream']}"
@@ -81,8 +93,8 @@ class EmailSink:
             lines.append(f"(links work without a key until {_when(links['expires'])})")
         lines += ["", f"event {event['id']}"]
         mail = EmailMessage()
-        mail["Subject"], mail["From"], mail["To"] = subject, self.sender, ", ".join(self.to)
-        mail["Message-ID"] = f"<{message.msg_id}@hebbian-mirror>"
+        mail["Subject"], mail["From"], mail["To"] = _header(subject), self.sender, ", ".join(self.to)
+        mail["Message-ID"] = f"<{_header(message.msg_id)}@hebbian-mirror>"
         mail["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
         mail.set_content("\n".join(lines))
         if thumbnail := body.get("thumbnail"):
@@ -128,3 +140,8 @@ def _when(ts: float) -> str:
 
 def _picture(data_uri: str) -> bytes:
     return base64.b64decode(data_uri.split(",", 1)[1])
+
+
+def _header(text: str) -> str:
+    """Text fit for a header line: no control or line-break characters (a reviewer's name comes from outside)."""
+    return "".join(c if c.isprintable() else " " for c in text)[:300]

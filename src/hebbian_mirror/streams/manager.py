@@ -24,6 +24,7 @@ from .arming import ArmingModes
 from .delivery import MqttSink, WebhookSink
 from .dispatch import Dispatcher
 from .events import Event, EventStore
+from .homeassistant import discovery
 from .links import Extras, Signer, link_key
 from .mail import EmailSettings, EmailSink
 from .policy import OPERATOR, SourcePolicy
@@ -63,12 +64,17 @@ def check_sources(settings, entries: Sequence[str]) -> list[str]:
 
 
 def make_sinks(
-    webhooks: Sequence[str] = (), secret: str | None = None, mqtt: str | None = None, email: EmailSettings | None = None
+    webhooks: Sequence[str] = (),
+    secret: str | None = None,
+    mqtt: str | None = None,
+    email: EmailSettings | None = None,
+    home_assistant: str | None = None,
 ) -> list:
     """The delivery targets named on the command line or in the config."""
     sinks: list = [WebhookSink(url, secret=secret) for url in dict.fromkeys(webhooks)]
     if mqtt:
         sinks.append(MqttSink(mqtt))
+        sinks[-1].home_assistant = home_assistant
     if email is not None:
         sinks.append(EmailSink(email))
     return sinks
@@ -87,6 +93,7 @@ class StreamManager:
         policy: SourcePolicy = OPERATOR,
         max_streams: int = 16,
         forget_removed_sinks: bool = False,
+        commands: bool = False,
         public_url: str | None = None,
         link_hours: float = 24.0,
         thumbnails: bool = False,
@@ -103,6 +110,7 @@ class StreamManager:
         self.policy, self.max_streams = policy, max_streams
         self.forget_removed_sinks = forget_removed_sinks  # the server owns its events folder; `watch` borrows it
         self.links = (public_url, link_hours * 3600, thumbnails)
+        self.commands = commands  # take reviews and arming from MQTT (the server; one process, not every one)
         self.signer: Signer | None = None  # signs and checks links to events' files (made with the store)
         self.modes: ArmingModes | None = None  # the arming modes people set (opened with the store)
         self._armed: dict[str, bool] = {}  # each stream's arming state as last announced
@@ -113,7 +121,9 @@ class StreamManager:
         self._pruner: asyncio.Task | None = None
 
     @classmethod
-    def from_settings(cls, settings, detect: Detect, forget_removed_sinks: bool = False) -> StreamManager:
+    def from_settings(
+        cls, settings, detect: Detect, forget_removed_sinks: bool = False, commands: bool = False
+    ) -> StreamManager:
         """The manager the server and ``watch`` run: events where the settings say, kept as long as they say,
         delivered to their sinks; sources under their policy and limits; frames detected by ``detect``. The
         server (``forget_removed_sinks``) drops the delivery cursors of sinks its settings no longer name."""
@@ -122,12 +132,19 @@ class StreamManager:
         return cls(
             detect,
             events.events_dir,
-            make_sinks(delivery.webhooks, delivery.webhook_secret, delivery.mqtt, EmailSettings.of(delivery)),
+            make_sinks(
+                delivery.webhooks,
+                delivery.webhook_secret,
+                delivery.mqtt,
+                EmailSettings.of(delivery),
+                delivery.home_assistant_prefix if delivery.home_assistant else None,
+            ),
             max_age_s=events.events_max_age_days * 86400 if events.events_max_age_days else None,
             max_bytes=int(events.events_max_mb * 1_000_000) if events.events_max_mb else None,
             policy=SourcePolicy.from_settings(alarms, limits),
             max_streams=alarms.max_streams,
             forget_removed_sinks=forget_removed_sinks,
+            commands=commands,
             public_url=delivery.public_url,
             link_hours=delivery.link_hours,
             thumbnails=delivery.thumbnails,
@@ -136,11 +153,12 @@ class StreamManager:
     async def start(self) -> None:
         """Open the store, end alarms a killed run left open, start delivering."""
         loop = asyncio.get_running_loop()
-        self.store = await loop.run_in_executor(None, EventStore, self.events_dir)
+        store = await loop.run_in_executor(None, EventStore, self.events_dir)
         public_url, ttl_s, thumbnails = self.links
         self.signer = Signer(await loop.run_in_executor(None, link_key, self.events_dir), public_url, ttl_s)
-        self.store.extras = Extras(self.signer, thumbnails)
-        self.modes = await loop.run_in_executor(None, ArmingModes, self.store.db_path)
+        store.extras = Extras(self.signer, thumbnails)
+        self.modes = await loop.run_in_executor(None, ArmingModes, store.db_path)
+        self.store = store  # last: the routes wait for it (503) until signer and modes are there too
         closed = await loop.run_in_executor(None, self.store.close_active, time.time())
         if closed:
             log.warning("ended %d alarm(s) left running by the previous run", len(closed))
@@ -154,7 +172,9 @@ class StreamManager:
             self.dispatcher = Dispatcher(self.store.db_path, self.sinks, on_result=self.on_delivery)
             self.dispatcher.start()
         for sink in self.sinks:
-            if hasattr(sink, "listen"):  # reviews and arming published to the broker
+            if getattr(sink, "home_assistant", None):  # the camera entity shows the latest alarm's snapshot
+                sink.snapshot_of = self._snapshot
+            if self.commands and hasattr(sink, "listen"):  # reviews and arming published to the broker
                 sink.listen(partial(self._review_command, loop, sink.name), partial(self._arm_command, loop, sink.name))
         self._pruner = loop.create_task(self._prune_forever(), name="events-retention")
         self._arming_task = loop.create_task(self._follow_schedules(), name="arming")
@@ -194,6 +214,10 @@ class StreamManager:
         self._announce(watcher)
         return watcher.describe()
 
+    def _snapshot(self, event_id: str) -> bytes | None:
+        path = self.store.snapshot_path(event_id) if self.store is not None else None
+        return path.read_bytes() if path is not None else None
+
     def _announce(self, watcher: StreamWatcher) -> None:
         """Publish a stream's arming state where it is shown (MQTT, retained) when it changed."""
         armed = watcher.armed()
@@ -214,8 +238,7 @@ class StreamManager:
     def _arm_command(self, loop: asyncio.AbstractEventLoop, source: str, stream: str, payload: str) -> None:
         """``PREFIX/cameras/NAME/arm/set`` from MQTT: ON / OFF / SCHEDULE (or armed, disarmed, schedule)."""
         mode = {"on": "armed", "off": "disarmed"}.get(payload.strip().lower(), payload.strip().lower())
-        done = asyncio.run_coroutine_threadsafe(self.arm(stream, mode, source), loop)
-        done.result(timeout=30)
+        _applied(asyncio.run_coroutine_threadsafe(self.arm(stream, mode, source), loop), f"arming {stream}")
 
     def _review_command(self, loop: asyncio.AbstractEventLoop, source: str, command: dict[str, Any]) -> None:
         """A review from a sink (MQTT), on its thread: applied on the event loop; refusals logged."""
@@ -226,8 +249,7 @@ class StreamManager:
         if not all(v is None or isinstance(v, str) for v in (note, by)):
             raise ValueError("a review's note and by are strings")
         done = asyncio.run_coroutine_threadsafe(self.review(event_id, state, by or source, note), loop)
-        if done.result(timeout=30) is None:
-            raise ValueError(f"no event {event_id!r}")
+        _applied(done, f"review of {event_id}", missing=f"no event {event_id!r}")
 
     async def add(self, config: StreamConfig) -> StreamWatcher:
         """Start watching a stream; :class:`StreamError` if the name is taken, :class:`StreamLimitError` past
@@ -249,6 +271,13 @@ class StreamManager:
             self._adding.discard(config.name)
         self.watchers[config.name] = watcher
         self._tasks[config.name] = loop.create_task(self._run(watcher), name=f"stream-{config.name}")
+        for sink in (s for s in self.sinks if hasattr(s, "state")):  # MQTT: the camera, retained
+            if prefix := getattr(sink, "home_assistant", None):
+                labels = [r.label for r in config.rules]
+                for topic, payload in discovery(sink.cfg["prefix"], prefix, config.name, labels).items():
+                    sink.state(topic, payload, absolute=True)
+            sink.state(f"cameras/{config.name}/availability", "online")
+        self._armed.pop(config.name, None)
         self._announce(watcher)
         log.info("watching stream %s (%s)", config.name, watcher.describe()["url"])
         return watcher
@@ -272,6 +301,8 @@ class StreamManager:
         watcher.stop()
         await self._tasks.pop(name)
         del self.watchers[name]
+        for sink in (s for s in self.sinks if hasattr(s, "state")):  # MQTT: no longer watched
+            sink.state(f"cameras/{name}/availability", "offline")
 
     async def wait(self) -> None:
         """Until every stream has finished (files end; live streams run until stopped)."""
@@ -302,3 +333,18 @@ class StreamManager:
         if self.modes is not None:
             self.modes.close()
         self._setup.shutdown(wait=False, cancel_futures=True)
+
+
+def _applied(done, what: str, missing: str | None = None) -> None:
+    """Log how a command from the broker ended, without holding its thread (paho's network loop) meanwhile."""
+
+    def report(future) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:
+            log.warning("MQTT command refused: %s: %s", what, exc)
+        else:
+            if result is None and missing:
+                log.warning("MQTT command refused: %s", missing)
+
+    done.add_done_callback(report)

@@ -97,7 +97,7 @@ class StreamWatcher:
         self._events: dict[str, Event] = {}
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"stream-{config.name}")  # snapshots, clips, store
         self._jpeg: tuple[int, bytes] | None = None
-        self.health = CameraHealth(config.health, self.source.live, time.time())
+        self.health = CameraHealth(config.health, self.source.kind in ("stream", "device"), time.time())
         self._problems: dict[str, Event] = {}
 
     @property
@@ -128,12 +128,16 @@ class StreamWatcher:
                 if frame is not None:
                     await self._process(frame)
         finally:
-            for t in self.alarms.finish(time.time()):
-                await self._emit(t, None)
-            for problem in list(self._problems):  # no longer watched: said so, not that it is fixed
-                await self._camera(problem, False, time.time(), ended_by="stopped")
-            await loop.run_in_executor(self._io, self.source.stop)  # not the shared executor: a dead camera is slow
-            self._io.shutdown(wait=True)
+            try:
+                for t in self.alarms.finish(time.time()):
+                    await self._emit(t, None)
+                for problem in list(self._problems):  # no longer watched: said so, not that it is fixed
+                    await self._camera(problem, False, time.time(), ended_by="stopped")
+            except Exception:  # a full disk, a closed store: the camera is still let go
+                log.exception("stream %s: ending its events failed", self.name)
+            finally:
+                await loop.run_in_executor(self._io, self.source.stop)  # not the shared executor: a dead camera
+                self._io.shutdown(wait=True)
 
     async def _process(self, frame: Frame) -> None:
         try:
@@ -211,6 +215,7 @@ class StreamWatcher:
             snapshot = clean = None
             if frame is not None:
                 snapshot, clean = await loop.run_in_executor(self._io, _snapshot, frame.image, shown, t.alarm)
+                event.extra["frame_box"] = [round(float(v), 1) for v in t.alarm.top_box]  # the box on frame.jpg
             write = self.store.begin if t.kind == "new" else self.store.update
             await loop.run_in_executor(self._io, write, event, snapshot, clean)
         elif t.kind == "end":

@@ -25,7 +25,8 @@ def base_state(tuned: Network, base: Network) -> dict[str, torch.Tensor]:
     net = resize_heads(base.module, len(tuned.meta.classes), keep=len(base.meta.classes))
     wanted = [(h.anchors, h.scale_x_y) for h in tuned.module.heads]
     if [(h.anchors, h.scale_x_y) for h in net.heads] != wanted:  # trained with other heads: the base as it began
-        net = with_heads(net, wanted[0][1], [list(a) for a, _ in wanted])
+        same_scale = [h.scale_x_y for h in net.heads] == [scale for _, scale in wanted]
+        net = with_heads(net, None if same_scale else wanted[0][1], [list(a) for a, _ in wanted])
     start = net.state_dict()
     for key, value in tuned.module.state_dict().items():
         if key not in start or start[key].shape != value.shape:

@@ -34,12 +34,19 @@ def headline(event: dict) -> str:
     return f"{label} on {event['stream']}"
 
 
+def _plain(text: str) -> str:
+    """Text from outside (a reviewer's name and note) shown as it is: markdown's characters escaped."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~$:" else c for c in text)
+
+
 def review_box(client: Client, event: dict, may_review: bool) -> None:
     """The event's review state, and the buttons that change it (for a key with the review scope)."""
+    if (event.get("extra") or {}).get("problem"):  # a camera's problem: nothing to review
+        return
     review = event.get("review")
     if review:
-        by = f" by {review['by']}" if review.get("by") else ""
-        note = f": {review['note']}" if review.get("note") else ""
+        by = f" by {_plain(review['by'])}" if review.get("by") else ""
+        note = f": {_plain(review['note'])}" if review.get("note") else ""
         text = f"{SHOWN[review['state']]}{by}, {when(review['at'])}{note}"
         {"confirmed": st.error, "false_alarm": st.success}.get(review["state"], st.info)(text)
     else:
@@ -90,7 +97,7 @@ def main(client: Client) -> None:
     except ServerError as exc:
         st.error(str(exc))
         return
-    waiting = sum(1 for e in recent if not e.get("review"))
+    waiting = sum(1 for e in recent if not e.get("review") and not (e.get("extra") or {}).get("problem"))
     if waiting:
         st.warning(f"{waiting} alarm(s) not reviewed yet", icon=":material/visibility:")
     a, b, c, d, f = st.columns(5)
