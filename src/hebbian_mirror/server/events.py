@@ -147,3 +147,24 @@ async def clip(request: Request, event_id: str) -> FileResponse:
         why = "is still running" if event.end is None else "has no clip"
         raise APIError(404, f"event {event_id} {why}")
     return FileResponse(path, media_type="video/mp4")
+
+
+@router.get(
+    "/v1/events/{event_id}/evidence.mp4", summary="The evidence clip, cut from the camera's stream", dependencies=LINKED
+)
+async def evidence(request: Request, event_id: str) -> FileResponse:
+    return await _evidence(request, event_id, "evidence.mp4", "video/mp4")
+
+
+@router.get("/v1/events/{event_id}/evidence.json", summary="The evidence clip's manifest", dependencies=LINKED)
+async def evidence_manifest(request: Request, event_id: str) -> FileResponse:
+    return await _evidence(request, event_id, "evidence.json", "application/json")
+
+
+async def _evidence(request: Request, event_id: str, name: str, media_type: str) -> FileResponse:
+    store, event = await _event(request, event_id)
+    path = store.evidence_path(event_id, name)
+    if path is None:
+        why = "is still running or within its last seconds" if event.end is None else "has no evidence clip"
+        raise APIError(404, f"event {event_id} {why}")
+    return FileResponse(path, media_type=media_type)

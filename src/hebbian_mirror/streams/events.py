@@ -7,6 +7,7 @@ cursor into the outbox: messages reach a sink in order, each marked only once it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -179,6 +180,18 @@ class EventStore(OutboxCursors):
             event.end = time.time()
         self._save(event, "end", clip=clip)
 
+    def evidence(self, event: Event, clip: bytes, details: dict[str, Any]) -> None:
+        """An alarm's evidence clip (cut from the camera's own stream) and its manifest: the digests of the clip
+        and the snapshot, and ``details``; announced as ``alarm.clip``."""
+        snapshot = self.snapshot_path(event.id)
+        manifest = {"event": event.id, "stream": event.stream, "label": event.label} | details
+        manifest["clip_sha256"] = hashlib.sha256(clip).hexdigest()
+        manifest["snapshot_sha256"] = hashlib.sha256(snapshot.read_bytes()).hexdigest() if snapshot else None
+        write_file(self.media / event.id / "evidence.json", json.dumps(manifest, indent=2).encode())
+        write_file(self.media / event.id / "evidence.mp4", clip)
+        event.extra = event.extra | {"evidence": True}
+        self._save(event, "clip")
+
     def camera(self, event: Event, kind: str) -> None:
         """A camera's problem begins (``camera.offline``, ``.frozen``, ``.covered``) or ends (``camera.ok``)."""
         self._save(event, kind)
@@ -244,6 +257,11 @@ class EventStore(OutboxCursors):
         """The snapshot's frame as the camera gave it (no drawings), when the event has one."""
         path = self.media / event_id / "frame.jpg"
         return path if "/" not in event_id and path.is_file() else None
+
+    def evidence_path(self, event_id: str, name: str = "evidence.mp4") -> Path | None:
+        """The evidence clip (``evidence.mp4``) or its manifest (``evidence.json``), when the event has them."""
+        path = self.media / event_id / name
+        return path if "/" not in event_id and name in ("evidence.mp4", "evidence.json") and path.is_file() else None
 
     def clip_path(self, event_id: str) -> Path | None:
         path = self.media / event_id / "clip.mp4"

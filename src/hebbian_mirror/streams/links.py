@@ -24,7 +24,7 @@ from PIL import Image
 from ..errors import LinkError
 from .eventdb import Event
 
-FILES = ("snapshot.jpg", "frame.jpg", "clip.mp4")
+FILES = ("snapshot.jpg", "frame.jpg", "clip.mp4", "evidence.mp4", "evidence.json")
 THUMBNAIL_SIDE = 320
 
 
@@ -92,9 +92,12 @@ class Extras:
     def __call__(self, event: Event, kind: str, snapshot: bytes | None, now: float) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.signer.public_url:
-            files = [f for f, has in (("snapshot.jpg", event.has_snapshot), ("clip.mp4", event.has_clip)) if has]
+            evidence = bool(event.extra.get("evidence"))
+            named = {"snapshot": ("snapshot.jpg", event.has_snapshot), "clip": ("clip.mp4", event.has_clip),
+                     "evidence": ("evidence.mp4", evidence), "manifest": ("evidence.json", evidence)}  # fmt: skip
+            files = {name: file for name, (file, has) in named.items() if has}
             if files:
-                out["links"] = {f.split(".")[0]: self.signer.link(event.id, f, now) for f in files}
+                out["links"] = {name: self.signer.link(event.id, file, now) for name, file in files.items()}
                 out["links"]["expires"] = int(now + self.signer.ttl_s)
         if self.thumbnails and snapshot:
             out["thumbnail"] = thumbnail(snapshot)

@@ -40,7 +40,13 @@ class EmailSettings:
         return cls(delivery.smtp, tuple(delivery.email_to), delivery.email_from, delivery.smtp_ca_file)
 
 
-HEADLINES = {"new": "ALARM", "update": "Alarm update", "end": "Alarm ended", "review": "Alarm reviewed"}
+HEADLINES = {
+    "new": "ALARM",
+    "update": "Alarm update",
+    "end": "Alarm ended",
+    "review": "Alarm reviewed",
+    "clip": "Alarm evidence",
+}
 STATES = {"acknowledged": "acknowledged", "confirmed": "CONFIRMED", "false_alarm": "a false alarm"}
 
 
@@ -86,7 +92,7 @@ class EmailSink:
             if review.get("note"):
                 lines.append(f"note: {review['note']}")
         links = body.get("links") or {}
-        for name in ("snapshot", "clip"):
+        for name in ("snapshot", "clip", "evidence", "manifest"):
             if name in links:
                 lines.append(f"{name}: {links[name]}")
         if "expires" in links:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from ..errors import HebbianMirrorError, SourceError
 from ..images import decode_image
 from ..meta import DEFAULT_MAX_PIXELS
+from .evidence import Packet, PacketRing
 from .media import Frame, SourceEnded, SourceStats, mask_url, redact
 from .policy import OPERATOR, CheckedSource, SourcePolicy
 
@@ -75,6 +76,7 @@ class VideoSource:
         self._images = list(self.checked.images)
         self._wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []  # next() callers waiting
         self._transport = "tcp"  # RTSP: interleaved TCP first; a server that refuses it is tried over UDP
+        self.ring = PacketRing() if self.live and self.kind != "images" else None  # evidence clips: the packets
         if self.kind == "file":
             self._probe()
 
@@ -279,11 +281,16 @@ class VideoSource:
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if self.ring is not None:
+                self.ring.reset(stream)
             rate = float(stream.average_rate or stream.base_rate or 25)
             started, first_pts, due, last = time.monotonic(), None, [0.0], time.monotonic()
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     return
+                if self.ring is not None and packet.size:  # as the camera sent it, before any decoding
+                    self.ring.add(Packet(bytes(packet), packet.pts, packet.dts, packet.is_keyframe, time.time(),
+                                         packet.duration))  # fmt: skip
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError as exc:  # one damaged packet, or a frame over the pixel limit: skip it

@@ -33,6 +33,7 @@ class StreamConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS  # every decoded frame at most
     health: HealthRules = field(default_factory=HealthRules)  # when a live camera is offline, frozen, covered
     arming: Schedule = field(default_factory=Schedule)  # when its alarms are delivered (none: always)
+    model: str = ""  # the model that watches it, as the settings name it (evidence manifests say so)
 
     def __post_init__(self) -> None:
         if not self.rules:
@@ -74,4 +75,5 @@ class StreamConfig:
                 settings.camera_offline_after, settings.camera_frozen_after, settings.camera_covered_after
             ),
             arming=arming or Schedule.parse(settings.arm_schedule, settings.arm_timezone),
+            model=settings.models[0] if settings.models else settings.model,
         )

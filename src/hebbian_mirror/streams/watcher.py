@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..detection import Detection, Detections, DetectOptions
 from ..errors import HebbianMirrorError, SourceError
 from ..images import draw_detections, encode_jpeg
 from .alarms import Alarm, AlarmTracker, Transition
 from .arming import ArmingModes
 from .events import Event, EventStore, new_event_id
+from .evidence import Evidence
 from .health import CameraHealth
 from .policy import OPERATOR, SourcePolicy
 from .recording import ClipRecorder
@@ -98,6 +100,7 @@ class StreamWatcher:
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"stream-{config.name}")  # snapshots, clips, store
         self._jpeg: tuple[int, bytes] | None = None
         self.health = CameraHealth(config.health, self.source.kind in ("stream", "device"), time.time())
+        self.evidence = Evidence(getattr(self.source, "ring", None))  # clips cut from the camera's own packets
         self._problems: dict[str, Event] = {}
 
     @property
@@ -125,6 +128,7 @@ class StreamWatcher:
                 now = time.time()
                 for problem, present in self.health.frame(frame.image, now) if frame else self.health.tick(now):
                     await self._camera(problem, present, now)
+                await self._store_evidence(self.evidence.due(now))
                 if frame is not None:
                     await self._process(frame)
         finally:
@@ -133,6 +137,7 @@ class StreamWatcher:
                     await self._emit(t, None)
                 for problem in list(self._problems):  # no longer watched: said so, not that it is fixed
                     await self._camera(problem, False, time.time(), ended_by="stopped")
+                await self._store_evidence(self.evidence.due(time.time(), everything=True))
             except Exception:  # a full disk, a closed store: the camera is still let go
                 log.exception("stream %s: ending its events failed", self.name)
             finally:
@@ -150,6 +155,11 @@ class StreamWatcher:
         self.stats.latency.append(time.time() - frame.wall)
         self.stats.times.append(time.monotonic())
         _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall)
+        if self.evidence.running:  # per checked frame, each running alarm's class: its best score (manifest)
+            best: dict[str, float] = {}
+            for d in detections:
+                best[d.label] = max(best.get(d.label, 0.0), d.score)
+            self.evidence.observe(best, frame.wall)
         shown = detections.select(detections.scores >= self.config.conf)
         self.latest = (frame, shown)
         for t in transitions:
@@ -205,6 +215,7 @@ class StreamWatcher:
         loop = asyncio.get_running_loop()
         if t.kind == "new":
             self.stats.alarms += 1
+            self.evidence.start(t.alarm.label, event, t.alarm.start_wall)
             if self.config.clip_seconds > 0:
                 clip = self._clips[t.alarm.label] = ClipRecorder(
                     self.config.fps or 10.0, max_frames=round(self.config.clip_seconds * (self.config.fps or 10))
@@ -220,6 +231,7 @@ class StreamWatcher:
             await loop.run_in_executor(self._io, write, event, snapshot, clean)
         elif t.kind == "end":
             del self._events[t.alarm.label]
+            self.evidence.end(t.alarm.label, time.time())
             clip = self._clips.pop(t.alarm.label, None)
             data = await loop.run_in_executor(self._io, clip.finish) if clip is not None else None
             if self.store is not None:
@@ -256,6 +268,26 @@ class StreamWatcher:
             await asyncio.get_running_loop().run_in_executor(self._io, self.store.camera, event, kind)
         if self.on_event is not None:
             self.on_event(kind, event)
+
+    async def _store_evidence(self, done) -> None:
+        """Store finished evidence clips with their manifests (``alarm.clip``)."""
+        for event, recorder, clip in done:
+            if clip is None or self.store is None:
+                continue
+            rule = next((r.to_dict() for r in self.config.rules if r.label == event.label), None)
+            details = {
+                "fired": event.start,
+                "clip_starts": recorder.started,
+                "packets": recorder.packets,
+                "frames": recorder.scores,
+                "rule": rule,
+                "model": self.config.model,
+                "version": __version__,
+            }
+            await asyncio.get_running_loop().run_in_executor(self._io, self.store.evidence, event, clip, details)
+            log.info("stream %s: evidence clip of event %s (%d packets)", self.name, event.id, recorder.packets)
+            if self.on_event is not None:
+                self.on_event("clip", event)
 
     @property
     def state(self) -> str:
