@@ -181,13 +181,21 @@ def test_a_false_alarm_marked_in_the_browser_is_stored_with_its_note(tmp_path):
         assert srv.stop(), srv.log()
 
 
-def test_reviews_made_while_the_receiver_is_down_survive_a_kill_and_arrive_once_in_order(tmp_path):
-    """The receiver is down (refusing) while three reviews are made; the server is killed (SIGKILL, no goodbye);
-    the next start delivers the three, once each, in the order they were made."""
+def test_reviews_made_while_every_receiver_is_down_survive_a_kill_and_arrive_once_in_order(tmp_path):
+    """A webhook receiver refusing, an SMTP server answering 451 and an MQTT broker not running while three
+    reviews are made; the server is killed (SIGKILL, no goodbye); with all three back, the next start delivers
+    the three reviews to each, once, in the order they were made."""
+    from ..stream_peers import SmtpServer
+
     pistol, knife = stored_events(tmp_path / "events")
     receiver = WebhookReceiver(free_port(), fail_first=1_000_000)  # refuses everything: an outage
+    smtp = SmtpServer(tmp_path)
+    smtp.refuse = True
+    port = free_port()  # the broker's, not running yet
     common = ["--workers", "0", "--events-dir", str(tmp_path / "events"), "--webhook", receiver.url]
-    common += ["--webhook-secret", SECRET]
+    common += ["--webhook-secret", SECRET, "--mqtt", f"mqtt://127.0.0.1:{port}/shop", "--smtp", smtp.url]
+    common += ["--smtp-ca-file", str(smtp.ca), "--email-to", "owner@shop.example"]
+    broker = None
     try:
         srv = ServerProcess(*common, log=tmp_path / "first.log")
         made = [(pistol.id, "acknowledged"), (knife.id, "false_alarm"), (pistol.id, "confirmed")]
@@ -197,17 +205,43 @@ def test_reviews_made_while_the_receiver_is_down_survive_a_kill_and_arrive_once_
         wait_for(lambda: receiver.failed >= 2)  # tried, refused, backing off
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(30)
-        receiver.fail_first = 0  # the receiver is back
+        receiver.fail_first, smtp.refuse = 0, False  # the receivers are back, and the broker
+        conf = tmp_path / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        on_broker: list[dict] = []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.on_message = lambda c, u, m: on_broker.append(json.loads(m.payload))
+        wait_for(lambda: _connects(client, port), timeout=10)
+        client.subscribe("shop/events", qos=1)
+        client.loop_start()
         again = ServerProcess(*common, log=tmp_path / "second.log")
         try:
-            wait_for(lambda: len(receiver.received) >= 3, timeout=60)
+            wait_for(lambda: len(receiver.received) >= 3 and len(on_broker) >= 3 and len(smtp.received) >= 3, 90)
             time.sleep(2)  # nothing more arrives
-            assert [(m["data"]["id"], m["data"]["review"]["state"]) for m in receiver.received] == made
+            for messages in (receiver.received, on_broker):
+                assert [(m["data"]["id"], m["data"]["review"]["state"]) for m in messages] == made
             assert len(set(receiver.ids())) == 3 and receiver.rejected == 0
+            verdicts = ["acknowledged", "a false alarm", "CONFIRMED"]
+            assert [m["Subject"].rsplit(" — ", 1)[1] for m in smtp.received] == [f"{v} by guard" for v in verdicts]
+            assert len({m["Message-ID"] for m in smtp.received}) == 3
         finally:
+            client.loop_stop()
+            client.disconnect()
             assert again.stop(), again.log()
     finally:
         receiver.close()
+        smtp.close()
+        if broker is not None:
+            broker.kill()
+            broker.wait()
+
+
+def _connects(client, port: int) -> bool:
+    try:
+        return client.connect("127.0.0.1", port) == 0
+    except ConnectionRefusedError:
+        return False
 
 
 def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli, tiny):
