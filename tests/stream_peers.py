@@ -176,3 +176,51 @@ class SmtpServer:
 
     def close(self) -> None:
         self._controller.stop()
+
+
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.2):
+    """``predicate()``'s first true value within ``timeout`` seconds, else an AssertionError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s")
+
+
+class Mosquitto:
+    """A real MQTT broker (mosquitto) on a loopback ``port`` (a free one by default), anonymous access."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        import subprocess
+
+        from .server_process import free_port
+
+        self.port = port or free_port()
+        conf = folder / f"mosquitto-{self.port}.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+
+    def client(self, on_message=None):
+        """A paho client connected to it (retrying while the broker starts), its network loop running."""
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.on_message = on_message
+
+        def connected() -> bool:
+            try:
+                return client.connect("127.0.0.1", self.port) == 0
+            except ConnectionRefusedError:
+                return False
+
+        wait_for(connected, timeout=10)
+        client.loop_start()
+        return client
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

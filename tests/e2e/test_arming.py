@@ -5,51 +5,34 @@ is retained on MQTT, shown by the API and /metrics, kept across a restart; bad s
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 
 from ..server_process import ServerProcess, free_port
-from ..stream_peers import SECRET, WEAPONS_MODEL, WebhookReceiver, alarm_clip
+from ..stream_peers import SECRET, WEAPONS_MODEL, Mosquitto, WebhookReceiver, alarm_clip, wait_for
 
 ADMIN, VIEW = "arming-admin-0123456789", "arming-view-0123456789"
 A, V = {"X-API-Key": ADMIN}, {"X-API-Key": VIEW}
 NEVER = {"windows": ["mon 00:00-00:01"], "timezone": "UTC"}  # armed one minute a week
 
 
-def wait_for(predicate, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s")
-
-
 def test_a_disarmed_camera_stores_alarms_without_delivering_them_until_armed(tmp_path):
     clip, _ = alarm_clip(tmp_path / "door.mp4", appearances=1)
     receiver = WebhookReceiver(free_port())
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto(tmp_path)
     retained: dict[str, str] = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda c, u, m: retained.__setitem__(m.topic, m.payload.decode())
+    client = broker.client(lambda c, u, m: retained.__setitem__(m.topic, m.payload.decode()))
     common = [
         "--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--api-key", ADMIN, "--scoped-key", f"view:{VIEW}",
         "--alarm", "pistol", "--events-dir", str(tmp_path / "ev"), "--allow-source", str(tmp_path),
-        "--webhook", receiver.url, "--webhook-secret", SECRET, "--mqtt", f"mqtt://127.0.0.1:{port}/shop",
+        "--webhook", receiver.url, "--webhook-secret", SECRET, "--mqtt", f"{broker.url}/shop",
     ]  # fmt: skip
     body = {"name": "door", "url": str(clip), "loop": True, "realtime": True, "arming": NEVER}
     srv = again = None
     try:
-        wait_for(lambda: _connects(client, port), timeout=10)
         client.subscribe("shop/cameras/#", qos=1)
-        client.loop_start()
         srv = ServerProcess(*common, log=tmp_path / "first.log")
         bad = {**body, "arming": {"windows": ["someday 10:00-11:00"]}}
         refused = httpx.post(srv.url + "/v1/streams", json=bad, headers=A, timeout=30)
@@ -91,8 +74,7 @@ def test_a_disarmed_camera_stores_alarms_without_delivering_them_until_armed(tmp
                 assert server.stop(), server.log()
         client.loop_stop()
         client.disconnect()
-        broker.kill()
-        broker.wait()
+        broker.stop()
         receiver.close()
 
 
@@ -100,13 +82,6 @@ def test_a_schedule_that_does_not_parse_stops_the_server_with_a_clear_line(tmp_p
     with pytest.raises(RuntimeError, match="expected DAYS HH:MM-HH:MM") as failed:
         ServerProcess("--model", "yolov4-tiny", "--arm-schedule", "mon-fri 18:00", log=tmp_path / "bad.log")
     assert "Traceback" not in str(failed.value)
-
-
-def _connects(client, port: int) -> bool:
-    try:
-        return client.connect("127.0.0.1", port) == 0
-    except ConnectionRefusedError:
-        return False
 
 
 def test_disarming_from_the_browser(tmp_path):

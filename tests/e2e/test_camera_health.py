@@ -6,28 +6,15 @@ availability retained there) and shown in /metrics."""
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import httpx
-import paho.mqtt.client as mqtt
 
 from ..hostile_peers import MjpegService
 from ..server_process import ServerProcess, free_port
-from ..stream_peers import SECRET, RtspServer, WebhookReceiver, alarm_clip
+from ..stream_peers import SECRET, Mosquitto, RtspServer, WebhookReceiver, alarm_clip, wait_for
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event-message.schema.json"
-
-
-def wait_for(predicate, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def test_a_camera_that_goes_dark_freezes_or_drops_out_raises_its_own_events(tmp_path):
@@ -35,23 +22,16 @@ def test_a_camera_that_goes_dark_freezes_or_drops_out_raises_its_own_events(tmp_
 
     clip, _ = alarm_clip(tmp_path / "scene.mp4", appearances=1)
     rtsp, flat, receiver = RtspServer(clip), MjpegService(fps=5.0), WebhookReceiver(free_port())
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto(tmp_path)
     retained: dict[str, str] = {}
-    got = threading.Event()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    sub.on_message = lambda c, u, m: (retained.__setitem__(m.topic, m.payload.decode()), got.set())
+    sub = broker.client(lambda c, u, m: retained.__setitem__(m.topic, m.payload.decode()))
     srv = None
     try:
-        wait_for(lambda: _connects(sub, port), timeout=10)
         sub.subscribe("shop/cameras/#", qos=1)
-        sub.loop_start()
         srv = ServerProcess(
             "--model", "yolov4-tiny", "--workers", "0", "--alarm", "knife", "--stream-fps", "3",
             "--stream", f"door={rtsp.url}", "--stream", f"flat={flat.url}", "--events-dir", str(tmp_path / "ev"),
-            "--webhook", receiver.url, "--webhook-secret", SECRET, "--mqtt", f"mqtt://127.0.0.1:{port}/shop",
+            "--webhook", receiver.url, "--webhook-secret", SECRET, "--mqtt", f"{broker.url}/shop",
             "--camera-offline-after", "3", "--camera-frozen-after", "2", "--camera-covered-after", "2",
             log=tmp_path / "server.log",
         )  # fmt: skip
@@ -87,8 +67,7 @@ def test_a_camera_that_goes_dark_freezes_or_drops_out_raises_its_own_events(tmp_
             assert srv.stop(), srv.log()
         sub.loop_stop()
         sub.disconnect()
-        broker.kill()
-        broker.wait()
+        broker.stop()
         rtsp.kill()
         flat.close()
         receiver.close()
@@ -98,10 +77,3 @@ def test_a_camera_that_goes_dark_freezes_or_drops_out_raises_its_own_events(tmp_
     ended = EventStore(tmp_path / "ev").query(stream="flat")
     assert {e.label for e in ended} == {"frozen", "covered"} and all(e.end is not None for e in ended)
     assert all(e.extra["ended_by"] == "stopped" for e in ended)
-
-
-def _connects(client, port: int) -> bool:
-    try:
-        return client.connect("127.0.0.1", port) == 0
-    except ConnectionRefusedError:
-        return False

@@ -8,24 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import time
 
 import httpx
 
 from ..server_process import ServerProcess, free_port
-from ..stream_peers import SECRET, WEAPONS_MODEL, RtspServer, WebhookReceiver, alarm_clip
+from ..stream_peers import SECRET, WEAPONS_MODEL, RtspServer, WebhookReceiver, alarm_clip, wait_for
 
 KEY = "evidence-key-0123456789"
 A = {"X-API-Key": KEY}
-
-
-def wait_for(predicate, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def probe(path) -> dict:

@@ -5,42 +5,23 @@ while a real server watches a real clip and raises an alarm."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 
-import paho.mqtt.client as mqtt
-
-from ..server_process import ServerProcess, free_port
-from ..stream_peers import WEAPONS_MODEL, alarm_clip
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s")
+from ..server_process import ServerProcess
+from ..stream_peers import WEAPONS_MODEL, Mosquitto, alarm_clip, wait_for
 
 
 def test_each_camera_appears_as_a_device_whose_entities_follow_its_alarms(tmp_path):
     clip, _ = alarm_clip(tmp_path / "door.mp4", appearances=1)
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto(tmp_path)
     seen: dict[str, list[bytes]] = {}
-    ha = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    ha.on_message = lambda c, u, m: seen.setdefault(m.topic, []).append(m.payload)
+    ha = broker.client(lambda c, u, m: seen.setdefault(m.topic, []).append(m.payload))
     srv = None
     try:
-        wait_for(lambda: _connects(ha, port), timeout=10)
         ha.subscribe([("homeassistant/#", 1), ("shop/#", 1)])
-        ha.loop_start()
         srv = ServerProcess(
             "--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--alarm", "pistol,phone",
             "--stream", f"door={clip}", "--events-dir", str(tmp_path / "ev"),
-            "--mqtt", f"mqtt://127.0.0.1:{port}/shop", "--home-assistant",
+            "--mqtt", f"{broker.url}/shop", "--home-assistant",
             log=tmp_path / "server.log",
         )  # fmt: skip
         node = "hebbian_mirror_door"
@@ -74,11 +55,8 @@ def test_each_camera_appears_as_a_device_whose_entities_follow_its_alarms(tmp_pa
         wait_for(lambda: seen[configs["arm"]["state_topic"]][-1] == b"OFF")
         # a newcomer (Home Assistant restarting) finds everything retained
         late: dict[str, bytes] = {}
-        other = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        other.on_message = lambda c, u, m: late.__setitem__(m.topic, m.payload)
-        other.connect("127.0.0.1", port)
+        other = broker.client(lambda c, u, m: late.__setitem__(m.topic, m.payload))
         other.subscribe([("homeassistant/#", 1), ("shop/cameras/#", 1)])
-        other.loop_start()
         try:
             wait_for(lambda: set(topics.values()) <= set(late) and configs["snapshot"]["topic"] in late, timeout=10)
             assert late[configs["arm"]["state_topic"]] == b"OFF" and late[pistol["state_topic"]] == b"OFF"
@@ -90,12 +68,4 @@ def test_each_camera_appears_as_a_device_whose_entities_follow_its_alarms(tmp_pa
             assert srv.stop(), srv.log()
         ha.loop_stop()
         ha.disconnect()
-        broker.kill()
-        broker.wait()
-
-
-def _connects(client, port: int) -> bool:
-    try:
-        return client.connect("127.0.0.1", port) == 0
-    except ConnectionRefusedError:
-        return False
+        broker.stop()

@@ -6,25 +6,15 @@ expired links are refused (403, 410) and change nothing."""
 from __future__ import annotations
 
 import base64
-import time
 
 import httpx
 
 from hebbian_mirror.streams.links import Signer, link_key
 
 from ..server_process import ServerProcess, free_port
-from ..stream_peers import SECRET, WEAPONS_MODEL, SmtpServer, WebhookReceiver, alarm_clip
+from ..stream_peers import SECRET, WEAPONS_MODEL, SmtpServer, WebhookReceiver, alarm_clip, wait_for
 
 KEY = "notify-key-0123456789"
-
-
-def wait_for(predicate, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def test_alarm_messages_link_their_pictures_and_reach_the_mailbox(tmp_path):

@@ -7,38 +7,23 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import threading
 import time
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 
 from hebbian_mirror.streams.events import Event, EventStore, new_event_id
 
 from ..server_process import ServerProcess, UiProcess, free_port
-from ..stream_peers import SECRET, WebhookReceiver
+from ..stream_peers import SECRET, Mosquitto, WebhookReceiver, wait_for
 
 ADMIN, VIEW, GUARD = "admin-key-0123456789", "view-key-0123456789", "guard-key-0123456789"
 
 
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
-
-
 @pytest.fixture
 def broker(tmp_path):
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    mosquitto = Mosquitto(tmp_path)
     got: list[dict] = []
     online = threading.Event()
 
@@ -48,22 +33,12 @@ def broker(tmp_path):
         else:
             got.append(json.loads(m.payload))
 
-    client.on_message = on_message
-
-    def connected() -> bool:
-        try:
-            return client.connect("127.0.0.1", port) == 0
-        except ConnectionRefusedError:
-            return False
-
-    wait_for(connected, timeout=10)
+    client = mosquitto.client(on_message)
     client.subscribe([("shop/events", 1), ("shop/availability", 1)])
-    client.loop_start()
-    yield port, client, got, online
+    yield mosquitto.port, client, got, online
     client.loop_stop()
     client.disconnect()
-    proc.kill()
-    proc.wait()
+    mosquitto.stop()
 
 
 def stored_events(folder) -> list[Event]:
@@ -206,15 +181,10 @@ def test_reviews_made_while_every_receiver_is_down_survive_a_kill_and_arrive_onc
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(30)
         receiver.fail_first, smtp.refuse = 0, False  # the receivers are back, and the broker
-        conf = tmp_path / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-        broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        broker = Mosquitto(tmp_path, port)
         on_broker: list[dict] = []
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        client.on_message = lambda c, u, m: on_broker.append(json.loads(m.payload))
-        wait_for(lambda: _connects(client, port), timeout=10)
+        client = broker.client(lambda c, u, m: on_broker.append(json.loads(m.payload)))
         client.subscribe("shop/events", qos=1)
-        client.loop_start()
         again = ServerProcess(*common, log=tmp_path / "second.log")
         try:
             wait_for(lambda: len(receiver.received) >= 3 and len(on_broker) >= 3 and len(smtp.received) >= 3, 90)
@@ -237,15 +207,7 @@ def test_reviews_made_while_every_receiver_is_down_survive_a_kill_and_arrive_onc
         receiver.close()
         smtp.close()
         if broker is not None:
-            broker.kill()
-            broker.wait()
-
-
-def _connects(client, port: int) -> bool:
-    try:
-        return client.connect("127.0.0.1", port) == 0
-    except ConnectionRefusedError:
-        return False
+            broker.stop()
 
 
 def test_reviewed_events_become_a_dataset_that_a_recipe_takes(tmp_path, cli, tiny):
