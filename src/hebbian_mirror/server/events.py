@@ -123,48 +123,40 @@ async def get_event(request: Request, event_id: str) -> dict:
 
 @router.get("/v1/events/{event_id}/snapshot.jpg", summary="The event's annotated snapshot", dependencies=LINKED)
 async def snapshot(request: Request, event_id: str) -> FileResponse:
-    store, _ = await _event(request, event_id)
-    path = store.snapshot_path(event_id)
-    if path is None:
-        raise APIError(404, f"event {event_id} has no snapshot")
-    return FileResponse(path, media_type="image/jpeg")
+    return await _file(request, event_id, "snapshot.jpg", "image/jpeg", "has no snapshot")
 
 
 @router.get("/v1/events/{event_id}/frame.jpg", summary="The snapshot's frame, undrawn", dependencies=LINKED)
 async def frame(request: Request, event_id: str) -> FileResponse:
-    store, _ = await _event(request, event_id)
-    path = store.frame_path(event_id)
-    if path is None:
-        raise APIError(404, f"event {event_id} has no frame")
-    return FileResponse(path, media_type="image/jpeg")
+    return await _file(request, event_id, "frame.jpg", "image/jpeg", "has no frame")
 
 
 @router.get("/v1/events/{event_id}/clip.mp4", summary="The event's clip", dependencies=LINKED)
 async def clip(request: Request, event_id: str) -> FileResponse:
-    store, event = await _event(request, event_id)
-    path = store.clip_path(event_id)
-    if path is None:
-        why = "is still running" if event.end is None else "has no clip"
-        raise APIError(404, f"event {event_id} {why}")
-    return FileResponse(path, media_type="video/mp4")
+    return await _file(request, event_id, "clip.mp4", "video/mp4", "has no clip", "is still running")
 
 
 @router.get(
     "/v1/events/{event_id}/evidence.mp4", summary="The evidence clip, cut from the camera's stream", dependencies=LINKED
 )
 async def evidence(request: Request, event_id: str) -> FileResponse:
-    return await _evidence(request, event_id, "evidence.mp4", "video/mp4")
+    running = "is still running or within its last seconds"
+    return await _file(request, event_id, "evidence.mp4", "video/mp4", "has no evidence clip", running)
 
 
 @router.get("/v1/events/{event_id}/evidence.json", summary="The evidence clip's manifest", dependencies=LINKED)
 async def evidence_manifest(request: Request, event_id: str) -> FileResponse:
-    return await _evidence(request, event_id, "evidence.json", "application/json")
+    running = "is still running or within its last seconds"
+    return await _file(request, event_id, "evidence.json", "application/json", "has no evidence clip", running)
 
 
-async def _evidence(request: Request, event_id: str, name: str, media_type: str) -> FileResponse:
+async def _file(
+    request: Request, event_id: str, name: str, media_type: str, missing: str, running: str | None = None
+) -> FileResponse:
+    """One of an event's files; 404 saying why when it has none (``running``: while the event still runs)."""
     store, event = await _event(request, event_id)
-    path = store.evidence_path(event_id, name)
+    path = store.file_path(event_id, name)
     if path is None:
-        why = "is still running or within its last seconds" if event.end is None else "has no evidence clip"
+        why = running if running and event.end is None else missing
         raise APIError(404, f"event {event_id} {why}")
     return FileResponse(path, media_type=media_type)

@@ -185,9 +185,8 @@ class MqttSink:
         if self._client.is_connected():
             self._client.publish(topic, payload, qos=1, retain=True)
 
-    def _home_assistant(self, message: Message) -> None:
+    def _home_assistant(self, message: Message, body: dict[str, Any]) -> None:
         """The states a message changes, and a new alarm's snapshot for the camera entity (retained)."""
-        body = json.loads(message.body)
         for suffix, payload in states(body, self._problems):
             self.state(f"cameras/{suffix}", payload)
         fresh = message.type in ("new", "update") and self.snapshot_of is not None
@@ -236,11 +235,13 @@ class MqttSink:
                 time.sleep(0.05)
             if not self._client.is_connected():
                 raise DeliveryError(f"{self.name}: not connected to the broker")
-        if message.type.startswith("camera.") and (state := _availability(message.body)) is not None:
-            stream, online = state  # the camera's own availability, retained, before the message that explains it
-            self.state(f"cameras/{stream}/availability", online)
-        if self.home_assistant:
-            self._home_assistant(message)
+        if message.type.startswith("camera.") or self.home_assistant:
+            body = json.loads(message.body)
+            if message.type.startswith("camera.") and (state := _availability(body)) is not None:
+                stream, online = state  # the camera's availability, retained, before the message that explains it
+                self.state(f"cameras/{stream}/availability", online)
+            if self.home_assistant:
+                self._home_assistant(message, body)
         info = self._client.publish(self.events_topic, message.body, qos=1)
         try:
             info.wait_for_publish(self.timeout)
@@ -262,9 +263,8 @@ class MqttSink:
         self._client.loop_stop()
 
 
-def _availability(body: str) -> tuple[str, str] | None:
+def _availability(message: dict[str, Any]) -> tuple[str, str] | None:
     """(stream, ``offline`` / ``online``) from a camera message about its connection, else ``None``."""
-    message = json.loads(body)
     data = message.get("data") or {}
     if data.get("label") != "offline" or data.get("extra", {}).get("ended_by"):
         return None

@@ -61,6 +61,7 @@ COLUMNS = [
     "has_clip",
 ]
 REVIEW_STATES = ("acknowledged", "confirmed", "false_alarm")
+FILES = ("snapshot.jpg", "frame.jpg", "clip.mp4", "evidence.mp4", "evidence.json")  # an event's stored files
 UNREVIEWED = "unreviewed"  # a filter: alarms nobody has looked at yet
 MAX_NOTE, MAX_REVIEWER = 2000, 200
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from .eventdb import (  # noqa: F401  (Event, Message, new_event_id: the store's objects, imported from here too)
     COLUMNS,
+    FILES,
     MAX_NOTE,
     MAX_REVIEWER,
     REVIEW_STATES,
@@ -126,8 +127,6 @@ class EventStore(OutboxCursors):
         Every change is kept (:meth:`reviews`); the event shows the latest."""
         if state not in REVIEW_STATES:
             raise ValueError(f"a review state is one of {', '.join(REVIEW_STATES)}, got {state!r}")
-        if (found := self.get(event_id)) is not None and found.extra.get("problem"):
-            raise ValueError("a camera's problem (offline, frozen, covered) is not an alarm to review")
         if (note and len(note) > MAX_NOTE) or (by and len(by) > MAX_REVIEWER):
             raise ValueError(f"a review note has at most {MAX_NOTE} characters, a reviewer's name {MAX_REVIEWER}")
         now = time.time()
@@ -138,6 +137,9 @@ class EventStore(OutboxCursors):
                 if row is None:
                     self._conn.execute("ROLLBACK")
                     return None
+                event = Event.from_row(row)
+                if event.extra.get("problem"):
+                    raise ValueError("a camera's problem (offline, frozen, covered) is not an alarm to review")
                 self._conn.execute(
                     "UPDATE events SET review = ?, reviewed_by = ?, reviewed_at = ?, review_note = ? WHERE id = ?",
                     (state, by, now, note, event_id),
@@ -146,7 +148,6 @@ class EventStore(OutboxCursors):
                     "INSERT INTO reviews (event_id, state, by, at, note) VALUES (?, ?, ?, ?, ?)",
                     (event_id, state, by, now, note),
                 )
-                event = Event.from_row(row)
                 event.review = {"state": state, "by": by, "at": now, "note": note}
                 self._message(event, "review", now, self._extras(event, "review", None, now))
                 self._conn.execute("COMMIT")
@@ -249,23 +250,21 @@ class EventStore(OutboxCursors):
             rows = self._conn.execute(sql + " ORDER BY start DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         return [Event.from_row(r) for r in rows]
 
+    def file_path(self, event_id: str, name: str) -> Path | None:
+        """One of an event's stored files (:data:`FILES`: snapshot.jpg, frame.jpg, clip.mp4, evidence.mp4,
+        evidence.json), when it has it; ``None`` for any other name or an id that would leave its folder."""
+        path = self.media / event_id / name
+        return path if "/" not in event_id and name in FILES and path.is_file() else None
+
     def snapshot_path(self, event_id: str) -> Path | None:
-        path = self.media / event_id / "snapshot.jpg"
-        return path if "/" not in event_id and path.is_file() else None
+        return self.file_path(event_id, "snapshot.jpg")
 
     def frame_path(self, event_id: str) -> Path | None:
         """The snapshot's frame as the camera gave it (no drawings), when the event has one."""
-        path = self.media / event_id / "frame.jpg"
-        return path if "/" not in event_id and path.is_file() else None
-
-    def evidence_path(self, event_id: str, name: str = "evidence.mp4") -> Path | None:
-        """The evidence clip (``evidence.mp4``) or its manifest (``evidence.json``), when the event has them."""
-        path = self.media / event_id / name
-        return path if "/" not in event_id and name in ("evidence.mp4", "evidence.json") and path.is_file() else None
+        return self.file_path(event_id, "frame.jpg")
 
     def clip_path(self, event_id: str) -> Path | None:
-        path = self.media / event_id / "clip.mp4"
-        return path if "/" not in event_id and path.is_file() else None
+        return self.file_path(event_id, "clip.mp4")
 
     # ------------------------------------------------------------------ retention
 

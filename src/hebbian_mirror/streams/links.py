@@ -22,9 +22,8 @@ from typing import Any
 from PIL import Image
 
 from ..errors import LinkError
-from .eventdb import Event
+from .eventdb import FILES, Event
 
-FILES = ("snapshot.jpg", "frame.jpg", "clip.mp4", "evidence.mp4", "evidence.json")
 THUMBNAIL_SIDE = 320
 
 
