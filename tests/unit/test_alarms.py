@@ -83,11 +83,13 @@ def test_a_second_pistol_joins_the_running_alarm_and_a_higher_score_reports_an_u
     assert len(alarm.tracks) == 2 and alarm.top_score == pytest.approx(0.9)
 
 
-def test_other_classes_are_ignored_and_finish_ends_running_alarms():
+def test_other_classes_are_tracked_but_raise_nothing_and_finish_ends_running_alarms():
     tracker = AlarmTracker([AlarmRule("pistol")])
     person = Detection((0, 0, 50, 150), 0.99, 1, "person")
-    tracked, _ = tracker.update([person], 0.0, 0, 0.0)
-    assert tracked == []
+    for i in range(6):
+        tracked, transitions = tracker.update([person], i / 10, i, i / 10)
+        assert [t.label for t in tracked] == ["person"] and not transitions
+    assert tracked[0].track_id >= 0
     run(tracker, moving(6))
     assert [t.kind for t in tracker.finish(1.0)] == ["end"] and not tracker.active
 

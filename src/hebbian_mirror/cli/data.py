@@ -199,13 +199,7 @@ def data_alarm_clips(
     """Make a labelled clip set from real images, for evaluate-alarms: weapons appearing among look-alikes."""
     from ..streams.clipset import make_alarm_clips, sources
 
-    pairs = []
-    for entry in weapon:
-        path, sep, label = entry.rpartition("=")
-        if not sep or not path or not label.strip():
-            raise CommandError(f"--weapon takes DATASET=CLASS, got {entry!r}")
-        pairs.append((Path(path), label.strip()))
-    images, scenes = sources(shared, pairs, harmless)
+    images, scenes = sources(shared, _pairs("--weapon", weapon), harmless)
     index = make_alarm_clips(
         out,
         images,
@@ -217,6 +211,77 @@ def data_alarm_clips(
         seed=seed,
     )
     console.print(f"clip set in {index}")
+
+
+def _pairs(option: str, entries: list[str]) -> list[tuple[Path, str]]:
+    pairs = []
+    for entry in entries:
+        path, sep, label = entry.rpartition("=")
+        if not sep or not path or not label.strip():
+            raise CommandError(f"{option} takes DATASET=CLASS, got {entry!r}")
+        pairs.append((Path(path), label.strip()))
+    return pairs
+
+
+@data_app.command("shop-clips")
+def data_shop_clips(
+    out: Path = typer.Argument(..., help="Folder for the clips and their clips.json."),
+    people: Path = typer.Option(
+        ..., "--people", help="A dataset with people (a COCO json: cut along their outlines; else ellipses)."
+    ),
+    weapon: list[str] = typer.Option(
+        ..., "--weapon", help="DATASET=CLASS: its validation boxes of CLASS are carried (repeatable)."
+    ),
+    lookalike: list[str] = typer.Option(
+        [], "--lookalike", help="DATASET=CLASS: harmless things people carry (repeatable; its validation boxes)."
+    ),
+    background: list[Path] = typer.Option(
+        [],
+        "--background",
+        help="A dataset whose held-out photos without people, weapons or look-alikes are the scenes (repeatable).",
+        show_default="the --people dataset",
+    ),
+    weapons: int = typer.Option(10, "--weapons", min=0, help="Clips in which a person carries a weapon."),
+    lookalikes: int = typer.Option(5, "--lookalikes", min=0, help="Clips of people carrying look-alikes."),
+    racks: int = typer.Option(5, "--racks", min=0, help="Clips with weapons lying still (a knife rack)."),
+    seconds: float = typer.Option(60.0, "--seconds", min=5.0, help="Length of each look-alike and rack clip."),
+    weapon_seconds: float = typer.Option(20.0, "--weapon-seconds", min=5.0, help="Length of each weapon clip."),
+    fps: float = typer.Option(10.0, "--fps", min=1.0, max=60.0, help="Frames per second of the clips."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the same seed, the same clips)."),
+) -> None:
+    """Make clips that look like a shop camera (1280x720, a still scene, noise, light changes, people walking
+    through carrying weapons or look-alikes at CCTV scale, knives lying on a counter), for evaluate-alarms and the
+    streams benchmark."""
+    from rich.progress import Progress
+
+    from ..classes import COCO_CLASSES
+    from ..streams.clipset import harmless_images
+    from ..streams.shopclips import Pools, make_shop_clips, object_crops, person_cutouts
+
+    armed, harmless = _pairs("--weapon", weapon), _pairs("--lookalike", lookalike)
+    named = {"person", *(c.lower() for _, c in armed + harmless)}
+    avoid = named | {c for c in COCO_CLASSES if named & set(c.split())}  # a phone: COCO's cell phone too
+    pools = Pools(
+        people=person_cutouts(people),
+        weapons={label: object_crops(path, label) for path, label in armed},
+        lookalikes={label: object_crops(path, label) for path, label in harmless},
+        backgrounds=[p for d in background or [people] for p in harmless_images(d, avoid)],
+    )
+    with Progress(console=console) as bar:
+        task = bar.add_task("shop clips", total=weapons + lookalikes + racks)
+        make_shop_clips(
+            out,
+            pools,
+            weapons=weapons,
+            lookalikes=lookalikes,
+            racks=racks,
+            seconds=seconds,
+            weapon_seconds=weapon_seconds,
+            fps=fps,
+            seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    console.print(f"clip set in {out} ({len(pools.people)} people, {len(pools.backgrounds)} scenes)")
 
 
 @data_app.command("from-events")

@@ -15,8 +15,11 @@ from .app import app
 from .common import cli_settings, config_option, console
 from .options import options
 
-# serve takes every setting (the default model is --model, the first of `models`)
-SERVE_SETTINGS = [name for name in Settings.model_fields if name != "model" and name not in UiSettings.model_fields]
+# serve takes every setting (the default model is --model, the first of `models`) but the cameras: tables of the
+# settings file (or the camera file), not flags
+SERVE_SETTINGS = [
+    name for name in Settings.model_fields if name not in ("model", "cameras") and name not in UiSettings.model_fields
+]
 SERVE_FLAGS = {
     "models": ("--model", "-m"),
     "offline": ("--offline/--online",),

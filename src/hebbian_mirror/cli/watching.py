@@ -176,10 +176,15 @@ def _variant(spec: str, labels: list[str], base: dict) -> tuple[str, list]:
     values = dict(base)
     for item in filter(None, (p.strip() for p in body.split(","))):
         key, _, value = item.partition(":")
+        value = value.strip().lower()
         try:
-            values[key.strip()] = float(value) if "." in value else int(value)
+            values[key.strip()] = (
+                {"true": True, "false": False}[value]
+                if value in ("true", "false")
+                else (float(value) if "." in value else int(value))
+            )
         except ValueError as exc:
-            raise CommandError(f"--rule {spec!r}: {item!r} is not key:number") from exc
+            raise CommandError(f"--rule {spec!r}: {item!r} is not key:number (or key:true, key:false)") from exc
     return name.strip(), make_rules(labels, **values)
 
 
@@ -191,7 +196,16 @@ def evaluate_alarms(
     ctx: typer.Context,
     clips: Path = typer.Argument(..., help="Clip set folder (with clips.json).", exists=True, file_okay=False),
     rule: list[str] = typer.Option(
-        [], "--rule", help="A rule variant NAME=key:value,... (frames, min_score, median_of, end_after); repeatable."
+        [],
+        "--rule",
+        help="A rule variant NAME=key:value,... (any alarm rule field: frames, min_score, median_of, end_after, "
+        "held, class_lock, stationary_after, ...); repeatable.",
+    ),
+    gate_refresh: float | None = typer.Option(
+        None,
+        "--gate-refresh",
+        min=0.0,
+        help="Also replay each variant behind the motion gate, a still scene checked every this many seconds.",
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
     config: Path | None = config_option(),
@@ -214,7 +228,13 @@ def evaluate_alarms(
         try:
             variants = dict(_variant(v, labels, base) for v in (rule or DEFAULT_VARIANTS))
             detect = engine.frame_detector()
-            return await run_eval(clips, detect, variants, progress=lambda m: console.print(m, highlight=False))
+            return await run_eval(
+                clips,
+                detect,
+                variants,
+                progress=lambda m: console.print(m, highlight=False),
+                motion_refresh=gate_refresh,
+            )
         finally:
             await engine.close()
 
@@ -229,6 +249,7 @@ def evaluate_alarms(
         "p95 s",
         "false alarms",
         "per hour",
+        "frames checked",
     )
     for col in cols:
         table.add_column(col, justify="left" if col == "rule" else "right")
@@ -246,8 +267,21 @@ def evaluate_alarms(
             num(r["time_to_alarm_p95_s"]),
             str(r["false_alarms"]),
             num(r["false_alarms_per_hour"], "{:.1f}") + f" ({r['negative_minutes']:.1f} min)",
+            num(r["frames_checked"], "{:.0%}"),
         )
     console.print(table)
+    kinds = sorted({k for r in results.values() for k in r["false_alarms_per_hour_by_kind"]})
+    if len(kinds) > 1:  # a clip set of several kinds (shop clips): false alarms per hour on each
+        by_kind = Table(title="false alarms per hour, by kind of clip")
+        by_kind.add_column("rule")
+        for kind in kinds:
+            by_kind.add_column(kind, justify="right")
+        for name, r in results.items():
+            cells = [r["false_alarms_per_hour_by_kind"].get(k) for k in kinds]
+            by_kind.add_row(
+                name, *("-" if c is None else f"{num(c['per_hour'], '{:.1f}')} ({c['false_alarms']})" for c in cells)
+            )
+        console.print(by_kind)
     if out is not None:
         out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         console.print(f"results in {out}")

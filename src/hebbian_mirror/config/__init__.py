@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, PrivateAttr, ValidationError
 
 from ..errors import ConfigError
 from .cameras import AlarmSettings, DeliverySettings, EventSettings
@@ -153,6 +153,12 @@ class Settings(
     upper-cased, the env suffixes; a component takes its own part (:meth:`part`)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    _config_file: Path | None = PrivateAttr(default=None)  # the settings file these came from (load_settings)
+
+    @property
+    def camera_file(self) -> Path:
+        """Where the cameras are kept: ``cameras_file``, else the settings file, else ``EVENTS_DIR/cameras.toml``."""
+        return Path(self.cameras_file or self._config_file or Path(self.events_dir) / "cameras.toml")
 
     def part(self, component: type[C]) -> C:
         """This component's settings alone (what a component, e.g. a worker process, is given)."""
@@ -241,7 +247,9 @@ def load_settings(
     if profile in PROFILES:  # a profile's values sit just above the defaults
         merged = PROFILES[profile] | merged
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
+        settings._config_file = Path(path) if path is not None else None
+        return settings
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

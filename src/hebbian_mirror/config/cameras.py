@@ -4,6 +4,7 @@ delivery (components of :class:`~hebbian_mirror.config.Settings`, as in :mod:`.c
 from __future__ import annotations
 
 import base64
+import json
 import re
 import ssl
 from pathlib import Path
@@ -25,6 +26,15 @@ class AlarmSettings(Component):
         description="Stream to watch, as NAME=URL (video file, rtsp://, rtmp://, http(s):// incl. HLS and MJPEG, "
         "/dev/videoN, image folder or glob); repeat for several.",
     )
+    cameras: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Cameras: [[cameras]] tables in the settings file (name, url, model, rules...; docs/cameras.md).",
+    )
+    cameras_file: Path | None = Field(
+        default=None,
+        description="The TOML file whose [[cameras]] are the cameras, rewritten when they change through the API.",
+        json_schema_extra={"default_help": "the settings file, else EVENTS_DIR/cameras.toml"},
+    )
     alarm: list[str] = Field(
         default_factory=lambda: list(DANGEROUS_CLASSES),
         description="Classes that raise alarms on streams; the model must know each (of the default list, those "
@@ -44,6 +54,14 @@ class AlarmSettings(Component):
         le=60.0,
         description="Frames per second to process per stream (at most 60).",
         json_schema_extra={"default_help": "every frame"},
+    )
+    motion_gate: bool = Field(
+        default=True,
+        description="Detect only frames with motion (and every frame while an alarm runs); a still picture keeps "
+        "its last detections.",
+    )
+    motion_refresh: float = Field(
+        default=2.0, gt=0.0, le=3600.0, description="Seconds after which a still picture is detected again anyway."
     )
     camera_offline_after: float = Field(
         default=10.0, ge=0.0, le=86400.0, description="Seconds without a frame before a camera is offline (0: off)."
@@ -84,6 +102,11 @@ class AlarmSettings(Component):
     @classmethod
     def _split_streams(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _cameras_json(cls, value: Any) -> Any:  # from the environment: a JSON list of tables
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("alarm", mode="before")
     @classmethod

@@ -26,7 +26,9 @@ def read(path: Path, image_dir: Path) -> DetectionDataset:
             )
         for a in anns:
             x, y, w, h = a["bbox"]
-            box = Box((x, y, x + w, y + h), index[a["category_id"]], a.get("area"), bool(a.get("iscrowd", 0)))
+            seg = a.get("segmentation")
+            outline = tuple(tuple(map(float, p)) for p in seg) if isinstance(seg, list) else ()  # not RLE
+            box = Box((x, y, x + w, y + h), index[a["category_id"]], a.get("area"), bool(a.get("iscrowd", 0)), outline)
             samples[a["image_id"]].boxes.append(box)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{path} is not a COCO detection json: {exc}") from exc

@@ -26,6 +26,7 @@ class Box:
     class_id: int
     area: float | None = None
     iscrowd: bool = False
+    outline: tuple[tuple[float, ...], ...] = ()  # COCO's polygons (x1, y1, x2, y2, ...) where a json gives them
 
     @property
     def width(self) -> float:

@@ -136,6 +136,7 @@ class StreamCollector:
             "reconnects": "Times the source was reopened by the watchdog",
             "alarms": "Alarms raised",
             "detect_failures": "Frames the detector refused (busy, restarting)",
+            "still": "Frames without motion, not detected (the last detections kept)",
         }
         for key, doc in counters.items():
             family = CounterMetricFamily(f"hm_stream_{key}", doc, labels=["stream"])

@@ -24,6 +24,7 @@ class ServerState(Engine):
     streams_started: bool = False  # the configured streams are being watched (ready needs it)
     config_error: str | None = None  # a configuration mistake found once the model was loaded: the server stops
     on_config_error: Callable[[], None] | None = None
+    camera_problems: list[str] = field(default_factory=list)  # cameras of the camera file that are not watched
 
     def __post_init__(self) -> None:
         self.observe, self.on_restart = self.metrics.batch_observer, self.metrics.worker_restarted

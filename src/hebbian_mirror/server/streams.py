@@ -9,19 +9,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..classes import DANGEROUS_CLASSES
-from ..errors import HebbianMirrorError, RuleError, SourceError, StreamError, StreamLimitError
+from ..errors import HebbianMirrorError, InvalidOptionError, RuleError, SourceError, StreamError, StreamLimitError
 from ..streams.arming import MODES, Schedule
-from ..streams.manager import STREAM_NAME, StreamManager, split_stream
+from ..streams.camerafile import Camera, CameraFile, parse_cameras
+from ..streams.manager import StreamManager, split_stream
 from ..streams.media import mask_url
-from ..streams.rules import MAX_RULES, AlarmRule, model_classes, stream_rules
-from ..streams.watcher import MAX_FPS, StreamConfig
+from ..streams.rules import model_classes, parse_zones, stream_rules
+from ..streams.watcher import StreamConfig
 from .auth import api_key, key_of
 from .errors import APIError
 from .state import ServerState, state_of
@@ -33,44 +34,6 @@ VIEW, ADMIN = [api_key("view")], [api_key("admin")]
 
 BOUNDARY = "frame"
 MAX_BODY = 64_000  # bytes of a stream request (the guard middleware cuts a longer one off as it arrives)
-
-
-class StreamRequest(BaseModel):
-    name: str = Field(pattern=STREAM_NAME, description="The stream's name.")
-    url: str = Field(
-        min_length=1,
-        max_length=2048,
-        description="Camera URL (rtsp, rtmp, http(s), srt, udp multicast), /dev/videoN, or a video file, image "
-        "folder or glob inside a folder the server allows (--allow-source).",
-    )
-    alarm: list[str] | None = Field(
-        default=None, max_length=MAX_RULES, description="Alarm classes (default: the server's)."
-    )
-    rules: list[dict[str, Any]] | None = Field(
-        default=None, max_length=MAX_RULES, description="Full alarm rules, one per class."
-    )
-    fps: float | None = Field(
-        default=None,
-        gt=0,
-        le=MAX_FPS,
-        allow_inf_nan=False,
-        description=f"Frames per second to process (≤ {MAX_FPS:g}).",
-    )
-    realtime: bool | None = Field(default=None, description="Play a file at its own pace, as if live.")
-    loop: bool = Field(default=False, description="Replay a file forever.")
-    tls_verify: bool = Field(default=True, description="Check the camera's TLS certificate (false: self-signed).")
-    arming: ArmingRequest | None = Field(
-        default=None, description="When its alarms are delivered (default: the server's arm-schedule)."
-    )
-
-
-class ArmingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    windows: list[str] = Field(
-        default_factory=list, max_length=28, description="DAYS HH:MM-HH:MM, e.g. mon-fri 18:00-08:00; none: always."
-    )
-    timezone: str | None = Field(default=None, max_length=64, description="e.g. Europe/Madrid (default: the server's).")
 
 
 class ArmRequest(BaseModel):
@@ -85,24 +48,31 @@ def create_manager(state: ServerState) -> StreamManager:
     return StreamManager.from_settings(state.settings, state.frame_detector(), forget_removed_sinks=True, commands=True)
 
 
-def stream_config(state: ServerState, body: StreamRequest, operator: bool = False) -> StreamConfig:
-    """The stream a request (or, with ``operator``, the settings' ``--stream``) asks for; :class:`RuleError`
-    (422) for rules that cannot work with the default model."""
+def stream_config(state: ServerState, body: Camera, operator: bool = False) -> StreamConfig:
+    """The stream a camera entry (a request's, the settings file's, or with ``operator`` the settings'
+    ``--stream``) asks for; 422s for a model the server does not serve and rules that cannot work with it."""
     s = state.settings
-    names = list(state.host(None).detector.class_names)
-    if body.rules is not None:
-        rules = [AlarmRule.from_dict(r) for r in body.rules]
+    if body.model is not None and body.model not in state.hosts:
+        raise InvalidOptionError(
+            f"model: this server serves no model {body.model!r}; it serves {', '.join(state.hosts)}"
+        )
+    names = list(state.host(body.model).detector.class_names)
+    if (rules := body.alarm_rules()) is not None:
         if unknown := model_classes([r.label for r in rules], names)[1]:
-            raise RuleError(f"the model does not know {', '.join(unknown)}; it knows: {', '.join(names)}")
+            raise RuleError(f"rules: the model does not know {', '.join(unknown)}; it knows: {', '.join(names)}")
         rules = [replace(r, label=model_classes([r.label], names)[0][0]) for r in rules]  # as the model spells it
     else:
-        rules = stream_rules(s, names, body.alarm)
+        masks = parse_zones(body.masks, "masks")
+        rules = [replace(r, masks=r.masks + masks) for r in stream_rules(s, names, body.alarm)]
     tls = None if operator else body.tls_verify
     arming = Schedule.parse(body.arming.windows, body.arming.timezone or s.arm_timezone) if body.arming else None
-    return StreamConfig.from_settings(
+    config = StreamConfig.from_settings(
         s, body.name, body.url, rules, body.fps, body.realtime, body.loop, operator=operator, tls_verify=tls,
         arming=arming,
     )  # fmt: skip
+    config.served, config.model = body.model, body.model or config.model
+    config.motion_gate = s.motion_gate if body.motion_gate is None else body.motion_gate
+    return config
 
 
 async def start_configured(state: ServerState, manager: StreamManager, loading: asyncio.Task) -> None:
@@ -121,6 +91,8 @@ async def start_configured(state: ServerState, manager: StreamManager, loading: 
                 await manager.add(config)
             except HebbianMirrorError as exc:  # e.g. a file gone since the command line checked it
                 problems.append(f"stream {config.name} ({mask_url(config.url)}): {exc}")
+        if not problems:
+            await _start_cameras(state, manager)
     except Exception as exc:  # the events store cannot open, or a bug: the server must not run half-started
         log.exception("streams not started")
         problems = [f"streams not started: {exc}"]
@@ -129,10 +101,39 @@ async def start_configured(state: ServerState, manager: StreamManager, loading: 
         return
     state.streams_started = True
     s = state.settings
-    watching = f"; watching {len(s.streams)} stream(s)" if s.streams else ""
+    watching = f"; watching {len(manager.watchers)} stream(s)" if manager.watchers else ""
     labels = {r.label for c in configs for r in c.rules} or model_classes(s.alarm, _names(state))[0]
     alarms = f"; alarms for {', '.join(sorted(labels))}" if labels else "; no alarm class this model knows"
     log.info("ready: http://%s:%d serves %s%s%s", s.host, s.port, ", ".join(state.hosts), watching, alarms)
+
+
+async def _start_cameras(state: ServerState, manager: StreamManager) -> None:
+    """The cameras of the camera file: each valid, enabled one watched; one that cannot be (a field wrong, a
+    model not served, a source refused) is logged and listed in ``GET /v1/streams``'s ``problems``, and the others
+    go on."""
+    s = state.settings
+    where = CameraFile(s.camera_file)
+    entries = await asyncio.to_thread(where.entries)
+    cameras, state.camera_problems = parse_cameras(entries)
+    if s.cameras and where.path != getattr(s, "_config_file", None):
+        state.camera_problems.insert(0, f"[[cameras]] of the settings file not read: cameras_file is {where.path}")
+    for camera in cameras:
+        if not camera.enabled:
+            continue
+        try:
+            await _watch(state, manager, camera)
+        except (HebbianMirrorError, ValueError) as exc:
+            state.camera_problems.append(f"camera {camera.name!r}: {' '.join(str(exc).split())}")
+    for problem in state.camera_problems:
+        log.error("%s (%s)", problem, where.path)
+
+
+async def _watch(state: ServerState, manager: StreamManager, camera: Camera, replacing: bool = False):
+    """Watch ``camera``; ``replacing``: the stream of its name (if any) stops first, once the camera checked."""
+    config = stream_config(state, camera)
+    if replacing and camera.name in manager.watchers:
+        await manager.remove(camera.name)
+    return await manager.add(config, state.frame_detector(config.served) if config.served else None)
 
 
 def _names(state: ServerState) -> list[str]:
@@ -150,7 +151,7 @@ def _configured(state: ServerState) -> tuple[list[str], list[StreamConfig]]:
     for i, entry in enumerate(s.streams, 1):
         name, url = split_stream(entry, i)
         try:
-            configs.append(stream_config(state, StreamRequest(name=name, url=url), operator=True))
+            configs.append(stream_config(state, Camera(name=name, url=url), operator=True))
         except (HebbianMirrorError, ValueError) as exc:  # ValueError: pydantic's, for a name the API refuses
             problems.append(f"stream {name} ({mask_url(url)}): {' '.join(str(exc).split())}")
     return problems, configs
@@ -165,22 +166,51 @@ def manager_of(request: Request) -> StreamManager:
 
 @router.get("/v1/streams", summary="The watched streams and their state", dependencies=VIEW)
 async def list_streams(request: Request) -> dict:
-    return {"streams": manager_of(request).describe()}
+    return {"streams": manager_of(request).describe(), "problems": state_of(request).camera_problems}
 
 
-@router.post("/v1/streams", status_code=201, summary="Watch a stream", dependencies=ADMIN)
-async def add_stream(request: Request, body: StreamRequest) -> dict:
-    manager = manager_of(request)
-    config = stream_config(state_of(request), body)
+async def _add(request: Request, camera: Camera, replacing: bool = False) -> dict:
+    """Watch ``camera`` (if enabled), then keep it in the camera file; a camera that cannot be watched is not
+    kept (and, ``replacing``, the one it would replace goes on)."""
+    manager, state = manager_of(request), state_of(request)
+    watcher = None
     try:
-        watcher = await manager.add(config)
+        if camera.enabled:
+            watcher = await _watch(state, manager, camera, replacing)
+        elif camera.name in manager.watchers and replacing:
+            await manager.remove(camera.name)
+        elif camera.name in manager.watchers:
+            raise StreamError(f"a stream called {camera.name!r} is already being watched: remove it first")
+        await asyncio.to_thread(CameraFile(state.settings.camera_file).put, camera)
     except StreamLimitError as exc:
         raise APIError(422, str(exc)) from exc
     except StreamError as exc:
         raise APIError(409, str(exc)) from exc
     except (SourceError, HebbianMirrorError) as exc:
+        if watcher is not None:  # watched, but the file could not take it: not half-added
+            await manager.remove(camera.name)
         raise APIError(422, str(exc)) from exc
-    return watcher.describe()
+    return watcher.describe() if watcher else {"name": camera.name, "state": "disabled"}
+
+
+@router.post("/v1/streams", status_code=201, summary="Watch a stream (kept in the camera file)", dependencies=ADMIN)
+async def add_stream(request: Request, body: Camera) -> dict:
+    return await _add(request, body)
+
+
+@router.get("/v1/cameras", summary="The configured cameras, as the camera file has them", dependencies=ADMIN)
+async def list_cameras(request: Request) -> dict:
+    state = state_of(request)
+    entries = await asyncio.to_thread(CameraFile(state.settings.camera_file).entries)
+    return {"file": str(state.settings.camera_file), "cameras": entries, "problems": state.camera_problems}
+
+
+@router.put("/v1/cameras/{name}", summary="Add or change a camera (kept in the camera file)", dependencies=ADMIN)
+async def put_camera(request: Request, name: str, body: Camera) -> dict:
+    """Replaces the camera of that name: its stream restarts with the new settings (a running alarm ends)."""
+    if body.name != name:
+        raise APIError(422, f"name: the body names {body.name!r}, the URL {name!r}")
+    return await _add(request, body, replacing=True)
 
 
 def _watcher(request: Request, name: str):
@@ -197,9 +227,17 @@ async def get_stream(request: Request, name: str) -> dict:
 
 @router.delete("/v1/streams/{name}", status_code=204, summary="Stop watching a stream", dependencies=ADMIN)
 async def delete_stream(request: Request, name: str) -> Response:
-    _watcher(request, name)
-    await manager_of(request).remove(name)
+    """Stops it and removes it from the camera file (a ``--stream`` of the command line comes back at restart)."""
+    manager, state = manager_of(request), state_of(request)
+    kept = await asyncio.to_thread(CameraFile(state.settings.camera_file).remove, name)
+    if name in manager.watchers:
+        await manager.remove(name)
+    elif not kept:
+        _watcher(request, name)  # 404
     return Response(status_code=204)
+
+
+router.delete("/v1/cameras/{name}", status_code=204, summary="Remove a camera", dependencies=ADMIN)(delete_stream)
 
 
 @router.post("/v1/streams/{name}/arming", summary="Arm or disarm a stream's alarms", dependencies=ADMIN)

@@ -148,13 +148,14 @@ class Engine:
         )
         return list(workers), infos[0]
 
-    def frame_detector(self) -> Detect:
-        """Frames through the default model's batcher, as the streams and the alarm evaluation send them (with
-        the served ``merge`` and ``augment``): the same batches as the detection requests."""
+    def frame_detector(self, model: str | None = None) -> Detect:
+        """Frames through the batcher of ``model`` (a served model's name; default the first), as the streams and
+        the alarm evaluation send them (with the served ``merge`` and ``augment``): the same batches as the
+        detection requests."""
         timeout = self.settings.request_timeout
 
         async def detect(image: Any, options: DetectOptions) -> Detections:
-            host = self.host(None)
+            host = self.host(model)
             options = self.settings.served(options, host.detector)
             try:
                 result = await host.batcher.detect(image, options, timeout=timeout)

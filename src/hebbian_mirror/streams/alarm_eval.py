@@ -20,8 +20,20 @@ from typing import Any
 from ..detection import Detections, DetectOptions
 from ..errors import ClipSetError
 from .alarms import AlarmTracker
+from .motion import MotionDetector, MotionGate
 from .rules import AlarmRule
 from .sources import SourceEnded, open_source
+
+
+@dataclass
+class Checked:
+    """One frame of a clip as the model saw it."""
+
+    index: int
+    pts: float
+    detections: Detections
+    size: tuple[int, int]  # width, height
+    moving: bool  # whether the motion detector saw motion in it
 
 
 @dataclass
@@ -30,6 +42,7 @@ class Clip:
     label: str | None
     visible: list[tuple[int, int]]
     fps: float
+    kind: str = ""  # what the clip shows (shop clips: weapon, lookalike, rack)
 
 
 @dataclass
@@ -42,6 +55,9 @@ class RuleScore:
     false_alarms: int = 0
     negative_seconds: float = 0.0
     delays: list[float] = field(default_factory=list)  # seconds from first visible frame to the alarm
+    by_kind: dict[str, list[float]] = field(default_factory=dict)  # clip kind → [false alarms, negative seconds]
+    frames: int = 0
+    checked: int = 0  # frames the model's detections were new in (all, without a motion gate)
 
     def summary(self) -> dict[str, Any]:
         delays = sorted(self.delays)
@@ -58,6 +74,11 @@ class RuleScore:
             "false_alarms": self.false_alarms,
             "negative_minutes": self.negative_seconds / 60,
             "false_alarms_per_hour": self.false_alarms / hours if hours else None,
+            "frames_checked": self.checked / self.frames if self.frames else None,
+            "false_alarms_per_hour_by_kind": {
+                kind: {"false_alarms": int(fa), "minutes": sec / 60, "per_hour": fa / sec * 3600 if sec else None}
+                for kind, (fa, sec) in sorted(self.by_kind.items())
+            },
         }
 
 
@@ -72,6 +93,7 @@ def load_clipset(folder: Path) -> list[Clip]:
                 c.get("label"),
                 [(int(a), int(b)) for a, b in c.get("visible", [])],
                 float(c.get("fps", fps)),
+                str(c.get("kind") or ""),
             )
             for c in data["clips"]
         ]
@@ -84,10 +106,11 @@ def load_clipset(folder: Path) -> list[Clip]:
 
 async def detect_clip(
     clip: Clip, detect: Callable[[Any, DetectOptions], Awaitable[Detections]], options: DetectOptions
-) -> list[tuple[int, float, Detections]]:
-    """Every frame of the clip through the detector: ``(index, pts, detections)``."""
+) -> list[Checked]:
+    """Every frame of the clip through the detector (and the motion detector)."""
     source = open_source(str(clip.path), name=clip.path.stem)
     source.start()
+    motion = MotionDetector()
     out = []
     try:
         while True:
@@ -96,28 +119,39 @@ async def detect_clip(
             except SourceEnded:
                 break
             if frame is not None:
-                out.append((frame.index, frame.pts, await detect(frame.image, options)))
+                size = (frame.image.shape[1], frame.image.shape[0])
+                found = await detect(frame.image, options)
+                out.append(Checked(frame.index, frame.pts, found, size, bool(motion(frame.image))))
     finally:
         source.stop()
     return out
 
 
 def score_rules(
-    clip: Clip, frames: Sequence[tuple[int, float, Detections]], rules: list[AlarmRule], score: RuleScore
+    clip: Clip, frames: Sequence[Checked], rules: list[AlarmRule], score: RuleScore, gate: MotionGate | None = None
 ) -> None:
-    """Replay one clip's detections through a fresh tracker and ``rules``; add the results to ``score``."""
+    """Replay one clip's detections through a fresh tracker and ``rules``; add the results to ``score``. With a
+    motion ``gate``, a frame it does not let through keeps the last checked frame's detections, as the watcher
+    does."""
     tracker = AlarmTracker(rules, fps=clip.fps)
     starts = []
-    for index, pts, detections in frames:
-        _, transitions = tracker.update(detections, pts, index, pts)
+    last = None
+    for f in frames:
+        if gate is None or last is None or gate.due(f.moving, f.pts, bool(tracker.active)):
+            last = f.detections
+            score.checked += 1
+        score.frames += 1
+        _, transitions = tracker.update(last, f.pts, f.index, f.pts, f.size)
         starts += [t.alarm.start_index for t in transitions if t.kind == "new"]
     grace = max(r.end_after for r in rules)  # an alarm may still start just after the object left the view
     hit = [False] * len(clip.visible)
+    kind = score.by_kind.setdefault(clip.kind or ("weapon" if clip.visible else "harmless"), [0, 0.0])
     for start in starts:
         score.alarms += 1
         inside = [i for i, (a, b) in enumerate(clip.visible) if a <= start <= b + grace]
         if not inside:
             score.false_alarms += 1
+            kind[0] += 1
         elif not hit[inside[0]]:
             hit[inside[0]] = True
             score.delays.append((start - clip.visible[inside[0]][0]) / clip.fps)
@@ -125,6 +159,7 @@ def score_rules(
     score.alarmed += sum(hit)
     visible_frames = sum(b - a + 1 for a, b in clip.visible)
     score.negative_seconds += max(0, len(frames) - visible_frames) / clip.fps
+    kind[1] += max(0, len(frames) - visible_frames) / clip.fps
 
 
 async def evaluate_alarms(
@@ -133,16 +168,21 @@ async def evaluate_alarms(
     variants: dict[str, list[AlarmRule]],
     progress: Callable[[str], None] | None = None,
     concurrency: int = 4,
+    motion_refresh: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each variant's summary over the clip set. Every clip is detected once (``concurrency`` clips at a time,
-    so their frames share batches) and replayed per variant."""
+    so their frames share batches) and replayed per variant; with ``motion_refresh`` (seconds) each variant is
+    also replayed behind a :class:`~.motion.MotionGate` ("NAME, motion-gated")."""
     clips = load_clipset(folder)
     conf = min(AlarmTracker(rules).detect_conf for rules in variants.values())
-    scores = {name: RuleScore() for name in variants}
+    runs = [(name, rules, None) for name, rules in variants.items()]
+    if motion_refresh is not None:
+        runs += [(f"{name}, motion-gated", rules, motion_refresh) for name, rules in variants.items()]
+    scores = {name: RuleScore() for name, _, _ in runs}
     gate = asyncio.Semaphore(concurrency)
     done = 0
 
-    async def one(clip: Clip) -> list[tuple[int, float, Detections]]:
+    async def one(clip: Clip) -> list[Checked]:
         nonlocal done
         async with gate:
             frames = await detect_clip(clip, detect, DetectOptions(conf=conf))
@@ -152,6 +192,6 @@ async def evaluate_alarms(
         return frames
 
     for clip, frames in zip(clips, await asyncio.gather(*(one(c) for c in clips)), strict=True):
-        for name, rules in variants.items():
-            score_rules(clip, frames, rules, scores[name])
+        for name, rules, refresh in runs:
+            score_rules(clip, frames, rules, scores[name], None if refresh is None else MotionGate(refresh))
     return {name: s.summary() for name, s in scores.items()}

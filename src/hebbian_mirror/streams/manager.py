@@ -21,6 +21,7 @@ from typing import Any
 from ..config import AlarmSettings, DeliverySettings, EventSettings, LimitSettings
 from ..errors import HebbianMirrorError, StreamError, StreamLimitError
 from .arming import ArmingModes
+from .camerafile import STREAM_NAME
 from .delivery import MqttSink, WebhookSink
 from .dispatch import Dispatcher
 from .events import Event, EventStore
@@ -34,7 +35,6 @@ from .watcher import Detect, OnEvent, StreamConfig, StreamWatcher
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0  # seconds between retention passes
-STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # in URLs, metrics and events
 
 
 def split_stream(entry: str, index: int) -> tuple[str, str]:
@@ -251,7 +251,7 @@ class StreamManager:
         done = asyncio.run_coroutine_threadsafe(self.review(event_id, state, by or source, note), loop)
         _applied(done, f"review of {event_id}", missing=f"no event {event_id!r}")
 
-    async def add(self, config: StreamConfig) -> StreamWatcher:
+    async def add(self, config: StreamConfig, detect: Detect | None = None) -> StreamWatcher:
         """Start watching a stream; :class:`StreamError` if the name is taken, :class:`StreamLimitError` past
         ``max_streams``, the policy's or the source's own error if its URL or file cannot work."""
         if config.name in self.watchers or config.name in self._adding:
@@ -264,7 +264,7 @@ class StreamManager:
             watcher = await loop.run_in_executor(
                 self._setup,
                 lambda: StreamWatcher(
-                    config, self.detect, self.store, self._event, policy=self.policy, modes=self.modes
+                    config, detect or self.detect, self.store, self._event, policy=self.policy, modes=self.modes
                 ),
             )
         finally:

@@ -1,11 +1,19 @@
 """Alarm rules: when a tracked object of a dangerous class becomes an alarm.
 
-A detection *counts* when its score reaches the rule's ``min_score``, its box is at least ``min_area`` pixels and
-its centre lies in one of the rule's zones (anywhere when there are none). A tracked object raises the alarm
-either after ``frames`` successive processed frames in which it counts (Olmos et al. 2018: five frames), or, with
-``median_of`` = K, once the median of its last K counting scores reaches ``threshold`` (Frigate's rule). The alarm
-ends after ``end_after`` processed frames in which no object of the class counts, and a new one for the same class
-on the same stream is held back for ``cooldown`` seconds after that.
+A detection *counts* when its score reaches the rule's ``min_score``, its box passes the area (``min_area``,
+``max_area``) and shape (``min_ratio``, ``max_ratio``: width / height) filters, its centre lies in one of the
+rule's zones (anywhere when there are none) and in none of its masks, it is held by a person when the rule says
+``held``, and it has moved within the last ``stationary_after`` seconds (a knife lying on a counter stops counting
+until it is picked up). Zones and masks are polygons in pixels or, when every coordinate is within 0–1, in
+fractions of the frame; an area of at most 1 is a fraction of the frame, above 1 pixels.
+
+With ``class_lock`` (the default) a tracked object is of the class its recent frames voted for
+(:mod:`.tracking`): one frame of "cell phone" neither counts nor breaks a pistol's streak, one frame of "pistol" on
+a phone is not a pistol. A tracked object raises the alarm either after ``frames`` successive processed frames in
+which it counts (Olmos et al. 2018: five frames), or, with ``median_of`` = K, once the median of its last K
+counting scores reaches ``threshold`` (Frigate's rule). The alarm ends after ``end_after`` processed frames in
+which no object of the class counts, and a new one for the same class on the same stream is held back for
+``cooldown`` seconds after that.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..classes import DANGEROUS_CLASSES, canonical_name
@@ -24,10 +33,12 @@ log = logging.getLogger(__name__)
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]
+Size = tuple[int, int]  # a frame's (width, height)
 
 DEFAULT_FRAMES = 5
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_END_AFTER = 10
+DEFAULT_STATIONARY_AFTER = 30.0  # docs/alarms.md: chosen on the shop clips
 MAX_ZONES, MAX_ZONE_POINTS = 16, 100  # per rule; zones are checked for every detection of every frame
 MAX_FRAMES = 1000  # frames, median_of
 MAX_END_AFTER = 10_000
@@ -71,7 +82,7 @@ def parse_zone(value: str | Sequence) -> Polygon:
     if len(points) > MAX_ZONE_POINTS:
         raise RuleError(f"a zone has at most {MAX_ZONE_POINTS} points, got {len(points)}")
     if not all(math.isfinite(c) and abs(c) <= 1e6 for p in points for c in p):
-        raise RuleError("zone points must be finite numbers (pixels)")
+        raise RuleError("zone points must be finite numbers (pixels, or fractions of the frame within 0-1)")
     if len(points) < 3:
         raise RuleError(f"zone {str(value)[:80]}: a polygon needs at least 3 points")
     return tuple(points)
@@ -83,15 +94,30 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def parse_zones(value: Any) -> tuple[Polygon, ...]:
-    """A rule's ``zones``: a list of at most :data:`MAX_ZONES` zones (each as :func:`parse_zone` takes it)."""
+def parse_zones(value: Any, what: str = "zones") -> tuple[Polygon, ...]:
+    """A rule's ``zones`` (or ``masks``): a list of at most :data:`MAX_ZONES` polygons (each as :func:`parse_zone`
+    takes it)."""
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
-        raise RuleError(f"zones must be a list of polygons, got {type(value).__name__}")
+        raise RuleError(f"{what} must be a list of polygons, got {type(value).__name__}")
     if len(value) > MAX_ZONES:
-        raise RuleError(f"a rule has at most {MAX_ZONES} zones, got {len(value)}")
+        raise RuleError(f"a rule has at most {MAX_ZONES} {what}, got {len(value)}")
     return tuple(parse_zone(z) for z in value)
+
+
+def relative(polygon: Polygon) -> bool:
+    """Whether a polygon is in fractions of the frame (every coordinate within 0–1) rather than pixels."""
+    return all(0.0 <= c <= 1.0 for p in polygon for c in p)
+
+
+@lru_cache(maxsize=256)
+def in_pixels(polygons: tuple[Polygon, ...], size: Size | None) -> tuple[Polygon, ...]:
+    """``polygons`` in pixels of a frame of ``size`` (frame-relative ones scaled; pixel ones as they are)."""
+    if size is None:
+        return polygons
+    w, h = size
+    return tuple(tuple((x * w, y * h) for x, y in p) if relative(p) else p for p in polygons)
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,13 @@ class AlarmRule:
     min_area: float = 0.0
     cooldown: float = 0.0
     end_after: int = DEFAULT_END_AFTER
+    masks: tuple[Polygon, ...] = field(default=())  # detections whose centre lies in one are ignored
+    max_area: float | None = None
+    min_ratio: float | None = None  # box width / height
+    max_ratio: float | None = None
+    held: bool = False  # only an object a person holds counts
+    stationary_after: float | None = DEFAULT_STATIONARY_AFTER  # seconds without moving; 0 or None: never
+    class_lock: bool = True  # a track's class decided over its recent frames, not frame by frame
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label or len(self.label) > 100:
@@ -115,7 +148,17 @@ class AlarmRule:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value > most):
                 raise RuleError(f"{self.label}: {name} must be a whole number of at most {most}, got {value!r}")
-        for name, most in (("min_score", 1.0), ("threshold", 1.0), ("min_area", 1e12), ("cooldown", MAX_COOLDOWN)):
+        numbers = (
+            ("min_score", 1.0),
+            ("threshold", 1.0),
+            ("min_area", 1e12),
+            ("max_area", 1e12),
+            ("min_ratio", 1e6),
+            ("max_ratio", 1e6),
+            ("cooldown", MAX_COOLDOWN),
+            ("stationary_after", MAX_COOLDOWN),
+        )
+        for name, most in numbers:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise RuleError(f"{self.label}: {name} must be a number, got {value!r}")
@@ -129,21 +172,41 @@ class AlarmRule:
             raise RuleError(f"{self.label}: frames and end_after must be at least 1")
         if self.median_of is not None and self.median_of < 1:
             raise RuleError(f"{self.label}: median_of must be at least 1")
-        if self.min_area < 0 or self.cooldown < 0:
-            raise RuleError(f"{self.label}: min_area and cooldown cannot be negative")
+        for name in ("min_area", "max_area", "min_ratio", "max_ratio", "cooldown", "stationary_after"):
+            if (getattr(self, name) or 0) < 0:
+                raise RuleError(f"{self.label}: {name} cannot be negative")
+        for name in ("held", "class_lock"):
+            if not isinstance(getattr(self, name), bool):
+                raise RuleError(f"{self.label}: {name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def needed(self) -> int:
         """Counting frames an object needs before it can raise the alarm."""
         return self.median_of or self.frames
 
-    def counts(self, box: Sequence[float], score: float) -> bool:
-        """Whether a detection of this class counts towards the alarm."""
+    def counts(self, box: Sequence[float], score: float, size: Size | None = None) -> bool:
+        """Whether a detection of this class counts towards the alarm by its score, box and place in a frame of
+        ``size`` (needed for frame-relative zones, masks and areas). Holding and standing still are the
+        tracker's to check (:meth:`AlarmTracker.update`)."""
         x1, y1, x2, y2 = box
-        if score < self.min_score or (x2 - x1) * (y2 - y1) < self.min_area:
+        w, h = x2 - x1, y2 - y1
+        if score < self.min_score:
+            return False
+        frame = size[0] * size[1] if size else None
+        area = w * h
+        if self.min_area and area < _pixels(self.min_area, frame):
+            return False
+        if self.max_area is not None and area > _pixels(self.max_area, frame):
+            return False
+        ratio = w / h if h > 0 else math.inf
+        if (self.min_ratio is not None and ratio < self.min_ratio) or (
+            self.max_ratio is not None and ratio > self.max_ratio
+        ):
             return False
         centre = ((x1 + x2) / 2, (y1 + y2) / 2)
-        return not self.zones or any(point_in_polygon(centre, z) for z in self.zones)
+        if self.masks and any(point_in_polygon(centre, m) for m in in_pixels(self.masks, size)):
+            return False
+        return not self.zones or any(point_in_polygon(centre, z) for z in in_pixels(self.zones, size))
 
     def fires(self, scores: Sequence[float], streak: int) -> bool:
         """Whether an object with these recent counting ``scores`` and ``streak`` successive counting frames
@@ -159,7 +222,8 @@ class AlarmRule:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["zones"] = [[list(p) for p in z] for z in self.zones]
+        for name in ("zones", "masks"):
+            data[name] = [[list(p) for p in z] for z in getattr(self, name)]
         return data
 
     @classmethod
@@ -171,17 +235,24 @@ class AlarmRule:
             raise RuleError(f"unknown alarm rule field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         values = dict(data)
         values["zones"] = parse_zones(values.get("zones"))
+        values["masks"] = parse_zones(values.get("masks"), "masks")
         try:
             return cls(**values)
         except TypeError as exc:
             raise RuleError(f"alarm rule {dict(data)!r}: {exc}") from exc
 
 
+def _pixels(area: float, frame: int | None) -> float:
+    """An area in pixels: at most 1 is a fraction of a ``frame`` of that many pixels (when known)."""
+    return area * frame if area <= 1.0 and frame else area
+
+
 def make_rules(labels: Iterable[str], **common: Any) -> list[AlarmRule]:
     """One rule per label, sharing the given settings (``None`` values mean the default)."""
     kwargs = {k: v for k, v in common.items() if v is not None}
-    if "zones" in kwargs:
-        kwargs["zones"] = parse_zones(kwargs["zones"])
+    for name in ("zones", "masks"):
+        if name in kwargs:
+            kwargs[name] = parse_zones(kwargs[name], name)
     rules = [AlarmRule(label=label.strip(), **kwargs) for label in labels if label.strip()]
     if not rules:
         raise RuleError("no alarm classes given: name at least one, e.g. --alarm pistol,knife")

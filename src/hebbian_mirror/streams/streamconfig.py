@@ -34,6 +34,9 @@ class StreamConfig:
     health: HealthRules = field(default_factory=HealthRules)  # when a live camera is offline, frozen, covered
     arming: Schedule = field(default_factory=Schedule)  # when its alarms are delivered (none: always)
     model: str = ""  # the model that watches it, as the settings name it (evidence manifests say so)
+    served: str | None = None  # the served model that watches it, by name (None: the server's first)
+    motion_gate: bool = True  # detect only frames with motion (streams/motion.py)
+    motion_refresh: float = 2.0  # seconds: a still picture is detected again anyway
 
     def __post_init__(self) -> None:
         if not self.rules:
@@ -76,4 +79,6 @@ class StreamConfig:
             ),
             arming=arming or Schedule.parse(settings.arm_schedule, settings.arm_timezone),
             model=settings.models[0] if settings.models else settings.model,
+            motion_gate=settings.motion_gate,
+            motion_refresh=settings.motion_refresh,
         )

@@ -27,6 +27,7 @@ from .arming import ArmingModes
 from .events import Event, EventStore, new_event_id
 from .evidence import Evidence
 from .health import CameraHealth
+from .motion import StillFrames
 from .policy import OPERATOR, SourcePolicy
 from .recording import ClipRecorder
 from .sources import Frame, SourceEnded, VideoSource, mask_url, open_source
@@ -43,6 +44,7 @@ PRE_ROLL_BYTES = 64_000_000  # the frames kept for a clip's start, per stream, a
 class WatchStats:
     processed: int = 0
     detect_failures: int = 0  # frames the detector refused (queue full, worker restarting): skipped
+    still: int = 0  # frames without motion, not detected: the last detections kept
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # frame decoded → detections, s
     alarms: int = 0
     alarm_latency: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # firing frame → event stored
@@ -87,6 +89,8 @@ class StreamWatcher:
         )
         self.alarms = AlarmTracker(config.rules, fps=config.fps or 10.0)
         self.options = DetectOptions(conf=min(self.alarms.detect_conf, config.conf))
+        self.still = StillFrames(config.motion_refresh) if config.motion_gate else None
+        self._last: Detections | None = None  # the last frame's detections (kept while nothing moves)
         self.stats = WatchStats()
         self.latest: tuple[Frame, Detections] | None = None
         self.new_frame = asyncio.Condition()
@@ -145,16 +149,24 @@ class StreamWatcher:
                 self._io.shutdown(wait=True)
 
     async def _process(self, frame: Frame) -> None:
-        try:
-            detections = await self.detect(frame.image, self.options)
-        except HebbianMirrorError as exc:  # the model refused this frame (queue full, worker restarting)
-            self.stats.detect_failures += 1
-            log.debug("stream %s: frame %d not detected: %s", self.name, frame.index, exc)
-            return
-        self.stats.processed += 1
-        self.stats.latency.append(time.time() - frame.wall)
-        self.stats.times.append(time.monotonic())
-        _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall)
+        due = self.still is None or await asyncio.get_running_loop().run_in_executor(
+            self._io, self.still.due, frame.image, frame.pts, bool(self.alarms.active)
+        )
+        if not due and self._last is not None:  # nothing moved: the model would see what it saw
+            detections = self._last
+            self.stats.still += 1
+        else:
+            try:
+                detections = self._last = await self.detect(frame.image, self.options)
+            except HebbianMirrorError as exc:  # the model refused this frame (queue full, worker restarting)
+                self.stats.detect_failures += 1
+                log.debug("stream %s: frame %d not detected: %s", self.name, frame.index, exc)
+                return
+            self.stats.processed += 1
+            self.stats.latency.append(time.time() - frame.wall)
+            self.stats.times.append(time.monotonic())
+        size = (frame.image.shape[1], frame.image.shape[0])
+        _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall, size)
         if self.evidence.running:  # per checked frame, each running alarm's class: its best score (manifest)
             best: dict[str, float] = {}
             for d in detections:
@@ -202,6 +214,7 @@ class StreamWatcher:
         event.end = alarm.end_wall
         event.extra = event.extra | {"tracks": sorted(alarm.tracks), "first_frame": alarm.start_index}
         event.extra["held_by"] = list(alarm.held_by) if alarm.held_by else None  # the holder's person box
+        event.extra["holder_track"] = alarm.holder_track  # and that person's track id
         for key in ("detector_score", "verifier_score"):  # a verified model's two scores of the top detection
             event.extra.pop(key, None)
         event.extra |= alarm.top_parts
@@ -315,6 +328,7 @@ class StreamWatcher:
             "dropped": s.dropped,
             "skipped": s.skipped,
             "detect_failures": self.stats.detect_failures,
+            "still": self.stats.still,
             "reconnects": s.reconnects,
             "latency_ms_p50": round(1000 * latency[len(latency) // 2], 1) if latency else None,
             "alarms": self.stats.alarms,

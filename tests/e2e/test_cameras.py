@@ -1,0 +1,130 @@
+"""Cameras as configuration, with a real server process: ``[[cameras]]`` in the settings file watched at start (a
+broken entry named with its field while the others run), cameras added, changed, disabled and removed through
+the API written back into that file (its comments kept), and all of it still so after a restart."""
+
+from __future__ import annotations
+
+import tomllib
+
+import httpx
+import pytest
+
+from ..server_process import ServerProcess
+from ..stream_peers import WEAPONS_MODEL, alarm_clip
+
+KEY = "camera-key"
+HEADERS = {"X-API-Key": KEY}
+LEFT_THIRD = [[0, 0], [0.33, 0], [0.33, 1], [0, 1]]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return alarm_clip(tmp_path_factory.mktemp("camera-clips") / "pistol.mp4", appearances=1)[0]
+
+
+def serve(settings, events, clip, log):
+    return ServerProcess(
+        "--config",
+        str(settings),
+        "--model",
+        f"weapons={WEAPONS_MODEL}",
+        "--workers",
+        "0",
+        "--api-key",
+        KEY,
+        "--events-dir",
+        str(events),
+        "--allow-source",
+        str(clip.parent),
+        log=log,
+    )
+
+
+def test_cameras_in_the_settings_file_survive_api_changes_and_a_restart(clip, tmp_path):
+    settings = tmp_path / "hebbian-mirror.toml"
+    settings.write_text(
+        f"""# the shop's cameras (this comment must survive the API's writes)
+alarm = ["pistol"]
+
+[[cameras]]
+name = "till"
+url = "{clip}"
+loop = true
+realtime = true
+fps = 5
+masks = [[[0.9, 0.9], [1, 0.9], [1, 1]]]
+[[cameras.rules]]
+label = "pistol"
+frames = 3
+held = false
+
+[[cameras]]
+name = "broken"
+url = "{clip}"
+rules = [{{label = "pistol", held = "yes"}}]
+
+[[cameras]]
+name = "typo"
+url = "{clip}"
+colour = "red"
+""",
+        encoding="utf-8",
+    )
+    events = tmp_path / "events"
+    srv = serve(settings, events, clip, tmp_path / "first.log")
+    try:
+        url = srv.url
+        answer = httpx.get(url + "/v1/streams", headers=HEADERS).json()
+        assert [s["name"] for s in answer["streams"]] == ["till"]
+        till = answer["streams"][0]
+        assert till["rules"][0]["frames"] == 3 and till["rules"][0]["masks"] == [[[0.9, 0.9], [1, 0.9], [1, 1]]]
+        problems = " | ".join(answer["problems"])
+        assert "camera 'broken': rules: rule 1: pistol: held must be true or false, got 'yes'" in problems, problems
+        assert "camera 'typo': colour: Extra inputs are not permitted" in problems, problems
+        assert "camera 'broken'" in srv.log() and "held" in srv.log()
+
+        door = {
+            "name": "door",
+            "url": str(clip),
+            "loop": True,
+            "realtime": True,
+            "fps": 5,
+            "model": "weapons",
+            "rules": [{"label": "pistol", "held": True, "stationary_after": 20, "zones": [LEFT_THIRD]}],
+        }
+        put = httpx.put(url + "/v1/cameras/door", json=door, headers=HEADERS)
+        assert put.status_code == 200, put.text
+        assert put.json()["rules"][0]["held"] is True
+        bad = httpx.put(url + "/v1/cameras/door", json=door | {"model": "nope"}, headers=HEADERS)
+        assert bad.status_code == 422 and "model" in bad.text and "nope" in bad.text
+        bad = httpx.put(url + "/v1/cameras/door", json=door | {"rules": [{"label": "pistol", "zones": 5}]}, headers=HEADERS)
+        assert bad.status_code == 422 and "zones must be a list" in bad.text
+        assert httpx.put(url + "/v1/cameras/else", json=door, headers=HEADERS).status_code == 422
+        assert httpx.get(url + "/v1/streams/door", headers=HEADERS).json()["rules"][0]["held"] is True
+
+        tmp = {"name": "tmp", "url": str(clip), "loop": True, "realtime": True}
+        assert httpx.post(url + "/v1/streams", json=tmp, headers=HEADERS).status_code == 201
+        assert "tmp" in [c["name"] for c in tomllib.loads(settings.read_text())["cameras"]]
+        assert httpx.delete(url + "/v1/streams/tmp", headers=HEADERS).status_code == 204
+        till_off = {"name": "till", "url": str(clip), "enabled": False}
+        assert httpx.put(url + "/v1/cameras/till", json=till_off, headers=HEADERS).status_code == 200
+        assert sorted(s["name"] for s in httpx.get(url + "/v1/streams", headers=HEADERS).json()["streams"]) == ["door"]
+        listed = httpx.get(url + "/v1/cameras", headers=HEADERS).json()
+        assert [c["name"] for c in listed["cameras"]] == ["till", "broken", "typo", "door"]
+    finally:
+        assert srv.stop(), srv.log()
+
+    text = settings.read_text()
+    assert text.startswith("# the shop's cameras (this comment must survive the API's writes)")
+    stored = {c["name"]: c for c in tomllib.loads(text)["cameras"]}
+    assert stored["till"] == {"name": "till", "url": str(clip), "enabled": False}
+    assert stored["door"]["rules"][0]["zones"] == [LEFT_THIRD] and "tmp" not in stored
+
+    again = serve(settings, events, clip, tmp_path / "second.log")
+    try:
+        streams = httpx.get(again.url + "/v1/streams", headers=HEADERS).json()["streams"]
+        assert [s["name"] for s in streams] == ["door"]  # till disabled, tmp removed, the broken two still not
+        rule = streams[0]["rules"][0]
+        assert rule["held"] is True and rule["stationary_after"] == 20 and rule["zones"] == [LEFT_THIRD]
+    finally:
+        assert again.stop(), again.log()
