@@ -97,7 +97,9 @@ colour = "red"
         assert put.json()["rules"][0]["held"] is True
         bad = httpx.put(url + "/v1/cameras/door", json=door | {"model": "nope"}, headers=HEADERS)
         assert bad.status_code == 422 and "model" in bad.text and "nope" in bad.text
-        bad = httpx.put(url + "/v1/cameras/door", json=door | {"rules": [{"label": "pistol", "zones": 5}]}, headers=HEADERS)
+        bad = httpx.put(
+            url + "/v1/cameras/door", json=door | {"rules": [{"label": "pistol", "zones": 5}]}, headers=HEADERS
+        )
         assert bad.status_code == 422 and "zones must be a list" in bad.text
         assert httpx.put(url + "/v1/cameras/else", json=door, headers=HEADERS).status_code == 422
         assert httpx.get(url + "/v1/streams/door", headers=HEADERS).json()["rules"][0]["held"] is True

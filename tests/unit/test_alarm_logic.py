@@ -108,3 +108,13 @@ def test_area_as_a_fraction_of_the_frame_and_shape_filters():
 def test_bad_new_rule_fields_are_clear_errors(fields, message):
     with pytest.raises(RuleError, match=message):
         AlarmRule.from_dict({"label": "pistol", **fields})
+
+
+def test_a_still_knife_the_detector_misses_for_a_few_frames_stays_still():
+    """ByteTrack gives it a new id after the gap; where a lost track had settled, the new one goes on from it."""
+    rule = AlarmRule("knife", frames=5, end_after=3, stationary_after=2.0)
+    seen = [[thing("knife", 300, 200)] for _ in range(12)]
+    gap = [[] for _ in range(25)]  # 2.5 s unseen: longer than ByteTrack keeps a lost id
+    events = starts(AlarmTracker([rule]), seen + gap + seen + seen)
+    assert events[:2] == [("new", 4), ("end", 14)]  # the first sighting alarms
+    assert ("new", 41) not in events and len(events) == 2  # back, still in place: no second alarm

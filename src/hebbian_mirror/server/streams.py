@@ -64,6 +64,8 @@ def stream_config(state: ServerState, body: Camera, operator: bool = False) -> S
     else:
         masks = parse_zones(body.masks, "masks")
         rules = [replace(r, masks=r.masks + masks) for r in stream_rules(s, names, body.alarm)]
+    if any(r.held for r in rules) and not model_classes(["person"], names)[0]:
+        raise RuleError("rules: held needs a model that knows people (person); this one does not")
     tls = None if operator else body.tls_verify
     arming = Schedule.parse(body.arming.windows, body.arming.timezone or s.arm_timezone) if body.arming else None
     config = StreamConfig.from_settings(

@@ -180,7 +180,7 @@ class ShopClip:
 
     def lay(self, item: Image.Image) -> None:
         """An object lying still in the scene, on the lower half (a counter), for the whole clip."""
-        item = _scaled(item, self.rng.randint(36, 72))
+        item = _scaled(item, self.rng.randint(70, 140))  # near the camera: a knife on the counter below it
         x = self.rng.randint(20, self.size[0] - item.width - 20)
         y = self.rng.randint(self.size[1] // 2, self.size[1] - item.height - 10)
         self.still.append((item, (x, y)))

@@ -134,11 +134,24 @@ class ObjectTracker:
                 track.settled, track.settled_at = first.box, pts - 1 / self.fps
             else:
                 first = None
+            self._resume(kind, track, d)
         track.votes.append((d.label, d.score))
         track.seen = self._n
         if iou(track.settled, d.box) < STILL_IOU:
             track.settled, track.settled_at = d.box, pts
         return Tracked(d, track.id, track.label(), pts - track.settled_at, first=first)
+
+    def _resume(self, kind: str, track: _Track, d: Detection) -> None:
+        """A new track where a lost one had settled (a still object the detector missed for a few frames, so
+        ByteTrack gave it a new id) goes on from it: still since then, with its class votes."""
+        lost = {k: t for k, t in self._tracks.items() if k[0] == kind and t is not track and t.seen < self._n - 1}
+        key = max(lost, key=lambda k: iou(lost[k].settled, d.box), default=None)
+        if key is None or iou(lost[key].settled, d.box) < STILL_IOU:
+            return
+        old = self._tracks.pop(key)  # taken over: not resumed twice
+        track.settled, track.settled_at = old.settled, min(old.settled_at, track.settled_at)
+        if room := CLASS_VOTES - len(track.votes):
+            track.votes.extendleft(reversed(list(old.votes)[-room:]))
 
     @staticmethod
     def _holders(tracked: list[Tracked], people: list[Detection]) -> None:

@@ -1,5 +1,5 @@
-"""Cameras: every watched stream's live annotated frame and numbers, an alarm banner, and adding or removing a
-stream (a page of the UI; see app.py)."""
+"""Cameras: every watched stream's live annotated frame and numbers, an alarm banner, adding or removing a stream,
+and (admin) editing a camera, zones and masks drawn on its frame (a page of the UI; see app.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import streamlit as st
 from hebbian_mirror.classes import DANGEROUS_CLASSES, canonical_name
 from hebbian_mirror.config import load_settings
 from hebbian_mirror.streams.policy import is_local, within
+from hebbian_mirror.ui.camera_edit import camera_editor
 from hebbian_mirror.ui.client import Client, ServerError
 from hebbian_mirror.ui.connection import connection
 
@@ -148,3 +149,5 @@ if admin:
 else:
     st.caption("This API key may watch the cameras but not add or remove them (that needs the admin scope).")
 live(client, admin)
+if admin:
+    camera_editor(client)

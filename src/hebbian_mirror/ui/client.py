@@ -189,6 +189,14 @@ class Client:
             body["fps"] = fps
         return self._call("POST", "/v1/streams", json=body).json()
 
+    def cameras(self) -> list[dict]:
+        """The server's configured cameras, as its camera file has them (admin)."""
+        return self._call("GET", "/v1/cameras").json()["cameras"]
+
+    def put_camera(self, name: str, entry: dict) -> dict:
+        """Add or change a camera (its whole entry); the server restarts it and keeps it in its camera file."""
+        return self._call("PUT", f"/v1/cameras/{name}", json=entry).json()
+
     def arm(self, name: str, mode: str) -> dict:
         """Arm (``armed``), disarm (``disarmed``) or let a stream follow its ``schedule``."""
         return self._call("POST", f"/v1/streams/{name}/arming", json={"mode": mode}).json()
