@@ -28,6 +28,8 @@ def serve(settings, events, clip, log):
         str(settings),
         "--model",
         f"weapons={WEAPONS_MODEL}",
+        "--model",
+        "coco=yolov4-tiny",  # knows people: held works with it
         "--workers",
         "0",
         "--api-key",
@@ -89,12 +91,15 @@ colour = "red"
             "loop": True,
             "realtime": True,
             "fps": 5,
-            "model": "weapons",
-            "rules": [{"label": "pistol", "held": True, "stationary_after": 20, "zones": [LEFT_THIRD]}],
+            "model": "coco",
+            "rules": [{"label": "knife", "held": True, "stationary_after": 20, "zones": [LEFT_THIRD]}],
         }
         put = httpx.put(url + "/v1/cameras/door", json=door, headers=HEADERS)
         assert put.status_code == 200, put.text
-        assert put.json()["rules"][0]["held"] is True
+        assert put.json()["rules"][0]["held"] is True and put.json()["rules"][0]["label"] == "knife"
+        weapons_held = door | {"model": "weapons", "rules": [{"label": "pistol", "held": True}]}
+        bad = httpx.put(url + "/v1/cameras/door", json=weapons_held, headers=HEADERS)
+        assert bad.status_code == 422 and "held needs a model that knows people" in bad.text
         bad = httpx.put(url + "/v1/cameras/door", json=door | {"model": "nope"}, headers=HEADERS)
         assert bad.status_code == 422 and "model" in bad.text and "nope" in bad.text
         bad = httpx.put(

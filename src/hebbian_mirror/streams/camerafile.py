@@ -185,13 +185,15 @@ class CameraFile:
 
     def _change(self, name: str, entry: dict[str, Any] | None) -> bool:
         import tomlkit
+        from tomlkit.items import AoT
 
         with self._locked():
             doc = self._read() if self.path.is_file() else tomlkit.document()
             tables = doc.get("cameras")
-            if tables is None:
+            if not isinstance(tables, AoT):  # none yet, or written by hand as an inline array
                 tables = tomlkit.aot()
-                doc["cameras"] = tables
+                for table in doc.pop("cameras", None) or []:
+                    tables.append(tomlkit.item(_plain(table)))
             at = next((i for i, t in enumerate(tables) if t.get("name") == name), None)
             if entry is None and at is None:
                 return False
@@ -201,10 +203,16 @@ class CameraFile:
                 tables.append(tomlkit.item(entry))
             else:
                 tables[at] = tomlkit.item(entry)
+            doc.pop("cameras", None)
+            if len(tables):  # no cameras: no key (an empty `cameras = []` would read back as an inline array)
+                doc["cameras"] = tables
             text = tomlkit.dumps(doc)
-            again = [dict(_plain(t)) for t in tomlkit.parse(text).get("cameras", []) if t.get("name") == name]
-            if (entry is None and again) or (entry is not None and again != [entry]):  # never write what reads back
-                raise ConfigError(f"camera {name!r}: {self.path} would not read back as written")  # otherwise
+            try:
+                again = [dict(_plain(t)) for t in tomlkit.parse(text).get("cameras", []) if t.get("name") == name]
+            except tomlkit.exceptions.ParseError as exc:
+                again = [exc]
+            if again != ([] if entry is None else [entry]):  # never write what does not read back as meant
+                raise ConfigError(f"camera {name!r}: {self.path} would not read back as written; left as it was")
             self._replace(text)
             return True
 

@@ -150,7 +150,7 @@ class StreamWatcher:
 
     async def _process(self, frame: Frame) -> None:
         due = self.still is None or await asyncio.get_running_loop().run_in_executor(
-            self._io, self.still.due, frame.image, frame.pts, bool(self.alarms.active)
+            None, self.still.due, frame.image, frame.pts, bool(self.alarms.active)
         )
         if not due and self._last is not None:  # nothing moved: the model would see what it saw
             detections = self._last
