@@ -86,7 +86,14 @@ async def level(model: str, clips: list[Path], cameras: int, seconds: float, gat
     try:
         for i in range(cameras):
             config = StreamConfig(
-                f"cam{i}", str(clips[i % len(clips)]), rules, fps=10, realtime=True, loop=True, clip_seconds=0
+                f"cam{i}",
+                str(clips[i % len(clips)]),
+                rules,
+                fps=10,
+                realtime=True,
+                loop=True,
+                clip_seconds=0,
+                operator=True,
             )
             config.motion_gate = gate
             await manager.add(config)
