@@ -109,6 +109,22 @@ colour = "red"
         assert httpx.put(url + "/v1/cameras/else", json=door, headers=HEADERS).status_code == 422
         assert httpx.get(url + "/v1/streams/door", headers=HEADERS).json()["rules"][0]["held"] is True
 
+        outside = door | {"url": "/etc/hostname"}  # the source policy refuses it: the running door goes on
+        refused = httpx.put(url + "/v1/cameras/door", json=outside, headers=HEADERS)
+        assert refused.status_code == 422, refused.text
+        assert httpx.get(url + "/v1/streams/door", headers=HEADERS).json()["rules"][0]["label"] == "knife"
+        assert httpx.put(url + "/v1/cameras/door", json=door | {"rules": [{"label": "knife", "cooldown": None}]},
+                         headers=HEADERS).status_code == 422  # fmt: skip
+
+        secret = {"name": "cam", "url": "rtsp://shop:s3cret@127.0.0.1:9/live", "enabled": False}
+        assert httpx.put(url + "/v1/cameras/cam", json=secret, headers=HEADERS).status_code == 200
+        shown = next(c for c in httpx.get(url + "/v1/cameras", headers=HEADERS).json()["cameras"] if c["name"] == "cam")
+        assert "s3cret" not in shown["url"] and "***" in shown["url"]
+        assert httpx.put(url + "/v1/cameras/cam", json=shown | {"fps": 5}, headers=HEADERS).status_code == 200
+        kept = {c["name"]: c for c in tomllib.loads(settings.read_text())["cameras"]}["cam"]
+        assert kept["url"] == secret["url"] and kept["fps"] == 5  # the masked URL sent back kept the password
+        assert httpx.delete(url + "/v1/cameras/cam", headers=HEADERS).status_code == 204
+
         tmp = {"name": "tmp", "url": str(clip), "loop": True, "realtime": True}
         assert httpx.post(url + "/v1/streams", json=tmp, headers=HEADERS).status_code == 201
         assert "tmp" in [c["name"] for c in tomllib.loads(settings.read_text())["cameras"]]

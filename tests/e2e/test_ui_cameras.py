@@ -40,11 +40,16 @@ def alarms(url: str) -> int:
 
 
 def alarm_within(url: str, seconds: float) -> bool:
+    """Whether the camera alarms within ``seconds``; it must be checking frames all the while (a camera that
+    stopped raises no alarm either)."""
+    before = httpx.get(url + "/v1/streams/till", headers=HEADERS).json()["processed"]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if alarms(url) > 0:
             return True
         time.sleep(0.5)
+    till = httpx.get(url + "/v1/streams/till", headers=HEADERS).json()
+    assert till["state"] == "streaming" and till["processed"] > before + 20, till
     return False
 
 

@@ -118,3 +118,19 @@ def test_a_still_knife_the_detector_misses_for_a_few_frames_stays_still():
     events = starts(AlarmTracker([rule]), seen + gap + seen + seen)
     assert events[:2] == [("new", 4), ("end", 14)]  # the first sighting alarms
     assert ("new", 41) not in events and len(events) == 2  # back, still in place: no second alarm
+
+
+def test_detections_kept_from_an_earlier_frame_never_fire_an_alarm_and_ask_for_checked_frames():
+    """Behind the motion gate a still frame keeps the last detections: they hold a streak, never add to it, and
+    while an object is on its way to an alarm every frame must be checked."""
+    tracker = AlarmTracker([AlarmRule("pistol", frames=5)])
+    one = [thing("pistol", 200)]
+    _, fired = tracker.update(one, 0.0, 0, 0.0, SIZE)
+    _, fired = tracker.update(one, 0.1, 1, 0.1, SIZE)  # tracked from here on
+    assert not fired and tracker.busy
+    for i in range(2, 30):  # the same detections, never checked again: no alarm however long
+        _, fired = tracker.update(one, i / 10, i, i / 10, SIZE, checked=False)
+        assert not fired
+    for i in range(30, 33):  # checked again: the streak held goes on (2 + 3 = 5)
+        _, fired = tracker.update(one, i / 10, i, i / 10, SIZE)
+    assert [t.kind for t in fired] == ["new"]

@@ -71,7 +71,7 @@ def create_app(
         body_timeout=settings.body_timeout,
         max_requests=settings.max_requests,
         error_body=error_body,
-        bodies={"/v1/streams": STREAM_BODY},
+        bodies={"/v1/streams": STREAM_BODY, "/v1/cameras": STREAM_BODY},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for spec in SPECS:

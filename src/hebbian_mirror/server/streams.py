@@ -16,7 +16,15 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..classes import DANGEROUS_CLASSES
-from ..errors import HebbianMirrorError, InvalidOptionError, RuleError, SourceError, StreamError, StreamLimitError
+from ..errors import (
+    ConfigError,
+    HebbianMirrorError,
+    InvalidOptionError,
+    RuleError,
+    SourceError,
+    StreamError,
+    StreamLimitError,
+)
 from ..streams.arming import MODES, Schedule
 from ..streams.camerafile import Camera, CameraFile, parse_cameras
 from ..streams.manager import StreamManager, split_stream
@@ -119,23 +127,23 @@ async def _start_cameras(state: ServerState, manager: StreamManager) -> None:
     cameras, state.camera_problems = parse_cameras(entries)
     if s.cameras and where.path != getattr(s, "_config_file", None):
         state.camera_problems.insert(0, f"[[cameras]] of the settings file not read: cameras_file is {where.path}")
+    elif s.cameras and not entries:  # under [hebbian_mirror] or [alarm]: the settings read them, the file does not
+        state.camera_problems.insert(0, f"{where.path}: write the cameras as top-level [[cameras]] tables")
     for camera in cameras:
         if not camera.enabled:
             continue
         try:
-            await _watch(state, manager, camera)
-        except (HebbianMirrorError, ValueError) as exc:
+            config = stream_config(state, camera)
+            await manager.add(config, _detector(state, config))
+        except Exception as exc:  # whatever one camera's trouble, the others start
             state.camera_problems.append(f"camera {camera.name!r}: {' '.join(str(exc).split())}")
     for problem in state.camera_problems:
         log.error("%s (%s)", problem, where.path)
 
 
-async def _watch(state: ServerState, manager: StreamManager, camera: Camera, replacing: bool = False):
-    """Watch ``camera``; ``replacing``: the stream of its name (if any) stops first, once the camera checked."""
-    config = stream_config(state, camera)
-    if replacing and camera.name in manager.watchers:
-        await manager.remove(camera.name)
-    return await manager.add(config, state.frame_detector(config.served) if config.served else None)
+def _detector(state: ServerState, config: StreamConfig):
+    """The frames of ``config`` through its own model's batcher (None: the manager's, the first model's)."""
+    return state.frame_detector(config.served) if config.served else None
 
 
 def _names(state: ServerState) -> list[str]:
@@ -172,27 +180,44 @@ async def list_streams(request: Request) -> dict:
 
 
 async def _add(request: Request, camera: Camera, replacing: bool = False) -> dict:
-    """Watch ``camera`` (if enabled), then keep it in the camera file; a camera that cannot be watched is not
-    kept (and, ``replacing``, the one it would replace goes on)."""
+    """Check ``camera`` (enabled or not), watch it if enabled, then keep it in the camera file. Whatever fails
+    leaves things as they were: a camera that cannot be watched or kept is not, and (``replacing``) the one it
+    would replace goes on."""
     manager, state = manager_of(request), state_of(request)
+    config = stream_config(state, camera)  # a mistake is a 422 before anything changes
+    old = manager.watchers.get(camera.name)
+    if old is not None and not replacing:
+        raise APIError(409, f"a stream called {camera.name!r} is already being watched: remove it first")
     watcher = None
     try:
+        if old is not None:
+            await manager.remove(camera.name)
         if camera.enabled:
-            watcher = await _watch(state, manager, camera, replacing)
-        elif camera.name in manager.watchers and replacing:
-            await manager.remove(camera.name)
-        elif camera.name in manager.watchers:
-            raise StreamError(f"a stream called {camera.name!r} is already being watched: remove it first")
+            watcher = await manager.add(config, _detector(state, config))
         await asyncio.to_thread(CameraFile(state.settings.camera_file).put, camera)
-    except StreamLimitError as exc:
-        raise APIError(422, str(exc)) from exc
-    except StreamError as exc:
-        raise APIError(409, str(exc)) from exc
-    except (SourceError, HebbianMirrorError) as exc:
-        if watcher is not None:  # watched, but the file could not take it: not half-added
+    except Exception as exc:
+        if watcher is not None:
             await manager.remove(camera.name)
-        raise APIError(422, str(exc)) from exc
+        if old is not None:  # the camera it was to replace goes on as it was
+            try:
+                await manager.add(old.config, _detector(state, old.config))
+            except Exception:
+                log.exception("camera %s: not restarted as it was", camera.name)
+        raise _api_error(exc, state.settings.camera_file) from exc
     return watcher.describe() if watcher else {"name": camera.name, "state": "disabled"}
+
+
+def _api_error(exc: Exception, where) -> APIError:
+    """What a failed camera change answers: the client's mistake a 4xx, the server's file a 503 that says so."""
+    if isinstance(exc, StreamLimitError | SourceError):
+        return APIError(422, str(exc))
+    if isinstance(exc, StreamError):
+        return APIError(409, str(exc))
+    if isinstance(exc, OSError | ConfigError):
+        return APIError(503, f"the camera file {where} cannot be changed: {exc}")
+    if isinstance(exc, HebbianMirrorError):
+        return APIError(422, str(exc))
+    raise exc
 
 
 @router.post("/v1/streams", status_code=201, summary="Watch a stream (kept in the camera file)", dependencies=ADMIN)
@@ -202,9 +227,11 @@ async def add_stream(request: Request, body: Camera) -> dict:
 
 @router.get("/v1/cameras", summary="The configured cameras, as the camera file has them", dependencies=ADMIN)
 async def list_cameras(request: Request) -> dict:
+    """Passwords in URLs masked (``***``); a PUT that sends such a URL back keeps the stored one."""
     state = state_of(request)
     entries = await asyncio.to_thread(CameraFile(state.settings.camera_file).entries)
-    return {"file": str(state.settings.camera_file), "cameras": entries, "problems": state.camera_problems}
+    shown = [e | {"url": mask_url(e["url"])} if isinstance(e.get("url"), str) else e for e in entries]
+    return {"file": str(state.settings.camera_file), "cameras": shown, "problems": state.camera_problems}
 
 
 @router.put("/v1/cameras/{name}", summary="Add or change a camera (kept in the camera file)", dependencies=ADMIN)
@@ -212,6 +239,11 @@ async def put_camera(request: Request, name: str, body: Camera) -> dict:
     """Replaces the camera of that name: its stream restarts with the new settings (a running alarm ends)."""
     if body.name != name:
         raise APIError(422, f"name: the body names {body.name!r}, the URL {name!r}")
+    if "***" in body.url:  # sent back as GET /v1/cameras showed it: the stored URL, password included
+        stored = await asyncio.to_thread(CameraFile(state_of(request).settings.camera_file).entries)
+        url = next((e.get("url") for e in stored if e.get("name") == name), None)
+        if isinstance(url, str) and mask_url(url) == body.url:
+            body = body.model_copy(update={"url": url})
     return await _add(request, body, replacing=True)
 
 
@@ -231,7 +263,10 @@ async def get_stream(request: Request, name: str) -> dict:
 async def delete_stream(request: Request, name: str) -> Response:
     """Stops it and removes it from the camera file (a ``--stream`` of the command line comes back at restart)."""
     manager, state = manager_of(request), state_of(request)
-    kept = await asyncio.to_thread(CameraFile(state.settings.camera_file).remove, name)
+    try:
+        kept = await asyncio.to_thread(CameraFile(state.settings.camera_file).remove, name)
+    except (OSError, HebbianMirrorError) as exc:
+        raise _api_error(exc, state.settings.camera_file) from exc
     if name in manager.watchers:
         await manager.remove(name)
     elif not kept:

@@ -137,11 +137,12 @@ def score_rules(
     starts = []
     last = None
     for f in frames:
-        if gate is None or last is None or gate.due(f.moving, f.pts, bool(tracker.active)):
+        due = gate is None or last is None or gate.due(f.moving, f.pts, tracker.busy)
+        if due:
             last = f.detections
             score.checked += 1
         score.frames += 1
-        _, transitions = tracker.update(last, f.pts, f.index, f.pts, f.size)
+        _, transitions = tracker.update(last, f.pts, f.index, f.pts, f.size, checked=due)
         starts += [t.alarm.start_index for t in transitions if t.kind == "new"]
     grace = max(r.end_after for r in rules)  # an alarm may still start just after the object left the view
     hit = [False] * len(clip.visible)

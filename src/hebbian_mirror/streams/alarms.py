@@ -88,9 +88,23 @@ class AlarmTracker:
         weaker detections of objects it already follows (ByteTrack's second association)."""
         return max(0.05, self.min_score / 2)
 
+    @property
+    def busy(self) -> bool:
+        """An alarm runs, or an object counted in the last frame is on its way to one: every frame should be
+        checked by the model (a motion gate must not skip it)."""
+        return bool(self.active) or any(s.streak and s.last_index == self._n for s in self._tracks.values())
+
     def update(
-        self, detections: Sequence[Detection], pts: float, index: int, wall: float, size: Size | None = None
+        self,
+        detections: Sequence[Detection],
+        pts: float,
+        index: int,
+        wall: float,
+        size: Size | None = None,
+        checked: bool = True,
     ) -> tuple[list[Tracked], list[Transition]]:
+        """One frame's ``detections``; ``checked`` False: they are an earlier frame's, kept because nothing moved
+        (the tracks age, nothing counts)."""
         step = pts - self._last_pts if self._last_pts is not None else 0.0
         self._clock += step if 0 < step <= 5.0 else (1 / self.fps if self._last_pts is not None else 0.0)
         self._last_pts = pts
@@ -100,7 +114,7 @@ class AlarmTracker:
         counting: dict[str, list[Tracked]] = {}
         for rule in self.rules.values():
             for t in tracked:
-                if t.track_id >= 0 and self._counts(rule, t, size):
+                if t.track_id >= 0 and self._counts(rule, t, size, checked):
                     counting.setdefault(rule.label, []).append(t)
         transitions: list[Transition] = []
         for label, rule in self.rules.items():
@@ -114,7 +128,7 @@ class AlarmTracker:
             del self._tracks[key]
         return tracked, transitions
 
-    def _counts(self, rule: AlarmRule, t: Tracked, size: Size | None) -> bool:
+    def _counts(self, rule: AlarmRule, t: Tracked, size: Size | None, checked: bool = True) -> bool:
         """Whether tracked object ``t`` counts for ``rule`` in this frame (its streak and scores updated)."""
         label = t.label if rule.class_lock else t.detection.label
         if label != rule.label:
@@ -126,7 +140,7 @@ class AlarmTracker:
             if t.first is not None and t.first.label == rule.label and rule.counts(t.first.box, t.first.score, size):
                 state.scores.append(t.first.score)
                 state.streak, state.last_index = 1, n - 1
-        if t.detection.label != rule.label:  # a frame of another class on a track of this one: held over
+        if t.detection.label != rule.label or not checked:  # another class on this track, or a kept frame: held over
             if state.last_index == n - 1:
                 state.last_index = n
             return False

@@ -84,6 +84,8 @@ class Camera(BaseModel):
     @classmethod
     def _rules(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         for i, rule in enumerate(value or ()):
+            if nulls := [k for k, v in rule.items() if v is None]:
+                raise ValueError(f"rule {i + 1}: {', '.join(nulls)}: null is no value (leave the field out)")
             try:
                 AlarmRule.from_dict(rule)
             except RuleError as exc:
@@ -104,7 +106,7 @@ class Camera(BaseModel):
         if self.rules is None:
             return None
         masks = parse_zones(self.masks, "masks")
-        return [AlarmRule.from_dict(r | {"masks": [*r.get("masks", []), *masks]}) for r in self.rules]
+        return [AlarmRule.from_dict(r | {"masks": [*(r.get("masks") or []), *masks]}) for r in self.rules]
 
     def entry(self) -> dict[str, Any]:
         """As a ``[[cameras]]`` table: the fields given, nothing unset (TOML has no null)."""
@@ -217,18 +219,24 @@ class CameraFile:
             return True
 
     def _replace(self, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        target = self.path.resolve()  # a settings file that is a link: the file it points to is replaced
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            if self.path.exists():
-                os.chmod(tmp, self.path.stat().st_mode & 0o777)
-            os.replace(tmp, self.path)
+            if target.exists():
+                os.chmod(tmp, target.stat().st_mode & 0o777)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself on disk
+        finally:
+            os.close(folder)
 
 
 def _plain(value: Any) -> Any:

@@ -3,8 +3,9 @@
 Each frame is made grey and small (:data:`HEIGHT` pixels high), its contrast stretched (so a light slowly
 dimming or brightening is no motion), blurred (sensor noise is no motion), and compared with a running average of
 the recent frames; pixels that differ by more than ``threshold`` grey levels, dilated into blobs, are motion when a
-blob covers at least ``min_area`` of the small picture's pixels. A sudden change of most of the picture (a light
-switched on or off, the camera's exposure jumping) resets the background: one frame of motion, then quiet again.
+blob holds at least ``min_area`` changed pixels of the small picture. A sudden change of most of the picture (a
+light switched, the exposure jumping, something right in front of the lens) is one frame of motion, and the
+background starts again from it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 HEIGHT = 100  # pixels high the picture is compared at
 ALPHA = 0.05  # how fast the background follows the picture (per frame)
 THRESHOLD = 25  # grey levels of difference that count as a change
-MIN_AREA = 30  # small-picture pixels a blob of change (dilated: one changed pixel is 25) needs to be motion
+MIN_AREA = 8  # changed pixels of the small picture a blob needs to be motion (about 20 x 20 pixels of a 720p frame)
 SUDDEN = 0.6  # share of the picture changing at once that is a light switched, not motion
 
 
@@ -57,17 +58,18 @@ class MotionDetector:
             return Motion([(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))], 1.0)  # the first look
         changed = cv2.absdiff(small, self._background) > self.threshold
         share = float(changed.mean())
-        if share >= SUDDEN:
+        if share >= SUDDEN:  # the whole picture changed: looked at once, then compared with the new one
             self._background = small.copy()
-            return Motion([], share)
+            return Motion([(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))], share)
         cv2.accumulateWeighted(small, self._background, self.alpha)
         mask = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        sizes = np.bincount(labels[changed], minlength=count)  # changed pixels (not dilated) in each blob
         scale = image.shape[0] / HEIGHT
         boxes = [
             (x * scale, y * scale, (x + w) * scale, (y + h) * scale)
-            for x, y, w, h, area in stats[1:count]
-            if area >= self.min_area
+            for (x, y, w, h, _), size in zip(stats[1:count], sizes[1:count], strict=True)
+            if size >= self.min_area
         ]
         return Motion(boxes, share)
 

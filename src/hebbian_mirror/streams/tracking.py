@@ -146,8 +146,8 @@ class ObjectTracker:
         ByteTrack gave it a new id) goes on from it: still since then, with its class votes."""
         lost = {k: t for k, t in self._tracks.items() if k[0] == kind and t is not track and t.seen < self._n - 1}
         key = max(lost, key=lambda k: iou(lost[k].settled, d.box), default=None)
-        if key is None or iou(lost[key].settled, d.box) < STILL_IOU:
-            return
+        if key is None or iou(lost[key].settled, d.box) < STILL_IOU or lost[key].label() != d.label:
+            return  # nothing settled there, or something else (a pistol laid where a phone lay is new)
         old = self._tracks.pop(key)  # taken over: not resumed twice
         track.settled, track.settled_at = old.settled, min(old.settled_at, track.settled_at)
         if room := CLASS_VOTES - len(track.votes):

@@ -150,9 +150,9 @@ class StreamWatcher:
 
     async def _process(self, frame: Frame) -> None:
         due = self.still is None or await asyncio.get_running_loop().run_in_executor(
-            None, self.still.due, frame.image, frame.pts, bool(self.alarms.active)
+            None, self.still.due, frame.image, frame.pts, self.alarms.busy
         )
-        if not due and self._last is not None:  # nothing moved: the model would see what it saw
+        if not (due := due or self._last is None):  # nothing moved: the model would see what it saw
             detections = self._last
             self.stats.still += 1
         else:
@@ -166,7 +166,7 @@ class StreamWatcher:
             self.stats.latency.append(time.time() - frame.wall)
             self.stats.times.append(time.monotonic())
         size = (frame.image.shape[1], frame.image.shape[0])
-        _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall, size)
+        _, transitions = self.alarms.update(detections, frame.pts, frame.index, frame.wall, size, due)
         if self.evidence.running:  # per checked frame, each running alarm's class: its best score (manifest)
             best: dict[str, float] = {}
             for d in detections:

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from hebbian_mirror.streams.rules import parse_zone
 from hebbian_mirror.ui.client import Client, ServerError
 
 MASK = "a mask: detections there are ignored (every rule)"
@@ -23,9 +24,10 @@ def _drawn(frame: bytes, entry: dict[str, Any], points: list[tuple[float, float]
     w, h = image.size
     draw = ImageDraw.Draw(image, "RGBA")
 
-    def pixels(polygon: list) -> list[tuple[float, float]]:
-        relative = all(0 <= c <= 1 for p in polygon for c in p)
-        return [(x * w, y * h) if relative else (x, y) for x, y in polygon]
+    def pixels(polygon: list | str) -> list[tuple[float, float]]:
+        points = parse_zone(polygon) if isinstance(polygon, str) else polygon  # "x1,y1,x2,y2,..." too
+        relative = all(0 <= c <= 1 for p in points for c in p)
+        return [(x * w, y * h) if relative else (x, y) for x, y in points]
 
     masks = list(entry.get("masks", [])) + [m for r in entry.get("rules", []) for m in r.get("masks", [])]
     for mask in masks:
