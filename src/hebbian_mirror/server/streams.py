@@ -81,7 +81,8 @@ def stream_config(state: ServerState, body: Camera, operator: bool = False) -> S
         arming=arming,
     )  # fmt: skip
     config.served, config.model = body.model, body.model or config.model
-    config.motion_gate = s.motion_gate if body.motion_gate is None else body.motion_gate
+    if body.motion_gate is not None:  # else the server's, as from_settings set it
+        config.motion_gate = body.motion_gate
     return config
 
 

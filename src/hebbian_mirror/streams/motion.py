@@ -31,6 +31,11 @@ class Motion:
     def __bool__(self) -> bool:
         return bool(self.boxes)
 
+    @classmethod
+    def everywhere(cls, image: np.ndarray, share: float) -> Motion:
+        """The whole frame moved (a first look, or the picture changed at once)."""
+        return cls([(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))], share)
+
 
 class MotionDetector:
     """``detector(image)`` → :class:`Motion` for each frame of one camera, in order (RGB ``H×W×3`` uint8)."""
@@ -55,12 +60,12 @@ class MotionDetector:
         small = self._small(image)
         if self._background is None or self._background.shape != small.shape:
             self._background = small.copy()
-            return Motion([(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))], 1.0)  # the first look
+            return Motion.everywhere(image, 1.0)  # the first look
         changed = cv2.absdiff(small, self._background) > self.threshold
         share = float(changed.mean())
         if share >= SUDDEN:  # the whole picture changed: looked at once, then compared with the new one
             self._background = small.copy()
-            return Motion([(0.0, 0.0, float(image.shape[1]), float(image.shape[0]))], share)
+            return Motion.everywhere(image, share)
         cv2.accumulateWeighted(small, self._background, self.alpha)
         mask = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)

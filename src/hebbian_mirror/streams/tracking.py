@@ -117,7 +117,7 @@ class ObjectTracker:
                     continue
                 out.append(self._follow(kind, tid, d, pts))
         self._unconfirmed = unconfirmed
-        self._holders(out, people)
+        self._holders(out[: len(people)], out[len(people) :])  # people first, then things, as made above
         for key in [k for k, t in self._tracks.items() if self._n - t.seen > FORGET_AFTER]:
             del self._tracks[key]
         return out
@@ -154,14 +154,12 @@ class ObjectTracker:
             track.votes.extendleft(reversed(list(old.votes)[-room:]))
 
     @staticmethod
-    def _holders(tracked: list[Tracked], people: list[Detection]) -> None:
-        if not people:
+    def _holders(people: list[Tracked], things: list[Tracked]) -> None:
+        if not people or not things:
             return
-        by_person = {id(t.detection): t.track_id for t in tracked if canonical_name(t.detection.label) == PERSON}
-        things = [t for t in tracked if canonical_name(t.detection.label) != PERSON]
-        holders = held_by([*(t.detection for t in things), *people], dangerous=[t.detection.label for t in things])
+        found = held_by([*(t.detection for t in things), *(p.detection for p in people)],
+                        dangerous=[t.detection.label for t in things])  # fmt: skip
         for i, t in enumerate(things):
-            found = holders.get(i)
-            if found is not None:
-                person = people[found - len(things)]
-                t.holder, t.holder_box = by_person[id(person)], tuple(person.box)
+            if (j := found.get(i)) is not None:
+                person = people[j - len(things)]
+                t.holder, t.holder_box = person.track_id, tuple(person.detection.box)
