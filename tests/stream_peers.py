@@ -100,6 +100,29 @@ class WebhookReceiver:
         self._server.server_close()
 
 
+def free_udp_ports(count: int = 64) -> int:
+    """The first of ``count`` consecutive UDP ports free on 127.0.0.1 (an RTSP server's RTP ports: two more for
+    each client connection), below the kernel's ephemeral range."""
+    import random
+    import socket
+
+    for _ in range(100):
+        base = random.randrange(20100, 32000 - count, count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free UDP ports")
+
+
 class RtspServer:
     """Debian's RTSP server (``rtsp-server-perl``) on loopback with ffmpeg publishing ``clip`` into it in real
     time, in a loop; ``url`` is what a camera client reads. ``kill`` takes both down, ``start`` brings them back
@@ -109,6 +132,7 @@ class RtspServer:
         from .server_process import free_port
 
         self.clip, self.client_port, self.source_port = clip, free_port(), free_port()
+        self.rtp_port = free_udp_ports()  # not the server's default (20000): two servers can run side by side
         self.url = f"rtsp://127.0.0.1:{self.client_port}/live"
         self.procs: list = []
         self.start()
@@ -117,7 +141,12 @@ class RtspServer:
         import subprocess
         import time
 
-        server = ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port), "-l", "1"]
+        # rtsp-server-perl's own script, with RTP ports of its own: the server resets them to its package default
+        # (20000) whenever it has no stream, so that default is set too (two servers can then run side by side)
+        start = "$RTSP::Server::RTP_START_PORT = shift; my $server = RTSP::Server->new_with_options("
+        start += "rtp_start_port => $RTSP::Server::RTP_START_PORT); $server->listen; AnyEvent->condvar->recv"
+        server = ["perl", "-MAnyEvent", "-MRTSP::Server", "-e", start, str(self.rtp_port)]
+        server += ["-c", str(self.client_port), "-s", str(self.source_port), "-l", "1"]
         server += ["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"]
         self.procs = [subprocess.Popen(server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
         time.sleep(1.0)  # the server listens

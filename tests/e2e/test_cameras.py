@@ -117,12 +117,16 @@ colour = "red"
                          headers=HEADERS).status_code == 422  # fmt: skip
 
         secret = {"name": "cam", "url": "rtsp://shop:s3cret@127.0.0.1:9/live", "enabled": False}
+        secret["detect_url"] = "rtsp://shop:s3cret@127.0.0.1:9/sub"
         assert httpx.put(url + "/v1/cameras/cam", json=secret, headers=HEADERS).status_code == 200
         shown = next(c for c in httpx.get(url + "/v1/cameras", headers=HEADERS).json()["cameras"] if c["name"] == "cam")
-        assert "s3cret" not in shown["url"] and "***" in shown["url"]
+        assert "s3cret" not in str(shown) and "***" in shown["url"] and "***" in shown["detect_url"]
         assert httpx.put(url + "/v1/cameras/cam", json=shown | {"fps": 5}, headers=HEADERS).status_code == 200
         kept = {c["name"]: c for c in tomllib.loads(settings.read_text())["cameras"]}["cam"]
         assert kept["url"] == secret["url"] and kept["fps"] == 5  # the masked URL sent back kept the password
+        assert kept["detect_url"] == secret["detect_url"]
+        moved = shown | {"detect_url": "rtsp://shop:***@127.0.0.1:9/other"}  # a *** that matches nothing stored
+        assert httpx.put(url + "/v1/cameras/cam", json=moved, headers=HEADERS).status_code == 422
         assert httpx.delete(url + "/v1/cameras/cam", headers=HEADERS).status_code == 204
 
         tmp = {"name": "tmp", "url": str(clip), "loop": True, "realtime": True}
@@ -132,8 +136,10 @@ colour = "red"
         till_off = {"name": "till", "url": str(clip), "enabled": False}
         assert httpx.put(url + "/v1/cameras/till", json=till_off, headers=HEADERS).status_code == 200
         assert sorted(s["name"] for s in httpx.get(url + "/v1/streams", headers=HEADERS).json()["streams"]) == ["door"]
+        assert httpx.delete(url + "/v1/cameras/typo", headers=HEADERS).status_code == 204  # a problem removed
         listed = httpx.get(url + "/v1/cameras", headers=HEADERS).json()
-        assert [c["name"] for c in listed["cameras"]] == ["till", "broken", "typo", "door"]
+        assert [c["name"] for c in listed["cameras"]] == ["till", "broken", "door"]
+        assert [p.split(":")[0] for p in listed["problems"]] == ["camera 'broken'"], listed["problems"]
     finally:
         assert srv.stop(), srv.log()
 
@@ -146,7 +152,7 @@ colour = "red"
     again = serve(settings, events, clip, tmp_path / "second.log")
     try:
         streams = httpx.get(again.url + "/v1/streams", headers=HEADERS).json()["streams"]
-        assert [s["name"] for s in streams] == ["door"]  # till disabled, tmp removed, the broken two still not
+        assert [s["name"] for s in streams] == ["door"]  # till disabled, tmp and typo removed, broken still not
         rule = streams[0]["rules"][0]
         assert rule["held"] is True and rule["stationary_after"] == 20 and rule["zones"] == [LEFT_THIRD]
     finally:

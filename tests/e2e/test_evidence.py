@@ -10,9 +10,12 @@ import json
 import subprocess
 
 import httpx
+import pytest
 
 from ..server_process import ServerProcess, free_port
 from ..stream_peers import SECRET, WEAPONS_MODEL, RtspServer, WebhookReceiver, alarm_clip, wait_for
+
+pytestmark = pytest.mark.serial  # a 10 fps camera's frames counted in the clip
 
 KEY = "evidence-key-0123456789"
 A = {"X-API-Key": KEY}
@@ -68,4 +71,44 @@ def test_the_evidence_clip_is_the_cameras_own_stream_around_the_alarm(tmp_path):
         if srv is not None:
             assert srv.stop(), srv.log()
         camera.kill()
+        receiver.close()
+
+
+def test_a_camera_with_a_detect_substream_records_its_main_stream(tmp_path):
+    """``detect_url`` (the substream the model reads) and ``url`` (the main stream, twice the size): the alarm is
+    raised on the substream, its evidence clip is the main stream's own packets."""
+    detect, _ = alarm_clip(tmp_path / "sub.mp4", appearances=1)
+    main = tmp_path / "main.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(detect), "-vf", "scale=iw*2:ih*2", "-c:v", "libx264", "-g", "10",
+         "-pix_fmt", "yuv420p", str(main)], check=True,
+    )  # fmt: skip
+    sub_camera, main_camera, receiver = RtspServer(detect), RtspServer(main), WebhookReceiver(free_port())
+    srv = None
+    try:
+        srv = ServerProcess(
+            "--model", f"weapons={WEAPONS_MODEL}", "--workers", "0", "--api-key", KEY, "--alarm", "pistol",
+            "--events-dir", str(tmp_path / "ev"), "--webhook", receiver.url, "--webhook-secret", SECRET,
+            "--source-host", "127.0.0.1", log=tmp_path / "server.log",
+        )  # fmt: skip
+        door = {"name": "door", "url": main_camera.url, "detect_url": sub_camera.url, "fps": 10}
+        put = httpx.put(f"{srv.url}/v1/cameras/door", json=door, headers=A)
+        assert put.status_code == 200, put.text
+        assert put.json()["url"] == sub_camera.url and put.json()["record"]["url"] == main_camera.url
+        refused = door | {"record_url": "rtsp://169.254.169.254/live"}  # the API's cameras pass the policy
+        assert httpx.put(f"{srv.url}/v1/cameras/door", json=refused, headers=A).status_code == 422
+        event = wait_for(lambda: receiver.of("clip"))[0]["data"]
+        stream = httpx.get(f"{srv.url}/v1/streams/door", headers=A).json()
+        assert stream["record"]["state"] == "streaming", stream
+        path = tmp_path / "evidence.mp4"
+        path.write_bytes(httpx.get(f"{srv.url}/v1/events/{event['id']}/evidence.mp4", headers=A).content)
+        video = probe(path)["streams"][0]
+        size = probe(detect)["streams"][0]
+        assert (video["width"], video["height"]) == (2 * size["width"], 2 * size["height"]), video  # the main's
+        assert video["codec_name"] == "h264" and int(video["nb_read_frames"]) >= 30
+    finally:
+        if srv is not None:
+            assert srv.stop(), srv.log()
+        sub_camera.kill()
+        main_camera.kill()
         receiver.close()

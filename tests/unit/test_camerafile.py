@@ -58,3 +58,17 @@ def test_each_bad_entry_is_one_line_naming_the_camera_and_field_and_the_rest_are
     assert problems[1] == "camera 3: name: Field required"
     assert problems[2] == "camera 'ok': a second camera of that name (the first is kept)"
     assert problems[3] == "camera 'typo': fsp: Extra inputs are not permitted"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, ("rtsp://cam/main", None)),  # one stream: detected and recorded
+        ({"detect_url": "rtsp://cam/sub"}, ("rtsp://cam/sub", "rtsp://cam/main")),  # the main stream recorded
+        ({"detect_url": "rtsp://cam/main"}, ("rtsp://cam/main", None)),  # the same stream twice: one connection
+        ({"record_url": "rtsp://cam/rec"}, ("rtsp://cam/main", "rtsp://cam/rec")),
+        ({"detect_url": "rtsp://cam/sub", "record_url": "rtsp://cam/sub"}, ("rtsp://cam/sub", None)),
+    ],
+)
+def test_which_stream_is_detected_and_which_recorded(fields, expected):
+    assert Camera(name="door", url="rtsp://cam/main", **fields).addresses() == expected

@@ -26,7 +26,7 @@ from ..errors import (
     StreamLimitError,
 )
 from ..streams.arming import MODES, Schedule
-from ..streams.camerafile import Camera, CameraFile, parse_cameras
+from ..streams.camerafile import URL_FIELDS, Camera, CameraFile, parse_cameras
 from ..streams.manager import StreamManager, split_stream
 from ..streams.media import mask_url
 from ..streams.rules import model_classes, parse_zones, stream_rules
@@ -77,10 +77,12 @@ def stream_config(state: ServerState, body: Camera, operator: bool = False) -> S
     tls = None if operator else body.tls_verify
     arming = Schedule.parse(body.arming.windows, body.arming.timezone or s.arm_timezone) if body.arming else None
     config = StreamConfig.from_settings(
-        s, body.name, body.url, rules, body.fps, body.realtime, body.loop, operator=operator, tls_verify=tls,
+        s, body.name, body.addresses()[0], rules, body.fps, body.realtime, body.loop, operator=operator,
+        tls_verify=tls,
         arming=arming,
     )  # fmt: skip
     config.served, config.model = body.model, body.model or config.model
+    config.record_url = body.addresses()[1]  # evidence from another stream than the detector's, if any
     if body.motion_gate is not None:  # else the server's, as from_settings set it
         config.motion_gate = body.motion_gate
     return config
@@ -189,6 +191,10 @@ async def _add(request: Request, camera: Camera, replacing: bool = False) -> dic
     old = manager.watchers.get(camera.name)
     if old is not None and not replacing:
         raise APIError(409, f"a stream called {camera.name!r} is already being watched: remove it first")
+    try:  # a refused address is a 422 before the running camera stops
+        await asyncio.to_thread(config.check, manager.policy)
+    except SourceError as exc:
+        raise _api_error(exc, state.settings.camera_file) from exc
     watcher = None
     try:
         if old is not None:
@@ -205,7 +211,13 @@ async def _add(request: Request, camera: Camera, replacing: bool = False) -> dic
             except Exception:
                 log.exception("camera %s: not restarted as it was", camera.name)
         raise _api_error(exc, state.settings.camera_file) from exc
+    _solved(state, camera.name)
     return watcher.describe() if watcher else {"name": camera.name, "state": "disabled"}
+
+
+def _solved(state: ServerState, name: str) -> None:
+    """The start-up problems of camera ``name`` are gone once it is replaced or removed."""
+    state.camera_problems = [p for p in state.camera_problems if not p.startswith(f"camera {name!r}:")]
 
 
 def _api_error(exc: Exception, where) -> APIError:
@@ -231,7 +243,7 @@ async def list_cameras(request: Request) -> dict:
     """Passwords in URLs masked (``***``); a PUT that sends such a URL back keeps the stored one."""
     state = state_of(request)
     entries = await asyncio.to_thread(CameraFile(state.settings.camera_file).entries)
-    shown = [e | {"url": mask_url(e["url"])} if isinstance(e.get("url"), str) else e for e in entries]
+    shown = [e | {k: mask_url(e[k]) for k in URL_FIELDS if isinstance(e.get(k), str)} for e in entries]
     return {"file": str(state.settings.camera_file), "cameras": shown, "problems": state.camera_problems}
 
 
@@ -240,11 +252,14 @@ async def put_camera(request: Request, name: str, body: Camera) -> dict:
     """Replaces the camera of that name: its stream restarts with the new settings (a running alarm ends)."""
     if body.name != name:
         raise APIError(422, f"name: the body names {body.name!r}, the URL {name!r}")
-    if "***" in body.url:  # sent back as GET /v1/cameras showed it: the stored URL, password included
+    masked = [k for k in URL_FIELDS if "***" in (getattr(body, k) or "")]
+    if masked:  # sent back as GET /v1/cameras showed it: the stored URL, password included
         stored = await asyncio.to_thread(CameraFile(state_of(request).settings.camera_file).entries)
-        url = next((e.get("url") for e in stored if e.get("name") == name), None)
-        if isinstance(url, str) and mask_url(url) == body.url:
-            body = body.model_copy(update={"url": url})
+        entry = next((e for e in stored if e.get("name") == name), {})
+        kept = {k: entry[k] for k in masked if isinstance(entry.get(k), str) and mask_url(entry[k]) == getattr(body, k)}
+        if lost := [k for k in masked if k not in kept]:  # never a literal *** as the password
+            raise APIError(422, f"{', '.join(lost)}: '***' stands for a stored password, and none matches here")
+        body = body.model_copy(update=kept)
     return await _add(request, body, replacing=True)
 
 
@@ -272,6 +287,7 @@ async def delete_stream(request: Request, name: str) -> Response:
         await manager.remove(name)
     elif not kept:
         _watcher(request, name)  # 404
+    _solved(state, name)
     return Response(status_code=204)
 
 

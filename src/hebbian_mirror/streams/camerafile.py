@@ -24,6 +24,7 @@ from .rules import MAX_RULES, AlarmRule, parse_zones
 from .streamconfig import MAX_FPS
 
 STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # in URLs, metrics and events
+URL_FIELDS = ("url", "detect_url", "record_url")  # a camera's addresses (passwords masked when shown)
 
 
 class ArmingRequest(BaseModel):
@@ -46,6 +47,19 @@ class Camera(BaseModel):
         max_length=2048,
         description="Camera URL (rtsp, rtmp, http(s), srt, udp multicast), /dev/videoN, or a video file, image "
         "folder or glob inside a folder the server allows (--allow-source).",
+    )
+    detect_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="A lower-resolution stream of the same camera (a substream) that the detector reads instead.",
+    )
+    record_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="The stream evidence clips are cut from, as the camera sent it (default: url; url itself when "
+        "the detector reads detect_url).",
     )
     enabled: bool = Field(default=True, description="Watched (false: kept in the configuration, not watched).")
     model: str | None = Field(
@@ -100,6 +114,12 @@ class Camera(BaseModel):
         except RuleError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    def addresses(self) -> tuple[str, str | None]:
+        """(what the model reads, what evidence is recorded from when that is another stream, else None)."""
+        detect = self.detect_url or self.url
+        record = self.record_url or self.url
+        return detect, None if record == detect else record
 
     def alarm_rules(self) -> list[AlarmRule] | None:
         """Its rules (the camera's masks added to each), or None for the server's."""

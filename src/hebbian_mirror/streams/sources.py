@@ -7,7 +7,8 @@ the reader waits for the consumer. ``fps`` samples frames by their timestamps (t
 
 A watchdog reopens a live source that fails, ends or stalls (no frame for ``stall_timeout`` seconds), with
 exponential backoff; the consumer just gets no frame meanwhile. A file that cannot be read at all is a
-:class:`SourceError` as soon as the source is made; damaged packets inside a file are skipped and counted.
+:class:`SourceError` as soon as the source is made; damaged packets inside a file are skipped and counted. A live
+source keeps its last packets for evidence clips; ``record_only``: only that (a record stream, nothing decoded).
 """
 
 from __future__ import annotations
@@ -56,14 +57,16 @@ class VideoSource:
         operator: bool = True,
         tls_verify: bool = True,
         checked: CheckedSource | None = None,
+        record_only: bool = False,
     ) -> None:
         self.policy, self.operator = policy, operator
         self.checked = checked or policy.check(url, operator=operator, tls_verify=tls_verify)
         self.url, self.kind = self.checked.url, self.checked.kind
         self.name = name or Path(urlsplit(url).path).stem or "stream"
-        self.live = self.kind in ("stream", "device") or bool(realtime)
-        self.fps, self.loop = fps, loop
-        self.timeouts = (open_timeout, read_timeout)
+        self.live, self.record_only = self.kind in ("stream", "device") or bool(realtime), record_only
+        if record_only and (not self.live or self.kind == "images"):
+            raise SourceError(f"{mask_url(url)}: only a live video stream can be recorded")
+        self.fps, self.loop, self.timeouts = fps, loop, (open_timeout, read_timeout)
         self.stall_timeout, self.backoff, self.max_pixels = stall_timeout, backoff, max_pixels
         self.stats = SourceStats(self.kind, mask_url(url))
         self._stop = threading.Event()
@@ -72,7 +75,7 @@ class VideoSource:
         self._queue: queue.Queue = queue.Queue(maxsize=2)  # files: frames, then the end or the error
         self._thread: threading.Thread | None = None
         self._failure: SourceError | None = None
-        self._ended = False
+        self._ended = self._received = False  # _received: a packet came through the current connection
         self._images = list(self.checked.images)
         self._wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []  # next() callers waiting
         self._transport = "tcp"  # RTSP: interleaved TCP first; a server that refuses it is tried over UDP
@@ -101,7 +104,7 @@ class VideoSource:
         stream = container.streams.video[0]
         stream.codec_context.options = {"max_pixels": str(self.max_pixels)}  # every frame, not just the first
         w, h = stream.codec_context.width, stream.codec_context.height
-        if w * h > self.max_pixels:
+        if w * h > self.max_pixels and not self.record_only:  # a record stream is never decoded
             container.close()
             raise SourceError(f"{mask_url(self.url)}: {w}×{h} frames are over the {self.max_pixels:,}-pixel limit")
         self.stats.width, self.stats.height = w, h
@@ -125,12 +128,13 @@ class VideoSource:
             self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
-        """Stop reading; returns within about the read timeout (the reader is a daemon thread)."""
+    def stop(self, join: bool = True) -> None:
+        """Stop reading; returns within about the read timeout (the reader is a daemon thread), at once without
+        ``join``."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread is not None:
+        if self._thread is not None and join:
             self._thread.join(timeout=self.timeouts[1] + 2)
         if self.stats.state not in ("ended", "failed"):
             self.stats.state = "stopped"
@@ -256,7 +260,9 @@ class VideoSource:
                     log.warning("%s: %s; ending the file here", self.name, self.stats.last_error)
                     self._finish(SourceEnded(self.name))
                     return
-                if got == 0 and self.url.startswith(("rtsp://", "rtsps://")):
+                if self.record_only and self._received:  # it streamed before it failed (it delivers no frame)
+                    delay = self.backoff[0]
+                elif not self._received and self.url.startswith(("rtsp://", "rtsps://")):
                     self._transport = "udp" if self._transport == "tcp" else "tcp"
                 self.stats.state = "reconnecting"
                 self.stats.reconnects += 1
@@ -277,6 +283,7 @@ class VideoSource:
     def _video_frames(self, index: int) -> Iterator[Frame]:
         import av
 
+        self._received = False
         container = self._open()
         try:
             stream = container.streams.video[0]
@@ -291,6 +298,12 @@ class VideoSource:
                 if self.ring is not None and packet.size:  # as the camera sent it, before any decoding
                     self.ring.add(Packet(bytes(packet), packet.pts, packet.dts, packet.is_keyframe, time.time(),
                                          packet.duration))  # fmt: skip
+                self._received = self._received or bool(packet.size)
+                if self.kind != "file" and time.monotonic() - last > self.stall_timeout:
+                    raise TimeoutError(f"no {'packet' if self.record_only else 'frame'} for {self.stall_timeout:g} s")
+                if self.record_only:  # kept, never decoded: a packet is the stream's sign of life
+                    self.stats.state, last = "streaming", time.monotonic() if packet.size else last
+                    continue
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError as exc:  # one damaged packet, or a frame over the pixel limit: skip it
@@ -314,8 +327,6 @@ class VideoSource:
                     if self._sampled(pts - first_pts, due):
                         yield Frame(vf.to_ndarray(format="rgb24"), index, pts, time.time())
                     index += 1
-                if self.kind != "file" and time.monotonic() - last > self.stall_timeout:
-                    raise TimeoutError(f"no frame for {self.stall_timeout:g} s")
         finally:
             container.close()
 

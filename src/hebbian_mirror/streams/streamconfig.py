@@ -10,7 +10,9 @@ from ..errors import RuleError, StreamLimitError
 from ..meta import DEFAULT_MAX_PIXELS
 from .arming import Schedule
 from .health import HealthRules
+from .policy import OPERATOR, SourcePolicy
 from .rules import AlarmRule
+from .sources import VideoSource, open_source
 
 MAX_FPS = 60.0  # frames per second a stream may ask to process
 
@@ -20,7 +22,7 @@ class StreamConfig:
     """What to watch and how: the source, its alarm rules, and the frame rate to process."""
 
     name: str
-    url: str
+    url: str  # what the detector reads
     rules: list[AlarmRule]
     fps: float | None = None  # process at most this many frames per second (files: sampled by timestamp)
     realtime: bool | None = None  # play a file at its own pace, as if live
@@ -37,12 +39,29 @@ class StreamConfig:
     served: str | None = None  # the served model that watches it, by name (None: the server's first)
     motion_gate: bool = True  # detect only frames with motion (streams/motion.py)
     motion_refresh: float = 2.0  # seconds: a still picture is detected again anyway
+    record_url: str | None = None  # evidence clips cut from this stream's packets (None: from url's)
 
     def __post_init__(self) -> None:
         if not self.rules:
             raise RuleError(f"stream {self.name}: no alarm classes: name at least one the model knows")
         if self.fps is not None and not 0 < self.fps <= MAX_FPS:
             raise StreamLimitError(f"stream {self.name}: fps must be above 0 and at most {MAX_FPS}, got {self.fps:g}")
+
+    def open(self, policy: SourcePolicy = OPERATOR) -> tuple[VideoSource, VideoSource | None]:
+        """Its source, through ``policy``, and its record stream (``record_url``: packets only, for evidence)."""
+        common = {"max_pixels": self.max_pixels, "policy": policy, "operator": self.operator}
+        common["tls_verify"] = self.tls_verify
+        source = open_source(self.url, name=self.name, fps=self.fps, realtime=self.realtime, loop=self.loop, **common)
+        if not self.record_url:
+            return source, None
+        record = open_source(self.record_url, name=f"{self.name}-record", record_only=True, **common)
+        source.ring = None  # its packets are not the evidence
+        return source, record
+
+    def check(self, policy: SourcePolicy) -> None:
+        """Its addresses through ``policy`` (:class:`SourceError` for one refused), opening nothing."""
+        for url in filter(None, (self.url, self.record_url)):
+            policy.check(url, operator=self.operator, tls_verify=self.tls_verify)
 
     @classmethod
     def from_settings(

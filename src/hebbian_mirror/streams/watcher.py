@@ -30,7 +30,7 @@ from .health import CameraHealth
 from .motion import StillFrames
 from .policy import OPERATOR, SourcePolicy
 from .recording import ClipRecorder
-from .sources import Frame, SourceEnded, VideoSource, mask_url, open_source
+from .sources import Frame, SourceEnded, VideoSource, mask_url
 from .streamconfig import MAX_FPS, StreamConfig  # noqa: F401  (imported from here too)
 
 log = logging.getLogger(__name__)
@@ -76,17 +76,7 @@ class StreamWatcher:
         self.detect = detect
         self.store = store
         self.on_event = on_event
-        self.source = source or open_source(
-            config.url,
-            name=config.name,
-            fps=config.fps,
-            realtime=config.realtime,
-            loop=config.loop,
-            max_pixels=config.max_pixels,
-            policy=policy,
-            operator=config.operator,
-            tls_verify=config.tls_verify,
-        )
+        self.source, self.recorder = (source, None) if source else config.open(policy)  # recorder: record_url's
         self.alarms = AlarmTracker(config.rules, fps=config.fps or 10.0)
         self.options = DetectOptions(conf=min(self.alarms.detect_conf, config.conf))
         self.still = StillFrames(config.motion_refresh) if config.motion_gate else None
@@ -104,7 +94,7 @@ class StreamWatcher:
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"stream-{config.name}")  # snapshots, clips, store
         self._jpeg: tuple[int, bytes] | None = None
         self.health = CameraHealth(config.health, self.source.kind in ("stream", "device"), time.time())
-        self.evidence = Evidence(getattr(self.source, "ring", None))  # clips cut from the camera's own packets
+        self.evidence = Evidence(getattr(self.recorder or self.source, "ring", None))  # the camera's own packets
         self._problems: dict[str, Event] = {}
 
     @property
@@ -116,7 +106,9 @@ class StreamWatcher:
 
     async def run(self) -> None:
         """Read, detect, track, alarm; until stopped or the file ended. Ends running alarms on the way out."""
-        self.source.start()
+        sources = [s for s in (self.source, self.recorder) if s is not None]
+        for source in sources:
+            source.start()
         loop = asyncio.get_running_loop()
         try:
             while not self._stop.is_set():
@@ -145,7 +137,10 @@ class StreamWatcher:
             except Exception:  # a full disk, a closed store: the camera is still let go
                 log.exception("stream %s: ending its events failed", self.name)
             finally:
-                await loop.run_in_executor(self._io, self.source.stop)  # not the shared executor: a dead camera
+                for source in sources:  # all told first; then joined, not in the shared executor: a dead camera
+                    source.stop(join=False)
+                for source in sources:
+                    await loop.run_in_executor(self._io, source.stop)
                 self._io.shutdown(wait=True)
 
     async def _process(self, frame: Frame) -> None:
@@ -313,7 +308,7 @@ class StreamWatcher:
 
     def describe(self) -> dict[str, Any]:
         """The stream's state for the API and the CLI's status line."""
-        s = self.source.stats
+        s, rec = self.source.stats, self.recorder  # rec: the record stream's source, if any
         latency = sorted(self.stats.latency)
         return {
             "name": self.name,
@@ -338,6 +333,7 @@ class StreamWatcher:
             "arming": self.config.arming.to_dict()
             | ((self.modes and self.modes.get(self.name)) or {"mode": "schedule"}),
             "rules": [r.to_dict() for r in self.config.rules],
+            "record": rec and {"url": mask_url(rec.url), "state": rec.stats.state, "error": rec.stats.last_error},
         }
 
 
