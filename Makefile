@@ -90,15 +90,9 @@ e2e-tools: browser stream-tools deploy-tools
 
 # The whole suite, every tier (what CI runs): tests/unit, tests/models (real weights and data from ../shared,
 # in-process), tests/e2e (processes, browser, Ray, DDP, MQTT, RTSP, the README's and docs' command blocks).
-# Two workers (a file stays on one), then the files marked serial alone: those timed against the clock or busy
-# on both cores. Both parts always run; either failing fails the target. TEST_WORKERS=0 runs it all in one process.
-TEST_WORKERS ?= 2
 test: install-dev e2e-tools
 	$(BIN)/ruff check src tests benchmarks
-	status=0; \
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=$$?; \
-	$(BIN)/python -m pytest -m serial || status=$$?; \
-	exit $$status
+	$(BIN)/python -m pytest
 
 # The unit tier alone (under a minute, no ../shared needed): the loop while you work.
 test-fast: install-dev

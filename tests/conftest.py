@@ -50,6 +50,14 @@ def detector(name: str):
     return load_detector(name, load_settings(device="cpu"))
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_uris(monkeypatch):
+    """MLflow writes the URIs it is given into the environment, where the next test (or a server it starts)
+    would find them: each test starts without."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A small dataset: 12 training and 4 validation images of the hand-held set (3 classes), as YOLO."""

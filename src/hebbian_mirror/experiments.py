@@ -28,12 +28,19 @@ MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # a logged model's registered versi
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
+_SET: dict[str, str] = {}  # the registry URI this process last gave MLflow (which writes it to the environment)
+
+
 def _mlflow():
     import mlflow
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    registry = os.environ.get("MLFLOW_REGISTRY_URI")
+    if not registry or registry == _SET.get("registry"):  # not the user's: MLflow's own copy of an earlier call
+        registry = uri
+    mlflow.set_registry_uri(registry)
+    _SET["registry"] = registry
     return mlflow
 
 

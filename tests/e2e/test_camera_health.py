@@ -9,13 +9,10 @@ import json
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ..hostile_peers import MjpegService
 from ..server_process import ServerProcess, free_port
 from ..stream_peers import SECRET, Mosquitto, RtspServer, WebhookReceiver, alarm_clip, wait_for
-
-pytestmark = pytest.mark.serial  # a camera offline after 3 s, frozen or covered after 2 s
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "event-message.schema.json"
 

@@ -21,8 +21,6 @@ from ..conftest import DOG
 from ..hostile_peers import MemoryWatch, MjpegService, RawPeer, jpeg, listening
 from ..server_process import ServerProcess, free_port
 
-pytestmark = pytest.mark.serial  # dead cameras and slow sources timed against the clock
-
 ADMIN, VIEW, DETECT = "admin-key-0123456789", "view-key-0123456789", "detect-key-0123456789"
 A = {"X-API-Key": ADMIN}
 PASSWORD = "hunter2pass"

@@ -20,8 +20,6 @@ from hebbian_mirror.train.run_config import TrainConfig
 
 from ..conftest import SHARED, WEIGHTS
 
-pytestmark = pytest.mark.serial  # two training processes take both cores
-
 COMMON = ["--img-size", "160", "--device", "cpu", "--workers", "0", "--max-steps", "2", "--no-augment", "--no-track"]
 
 

@@ -10,12 +10,9 @@ import json
 import subprocess
 
 import httpx
-import pytest
 
 from ..server_process import ServerProcess, free_port
 from ..stream_peers import SECRET, WEAPONS_MODEL, RtspServer, WebhookReceiver, alarm_clip, wait_for
-
-pytestmark = pytest.mark.serial  # a 10 fps camera's frames counted in the clip
 
 KEY = "evidence-key-0123456789"
 A = {"X-API-Key": KEY}

@@ -21,8 +21,6 @@ from ..conftest import COCO_VAL, DOG, SHARED
 from ..helpers import encode, huge_png, scan_bomb
 from ..server_process import ServerProcess
 
-pytestmark = pytest.mark.serial  # slow clients and request deadlines timed against the clock
-
 KEY = "k3y-for-tests"
 AUTH = {"X-API-Key": KEY}
 IMAGES = sorted((COCO_VAL / "images").glob("*.jpg"))[:8]

@@ -21,8 +21,6 @@ import tritonclient.http as triton
 from ..conftest import DOG, KNIFE, WEIGHTS
 from ..server_process import free_port
 
-pytestmark = pytest.mark.serial  # a 2-CPU Ray cluster takes both cores
-
 REPLICA = "ServeReplica:hebbian-mirror:model-"
 DOG_LABELS = {"dog", "bicycle", "truck"}
 

@@ -17,8 +17,6 @@ from hebbian_mirror.streams.sources import SourceEnded, open_source
 from ..conftest import COCO_VAL, SHARED
 from ..server_process import free_port
 
-pytestmark = pytest.mark.serial  # live dropping and read deadlines timed against the clock
-
 
 def frames_of(source, limit: int = 1000, timeout: float = 5.0) -> list:
     out = []

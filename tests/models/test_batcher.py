@@ -17,8 +17,6 @@ from hebbian_mirror.serving.runners import ThreadRunner, detect_items
 from ..conftest import COCO_VAL, DOG, detector
 from ..helpers import huge_png, scan_bomb
 
-pytestmark = pytest.mark.serial  # batch waits and admission timed against the clock
-
 IMAGES = sorted((COCO_VAL / "images").glob("*.jpg"))[:8]
 PIXELS = [decode_image(p) for p in IMAGES]
 DOG_PIXELS = decode_image(DOG)

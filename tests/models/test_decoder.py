@@ -18,8 +18,6 @@ from hebbian_mirror.server.errors import APIError
 from ..conftest import DOG, SHARED
 from ..helpers import encode, huge_png, scan_bomb
 
-pytestmark = pytest.mark.serial  # a runaway decode abandoned at its deadline
-
 HOSTILE = sorted((SHARED / "data" / "hostile").glob("*-*"))
 
 

@@ -191,8 +191,9 @@ async def _add(request: Request, camera: Camera, replacing: bool = False) -> dic
     old = manager.watchers.get(camera.name)
     if old is not None and not replacing:
         raise APIError(409, f"a stream called {camera.name!r} is already being watched: remove it first")
-    try:  # a refused address is a 422 before the running camera stops
-        await asyncio.to_thread(config.check, manager.policy)
+    try:  # a refused address of a camera to watch is a 422 before the running camera stops
+        if camera.enabled:
+            await asyncio.to_thread(config.check, manager.policy)
     except SourceError as exc:
         raise _api_error(exc, state.settings.camera_file) from exc
     watcher = None
