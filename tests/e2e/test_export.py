@@ -78,7 +78,7 @@ def test_onnx_files_work_in_predict_evaluate_and_serve(exported, cli, tmp_path):
 
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["AP50"] == pytest.approx(0.476, abs=0.005)
     # the server's merge and augment apply where the model has them: an ONNX file merges, and cannot augment
-    srv = ServerProcess("--model", str(path), "--merge", "--augment", log=tmp_path / "server.log")
+    srv = ServerProcess("--model", str(path), "--merge", "--augment", "--workers", "1", log=tmp_path / "server.log")
     try:
         r = httpx.post(srv.url + "/v1/detect", content=DOG.read_bytes(), timeout=60)
         assert r.status_code == 200 and "dog" in {d["label"] for d in r.json()["detections"]}

@@ -384,7 +384,9 @@ def test_clean_shutdown_finishes_requests_in_flight(tmp_path):
 
 def test_served_models_have_names_in_urls_and_answers(tmp_path):
     weapons = WEIGHTS / "weapons4-yolov4-tiny.pt"
-    srv = ServerProcess("--model", "dogs=yolov4-tiny", "--model", str(weapons), log=tmp_path / "server.log")
+    srv = ServerProcess(
+        "--model", "dogs=yolov4-tiny", "--model", str(weapons), "--workers", "1", log=tmp_path / "server.log"
+    )
     try:
         models = httpx.get(srv.url + "/v1/models").json()["models"]
         assert [m["name"] for m in models] == ["dogs", "weapons4-yolov4-tiny"] and models[0]["default"]

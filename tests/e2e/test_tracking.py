@@ -97,7 +97,7 @@ def test_tracked_training_run_and_served_champion(cli, tiny, tmp_path, store):
     )
     assert code == 0 and stdout.count('"detections"') == 4, stderr
 
-    srv = ServerProcess("--model", "models:/hm-weapons@champion", log=tmp_path / "server.log")
+    srv = ServerProcess("--model", "models:/hm-weapons@champion", "--workers", "1", log=tmp_path / "server.log")
     try:
         models = httpx.get(srv.url + "/v1/models").json()["models"]
         assert models[0]["classes"] == ["airpods", "phone", "wallet"]

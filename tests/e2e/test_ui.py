@@ -47,6 +47,8 @@ def server(tmp_path_factory):
         "yolov3-tiny",
         "--model",
         f"{WEAPONS}={WEIGHTS / 'weapons4-yolov4-tiny.pt'}",
+        "--workers",
+        "1",  # a worker process per model (test_workers.py has two)
         "--api-key",
         KEY,
         log=tmp_path_factory.mktemp("ui-server") / "server.log",

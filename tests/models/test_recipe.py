@@ -4,6 +4,7 @@ merge, an extended head, training, the retention check), and the shipped weapons
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from hebbian_mirror.classes import COCO_CLASSES
 from hebbian_mirror.config import load_settings
-from hebbian_mirror.datasets import Box, DetectionDataset, Sample, load_splits
+from hebbian_mirror.datasets import Box, DetectionDataset, Sample, load_dataset, load_splits, write_splits
 from hebbian_mirror.detection import DetectOptions
 from hebbian_mirror.errors import DatasetError
 from hebbian_mirror.experiments import resolve
@@ -42,6 +43,13 @@ def tiny_recipe(path, tiny, **changes) -> None:
     }  # fmt: skip
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc | changes))
+
+
+def small_retention(folder: Path) -> Path:
+    """20 of the COCO retention images (where the run's numbers do not matter)."""
+    coco = load_dataset(COCO_VAL / "instances_val2017_subset.json")
+    coco.samples = coco.samples[:20]
+    return write_splits({"val": coco}, folder / "retention-20", "yolo")
 
 
 def found(model, image, labels: set[str]) -> set[tuple[str, float]]:
@@ -125,6 +133,7 @@ def test_a_recipe_runs_end_to_end_on_a_tiny_subset(cli, tiny, tmp_path, monkeypa
     tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9})
     code, out, err = cli("train", "--recipe", path, "--resume", "--max-steps", "1", "--no-track")
     assert code != 0 and "prepared from another recipe" in out + err, out + err
+    tiny_recipe(path, tiny, pseudo_labels={"conf": 0.9}, retention=str(small_retention(tmp_path)))  # not data
     elsewhere = tmp_path / "elsewhere"  # --out: another run folder, its own data
     code, out, err = cli(
         "train", "--recipe", path, "--out", elsewhere, "--epochs", "1", "--max-steps", "1", "--no-track"
@@ -152,7 +161,7 @@ def test_a_failure_after_training_keeps_the_trained_model(cli, tiny, tmp_path, m
 
     monkeypatch.setattr(recipes, "finish", fail)
     path = tmp_path / "recipes" / "tiny.yaml"
-    tiny_recipe(path, tiny)
+    tiny_recipe(path, tiny, retention=None)  # finish fails before any retention check
     code, out, err = cli("train", "--recipe", path, "--epochs", "1", "--max-steps", "1", "--no-track")
     assert code == 0, out + err
     assert "warning: after training: the retention set went away" in out
