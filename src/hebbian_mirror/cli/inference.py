@@ -50,7 +50,11 @@ def models(
         }
         for spec in registry().values()
     ]
-    shipped = [_shipped_row(model) for model in SHIPPED.values()]
+    cached = {r["name"]: r["cached"] for r in rows}
+    shipped = [
+        _shipped_row(m) | {"cached": cached.get(m.base, False), "default": m.name == settings.model}
+        for m in SHIPPED.values()
+    ]
     if as_json:
         for row in rows + shipped:
             print(json.dumps(row))
@@ -62,7 +66,7 @@ def models(
 
 def _shipped_row(model: ShippedModel) -> dict:
     """A shipped model as ``models`` lists it: its classes, measured accuracy and digest, from the registry
-    (the file is not read)."""
+    (the file is not read); ``models`` adds ``cached`` (its base model's weights are) and ``default``."""
     return {
         "name": model.name,
         "shipped": True,
