@@ -76,13 +76,14 @@ def stream_config(state: ServerState, body: Camera, operator: bool = False) -> S
         raise RuleError("rules: held needs a model that knows people (person); this one does not")
     tls = None if operator else body.tls_verify
     arming = Schedule.parse(body.arming.windows, body.arming.timezone or s.arm_timezone) if body.arming else None
+    detect_url, record_url = body.addresses()
     config = StreamConfig.from_settings(
-        s, body.name, body.addresses()[0], rules, body.fps, body.realtime, body.loop, operator=operator,
+        s, body.name, detect_url, rules, body.fps, body.realtime, body.loop, operator=operator,
         tls_verify=tls,
         arming=arming,
     )  # fmt: skip
     config.served, config.model = body.model, body.model or config.model
-    config.record_url = body.addresses()[1]  # evidence from another stream than the detector's, if any
+    config.record_url = record_url  # evidence from another stream than the detector's, if any
     if body.motion_gate is not None:  # else the server's, as from_settings set it
         config.motion_gate = body.motion_gate
     return config

@@ -49,8 +49,12 @@ class StreamConfig:
 
     def open(self, policy: SourcePolicy = OPERATOR) -> tuple[VideoSource, VideoSource | None]:
         """Its source, through ``policy``, and its record stream (``record_url``: packets only, for evidence)."""
-        common = {"max_pixels": self.max_pixels, "policy": policy, "operator": self.operator}
-        common["tls_verify"] = self.tls_verify
+        common = {
+            "max_pixels": self.max_pixels,
+            "policy": policy,
+            "operator": self.operator,
+            "tls_verify": self.tls_verify,
+        }
         source = open_source(self.url, name=self.name, fps=self.fps, realtime=self.realtime, loop=self.loop, **common)
         if not self.record_url:
             return source, None
